@@ -1,0 +1,1 @@
+"""Checkpoint converters: `python -m converters SRC OUT`."""

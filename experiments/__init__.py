@@ -1,0 +1,1 @@
+"""absl binaries: `python -m experiments.NAME --flag=...`."""

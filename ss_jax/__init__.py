@@ -1,0 +1,1 @@
+"""ss-jax: StyleGAN2 and StyleSpace analysis in JAX."""

@@ -1,0 +1,1 @@
+"""Torch- and TensorFlow-free readers for checkpoint files (untrusted input)."""

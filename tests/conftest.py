@@ -1,0 +1,19 @@
+"""Shared test setup: fixture paths and fake CPU devices for sharding tests."""
+import os
+import pathlib
+
+# Several fake CPU devices so sharding code paths are exercised; must precede jax import.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("SS_JAX_SHARED", REPO.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir():
+  if not FIXTURES.is_dir():
+    pytest.skip(f"shared fixtures not found at {FIXTURES}")
+  return FIXTURES
