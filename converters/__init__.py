@@ -1,1 +1,43 @@
-"""Checkpoint converters: `python -m converters SRC OUT`."""
+"""Checkpoint converters: official StyleGAN2 files -> ss-jax generators.
+
+`python -m converters SRC OUT` writes a converted directory; `load_checkpoint`
+reads any supported file directly.
+"""
+import pathlib
+
+from ss_jax.io import CheckpointError, sniff_format
+
+
+def load_checkpoint(path):
+  """Read a generator checkpoint of any supported format; returns (Generator, info dict)."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"checkpoint not found: {path}")
+  kind = sniff_format(path)
+  if kind == "nvidia_pkl":
+    from converters import nvidia as mod
+  elif kind == "tf_pkl":
+    from converters import tensorflow as mod
+  elif kind in ("torch_zip", "torch_legacy"):
+    from converters import rosinality as mod
+  else:
+    raise CheckpointError(f"{path}: no generator converter for format {kind!r}")
+  g, info = mod.load(path)
+  info = dict(info, path=str(path))
+  return g, info
+
+
+def describe(g, info):
+  """Lines summarising a loaded generator (what the converter prints)."""
+  cfg = g.config
+  layout = g.layout
+  conv = sum(L.channels for L in layout if L.kind == "conv")
+  rgb = sum(L.channels for L in layout if L.kind == "torgb")
+  lines = [f"format:          {info.get('format')} ({info.get('network')})",
+           f"resolution:      {cfg.img_resolution} px, {cfg.img_channels} channels, architecture {cfg.architecture}",
+           f"z_dim / w_dim:   {cfg.z_dim} / {cfg.w_dim}, c_dim {cfg.c_dim}, mapping layers {cfg.mapping_layers}",
+           f"num_ws:          {cfg.num_ws}",
+           f"style layers:    {len(layout)}; style channels {conv + rgb} ({conv} conv + {rgb} toRGB)"]
+  if "w_avg" in info:
+    lines.append(f"w_avg:           {info['w_avg']}")
+  return lines

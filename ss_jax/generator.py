@@ -130,9 +130,9 @@ def _modulated_conv(cfg, x, s, p, up, precision):
   w = p["weight"]
   x = x * s[:, None, None, :]
   x = ops.conv2d_up(x, w, cfg.fir, precision) if up else ops.conv2d(x, w, precision)
-  # rosinality applies the 1/sqrt(fan_in) gain before demodulating, so eps sees a scaled sum.
-  eps_scale = 1.0 / (w.shape[0] * w.shape[1] * w.shape[2]) if cfg.flavour == "rosinality" else 1.0
-  d = ops.demod_coefficients(w, s, eps_scale, precision)
+  # rosinality applies the 1/sqrt(fan_in) gain before demodulating, so its eps is relatively larger.
+  eps = 1e-8 * (w.shape[0] * w.shape[1] * w.shape[2] if cfg.flavour == "rosinality" else 1)
+  d = ops.demod_coefficients(w, s, eps, precision)
   return x * d[:, None, None, :]
 
 

@@ -129,17 +129,17 @@ def upsample2d(x, fir=DEFAULT_FIR):
   return up_axis(up_axis(x, 1), 2)
 
 
-def demod_coefficients(w, s, eps_scale=1.0, precision=None):
-  """Demodulation factors rsqrt(eps_scale · Σ_{i,kh,kw} (w·s_i)² + 1e-8).
+def demod_coefficients(w, s, eps=1e-8, precision=None):
+  """Demodulation factors rsqrt(Σ_{i,kh,kw} (w·s_i)² + eps) per sample and output channel.
 
   Args:
     w: (kh, kw, Cin, Cout) raw conv weight.
     s: (N, Cin) styles.
-    eps_scale: multiplies the weight energy before adding 1e-8 (rosinality scales
-      its weight by 1/sqrt(Cin·k²) before demodulating, NVIDIA does not).
+    eps: 1e-8 for NVIDIA; rosinality scales its weight by 1/sqrt(Cin·k²) before
+      demodulating, which equals eps = 1e-8·Cin·k² on the raw weight.
   Returns:
     (N, Cout) float32.
   """
-  wsq = jnp.sum(jnp.square(w), axis=(0, 1)) * eps_scale          # (Cin, Cout)
+  wsq = jnp.sum(jnp.square(w), axis=(0, 1))                        # (Cin, Cout)
   energy = jnp.matmul(jnp.square(s), wsq, precision=precision)    # (N, Cout)
-  return jax.lax.rsqrt(energy + 1e-8)
+  return jax.lax.rsqrt(energy + eps)

@@ -1,0 +1,98 @@
+"""NVIDIA stylegan2-ada-pytorch / stylegan3 (StyleGAN2 networks) pickles -> ss-jax Generator."""
+import numpy as np
+
+from converters.common import TensorSource, check_fir, oihw_to_hwio
+from ss_jax.config import GeneratorConfig, style_layout
+from ss_jax.generator import Generator
+from ss_jax.io import CheckpointError, read_nvidia_pickle
+
+
+def _pick_generator(obj, path):
+  if not isinstance(obj, dict):
+    raise CheckpointError(f"{path}: expected a dict snapshot with 'G_ema', got {type(obj).__name__}")
+  for key in ("G_ema", "G"):
+    if key in obj and obj[key] is not None:
+      return key, obj[key]
+  raise CheckpointError(f"{path}: no 'G_ema' generator in the pickle (keys: {sorted(obj)})")
+
+
+def _attr(module, name, default):
+  v = module.attrs.get(name, default) if module is not None else default
+  return default if v is None else v
+
+
+def config_from_module(G, path):
+  """GeneratorConfig from the module's constructor kwargs, cross-checked against tensors."""
+  kw = dict(G.init_kwargs)
+  missing = [k for k in ("z_dim", "w_dim", "img_resolution") if k not in kw]
+  if missing:
+    raise CheckpointError(f"{path}: generator has no {missing} in its constructor kwargs")
+  sd = G.state_dict()
+  map_kw = dict(kw.get("mapping_kwargs") or {})
+  syn_kw = dict(kw.get("synthesis_kwargs") or {})
+  res = int(kw["img_resolution"])
+  num_layers = sum(1 for k in sd if k.startswith("mapping.fc") and k.endswith(".weight"))
+  fc0 = G.submodule("mapping.fc0")
+  lr = float(_attr(fc0, "bias_gain", map_kw.get("lr_multiplier", 0.01)))
+  channels = []
+  for k in range(2, int(np.log2(res)) + 1):
+    key = "synthesis.b4.const" if k == 2 else f"synthesis.b{2**k}.conv1.weight"
+    if key not in sd:
+      raise CheckpointError(f"{path}: missing tensor 'G_ema.{key}'")
+    channels.append(int(sd[key].shape[0]))
+  arch = syn_kw.get("architecture", "skip")
+  clamp = syn_kw.get("conv_clamp", None)
+  hidden = int(sd["mapping.fc0.weight"].shape[0]) if num_layers > 1 else None
+  embed = int(sd["mapping.embed.weight"].shape[0]) if "mapping.embed.weight" in sd else None
+  return GeneratorConfig(
+      z_dim=int(kw["z_dim"]), w_dim=int(kw["w_dim"]), c_dim=int(kw.get("c_dim", 0)),
+      img_resolution=res, img_channels=int(kw.get("img_channels", 3)),
+      channels=tuple(channels), mapping_layers=num_layers, mapping_hidden=hidden,
+      mapping_lr=lr, embed_features=embed, architecture=arch,
+      conv_clamp=None if clamp is None else float(clamp), flavour="nvidia")
+
+
+def params_from_state_dict(cfg, sd, path, prefix=""):
+  """Torch-named tensors of a StyleGAN2 G (NVIDIA names) -> (params, buffers)."""
+  t = TensorSource(sd, path, prefix)
+  dims = [cfg.z_dim + cfg.embed_dim] + [cfg.hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+  fc = [{"w": t.get(f"mapping.fc{i}.weight", (o, d)).T.copy(), "b": t.get(f"mapping.fc{i}.bias", (o,))}
+        for i, (d, o) in enumerate(zip(dims[:-1], dims[1:]))]
+  mapping = {"fc": fc}
+  if cfg.c_dim:
+    mapping["embed"] = {"w": t.get("mapping.embed.weight", (cfg.embed_dim, cfg.c_dim)).T.copy(),
+                        "b": t.get("mapping.embed.bias", (cfg.embed_dim,))}
+  layers, noise = [], []
+  for L in style_layout(cfg):
+    mod = f"synthesis.b{L.resolution}.{L.name.split('_')[1]}"
+    k = 3 if L.kind == "conv" else 1
+    p = {"affine_w": t.get(f"{mod}.affine.weight", (L.channels, cfg.w_dim)).T.copy(),
+         "affine_b": t.get(f"{mod}.affine.bias", (L.channels,)),
+         "weight": oihw_to_hwio(t.get(f"{mod}.weight", (L.out_channels, L.channels, k, k))),
+         "bias": t.get(f"{mod}.bias", (L.out_channels,))}
+    if L.kind == "conv":
+      p["noise_strength"] = t.get(f"{mod}.noise_strength", ())
+      noise.append(t.get(f"{mod}.noise_const", (L.resolution, L.resolution)))
+      if L.up and f"{mod}.resample_filter" in t:
+        check_fir(path, prefix + f"{mod}.resample_filter", t.get(f"{mod}.resample_filter"))
+    layers.append(p)
+  c4 = cfg.channels_at(4)
+  synthesis = {"const": np.transpose(t.get("synthesis.b4.const", (c4, 4, 4)), (1, 2, 0)).copy(),
+               "layers": layers}
+  if cfg.architecture == "resnet":
+    synthesis["skips"] = [
+        {"weight": oihw_to_hwio(t.get(f"synthesis.b{2**k}.skip.weight",
+                                      (cfg.channels_at(2**k), cfg.channels_at(2**(k - 1)), 1, 1)))}
+        for k in range(3, cfg.log2_res + 1)]
+  w_avg = t.get("mapping.w_avg", (cfg.w_dim,))
+  return {"mapping": mapping, "synthesis": synthesis}, {"w_avg": w_avg, "noise": noise}
+
+
+def load(path):
+  """Read an NVIDIA PyTorch snapshot pickle; returns (Generator, info dict)."""
+  snap = read_nvidia_pickle(path)
+  key, G = _pick_generator(snap, path)
+  cfg = config_from_module(G, path)
+  params, buffers = params_from_state_dict(cfg, G.state_dict(), path)
+  info = {"format": "NVIDIA stylegan2-ada-pytorch pickle", "network": key}
+  return Generator(params, buffers, cfg), info

@@ -1,0 +1,72 @@
+"""Converted-generator directories (orbax params + JSON config) and `load_generator`.
+
+Layout of a converted directory:
+  DIR/config.json   {"format": "ss-jax-generator", "version": 1, "config": {...}, "source": {...}}
+  DIR/state/        orbax PyTree checkpoint of {"params": ..., "buffers": ...}
+"""
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import jax
+import numpy as np
+
+from ss_jax.config import GeneratorConfig
+from ss_jax.generator import Generator, init_params
+
+FORMAT = "ss-jax-generator"
+VERSION = 1
+
+
+def _abstract_state(cfg):
+  params, buffers = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
+  return {"params": params, "buffers": buffers}
+
+
+def save_generator(g: Generator, directory, source=None):
+  """Write g atomically: a temporary sibling directory is renamed into place when complete."""
+  import orbax.checkpoint as ocp
+  directory = pathlib.Path(directory).absolute()
+  directory.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
+  try:
+    state = jax.tree.map(np.asarray, {"params": g.params, "buffers": g.buffers})
+    with ocp.StandardCheckpointer() as ckpt:
+      ckpt.save(tmp / "state", state)
+    meta = {"format": FORMAT, "version": VERSION, "config": g.config.to_dict(), "source": source or {}}
+    (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+    if directory.exists():
+      shutil.rmtree(directory)
+    os.replace(tmp, directory)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def load_converted(directory):
+  """Read a directory written by save_generator; returns (Generator, meta dict)."""
+  import orbax.checkpoint as ocp
+  directory = pathlib.Path(directory).absolute()
+  meta_path = directory / "config.json"
+  if not meta_path.is_file():
+    raise FileNotFoundError(f"{directory}: not a converted ss-jax generator (no config.json)")
+  meta = json.loads(meta_path.read_text())
+  if meta.get("format") != FORMAT:
+    raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
+  cfg = GeneratorConfig.from_dict(meta["config"])
+  with ocp.StandardCheckpointer() as ckpt:
+    state = ckpt.restore(directory / "state", _abstract_state(cfg))
+  return Generator(state["params"], state["buffers"], cfg), meta
+
+
+def load_generator(path):
+  """A Generator from a converted directory, an NVIDIA .pkl (PyTorch or TF) or a rosinality .pt."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise FileNotFoundError(f"checkpoint not found: {path}")
+  if path.is_dir():
+    return load_converted(path)[0]
+  from converters import load_checkpoint  # format readers live with the converters
+  return load_checkpoint(path)[0]
