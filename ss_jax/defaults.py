@@ -1,0 +1,13 @@
+"""Paths of the embedded default models shipped inside the package (ToyFaces)."""
+import pathlib
+
+ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
+TOYFACES_GENERATOR = ASSETS / "toyfaces" / "generator"
+
+
+def default_checkpoint():
+  """The shipped ToyFaces generator directory; a clear error if it is missing from this install."""
+  if not (TOYFACES_GENERATOR / "config.json").is_file():
+    raise FileNotFoundError(f"the embedded ToyFaces generator is missing ({TOYFACES_GENERATOR}); "
+                            "pass --checkpoint=PATH")
+  return TOYFACES_GENERATOR
