@@ -1,15 +1,11 @@
 """StyleGAN2 layer primitives in NHWC: bias+activation, modulation, up-sampling.
 
 Both official codes up-sample with a transposed 3x3 conv (stride 2) followed by a
-4x4 FIR blur ([1,3,3,1] outer product, gain 4). That composition is a stride-2
-transposed conv with a 6x6 kernel, i.e. four 3x3 "polyphase" convs on the
-low-resolution input, one per output phase. We fold the FIR into the conv weight
-once per call and run a single 3x3 conv with 4x the output channels followed by a
-pixel shuffle: same math, ~3x fewer FLOPs than zero insertion + blur, and a plain
-dense conv that XLA runs at full speed on every backend.
+4x4 FIR blur ([1,3,3,1] outer product, gain 4). The transposed conv is computed
+as its four stride phases (dense small convs on the low-resolution input, 9 taps
+per input pixel: 4x fewer multiply-adds than zero insertion or than folding the
+blur into a 6x6 kernel), then the blur runs separably on the output.
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,52 +40,6 @@ def normalize_2nd_moment(x, eps=1e-8):
   return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
 
 
-@functools.lru_cache(maxsize=None)
-def _phase_taps(fir):
-  """Per-axis tap matrix A[r, d, k] of the folded up-sampling conv, (2, 3, 3) float64.
-
-  The transposed conv writes input pixel i, tap k to position 2i + k; the blur
-  (padding 1 each side, gain 2 per axis) then reads positions n + j - 1. Output
-  n = 2p + r therefore reads input p + d with weight Σ_j w[k] g[j] over
-  r + j - 1 - k = 2d, d in {-1, 0, 1}.
-  """
-  g = np.asarray(fir, np.float64)
-  g = g * 2.0 / g.sum()
-  a = np.zeros((2, 3, 3))
-  for r in range(2):
-    for k in range(3):
-      for j in range(len(g)):
-        t = r + j - 1 - k
-        if t % 2 == 0 and -1 <= t // 2 <= 1:
-          a[r, t // 2 + 1, k] += g[j]
-  return a
-
-
-def polyphase_up_kernel(w, fir=DEFAULT_FIR):
-  """Fold transposed conv (stride 2) + FIR blur into one 3x3 conv kernel.
-
-  Args:
-    w: (3, 3, Cin, Cout) conv weight (HWIO, torch OIHW transposed, not flipped).
-    fir: 1-D 4-tap resampling filter (normalised here, gain 4 overall).
-  Returns:
-    (3, 3, Cin, 4 * Cout) kernel; output channel (ry * 2 + rx) * Cout + o is
-    phase (ry, rx) of channel o.
-  """
-  a = jnp.asarray(_phase_taps(tuple(fir)), w.dtype)
-  k = jnp.einsum("adk,bel,klio->deiabo", a, a, w,
-                 precision=jax.lax.Precision.HIGHEST)
-  cin, cout = w.shape[2], w.shape[3]
-  return k.reshape(3, 3, cin, 4 * cout)
-
-
-def pixel_shuffle2(x):
-  """(N, H, W, 4*C) phases ordered (ry, rx, c) -> (N, 2H, 2W, C)."""
-  n, h, w, c4 = x.shape
-  c = c4 // 4
-  x = x.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(n, 2 * h, 2 * w, c)
-
-
 def conv2d(x, w, precision=None):
   """Stride-1 'same' correlation (as torch conv2d) in NHWC/HWIO."""
   pad = w.shape[0] // 2
@@ -99,9 +49,44 @@ def conv2d(x, w, precision=None):
 
 
 def conv2d_up(x, w, fir=DEFAULT_FIR, precision=None):
-  """Up-sampling conv: transposed 3x3 conv, stride 2, then FIR blur. (N,H,W,Ci)->(N,2H,2W,Co)."""
-  y = conv2d(x, polyphase_up_kernel(w, fir), precision=precision)
-  return pixel_shuffle2(y)
+  """Up-sampling conv: transposed 3x3 conv, stride 2, then FIR blur. (N,H,W,Ci)->(N,2H,2W,Co).
+
+  The transposed conv runs as its four stride phases (2x2, 2x1, 1x2 and 1x1 taps:
+  9 taps per input pixel in all, no multiplications by inserted zeros), which
+  are interleaved into the (2H+1)^2 result; the blur then runs separably on
+  Co channels at the output resolution, which is cheap next to the conv.
+  """
+  n, h, wd, _ = x.shape
+  cout = w.shape[3]
+  even, odd = [2, 0], [1]   # taps landing on even / odd output positions, in input order p-1, p
+
+  def phase(ty, tx):
+    k = w[np.ix_(ty, tx)]
+    py = (1, 1) if len(ty) == 2 else (0, 0)
+    px = (1, 1) if len(tx) == 2 else (0, 0)
+    y = jax.lax.conv_general_dilated(x, k, (1, 1), (py, px), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     precision=precision)
+    return jnp.pad(y, ((0, 0), (0, h + 1 - y.shape[1]), (0, wd + 1 - y.shape[2]), (0, 0)))
+
+  t = jnp.stack([jnp.stack([phase(even, even), phase(even, odd)], axis=3),
+                 jnp.stack([phase(odd, even), phase(odd, odd)], axis=3)], axis=2)  # (N, H+1, 2, W+1, 2, Co)
+  t = t.reshape(n, 2 * h + 2, 2 * wd + 2, cout)[:, :2 * h + 1, :2 * wd + 1]
+  return _blur_same(t, fir)
+
+
+def _blur_same(t, fir):
+  """upfirdn2d(t, f, pad=(1, 1), gain=4) of a (N, 2H+1, 2W+1, C) map -> (N, 2H, 2W, C), separably."""
+  g = np.asarray(fir, np.float64)
+  g = (g * 2.0 / g.sum()).astype(np.float32)
+
+  def along(v, axis):
+    pad = [(0, 0)] * v.ndim
+    pad[axis] = (1, 1)
+    vp = jnp.pad(v, pad)
+    m = v.shape[axis] - 1
+    return sum(g[j] * jax.lax.slice_in_dim(vp, j, j + m, axis=axis) for j in range(len(g)))
+
+  return along(along(t, 1), 2)
 
 
 def upsample2d(x, fir=DEFAULT_FIR):
