@@ -1,1 +1,26 @@
-"""Torch- and TensorFlow-free readers for checkpoint files (untrusted input)."""
+"""Torch- and TensorFlow-free readers for checkpoint files (untrusted input).
+
+Checkpoints are pickles; every reader here resolves pickle globals through an explicit
+allow-list of data-only stand-ins (see safe_pickle.py), so reading a file never imports
+or executes anything it names.
+"""
+
+from ss_jax.io.errors import CheckpointError
+from ss_jax.io.errors import UnsafePickleError
+from ss_jax.io.nvidia_pickle import read_nvidia_pickle
+from ss_jax.io.records import TFNetwork
+from ss_jax.io.records import TorchModule
+from ss_jax.io.sniff import sniff_format
+from ss_jax.io.tf_pickle import read_tf_pickle
+from ss_jax.io.torch_files import read_torch_file
+
+__all__ = [
+    "CheckpointError",
+    "TFNetwork",
+    "TorchModule",
+    "UnsafePickleError",
+    "read_nvidia_pickle",
+    "read_tf_pickle",
+    "read_torch_file",
+    "sniff_format",
+]

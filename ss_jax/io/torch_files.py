@@ -1,0 +1,186 @@
+"""torch-free reader for `torch.save` files (zip archives and the legacy format).
+
+Two layouts exist:
+  * zip (torch >= 1.6): members under one folder; `<dir>/data.pkl` is the pickled object
+    whose tensors reference storages by persistent id ('storage', storage_type, key,
+    location, numel), stored as raw little-endian bytes in `<dir>/data/<key>`.
+  * legacy (`_use_new_zipfile_serialization=False`, e.g. the 2019 face-parser
+    checkpoint): pickles of the magic number, protocol version 1001 and a sys_info
+    dict, then the object (persistent ids carry a sixth field, view_metadata), then the
+    list of storage keys, then per key an int64 element count and the raw bytes.
+The same legacy stream embeds each storage of an NVIDIA network pickle
+(`torch.storage._load_from_bytes`).
+"""
+
+import io
+import pickletools
+import zipfile
+
+from ss_jax.io import standins as si
+from ss_jax.io.errors import CheckpointError
+from ss_jax.io.safe_pickle import finalize
+from ss_jax.io.safe_pickle import load_pickle
+from ss_jax.io.safe_pickle import reading
+
+ZIP_MAGIC = b"PK\x03\x04"
+LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+LEGACY_PROTOCOL_VERSION = 1001
+
+
+def has_legacy_magic(head: bytes) -> bool:
+  """Whether `head` (the first bytes of a file) starts with the pickled legacy magic.
+
+  Walks the opcodes of the first pickle only (any protocol), without unpickling.
+  """
+  values = []
+  try:
+    for op, arg, _ in pickletools.genops(io.BytesIO(head)):
+      if op.name == "STOP":
+        break
+      if op.name not in ("PROTO", "FRAME", "MEMOIZE"):
+        values.append((op.name, arg))
+  except (ValueError, EOFError):
+    return False
+  return values in ([("LONG1", LEGACY_MAGIC)], [("LONG4", LEGACY_MAGIC)])
+
+
+def _storage_type(value, pid):
+  if not isinstance(value, si.StorageType):
+    raise CheckpointError(f"persistent id {pid!r:.80} names {value!r:.40}, not a storage type")
+  return value
+
+
+def load_legacy_stream(f, path):
+  """Reads one legacy torch.save stream from file object `f`; raw (not finalized).
+
+  Storages referenced by the object pickle are filled from the records that follow.
+  """
+  if load_pickle(f, path) != LEGACY_MAGIC:
+    raise CheckpointError(f"{path} is not a torch.save file (expected zip archive or "
+                          "legacy magic number)")
+  version = load_pickle(f, path)
+  if version != LEGACY_PROTOCOL_VERSION:
+    raise CheckpointError(f"{path}: legacy torch protocol version {version!r:.20}, expected "
+                          f"{LEGACY_PROTOCOL_VERSION}")
+  sys_info = load_pickle(f, path)
+  little_endian = sys_info.get("little_endian") if isinstance(sys_info, dict) else None
+  if not isinstance(little_endian, bool):
+    raise CheckpointError(f"{path}: legacy sys_info {sys_info!r:.80} lacks little_endian")
+
+  roots = {}  # root key -> Storage.
+
+  def persistent_load(pid):
+    if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+      raise CheckpointError(f"{path}: unsupported legacy persistent id {pid!r:.80} (only "
+                            "tensors and storages are read, not saved module classes)")
+    _, stype, key, _location, numel, view = pid  # Location ('cpu', 'cuda:0') is ignored.
+    dtype = _storage_type(stype, pid).dtype
+    if not isinstance(key, str):
+      raise CheckpointError(f"{path}: storage key {key!r:.40} is not a string")
+    root = roots.setdefault(key, si.Storage(dtype, numel))
+    if root.dtype != dtype or root.numel != numel:
+      raise CheckpointError(f"{path}: storage {key} referenced with two types or sizes")
+    if view is None:
+      return root
+    if not (isinstance(view, tuple) and len(view) == 3):
+      raise CheckpointError(f"{path}: malformed storage view metadata {view!r:.80}")
+    return root.view(view[1], view[2])
+
+  obj = load_pickle(f, path, persistent_load)
+  keys = load_pickle(f, path)
+  if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+    raise CheckpointError(f"{path}: expected the list of storage keys, found "
+                          f"{type(keys).__name__}")
+  order = "little" if little_endian else "big"
+  for key in keys:
+    storage = roots.get(key)
+    if storage is None or storage.loaded:
+      raise CheckpointError(f"{path}: storage record {key!r:.40} is unreferenced or repeated")
+    header = f.read(8)
+    if len(header) != 8:
+      raise CheckpointError(f"{path}: file ends before storage record {key} (truncated?)")
+    numel = int.from_bytes(header, order, signed=True)
+    if numel != storage.numel:
+      raise CheckpointError(f"{path}: storage {key} has {numel} elements on disk, expected "
+                            f"{storage.numel}")
+    nbytes = numel * storage.dtype.itemsize
+    storage.set_bytes(f.read(nbytes), little_endian)
+  missing = [k for k, s in roots.items() if not s.loaded]
+  if missing:
+    raise CheckpointError(f"{path}: no data records for storages {missing[:5]}")
+  return obj
+
+
+def _read_zip(path):
+  with zipfile.ZipFile(path) as zf:
+    names = zf.namelist()
+    tops = sorted({n.split("/", 1)[0] for n in names})
+    if len(tops) != 1:
+      raise CheckpointError(f"{path}: expected every zip member under one folder, found "
+                            f"{tops[:5]}")
+    top = tops[0]
+    if f"{top}/data.pkl" not in names:
+      raise CheckpointError(f"{path}: zip archive has no {top}/data.pkl (not a torch.save "
+                            "file; TorchScript archives are not supported)")
+    little_endian = True  # Files without a byteorder record are little-endian.
+    if f"{top}/byteorder" in names:
+      byteorder = zf.read(f"{top}/byteorder").decode("ascii", "replace").strip()
+      if byteorder not in ("little", "big"):
+        raise CheckpointError(f"{path}: byteorder record says {byteorder!r:.20}")
+      little_endian = byteorder == "little"
+    storages = {}  # key -> Storage; tensors sharing a storage share it here too.
+
+    def persistent_load(pid):
+      if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+        raise CheckpointError(f"{path}: unsupported persistent id {pid!r:.80}")
+      _, stype, key, _location, numel = pid
+      dtype = _storage_type(stype, pid).dtype
+      if not isinstance(key, str):
+        raise CheckpointError(f"{path}: storage key {key!r:.40} is not a string")
+      if key in storages:
+        if storages[key].dtype != dtype or storages[key].numel != numel:
+          raise CheckpointError(f"{path}: storage {key} referenced with two types or sizes")
+        return storages[key]
+      storage = si.Storage(dtype, numel)
+      member = f"{top}/data/{key}"
+      if member not in names:
+        raise CheckpointError(f"{path}: missing storage member {member}")
+      nbytes = numel * dtype.itemsize
+      if zf.getinfo(member).file_size < nbytes:
+        raise CheckpointError(f"{path}: member {member} holds {zf.getinfo(member).file_size} "
+                              f"bytes, expected {nbytes}")
+      with zf.open(member) as m:
+        storage.set_bytes(m.read(nbytes), little_endian)
+      storages[key] = storage
+      return storage
+
+    data = zf.read(f"{top}/data.pkl")
+    return finalize(load_pickle(io.BytesIO(data), path, persistent_load))
+
+
+def read_torch_file(path) -> object:
+  """Reads a `torch.save` file without torch.
+
+  Args:
+    path: a .pt / .pth file, zip or legacy format; storages may be tagged CUDA.
+
+  Returns:
+    The saved object with tensors as C-contiguous numpy arrays (dtype as stored, e.g.
+    float32, int64 for `num_batches_tracked`; 0-d tensors as 0-d arrays) and
+    OrderedDict state dicts as plain dicts in the same order.
+
+  Raises:
+    CheckpointError: not a torch.save file, or corrupt / truncated.
+    UnsafePickleError: the pickle references a global outside the allow-list.
+  """
+  with reading(path, "torch file"):
+    with open(path, "rb") as f:
+      head = f.read(64)
+      if head.startswith(ZIP_MAGIC):
+        return _read_zip(path)
+      if not has_legacy_magic(head):
+        raise CheckpointError(f"{path} is not a torch.save file (expected zip archive or "
+                              "legacy magic number)")
+      f.seek(0)
+      # In memory: reads of attacker-given lengths then never allocate past the file.
+      return finalize(load_legacy_stream(io.BytesIO(f.read()), path))
