@@ -2,8 +2,8 @@
 
 import pickletools
 
-from ss_jax.io.errors import CheckpointError
-from ss_jax.io.safe_pickle import reading
+from ss_jax.io.errors import CheckpointError, UnsafePickleError
+from ss_jax.io.safe_pickle import load_pickle, reading
 from ss_jax.io.torch_files import ZIP_MAGIC
 from ss_jax.io.torch_files import has_legacy_magic
 
@@ -51,9 +51,12 @@ def sniff_format(path) -> str:
   """Returns 'nvidia_pkl', 'tf_pkl', 'torch_zip' or 'torch_legacy' for a checkpoint.
 
   Zip and legacy torch files are told by their magic bytes; plain pickles by the
-  globals they reference, scanned with `pickletools.genops` (nothing is unpickled).
+  globals they reference, scanned with `pickletools.genops`. A file that matches no
+  format is finally read through the allow-list unpickler, which resolves nothing
+  outside it, so a payload is named in an UnsafePickleError.
 
   Raises:
+    UnsafePickleError: an unrecognized pickle names a global outside the allow-list.
     CheckpointError: none of the supported formats (message lists them).
   """
   with reading(path, "checkpoint"):
@@ -73,4 +76,13 @@ def sniff_format(path) -> str:
         except ValueError as e:
           raise CheckpointError(f"{path}: unrecognized checkpoint format, pickle stream is "
                                 f"corrupt ({e}); {_SUPPORTED}") from e
+      # An unknown file still goes through the allow-list reader, so a pickle that names
+      # a refused global (a payload) is reported as such rather than as "unrecognized".
+      f.seek(0)
+      try:
+        load_pickle(f, path)
+      except UnsafePickleError:
+        raise
+      except CheckpointError:
+        pass
     raise CheckpointError(f"{path}: unrecognized checkpoint format; {_SUPPORTED}")
