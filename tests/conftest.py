@@ -15,5 +15,8 @@ FIXTURES = SHARED / "fixtures"
 @pytest.fixture(scope="session")
 def fixtures_dir():
   if not FIXTURES.is_dir():
-    pytest.skip(f"shared fixtures not found at {FIXTURES}")
+    msg = f"shared fixtures not found at {FIXTURES} (set SS_JAX_SHARED)"
+    if os.environ.get("CI"):
+      pytest.fail(msg)  # in CI the parity tests must run, never silently skip
+    pytest.skip(msg)
   return FIXTURES
