@@ -1,0 +1,286 @@
+"""Population statistics of S: per-channel mean and std over generated samples.
+
+Conventions (documented because they change the numbers):
+  * Sample i of a population has seed `seed + i` and z = sampling.z_from_seeds
+    (RandomState(seed + i).randn(z_dim)), so any member can be re-rendered with
+    `experiments.generate --seeds=...`, independently of batch size, shard size
+    and device count.
+  * Truncation psi is applied to every w row (the official TF GetCode
+    convention; the torch port leaves rows >= 8 untruncated).
+  * Conditional models: class label (seed + i) % c_dim for sample i (balanced),
+    or one fixed class_idx.
+  * std is the population std (ddof=0), as numpy's default in the official code.
+  * All channels, toRGB included (flat S, generator order).
+
+The population is cut into chunks of `samples_per_shard` samples; each chunk's
+(count, mean, M2) in float64 is one ShardedJob shard, so a killed run resumes at
+the missing chunks. Batches are computed with the batch sharded over a 1-D
+device mesh and merged on the host with Chan et al.'s parallel formula, which
+stays accurate where a naive sum of squares would cancel.
+"""
+import functools
+import hashlib
+import pathlib
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ss_jax import jobs, sampling, stylespace
+from ss_jax.generator import flatten_styles
+
+JOB_NAME = "population_stats"
+DEFAULT_SAMPLES_PER_SHARD = 10_000
+
+
+# ---------------------------------------------------------------- moments
+
+
+def batch_moments(x):
+  """(B, C) samples -> (count, mean (C,), M2 (C,)), float64; M2 = sum of squared deviations."""
+  x = np.asarray(x, np.float64)
+  mean = x.mean(axis=0)
+  return len(x), mean, np.square(x - mean).sum(axis=0)
+
+
+def merge_moments(a, b):
+  """Chan et al.'s combination of two (count, mean, M2) triples."""
+  na, ma, m2a = a
+  nb, mb, m2b = b
+  if na == 0:
+    return b
+  if nb == 0:
+    return a
+  n = na + nb
+  delta = mb - ma
+  return n, ma + delta * (nb / n), m2a + m2b + np.square(delta) * (na * nb / n)
+
+
+def empty_moments(num_channels):
+  return 0, np.zeros(num_channels), np.zeros(num_channels)
+
+
+# ---------------------------------------------------------------- sharded style computation
+
+
+def default_mesh():
+  """1-D mesh over all devices, axis 'data' (params replicated, batch sharded)."""
+  return jax.make_mesh((jax.device_count(),), ("data",))
+
+
+def _z_to_s(g, z, c, psi):
+  return flatten_styles(g.styles(g.mapping(z, c, psi)))
+
+
+def _ws_to_s(g, ws):
+  return flatten_styles(g.styles(ws))
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded(fn, mesh, num_batched, num_replicated):
+  """jit(fn) with args (g, *batched, *replicated): batch axis 0 sharded over 'data'."""
+  batch, repl = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  return jax.jit(fn, in_shardings=(repl,) + (batch,) * num_batched + (repl,) * num_replicated,
+                 out_shardings=batch)
+
+
+def _batches(fn, g, batched, replicated=(), batch_size=256, mesh=None):
+  """Yield fn(g, *batched[i:i+b], *replicated) as float32 numpy, b = batch_size padded to the mesh.
+
+  Every call has the same (padded) shape, so fn compiles once; pad rows are dropped.
+  """
+  mesh = mesh or default_mesh()
+  ndev = mesh.devices.size
+  bs = -(-max(int(batch_size), 1) // ndev) * ndev
+  step = _sharded(fn, mesh, len(batched), len(replicated))
+  g = jax.device_put(g, NamedSharding(mesh, P()))
+  n = len(batched[0])
+  pending = None
+  for i in range(0, n, bs):
+    parts = [np.asarray(a[i:i + bs]) for a in batched]
+    k = len(parts[0])
+    parts = [np.concatenate([p, np.zeros((bs - k,) + p.shape[1:], p.dtype)]) for p in parts]
+    out = step(g, *parts, *replicated)  # dispatched asynchronously: overlaps the host work below
+    if pending is not None:
+      yield np.asarray(pending[0])[:pending[1]]
+    pending = out, k
+  if pending is not None:
+    yield np.asarray(pending[0])[:pending[1]]
+
+
+def _labels(c_dim, seeds, class_idx):
+  """(N, c_dim) one-hot float32 ((N, 0) for unconditional models, ignored by mapping)."""
+  if c_dim == 0:
+    return np.zeros((len(seeds), 0), np.float32)
+  if class_idx is None:
+    labels = np.asarray(seeds) % c_dim  # tied to the seed, so independent of batching
+  else:
+    labels = np.full(len(seeds), class_idx)
+  return sampling.one_hot(labels, c_dim)
+
+
+def iter_styles_from_seeds(g, seeds, psi=0.7, batch_size=256, class_idx=None, mesh=None):
+  """Yield flat S batches (b, C) float32 for consecutive chunks of seeds."""
+  seeds = list(seeds)
+  bs = max(int(batch_size), 1)
+  block = bs * max(1, 4096 // bs)  # z on the host per block: 100K x z_dim is never held at once
+  for i in range(0, len(seeds), block):
+    chunk = seeds[i:i + block]
+    z = sampling.z_from_seeds(chunk, g.config.z_dim)  # (n, 0) for label-only models, ignored
+    yield from _batches(_z_to_s, g, (z, _labels(g.config.c_dim, chunk, class_idx)),
+                        (np.float32(psi),), bs, mesh)
+
+
+def styles_from_seeds(g, seeds, psi=0.7, batch_size=256, class_idx=None, mesh=None):
+  """Seeds (N,) -> flat S (N, C) float32 numpy (same convention as the population)."""
+  seeds = list(seeds)
+  if not seeds:
+    raise ValueError("no seeds given")
+  return np.concatenate(list(iter_styles_from_seeds(g, seeds, psi, batch_size, class_idx, mesh)))
+
+
+def styles_from_ws(g, ws, batch_size=256, mesh=None):
+  """W+ codes (N, num_ws, w_dim) -> flat S (N, C) float32 numpy (no truncation applied)."""
+  cfg = g.config
+  ws = np.asarray(ws, np.float32)
+  if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
+    raise ValueError(f"W+ codes must have shape (N, {cfg.num_ws}, {cfg.w_dim}), got {ws.shape}")
+  if len(ws) == 0:
+    raise ValueError("no codes given")
+  return np.concatenate(list(_batches(_ws_to_s, g, (ws,), (), batch_size, mesh)))
+
+
+# ---------------------------------------------------------------- population statistics
+
+
+def shard_ranges(num_samples, samples_per_shard=DEFAULT_SAMPLES_PER_SHARD):
+  """[(start, stop), ...] sample index ranges, one per shard."""
+  if num_samples < 1:
+    raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+  if samples_per_shard < 1:
+    raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+  return [(a, min(a + samples_per_shard, num_samples)) for a in range(0, num_samples, samples_per_shard)]
+
+
+def model_fingerprint(g):
+  """sha1 of the config and every parameter/buffer byte: guards resumes against a swapped model."""
+  h = hashlib.sha1(repr(sorted(g.config.to_dict().items())).encode())
+  for leaf in jax.tree.leaves((g.params, g.buffers)):
+    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+  return h.hexdigest()
+
+
+def _settings(num_samples, psi, seed, samples_per_shard, class_idx):
+  return {"num_samples": int(num_samples), "psi": float(psi), "seed": int(seed),
+          "samples_per_shard": int(samples_per_shard), "class_idx": class_idx,
+          "z": "z_from_seeds(seed + i)", "ddof": 0}
+
+
+def make_job(workdir, g, num_samples, psi=0.7, seed=0, samples_per_shard=DEFAULT_SAMPLES_PER_SHARD,
+             class_idx=None, extra_spec=None):
+  """The ShardedJob (workdir/population_stats/) matching population_stats' chunking.
+
+  Raises jobs.SettingsMismatch if workdir holds a run with other settings or another model.
+  """
+  spec = dict(_settings(num_samples, psi, seed, samples_per_shard, class_idx),
+              model=model_fingerprint(g), **(extra_spec or {}))
+  return jobs.ShardedJob(workdir, JOB_NAME, spec, len(shard_ranges(num_samples, samples_per_shard)))
+
+
+def done_samples(job, num_samples, samples_per_shard=DEFAULT_SAMPLES_PER_SHARD):
+  """Samples already covered by finished shards (for a Progress start value)."""
+  return sum(b - a for i, (a, b) in enumerate(shard_ranges(num_samples, samples_per_shard)) if job.done(i))
+
+
+def population_stats(g, num_samples, psi=0.7, batch_size=256, seed=0, job=None, progress=None,
+                     samples_per_shard=DEFAULT_SAMPLES_PER_SHARD, class_idx=None, mesh=None):
+  """Per-channel mean and std of flat S over samples seed .. seed + num_samples - 1.
+
+  Args:
+    g: Generator.
+    job: optional ShardedJob from make_job (same settings); finished shards are
+      reused and only missing ones computed. Without a job everything stays in
+      memory; the result is the same.
+    progress: optional object with update(n), called with samples done per batch.
+    mesh: 1-D mesh with axis 'data' (default: all devices).
+
+  Returns:
+    dict(mean (C,) float64, std (C,) float64 (ddof=0), count int).
+  """
+  ranges = shard_ranges(num_samples, samples_per_shard)
+  if job is not None:
+    want = _settings(num_samples, psi, seed, samples_per_shard, class_idx)
+    bad = sorted(k for k in want if k in job.spec and job.spec[k] != want[k])
+    if bad or job.num_shards != len(ranges):
+      raise ValueError(f"{job.dir}: job settings differ from the arguments "
+                       f"({', '.join(bad) or 'num_shards'})")
+  num_channels = stylespace.num_channels(g.layout)
+  parts = {}
+  for i in (job.pending() if job is not None else range(len(ranges))):
+    a, b = ranges[i]
+    acc = empty_moments(num_channels)
+    for x in iter_styles_from_seeds(g, range(seed + a, seed + b), psi, batch_size, class_idx, mesh):
+      acc = merge_moments(acc, batch_moments(x))
+      if progress is not None:
+        progress.update(len(x))
+    if job is not None:
+      job.write(i, count=np.int64(acc[0]), mean=acc[1], m2=acc[2])
+    else:
+      parts[i] = acc
+  if job is not None and not job.complete():
+    missing = sum(not job.done(i) for i in range(job.num_shards))
+    raise RuntimeError(f"{job.dir}: {missing} shard(s) belong to other processes and are not done yet")
+  total = empty_moments(num_channels)
+  for i in range(len(ranges)):  # merge in shard order: identical result however the shards were made
+    if i in parts:
+      part = parts[i]
+    else:
+      d = job.read(i)
+      part = (int(d["count"]), d["mean"], d["m2"])
+    total = merge_moments(total, part)
+  n, mean, m2 = total
+  return {"mean": mean, "std": np.sqrt(m2 / n), "count": int(n)}
+
+
+# ---------------------------------------------------------------- stats.npz
+
+
+def save(path, result, layout, **meta):
+  """Write stats.npz atomically: mean, std, count, layer_offsets, layer_channels (+ scalar meta)."""
+  check(result["mean"], result["std"], layout)
+  jobs.atomic_save_npz(
+      path, mean=np.asarray(result["mean"], np.float64), std=np.asarray(result["std"], np.float64),
+      count=np.int64(result["count"]), layer_offsets=np.array([L.offset for L in layout], np.int64),
+      layer_channels=np.array([L.channels for L in layout], np.int64),
+      **{k: np.asarray(v) for k, v in meta.items()})
+
+
+def check(mean, std, layout, source="stats"):
+  """Clear ValueError unless mean/std are (C,) vectors for this layout."""
+  c = stylespace.num_channels(layout)
+  for name, v in (("mean", mean), ("std", std)):
+    v = np.asarray(v)
+    if v.shape != (c,):
+      raise ValueError(f"{source}: {name} has shape {v.shape} but this model has {c} style channels "
+                       "(computed for a different generator?)")
+
+
+def load(path, layout=None):
+  """Read stats.npz -> dict(mean, std, count, ...); checked against layout when given."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"stats file not found: {path} (run experiments.style_stats first)")
+  try:
+    d = jobs.load_npz(path)
+  except Exception as e:  # a truncated or foreign file
+    raise ValueError(f"{path}: not a readable stats .npz ({e})") from e
+  if "mean" not in d or "std" not in d:
+    raise ValueError(f"{path}: no 'mean'/'std' arrays; not a stats file")
+  if layout is not None:
+    check(d["mean"], d["std"], layout, source=str(path))
+    offsets = d.get("layer_offsets")
+    if offsets is not None and not np.array_equal(offsets, [L.offset for L in layout]):
+      raise ValueError(f"{path}: layer offsets differ from this model's style layout")
+  d["count"] = int(d.get("count", 0))
+  return d
