@@ -199,7 +199,9 @@ class Generator:
   @classmethod
   def random(cls, cfg: GeneratorConfig, key=None):
     """A generator with freshly initialised random weights."""
-    params, buffers = init_params(cfg, jax.random.PRNGKey(0) if key is None else key)
+    # One compiled program instead of hundreds of eagerly dispatched random ops.
+    init = jax.jit(init_params, static_argnums=0)
+    params, buffers = init(cfg, jax.random.PRNGKey(0) if key is None else key)
     return cls(params, buffers, cfg)
 
   @property
