@@ -19,7 +19,10 @@ def load_checkpoint(path):
   elif kind == "tf_pkl":
     from converters import tensorflow as mod
   elif kind in ("torch_zip", "torch_legacy"):
-    from converters import rosinality as mod
+    from converters import bisenet, rosinality as mod
+    if bisenet.looks_like_bisenet(path):
+      raise CheckpointError(f"{path}: a BiSeNet face-parser state dict, not a generator "
+                            "(load it with ss_jax.face_parser.load_parser)")
   else:
     raise CheckpointError(f"{path}: no generator converter for format {kind!r}")
   g, info = mod.load(path)

@@ -12,10 +12,13 @@ def main(argv):
     print(USAGE, file=sys.stderr)
     return 2
   src, out = argv[1], argv[2]
-  from converters import describe, load_checkpoint
+  from converters import bisenet, describe, load_checkpoint
   from ss_jax.checkpoint import save_generator
   from ss_jax.io import CheckpointError
   try:
+    if bisenet.looks_like_bisenet(src):  # a face-parser state dict, not a generator
+      bisenet.convert(src, out)
+      return 0
     g, info = load_checkpoint(src)
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -171,6 +171,15 @@ def _toyfaces_segmenter():
 register_segmenter("toyfaces", _toyfaces_segmenter, "toyfaces")
 
 
+def _bisenet_segmenter():
+  # The parser path comes from $SS_JAX_BISENET (a .pth or a converted directory).
+  from ss_jax import face_parser
+  return face_parser.default_segmenter()
+
+
+register_segmenter("bisenet", _bisenet_segmenter, "ffhq")
+
+
 def get_segmenter(spec):
   """A registered name or "package.module:function" -> (segmenter, default table name or None)."""
   if spec in _SEGMENTERS:
