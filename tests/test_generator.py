@@ -26,15 +26,19 @@ def test_config_f_1024_has_9088_style_channels_in_26_layers():
 
 
 def test_random_config_f_model_builds_with_9088_channels():
-  g = Generator.random(config_f(1024))
+  g = jax.eval_shape(lambda: Generator.random(config_f(1024)))  # shapes only: no 30M-param init
   assert g.num_style_channels == 9088
   assert g.params["synthesis"]["layers"][0]["weight"].shape == (3, 3, 512, 512)
+  s = jax.eval_shape(lambda g, ws: g.styles(ws), g, jax.ShapeDtypeStruct((2, 18, 512), jnp.float32))
+  assert sum(x.shape[1] for x in s) == 9088
+  x = jax.eval_shape(lambda g, s: g.synthesis(s), g, s)
+  assert x.shape == (2, 1024, 1024, 3)
 
 
 @pytest.mark.parametrize("arch", ["skip", "resnet", "orig"])
 def test_architectures_produce_images(arch):
   g = _tiny(architecture=arch, img_channels=4)
-  x = g(jax.random.normal(jax.random.PRNGKey(0), (2, 16)))
+  x = jax.jit(lambda g, z: g(z))(g, jax.random.normal(jax.random.PRNGKey(0), (2, 16)))
   assert x.shape == (2, 16, 16, 4) and x.dtype == jnp.float32
   assert np.isfinite(np.asarray(x)).all()
   kinds = [L.kind for L in g.layout]
@@ -47,6 +51,7 @@ def test_jit_grad_jvp_vmap_over_styles():
   img = jax.jit(lambda g, s: g.synthesis(s))(g, s)
   np.testing.assert_allclose(img, g.synthesis(s), atol=1e-5)
 
+  @jax.jit
   def pixel(ch_value):  # one image pixel as a function of one style channel
     s2 = list(s)
     s2[3] = s2[3].at[0, 5].set(ch_value)
@@ -61,7 +66,7 @@ def test_jit_grad_jvp_vmap_over_styles():
   batched = jax.vmap(pixel)(s[3][0, 5] + jnp.arange(3.0))
   assert batched.shape == (3,)
   # Gradient w.r.t. the generator pytree itself (params are leaves).
-  gp = jax.grad(lambda g: jnp.sum(g.synthesis(s)))(g)
+  gp = jax.jit(jax.grad(lambda g: jnp.sum(g.synthesis(s))))(g)
   assert gp.params["synthesis"]["const"].shape == g.params["synthesis"]["const"].shape
 
 
