@@ -1,0 +1,106 @@
+"""DCI (disentanglement, completeness, informativeness) of Z, W, W+ and S.
+
+  python -m experiments.dci --num_samples=20000 --workdir=/tmp/dci_toyfaces
+  python -m experiments.dci --checkpoint=ffhq.pkl --num_samples=100000 --method=gbt \
+      --logits=ffhq_logits.npy --attribute_names=male,smiling,... --workdir=out/dci_ffhq
+
+Samples seeds seed .. seed + num_samples - 1 at psi 1 (as the paper), stores z, w and S in
+resumable shards (kill and rerun to continue; other settings are refused), scores the
+rendered images with the attribute function (default: the shipped ToyFaces classifier) or
+reads a precomputed (num_samples, A) logits .npy (row i = seed + i), then runs
+ss_jax.dci.dci per space. Writes WORKDIR/dci.json, dci.md, importance.npz and
+importance_<space>[_top].png; see ss_jax/dci_sampling.py for the conventions (W+ is w
+broadcast to every row).
+"""
+import pathlib
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; "
+                    "default: the embedded ToyFaces generator.")
+flags.DEFINE_integer("num_samples", 100_000, "Number of samples (official: 100,000).")
+flags.DEFINE_list("spaces", ["z", "w", "wplus", "s"], "Latent spaces among z, w, wplus, s.")
+flags.DEFINE_enum("method", "lasso", ["lasso", "gbt"], "Importance regressor (gbt = official, slow).")
+flags.DEFINE_string("workdir", None, "Output/resume directory.")
+flags.DEFINE_string("logits", None, "Precomputed (num_samples, A) logits .npy aligned with the seeds; "
+                    "default: the ToyFaces classifier on the rendered images.")
+flags.DEFINE_list("attribute_names", None, "Names of the --logits columns (default attr_0, ...).")
+flags.DEFINE_integer("batch_size", 256, "Samples per sharded batch (padded to the device count).")
+flags.DEFINE_integer("seed", 0, "Sample i uses z = RandomState(seed + i).randn.")
+flags.DEFINE_integer("dci_seed", 0, "Seed of the train/test splits (and GBT random_state).")
+flags.DEFINE_float("psi", 1.0, "Truncation psi (the paper's DCI uses none: 1).")
+flags.DEFINE_integer("samples_per_shard", 5_000, "Samples per resumable shard.")
+flags.DEFINE_integer("max_shards", None, "Compute at most this many shards, then stop (rerun to go on).")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  from ss_jax import dci_sampling, defaults, jobs
+  from ss_jax.checkpoint import load_generator
+  from ss_jax.io import CheckpointError
+  try:
+    bad = [s for s in FLAGS.spaces if s not in dci_sampling.SPACES]
+    if bad or not FLAGS.spaces:
+      raise ValueError(f"--spaces: unknown {bad}; choose from {', '.join(dci_sampling.SPACES)}")
+    checkpoint = FLAGS.checkpoint or defaults.default_checkpoint()
+    g = load_generator(checkpoint)
+    logits, attr_fn = None, None
+    if FLAGS.logits:
+      logits = dci_sampling.load_logits(FLAGS.logits, FLAGS.num_samples)
+      names = FLAGS.attribute_names or [f"attr_{k}" for k in range(logits.shape[1])]
+      if len(names) != logits.shape[1]:
+        raise ValueError(f"--attribute_names has {len(names)} names for {logits.shape[1]} logit columns")
+      source = {"logits_file": str(pathlib.Path(FLAGS.logits).absolute()),
+                "logits_sha1": dci_sampling.file_sha1(FLAGS.logits)}
+    else:
+      attr_fn = dci_sampling.toyfaces_attribute_function()
+      names = list(attr_fn.names)
+      source = {"attribute_fn": attr_fn.id}
+    sjobs = dci_sampling.make_jobs(FLAGS.workdir, g, FLAGS.num_samples, attr_fn, seed=FLAGS.seed,
+                                   psi=FLAGS.psi, samples_per_shard=FLAGS.samples_per_shard,
+                                   extra_spec={"checkpoint": str(pathlib.Path(checkpoint).absolute())})
+  except (CheckpointError, FileNotFoundError, ValueError) as e:  # includes SettingsMismatch
+    sys.exit(f"error: {e}")
+
+  # ------------------------------------------------------------------ sampling
+  done = sjobs.done_samples()
+  what = "codes + classifier logits" if attr_fn else "codes"
+  print(f"DCI sampling: {FLAGS.num_samples} samples ({what}), psi={FLAGS.psi}, seed={FLAGS.seed}, "
+        f"{len(sjobs.ranges)} shards, {done} samples already done, in {FLAGS.workdir}")
+  progress = jobs.Progress(FLAGS.num_samples, "dci sampling", "samples", done=done)
+  t0 = time.time()
+  computed = dci_sampling.run_sampling(g, sjobs, attr_fn, batch_size=FLAGS.batch_size,
+                                       progress=progress, max_shards=FLAGS.max_shards)
+  sample_s = time.time() - t0
+  per_10k = sample_s / computed * 10_000 if computed else None
+  if not sjobs.complete():
+    print(f"stopped after {computed} samples (--max_shards); {sjobs.done_samples()}/{FLAGS.num_samples} "
+          "done, rerun to continue")
+    return
+  if logits is None:
+    logits = dci_sampling.read_array(sjobs.logits, "logits")
+
+  # ------------------------------------------------------------------ DCI per space
+  results = dci_sampling.evaluate(sjobs.codes, logits, FLAGS.spaces, g.config.num_ws, FLAGS.method,
+                                  FLAGS.dci_seed, names, log=print)
+  settings = dict(sjobs.codes.spec, method=FLAGS.method, dci_seed=FLAGS.dci_seed, spaces=FLAGS.spaces,
+                  attribute_names=names, **source)
+  timing = {"sampling_seconds": sample_s, "samples_computed": computed, "seconds_per_10k_samples": per_10k,
+            "dci_seconds": {k: r["seconds"] for k, r in results.items()}}
+  out = pathlib.Path(FLAGS.workdir)
+  drawn = dci_sampling.write_outputs(out, results, g.layout, g.config.num_ws, g.config.w_dim, settings,
+                                     timing, names)
+  print(f"\nDCI, N={FLAGS.num_samples}, method={FLAGS.method}:\n{(out / 'dci.md').read_text()}")
+  print(f"wrote dci.json, dci.md, importance.npz and {len(drawn)} heat maps to {out}")
+  if per_10k is None:
+    print("sampling: all shards were already done (no timing)")
+  else:
+    print(f"sampling: {computed} samples in {sample_s:.1f}s = {per_10k:.1f} s per 10k samples ({what})")
+
+
+if __name__ == "__main__":
+  app.run(main)
