@@ -30,11 +30,15 @@ Three exact ways to get J, each one `jax.jit` over the image batch:
   dense high-resolution work that dominates both other modes.
 
 method="auto" takes the cheapest by the multiply-add model of `plan` (local on
-StyleGAN2 models of 32 px and up: on the 32 px fixture n1 ~3x fewer MACs than
-forward, at 256 px config-f ~55x fewer). Measured on the shared 2-core CPU (best
-of several runs, see benchmarks/bench_gradmaps.py): n1 0.21 s/image local vs
-0.56 s forward (PyTorch's best, torch.func jvp, 1.4 s); 256 px config-f widths
-a few minutes per image local (PyTorch ~57 min).
+StyleGAN2 models of 32 px and up: for the 32 px fixture n1 3x fewer MACs than
+forward, at 256 px config-f widths 55x fewer). Measured on the shared 2-core CPU
+at low load (benchmarks/bench_gradmaps.py; PyTorch's best is torch.func jvp):
+
+  n1 (448 conv channels)   local 0.18-0.20 s/image, forward 0.51, reverse 16;
+                           PyTorch 1.4 s
+  r1 (416)                 local 0.16, forward 0.22; PyTorch 0.9 s
+  256 px config-f (5,760)  local 102 s/image, forward ~71 min and reverse ~58 min
+                           (estimated from chunks); PyTorch ~57 min
 
 The generator is piecewise smooth (leaky ReLU, clamping): where a pre-activation
 lies within rounding of a kink, methods that round differently may take
@@ -265,6 +269,13 @@ def _entry_tangents(g, m, x, s, pre, c0, k):
   return t1 * d + t2
 
 
+def _balanced(total, chunk):
+  """Chunk size <= chunk that splits total into equal chunks with the least padding."""
+  k = min(chunk or total, total)
+  n = -(-total // k)
+  return -(-total // n)
+
+
 def _chunked(fn, total, k):
   """Concatenate fn(c0) (leading dim k) over c0 = 0, k, 2k, ... and drop padding."""
   n = -(-total // k)
@@ -309,7 +320,7 @@ def _forward_columns(g, s, layers, chunk, states, stop, readout, consume=None):
       return readout(_render(g, s, m + 1, stop, state=state))
 
     _, lin = jax.linearize(rest, pre)
-    k = min(chunk or L.channels, L.channels)
+    k = _balanced(L.channels, chunk)
     body = lambda c0, m=m, st=st, pre=pre, lin=lin, k=k: consume(jax.vmap(lin)(
         _entry_tangents(g, m, st[0], s[m], pre, c0, k)[:, None]))
     cols.append(_chunked(body, L.channels, k))
@@ -336,7 +347,7 @@ def _jac_reverse(g, s, res, layers, chunk):
 
   y, pull = jax.vjp(f, tuple(s[m] for m in layers))
   n_out = y.size
-  k = min(chunk or n_out, n_out)
+  k = _balanced(n_out, chunk)
 
   def body(i0):
     ct = jax.nn.one_hot(i0 + jnp.arange(k), n_out, dtype=y.dtype).reshape((k,) + y.shape)
