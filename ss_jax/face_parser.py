@@ -43,7 +43,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ss_jax import bisenet, segmentation
+from ss_jax import bisenet
 
 INPUT_SIZE = 512  # The official pipeline's parser input.
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)

@@ -8,24 +8,17 @@ import jax
 import numpy as np
 import pytest
 
-from ss_jax import Generator, GeneratorConfig, attribute_channels as ac, save_generator, stats, stylespace
+from ss_jax import GeneratorConfig, attribute_channels as ac, save_generator, stats, stylespace
 from ss_jax.config import style_layout
-from ss_jax.generator import init_params
+
+import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, channels=(16, 16, 8), mapping_layers=2)
 
 
-def tiny_generator(seed=0):
-  """Random tiny generator built with numpy (op-by-op jax init is slow on CPU)."""
-  shapes = jax.eval_shape(lambda: init_params(CFG, jax.random.PRNGKey(0)))
-  rng = np.random.RandomState(seed)
-  params, buffers = jax.tree.map(lambda s: np.asarray(rng.randn(*s.shape), np.float32), shapes)
-  for fc in params["mapping"]["fc"]:
-    fc["w"] = fc["w"] / CFG.mapping_lr
-  for p in params["synthesis"]["layers"]:
-    p["affine_b"] = np.ones_like(p["affine_b"])
-  return Generator(params, buffers, CFG)
+def tiny_generator(seed=0, cfg=CFG):
+  return tiny.tiny_generator(seed, cfg)
 
 
 def styles(g, seeds):

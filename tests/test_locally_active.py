@@ -1,21 +1,17 @@
 """Locally-active channel scoring, decision rule, streaming and the resumable jobs."""
-import jax
 import numpy as np
 import pytest
 
 from ss_jax import Generator, GeneratorConfig, locally_active as la, segmentation
 from ss_jax.config import style_layout
-from ss_jax.generator import init_params
+
+import tiny
 
 CFG = GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channels=(4, 4), mapping_layers=2)
 
 
-def tiny_generator(seed=0):
-  """Random weights without running init_params eagerly (its many small ops are slow on CPU)."""
-  shapes = jax.eval_shape(lambda: init_params(CFG, jax.random.PRNGKey(0)))
-  rng = np.random.RandomState(seed)
-  params, buffers = jax.tree.map(lambda s: np.asarray(rng.randn(*s.shape), np.float32), shapes)
-  return Generator(params, buffers, CFG)
+def tiny_generator(seed=0, cfg=CFG):
+  return tiny.tiny_generator(seed, cfg)
 
 
 def reference_stats(maps, cats, k, d):

@@ -4,27 +4,19 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
-from ss_jax import Generator, GeneratorConfig, images, manipulate, save_generator, stats
-from ss_jax.generator import init_params
+from ss_jax import GeneratorConfig, images, manipulate, save_generator, stats
+
+import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, channels=(16, 16, 8), mapping_layers=2)
 
 
 def tiny_generator(seed=0, cfg=CFG):
-  """Random tiny generator built with numpy (op-by-op jax init is slow on CPU)."""
-  shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
-  rng = np.random.RandomState(seed)
-  params, buffers = jax.tree.map(lambda s: np.asarray(rng.randn(*s.shape), np.float32), shapes)
-  for fc in params["mapping"]["fc"]:
-    fc["w"] = fc["w"] / cfg.mapping_lr
-  for p in params["synthesis"]["layers"]:
-    p["affine_b"] = np.ones_like(p["affine_b"])
-  return Generator(params, buffers, cfg)
+  return tiny.tiny_generator(seed, cfg)
 
 
 @pytest.fixture(scope="module")

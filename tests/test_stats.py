@@ -1,4 +1,5 @@
 """Population statistics of S: Chan merge, sharded/resumable computation, stats.npz, binary."""
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -9,24 +10,15 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from ss_jax import Generator, GeneratorConfig, jobs, save_generator, stats
-from ss_jax.generator import init_params
+from ss_jax import jobs, save_generator, stats
+
+import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_generator(seed=0, **kw):
-  """Random tiny generator built with numpy (op-by-op jax init is slow on CPU)."""
-  cfg = GeneratorConfig(**dict(dict(z_dim=16, w_dim=16, img_resolution=16, channels=(16, 16, 8),
-                                    mapping_layers=2), **kw))
-  shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
-  rng = np.random.RandomState(seed)
-  params, buffers = jax.tree.map(lambda s: np.asarray(rng.randn(*s.shape), np.float32), shapes)
-  for fc in params["mapping"]["fc"]:
-    fc["w"] = fc["w"] / cfg.mapping_lr  # undo the runtime lr gain so w varies with z
-  for p in params["synthesis"]["layers"]:
-    p["affine_b"] = np.ones_like(p["affine_b"])  # S ~1-centred, as the official init
-  return Generator(params, buffers, cfg)
+  return tiny.tiny_generator(seed, dataclasses.replace(tiny.TINY, **kw))
 
 
 @pytest.fixture(scope="module")

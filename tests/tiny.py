@@ -1,0 +1,19 @@
+"""Tiny random generators for tests, built with numpy (eager jax init is slow on CPU)."""
+import jax
+import numpy as np
+
+from ss_jax.generator import Generator, GeneratorConfig, init_params
+
+TINY = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, channels=(16, 16, 8), mapping_layers=2)
+
+
+def tiny_generator(seed=0, cfg=TINY):
+  """N(0,1) weights of cfg's shapes, with mapping weights and affine biases as the official init."""
+  shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
+  rng = np.random.RandomState(seed)
+  params, buffers = jax.tree.map(lambda s: np.asarray(rng.randn(*s.shape), np.float32), shapes)
+  for fc in params["mapping"]["fc"]:
+    fc["w"] = fc["w"] / cfg.mapping_lr  # undo the runtime lr gain so w varies with z
+  for p in params["synthesis"]["layers"]:
+    p["affine_b"] = np.ones_like(p["affine_b"])  # S ~1-centred, as the official init
+  return Generator(params, buffers, cfg)
