@@ -4,7 +4,7 @@ Both official codes up-sample with a transposed 3x3 conv (stride 2) followed by 
 4x4 FIR blur ([1,3,3,1] outer product, gain 4). The transposed conv is computed
 as its four stride phases (dense small convs on the low-resolution input, 9 taps
 per input pixel: 4x fewer multiply-adds than zero insertion or than folding the
-blur into a 6x6 kernel), then the blur runs separably on the output.
+blur into a 6x6 kernel); the blur runs separably on those phase maps.
 """
 import jax
 import jax.numpy as jnp
@@ -52,41 +52,38 @@ def conv2d_up(x, w, fir=DEFAULT_FIR, precision=None):
   """Up-sampling conv: transposed 3x3 conv, stride 2, then FIR blur. (N,H,W,Ci)->(N,2H,2W,Co).
 
   The transposed conv runs as its four stride phases (2x2, 2x1, 1x2 and 1x1 taps:
-  9 taps per input pixel in all, no multiplications by inserted zeros), which
-  are interleaved into the (2H+1)^2 result; the blur then runs separably on
-  Co channels at the output resolution, which is cheap next to the conv.
+  9 taps per input pixel in all, no multiplications by inserted zeros). The blur
+  (pad 1, gain 4) is applied separably to those low-resolution phase maps, giving
+  the four output phases directly, which are interleaved once at the end.
   """
   n, h, wd, _ = x.shape
-  cout = w.shape[3]
-  even, odd = [2, 0], [1]   # taps landing on even / odd output positions, in input order p-1, p
-
-  def phase(ty, tx):
-    k = w[np.ix_(ty, tx)]
-    py = (1, 1) if len(ty) == 2 else (0, 0)
-    px = (1, 1) if len(tx) == 2 else (0, 0)
-    y = jax.lax.conv_general_dilated(x, k, (1, 1), (py, px), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                     precision=precision)
-    return jnp.pad(y, ((0, 0), (0, h + 1 - y.shape[1]), (0, wd + 1 - y.shape[2]), (0, 0)))
-
-  t = jnp.stack([jnp.stack([phase(even, even), phase(even, odd)], axis=3),
-                 jnp.stack([phase(odd, even), phase(odd, odd)], axis=3)], axis=2)  # (N, H+1, 2, W+1, 2, Co)
-  t = t.reshape(n, 2 * h + 2, 2 * wd + 2, cout)[:, :2 * h + 1, :2 * wd + 1]
-  return _blur_same(t, fir)
-
-
-def _blur_same(t, fir):
-  """upfirdn2d(t, f, pad=(1, 1), gain=4) of a (N, 2H+1, 2W+1, C) map -> (N, 2H, 2W, C), separably."""
   g = np.asarray(fir, np.float64)
   g = (g * 2.0 / g.sum()).astype(np.float32)
+  even, odd = [2, 0], [1]   # taps landing on even / odd positions, in input order p-1, p
 
-  def along(v, axis):
-    pad = [(0, 0)] * v.ndim
+  def phase(ty, tx):
+    py = (1, 1) if len(ty) == 2 else (0, 0)
+    px = (1, 1) if len(tx) == 2 else (0, 0)
+    return jax.lax.conv_general_dilated(x, w[np.ix_(ty, tx)], (1, 1), (py, px),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+
+  def blur(e, o, axis):
+    """Transposed-conv samples t[2p] = e[p] (p <= L), t[2p+1] = o[p] (p < L) -> blurred (even, odd) outputs."""
+    m = o.shape[axis]
+    pad = [(0, 0)] * o.ndim
     pad[axis] = (1, 1)
-    vp = jnp.pad(v, pad)
-    m = v.shape[axis] - 1
-    return sum(g[j] * jax.lax.slice_in_dim(vp, j, j + m, axis=axis) for j in range(len(g)))
+    op = jnp.pad(o, pad)  # op[p] = o[p - 1], zero outside
+    sl = lambda a, start: jax.lax.slice_in_dim(a, start, start + m, axis=axis)
+    y_even = g[0] * sl(op, 0) + g[1] * sl(e, 0) + g[2] * sl(op, 1) + g[3] * sl(e, 1)
+    y_odd = g[0] * sl(e, 0) + g[1] * sl(op, 1) + g[2] * sl(e, 1) + g[3] * sl(op, 2)
+    return y_even, y_odd
 
-  return along(along(t, 1), 2)
+  rows_e_cols_e, rows_o_cols_e = blur(phase(even, even), phase(odd, even), 1)
+  rows_e_cols_o, rows_o_cols_o = blur(phase(even, odd), phase(odd, odd), 1)
+  y00, y01 = blur(rows_e_cols_e, rows_e_cols_o, 2)
+  y10, y11 = blur(rows_o_cols_e, rows_o_cols_o, 2)
+  y = jnp.stack([jnp.stack([y00, y01], axis=3), jnp.stack([y10, y11], axis=3)], axis=2)  # (N, H, 2, W, 2, C)
+  return y.reshape(n, 2 * h, 2 * wd, w.shape[3])
 
 
 def upsample2d(x, fir=DEFAULT_FIR):
