@@ -14,18 +14,15 @@ Converted directory (written atomically: a temporary sibling renamed into place)
 """
 import io
 import json
-import os
 import pathlib
 import pickletools
 import re
-import shutil
-import tempfile
 import zipfile
 
 import numpy as np
 
 from converters.common import TensorSource
-from ss_jax import bisenet
+from ss_jax import bisenet, jobs
 from ss_jax.io import CheckpointError, read_torch_file
 from ss_jax.io.torch_files import ZIP_MAGIC, has_legacy_magic
 
@@ -141,21 +138,12 @@ def describe(params, cfg, info):
 
 def save_converted(params, cfg, directory, source=None):
   """Writes params + config.json to `directory` atomically (replacing an existing one)."""
-  directory = pathlib.Path(directory).absolute()
-  directory.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
-  try:
+  with jobs.atomic_directory(directory) as tmp:
     flat = {f"{name}/{k}": np.asarray(v, np.float32) for name, p in params.items() for k, v in p.items()}
     np.savez(tmp / "params.npz", **flat)
     meta = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "bn_folded": True,
             "bn_eps": bisenet.BN_EPS, "source": source or {}}
     (tmp / "config.json").write_text(json.dumps(meta, indent=2))
-    if directory.exists():
-      shutil.rmtree(directory)
-    os.replace(tmp, directory)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
 
 
 def load_converted(directory):

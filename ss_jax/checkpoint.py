@@ -5,14 +5,12 @@ Layout of a converted directory:
   DIR/state/        orbax PyTree checkpoint of {"params": ..., "buffers": ...}
 """
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 
 import jax
 import numpy as np
 
+from ss_jax import jobs
 from ss_jax.config import GeneratorConfig
 from ss_jax.generator import Generator, init_params
 
@@ -28,21 +26,12 @@ def _abstract_state(cfg):
 def save_generator(g: Generator, directory, source=None):
   """Write g atomically: a temporary sibling directory is renamed into place when complete."""
   import orbax.checkpoint as ocp
-  directory = pathlib.Path(directory).absolute()
-  directory.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
-  try:
+  with jobs.atomic_directory(directory) as tmp:
     state = jax.tree.map(np.asarray, {"params": g.params, "buffers": g.buffers})
     with ocp.StandardCheckpointer() as ckpt:
       ckpt.save(tmp / "state", state)
     meta = {"format": FORMAT, "version": VERSION, "config": g.config.to_dict(), "source": source or {}}
     (tmp / "config.json").write_text(json.dumps(meta, indent=2))
-    if directory.exists():
-      shutil.rmtree(directory)
-    os.replace(tmp, directory)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
 
 
 def load_converted(directory):

@@ -6,9 +6,11 @@ write-then-rename, so a killed job loses at most the shard in flight, and a reru
 with the same settings computes only the missing shards. Shards are assigned to
 processes round-robin, so the same code runs on one host or many.
 """
+import contextlib
 import json
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -45,6 +47,26 @@ def atomic_save_npz(path, **arrays):
   buf = io.BytesIO()
   np.savez(buf, **arrays)
   atomic_write_bytes(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def atomic_directory(directory):
+  """Yields a temporary sibling folder that replaces `directory` once the block succeeds.
+
+  A crash inside the block leaves any previous `directory` untouched and no partial one.
+  """
+  directory = pathlib.Path(directory).absolute()
+  directory.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
+  os.chmod(tmp, 0o755)  # mkdtemp makes it private; a published directory should not be
+  try:
+    yield tmp
+    if directory.exists():
+      shutil.rmtree(directory)
+    os.replace(tmp, directory)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
 
 
 def load_npz(path):
