@@ -54,8 +54,6 @@ TOP_K_CODES = 64
 
 # The sharded batching of ss_jax.stats (pad to the device count, params replicated, batch
 # over 'data', one compiled shape) and its seed -> class-label rule, shared rather than copied.
-_batches = stats._batches  # pylint: disable=protected-access
-_labels = stats._labels  # pylint: disable=protected-access
 
 
 # ----------------------------------------------------------------------------- attribute functions
@@ -134,9 +132,9 @@ def sample_codes(g, seeds, psi=1.0, batch_size=256, class_idx=None, mesh=None, p
   seeds = np.asarray(list(seeds), np.int64)
   cfg = g.config
   z = sampling.z_from_seeds(seeds, cfg.z_dim) if cfg.z_dim else np.zeros((len(seeds), 0), np.float32)
-  c = _labels(cfg.c_dim, seeds, class_idx)
+  c = stats.class_labels(cfg.c_dim, seeds, class_idx)
   parts = []
-  for out in _batches(_codes_step(float(psi)), g, (z, c), (), batch_size, mesh):
+  for out in stats.sharded_batches(_codes_step(float(psi)), g, (z, c), (), batch_size, mesh):
     parts.append(out)
     if progress is not None:
       progress.update(len(out))
@@ -150,10 +148,10 @@ def attribute_logits(g, s, attribute_fn: AttributeFunction, batch_size=256, mesh
   res, ch = cfg.img_resolution, cfg.img_channels
   parts = []
   if attribute_fn.traceable:
-    batches = _batches(_logits_step(attribute_fn), g, (s,), (), batch_size, mesh)
+    batches = stats.sharded_batches(_logits_step(attribute_fn), g, (s,), (), batch_size, mesh)
   else:
     batches = (np.asarray(attribute_fn.fn(x.reshape(len(x), res, res, ch)), np.float32)
-               for x in _batches(_images_step, g, (s,), (), batch_size, mesh))
+               for x in stats.sharded_batches(_images_step, g, (s,), (), batch_size, mesh))
   for out in batches:
     if out.ndim != 2 or (parts and out.shape[1] != parts[0].shape[1]):
       raise ValueError(f"attribute function must return (B, A) logits, got shape {out.shape}")

@@ -85,7 +85,7 @@ def _sharded(fn, mesh, num_batched, num_replicated):
                  out_shardings=batch)
 
 
-def _batches(fn, g, batched, replicated=(), batch_size=256, mesh=None):
+def sharded_batches(fn, g, batched, replicated=(), batch_size=256, mesh=None):
   """Yield fn(g, *batched[i:i+b], *replicated) as float32 numpy, b = batch_size padded to the mesh.
 
   Every call has the same (padded) shape, so fn compiles once; pad rows are dropped.
@@ -109,7 +109,7 @@ def _batches(fn, g, batched, replicated=(), batch_size=256, mesh=None):
     yield np.asarray(pending[0])[:pending[1]]
 
 
-def _labels(c_dim, seeds, class_idx):
+def class_labels(c_dim, seeds, class_idx):
   """(N, c_dim) one-hot float32 ((N, 0) for unconditional models, ignored by mapping)."""
   if c_dim == 0:
     return np.zeros((len(seeds), 0), np.float32)
@@ -128,7 +128,7 @@ def iter_styles_from_seeds(g, seeds, psi=0.7, batch_size=256, class_idx=None, me
   for i in range(0, len(seeds), block):
     chunk = seeds[i:i + block]
     z = sampling.z_from_seeds(chunk, g.config.z_dim)  # (n, 0) for label-only models, ignored
-    yield from _batches(_z_to_s, g, (z, _labels(g.config.c_dim, chunk, class_idx)),
+    yield from sharded_batches(_z_to_s, g, (z, class_labels(g.config.c_dim, chunk, class_idx)),
                         (np.float32(psi),), bs, mesh)
 
 
@@ -148,7 +148,7 @@ def styles_from_ws(g, ws, batch_size=256, mesh=None):
     raise ValueError(f"W+ codes must have shape (N, {cfg.num_ws}, {cfg.w_dim}), got {ws.shape}")
   if len(ws) == 0:
     raise ValueError("no codes given")
-  return np.concatenate(list(_batches(_ws_to_s, g, (ws,), (), batch_size, mesh)))
+  return np.concatenate(list(sharded_batches(_ws_to_s, g, (ws,), (), batch_size, mesh)))
 
 
 # ---------------------------------------------------------------- population statistics
