@@ -94,6 +94,7 @@ def _estimate_reverse(g, s, res, k=8):
   import jax
   import jax.numpy as jnp
   from ss_jax import gradmaps as gm
+  from ss_jax import jacobian_modes
   layers = gm.considered_layers(g.layout)
   s1 = tuple(v[:1] for v in s)
 
@@ -102,7 +103,7 @@ def _estimate_reverse(g, s, res, k=8):
       s2 = list(s1)
       for m, v in zip(layers, sc):
         s2[m] = v
-      return gm._pool(gm._render(g, s2)[1], res)[0]
+      return jacobian_modes._pool(jacobian_modes._render(g, s2)[1], res)[0]
     y, pull = jax.vjp(f, tuple(s1[m] for m in layers))
     ct = jax.nn.one_hot(jnp.arange(k), y.size, dtype=y.dtype).reshape((k,) + y.shape)
     return jax.vmap(pull)(ct)
@@ -117,18 +118,19 @@ def _estimate_forward(g, s, res, k=8):
   every layer by the downstream multiply-adds of the FLOP model (errs high, as above)."""
   import jax
   from ss_jax import gradmaps as gm
+  from ss_jax import jacobian_modes
   layout = g.layout
   layers = gm.considered_layers(layout)
   s1 = tuple(v[:1] for v in s)
 
   def chunk(g, s1):
-    st = gm._initial_state(g, 1, s1[0].dtype)
+    st = jacobian_modes._initial_state(g, 1, s1[0].dtype)
     L, p = layout[0], g.params["synthesis"]["layers"][0]
-    pre = gm._pre(g.config, L, p, st[0], s1[0])
-    rest = lambda pre_: gm._pool(gm._render(g, s1, 1, state=gm._post(
-        g.config, L, p, g.params["synthesis"], st, pre_, gm._noise(g, layout, 0)))[1], res)[0]
+    pre = jacobian_modes._pre(g.config, L, p, st[0], s1[0])
+    rest = lambda pre_: jacobian_modes._pool(jacobian_modes._render(g, s1, 1, state=jacobian_modes._post(
+        g.config, L, p, g.params["synthesis"], st, pre_, jacobian_modes._noise(g, layout, 0)))[1], res)[0]
     _, lin = jax.linearize(rest, pre)
-    return jax.vmap(lin)(gm._entry_tangents(g, 0, st[0], s1[0], pre, 0, k)[:, None])
+    return jax.vmap(lin)(jacobian_modes._entry_tangents(g, 0, st[0], s1[0], pre, 0, k)[:, None])
 
   fn = jax.jit(chunk)
   per_tangent = _timed(lambda: fn(g, s1), 1)[2] / k

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ss_jax import gradmaps
+from ss_jax import gradmaps, jacobian_modes
 from ss_jax.generator import Generator, GeneratorConfig, init_params
 
 METHODS = ("forward", "reverse", "local")
@@ -51,7 +51,7 @@ def _jacrev_reference(g, s, res, include_torgb):
       s2 = list(si)
       for m, v in zip(layers, sc):
         s2[m] = v[None]
-      return gradmaps._pool(g.synthesis(s2), res)[0]
+      return jacobian_modes._pool(g.synthesis(s2), res)[0]
 
     jac = jax.jit(jax.jacrev(f))(tuple(si[m][0] for m in layers))
     out.append(jnp.concatenate([jnp.moveaxis(j, -1, 0) for j in jac], axis=0))
@@ -64,7 +64,7 @@ def _maps(j):
 
 def test_stepwise_render_matches_generator():
   g, s = _tiny(architecture="resnet", conv_clamp=0.5)
-  ours = jax.jit(lambda g, s: gradmaps._render(g, s)[1])(g, s)
+  ours = jax.jit(lambda g, s: jacobian_modes._render(g, s)[1])(g, s)
   np.testing.assert_allclose(ours, jax.jit(lambda g, s: g.synthesis(s))(g, s), atol=2e-6)
 
 
@@ -92,7 +92,7 @@ def test_pooling_and_other_architectures():
   np.testing.assert_allclose(maps, _maps(ref), atol=2e-5)
   # Pooling is a box mean.
   img = jnp.asarray(np.random.RandomState(0).randn(1, 16, 16, 3), jnp.float32)
-  np.testing.assert_allclose(gradmaps._pool(img, 4)[0, :, 1, 2], img[0, 4:8, 8:12].mean(axis=(0, 1)), atol=1e-6)
+  np.testing.assert_allclose(jacobian_modes._pool(img, 4)[0, :, 1, 2], img[0, 4:8, 8:12].mean(axis=(0, 1)), atol=1e-6)
   with pytest.raises(ValueError):
     gradmaps.gradient_maps(g, s, resolution=3)
 
@@ -107,7 +107,7 @@ def test_float64_central_differences():
     pl = gradmaps.plan(g.config, 4, True, method="local", cut_resolution=0)  # every layer on crops
     j = gradmaps.jacobian(g64, s64, resolution=4, include_torgb=True, method=pl)[0]
     assert j.dtype == jnp.float64
-    render = jax.jit(lambda s: gradmaps._pool(gradmaps._render(g64, s)[1], 4)[0])
+    render = jax.jit(lambda s: jacobian_modes._pool(jacobian_modes._render(g64, s)[1], 4)[0])
     layers = gradmaps.considered_layers(g.layout, True)
     cols = [(m, c) for m in layers for c in range(g.layout[m].channels)]
     h = 1e-7
