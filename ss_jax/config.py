@@ -11,6 +11,15 @@ FLAVOURS = ("nvidia", "rosinality")
 ARCHITECTURES = ("skip", "resnet", "orig")
 
 
+def check_resolution_channels(img_resolution, channels, min_resolution):
+  """Validate a power-of-two resolution and one channel width per resolution 4..R."""
+  log2 = math.log2(img_resolution)
+  if img_resolution < min_resolution or log2 != int(log2):
+    raise ValueError(f"img_resolution must be a power of two >= {min_resolution}, got {img_resolution}")
+  if len(channels) != int(log2) - 1:
+    raise ValueError(f"channels needs {int(log2) - 1} entries (4..{img_resolution} px), got {len(channels)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratorConfig:
   """Hyper-parameters of a StyleGAN2 generator.
@@ -35,12 +44,7 @@ class GeneratorConfig:
   fir: tuple = (1.0, 3.0, 3.0, 1.0)
 
   def __post_init__(self):
-    log2 = math.log2(self.img_resolution)
-    if self.img_resolution < 4 or log2 != int(log2):
-      raise ValueError(f"img_resolution must be a power of two >= 4, got {self.img_resolution}")
-    if len(self.channels) != int(log2) - 1:
-      raise ValueError(f"channels needs {int(log2) - 1} entries (4..{self.img_resolution} px), "
-                       f"got {len(self.channels)}")
+    check_resolution_channels(self.img_resolution, self.channels, min_resolution=4)
     if self.architecture not in ARCHITECTURES:
       raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
     if self.flavour not in FLAVOURS:

@@ -8,12 +8,10 @@ built from that state alone; the source is ignored and nothing is imported or ru
 Tensor storages are embedded legacy torch streams (`torch.storage._load_from_bytes`).
 """
 
-import io
 
 from ss_jax.io.errors import CheckpointError
 from ss_jax.io.records import TorchModule
-from ss_jax.io.safe_pickle import read_pickle
-from ss_jax.io.safe_pickle import reading
+from ss_jax.io.safe_pickle import read_pickle_file
 
 __all__ = ["TorchModule", "read_nvidia_pickle"]
 
@@ -32,13 +30,7 @@ def read_nvidia_pickle(path) -> dict:
     CheckpointError: not such a pickle, or corrupt / truncated.
     UnsafePickleError: the pickle references a global outside the allow-list.
   """
-  with reading(path, "NVIDIA network pickle"):
-    with open(path, "rb") as f:
-      data = f.read()
-    if not data:
-      raise CheckpointError(f"{path} is empty (expected an NVIDIA network pickle)")
-    # From memory: lengths read from the stream then never allocate past the file.
-    obj = read_pickle(io.BytesIO(data), path)
+  obj = read_pickle_file(path, "NVIDIA network pickle")
   if not isinstance(obj, dict) or not any(isinstance(v, TorchModule) for v in obj.values()):
     found = (f"a dict with keys {list(obj)[:8]}" if isinstance(obj, dict)
              else f"a {type(obj).__name__}")

@@ -192,3 +192,17 @@ def reading(path, what="checkpoint"):
   except _FORMAT_ERRORS as e:
     raise CheckpointError(f"cannot read {what} {path}: corrupt or truncated data "
                           f"({type(e).__name__}: {e})") from e
+
+
+def read_pickle_file(path, what):
+  """A whole plain-pickle file through the allow-list; empty or corrupt files -> CheckpointError.
+
+  The file is read into memory first so lengths in the stream can never allocate
+  past its size.
+  """
+  with reading(path, what):
+    with open(path, "rb") as f:
+      data = f.read()
+    if not data:
+      raise CheckpointError(f"{path} is empty (expected: {what})")
+    return read_pickle(io.BytesIO(data), path)

@@ -7,12 +7,10 @@ variables). Variable values are numpy arrays and numpy float32 scalars. The TF l
 exec()s `build_module_src`; here it is dropped and each network becomes a `TFNetwork`.
 """
 
-import io
 
 from ss_jax.io.errors import CheckpointError
 from ss_jax.io.records import TFNetwork
-from ss_jax.io.safe_pickle import read_pickle
-from ss_jax.io.safe_pickle import reading
+from ss_jax.io.safe_pickle import read_pickle_file
 
 __all__ = ["TFNetwork", "read_tf_pickle"]
 
@@ -31,12 +29,7 @@ def read_tf_pickle(path) -> tuple:
     CheckpointError: not such a pickle, or corrupt / truncated.
     UnsafePickleError: the pickle references a global outside the allow-list.
   """
-  with reading(path, "TensorFlow network pickle"):
-    with open(path, "rb") as f:
-      data = f.read()
-    if not data:
-      raise CheckpointError(f"{path} is empty (expected a TensorFlow network pickle)")
-    obj = read_pickle(io.BytesIO(data), path)
+  obj = read_pickle_file(path, "TensorFlow network pickle")
   if isinstance(obj, TFNetwork):
     return (obj,)
   if isinstance(obj, (tuple, list)) and obj and all(isinstance(n, TFNetwork) for n in obj):

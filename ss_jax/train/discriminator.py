@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ss_jax import ops
+from ss_jax.config import check_resolution_channels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +47,7 @@ class DiscriminatorConfig:
   fir: tuple = (1.0, 3.0, 3.0, 1.0)
 
   def __post_init__(self):
-    log2 = math.log2(self.img_resolution)
-    if self.img_resolution < 8 or log2 != int(log2):
-      raise ValueError(f"img_resolution must be a power of two >= 8, got {self.img_resolution}")
-    if len(self.channels) != int(log2) - 1:
-      raise ValueError(f"channels needs {int(log2) - 1} entries (4..{self.img_resolution} px), "
-                       f"got {len(self.channels)}")
+    check_resolution_channels(self.img_resolution, self.channels, min_resolution=8)
     object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
     object.__setattr__(self, "fir", tuple(float(f) for f in self.fir))
 
