@@ -26,9 +26,10 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from ss_jax import face_parser
+  from ss_jax import images
   from ss_jax.io import CheckpointError
   try:
-    face_parser.list_images(FLAGS.images)  # fail on an empty folder before loading the parser
+    images.image_files(FLAGS.images)  # fail on an empty folder before loading the parser
     parser = face_parser.load_parser(FLAGS.parser, input_size=FLAGS.input_size, batch_size=FLAGS.batch_size)
     print(f"parsing {FLAGS.images} at {FLAGS.input_size} px on {parser.mesh.devices.size} device(s)",
           file=sys.stderr)

@@ -44,12 +44,12 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ss_jax import bisenet
+from ss_jax import images as images_lib
 
 INPUT_SIZE = 512  # The official pipeline's parser input.
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 ENV_VAR = "SS_JAX_BISENET"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 # Colours of the official test script's `vis_parsing_maps` (class i -> entry i; background white),
 # blended as 0.4 * image + 0.6 * colour.
@@ -288,37 +288,11 @@ def overlay(image, labels, alpha=0.6) -> np.ndarray:
   return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
 
 
-def list_images(directory):
-  """Sorted image files of a folder (IMAGE_SUFFIXES); ValueError when missing, empty or ambiguous."""
-  directory = pathlib.Path(directory)
-  if not directory.is_dir():
-    raise ValueError(f"images folder not found: {directory}")
-  files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-  if not files:
-    raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
-  stems = {}
-  for p in files:
-    if p.stem in stems:
-      raise ValueError(f"{stems[p.stem].name} and {p.name} would write the same label file {p.stem}.png")
-    stems[p.stem] = p
-  return files
-
-
 def _image_size(path):
   from PIL import Image, UnidentifiedImageError
   try:
     with Image.open(path) as im:
       return im.size[1], im.size[0]
-  except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-    raise ValueError(f"cannot read image {path}: {e}") from e
-
-
-def read_image(path) -> np.ndarray:
-  """An image file -> uint8 (H, W, 3) RGB (grey / palette / alpha images converted)."""
-  from PIL import Image, UnidentifiedImageError
-  try:
-    with Image.open(path) as im:
-      return np.asarray(im.convert("RGB"))
   except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
     raise ValueError(f"cannot read image {path}: {e}") from e
 
@@ -336,7 +310,7 @@ def parse_folder(parser: FaceParser, images_dir, outdir, resolution=None, overla
     {"images": count, "labels": labels dir, "overlays": overlays dir or None}.
   """
   from ss_jax import images as imio
-  files = list_images(images_dir)
+  files = images_lib.image_files(images_dir)
   sizes = [_image_size(p) for p in files]
   groups = {}
   for p, s in zip(files, sizes):
@@ -358,7 +332,7 @@ def parse_folder(parser: FaceParser, images_dir, outdir, resolution=None, overla
 
   pending = None
   for batch_files in (g[i:i + step] for g in groups.values() for i in range(0, len(g), step)):
-    batch = np.stack([read_image(p) for p in batch_files])
+    batch = np.stack([images_lib.read_image(p)[0] for p in batch_files])
     cur = (batch_files, batch, parser.dispatch(batch, resolution))
     if pending is not None:  # write the previous batch while this one runs
       finish(*pending)

@@ -49,7 +49,7 @@ def save_png(path, image):
 
 # ---------------------------------------------------------------- reading image files
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def from_uint8(x, drange=(-1.0, 1.0)):
