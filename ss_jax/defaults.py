@@ -3,6 +3,7 @@ import pathlib
 
 ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 TOYFACES_GENERATOR = ASSETS / "toyfaces" / "generator"
+TOYFACES_ENCODER = ASSETS / "toyfaces" / "encoder"  # ss_jax.encoder.load_encoder default
 
 
 def default_checkpoint():
