@@ -3,9 +3,10 @@
   python -m benchmarks.bench_generate                 # fixtures + 256px config-f widths
   python -m benchmarks.bench_generate --skip_256
 
-Side by side in one run: ss-jax's up-sampling conv (stride phases + separable
-blur) against a plain transcription of the official one (zero insertion via
-lhs_dilation, then the 4x4 blur as a depthwise conv). PyTorch's reference number
+Side by side in one run: ss-jax as shipped (stride-phase up-sampling conv with a
+separable blur, Winograd F(2x2,3x3) for wide 3x3 convs on CPU), the same without
+Winograd (every conv through lax.conv), and a plain transcription of the official
+up-sampling (zero insertion via lhs_dilation, then the 4x4 blur as a depthwise conv). PyTorch's reference number
 for 256px config-f, batch 4 on this CPU (3.87 s, from
 shared/docs/performance_notes.md) is printed as a ratio too; it was measured
 elsewhere, not in this run.
@@ -39,32 +40,42 @@ def naive_conv2d_up(x, w, fir=ops.DEFAULT_FIR, precision=None):
                                       feature_group_count=c, precision=precision)
 
 
-def time_synthesis(g, batch, repeats):
-  """(compile seconds, median seconds per batch) of jitted const-noise synthesis."""
+def _compiled(g, batch, patch):
+  """(fn, styles, compile seconds) of jitted const-noise synthesis traced under `patch` (ops overrides)."""
   fn = jax.jit(lambda g, s: g.synthesis(s, noise_mode="const"))
   z = jax.random.normal(jax.random.PRNGKey(0), (batch, g.config.z_dim))
   c = jnp.zeros((batch, g.config.c_dim)).at[:, 0].set(1) if g.config.c_dim else None
   s = g.styles(g.mapping(z, c))
-  t = time.perf_counter()
-  fn(g, s).block_until_ready()
-  compile_s = time.perf_counter() - t
-  times = []
-  for _ in range(repeats):
+  saved = {k: getattr(ops, k) for k in patch}
+  for k, v in patch.items():
+    setattr(ops, k, v)
+  try:  # tracing reads the overrides; the compiled program keeps them after they are undone
     t = time.perf_counter()
     fn(g, s).block_until_ready()
-    times.append(time.perf_counter() - t)
-  return compile_s, float(np.median(times))
-
-
-def run_both(g, batch, repeats):
-  ours = time_synthesis(g, batch, repeats)
-  fast = ops.conv2d_up
-  ops.conv2d_up = naive_conv2d_up
-  try:
-    naive = time_synthesis(g, batch, repeats)
+    compile_s = time.perf_counter() - t
   finally:
-    ops.conv2d_up = fast
-  return ours, naive
+    for k, v in saved.items():
+      setattr(ops, k, v)
+  return fn, s, compile_s
+
+
+VARIANTS = {
+    "ours": {},
+    "no-Winograd": {"WINOGRAD_MIN_CHANNELS": 1 << 30},
+    "naive": {"WINOGRAD_MIN_CHANNELS": 1 << 30, "conv2d_up": naive_conv2d_up},
+}
+
+
+def run_variants(g, batch, repeats):
+  """{variant: (compile s, median s/batch)}; repeats interleave the variants so load drifts hit all alike."""
+  compiled = {k: _compiled(g, batch, patch) for k, patch in VARIANTS.items()}
+  times = {k: [] for k in VARIANTS}
+  for _ in range(repeats):
+    for k, (fn, s, _) in compiled.items():
+      t = time.perf_counter()
+      fn(g, s).block_until_ready()
+      times[k].append(time.perf_counter() - t)
+  return {k: (compiled[k][2], float(np.median(times[k]))) for k in VARIANTS}
 
 
 def main():
@@ -81,10 +92,12 @@ def main():
   if not args.skip_256:
     models.append(("config-f 256px (random)", Generator.random(config_f(256))))
   print(f"device: {jax.devices()[0].device_kind}, batch {args.batch}, float32, const noise")
-  print(f"{'model':26s} {'compile s':>9s} {'s/batch':>8s} {'img/s':>8s} {'naive s/batch':>13s} {'speed-up':>8s}")
+  print(f"{'model':26s} {'compile s':>9s} {'s/batch':>8s} {'img/s':>8s} {'no-Winograd s':>13s} {'ratio':>6s} "
+        f"{'naive s/batch':>13s} {'ratio':>6s}")
   for name, g in models:
-    (c_s, t), (_, tn) = run_both(g, args.batch, args.repeats)
-    print(f"{name:26s} {c_s:9.2f} {t:8.3f} {args.batch / t:8.2f} {tn:13.3f} {tn / t:7.2f}x")
+    r = run_variants(g, args.batch, args.repeats)
+    (c_s, t), td, tn = r["ours"], r["no-Winograd"][1], r["naive"][1]
+    print(f"{name:26s} {c_s:9.2f} {t:8.3f} {args.batch / t:8.2f} {td:13.3f} {td / t:5.2f}x {tn:13.3f} {tn / t:5.2f}x")
     if name.startswith("config-f 256") and args.batch == 4:
       print(f"  vs NVIDIA PyTorch on this CPU (3.87 s/batch of 4, performance_notes.md): "
             f"{TORCH_256_BATCH4_S / t:.2f}x (target >= 1.2x)")

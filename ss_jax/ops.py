@@ -40,12 +40,71 @@ def normalize_2nd_moment(x, eps=1e-8):
   return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
 
 
+# Winograd pays off on XLA:CPU only where the GEMMs are wide enough to outweigh its
+# memory-bound tile transforms (measured on 2-core AMD EPYC, see benchmarks/bench_generate.py).
+WINOGRAD_MIN_CHANNELS = 256
+WINOGRAD_MIN_SIDE = 32
+_WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], np.float32)
+
+
+def use_winograd(x_shape, w_shape):
+  """Whether conv2d takes the Winograd path: XLA:CPU, 3x3, wide channels, large even sides.
+
+  Accelerator backends keep lax.conv (cuDNN / the TPU compiler choose their own algorithms).
+  """
+  kh, kw, ci, co = w_shape
+  return (jax.default_backend() == "cpu" and kh == kw == 3 and min(ci, co) >= WINOGRAD_MIN_CHANNELS
+          and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0 and min(x_shape[1], x_shape[2]) >= WINOGRAD_MIN_SIDE)
+
+
 def conv2d(x, w, precision=None):
-  """Stride-1 'same' correlation (as torch conv2d) in NHWC/HWIO."""
+  """Stride-1 'same' correlation (as torch conv2d) in NHWC/HWIO: (N,H,W,Ci), (k,k,Ci,Co) -> (N,H,W,Co)."""
+  if use_winograd(x.shape, w.shape):
+    return conv3x3_winograd(x, w, precision)
   pad = w.shape[0] // 2
   return jax.lax.conv_general_dilated(
       x, w, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
       dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+
+
+def conv3x3_winograd(x, w, precision=None):
+  """3x3 'same' correlation by Winograd F(2x2, 3x3): (N,H,W,Ci), (3,3,Ci,Co) -> (N,H,W,Co); H, W even.
+
+  Each 2x2 output tile comes from a 4x4 input tile: 16 multiplies per tile and
+  channel pair instead of 36, as 16 batched GEMMs over all tiles. The transforms
+  only add, subtract and halve, so float32 results stay within ~1e-6 relative of
+  the direct conv (a different summation order, as any conv algorithm).
+  """
+  n, h, wd, _ = x.shape
+  co = w.shape[3]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+  def tiles(v, axis):
+    """Input rows 2t + a (a = 0..3) of every tile t along axis, each with length/2 entries."""
+    m = v.shape[axis] - 2
+    lo = jax.lax.slice_in_dim(v, 0, m, axis=axis)
+    hi = jax.lax.slice_in_dim(v, 2, m + 2, axis=axis)
+    shape = list(lo.shape)
+    shape[axis:axis + 1] = [m // 2, 2]
+    lo, hi = lo.reshape(shape), hi.reshape(shape)
+    take = lambda a, k: jax.lax.index_in_dim(a, k, axis=axis + 1, keepdims=False)
+    return take(lo, 0), take(lo, 1), take(hi, 0), take(hi, 1)
+
+  def input_transform(d0, d1, d2, d3):  # B^T d
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+  rows = input_transform(*tiles(xp, 1))
+  v = jnp.stack([jnp.stack(input_transform(*tiles(r, 2)), 0) for r in rows], 0)  # (4, 4, N, H/2, W/2, Ci)
+  u = jnp.einsum("ai,ijco,bj->abco", _WINOGRAD_G, w, _WINOGRAD_G, precision=precision)  # G g G^T
+  m = jnp.einsum("abntuc,abco->abntuo", v, u, precision=precision)
+
+  def output_transform(m0, m1, m2, m3):  # A^T m
+    return m0 + m1 + m2, m1 - m2 - m3
+
+  y_rows = output_transform(m[0], m[1], m[2], m[3])                           # each (4, N, H/2, W/2, Co)
+  y = [output_transform(r[0], r[1], r[2], r[3]) for r in y_rows]             # y[row phase][col phase]
+  y = jnp.stack([jnp.stack(y[0], axis=3), jnp.stack(y[1], axis=3)], axis=2)  # (N, H/2, 2, W/2, 2, Co)
+  return y.reshape(n, h, wd, co)
 
 
 def conv2d_up(x, w, fir=DEFAULT_FIR, precision=None):

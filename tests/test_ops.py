@@ -76,3 +76,40 @@ def test_bias_act(act, gain, clamp):
   if clamp is not None:
     y = np.clip(y, -clamp, clamp)
   np.testing.assert_allclose(np.asarray(ops.bias_act(x, b, act, gain, clamp)), y, rtol=1e-6)
+
+
+def _conv3x3_np(x, w):
+  """'same' 3x3 correlation in float64 numpy."""
+  n, h, wd, _ = x.shape
+  xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return sum(np.einsum("nhwc,co->nhwo", xp[:, i:i + h, j:j + wd], w[i, j].astype(np.float64))
+             for i in range(3) for j in range(3))
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 5, 7), (1, 16, 12, 32, 8), (3, 4, 6, 3, 2)])
+def test_winograd_conv_matches_float64_reference_as_closely_as_direct_conv(shape):
+  n, h, wd, ci, co = shape
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal((n, h, wd, ci)).astype(np.float32)
+  w = (rng.standard_normal((3, 3, ci, co)) / np.sqrt(9 * ci)).astype(np.float32)
+  ref = _conv3x3_np(x, w)
+  got = np.asarray(ops.conv3x3_winograd(x, w))
+  direct_err = np.abs(np.asarray(ops.conv2d(x, w)) - ref).max()
+  assert got.shape == ref.shape
+  # Same float32 accuracy class as the direct conv (a different summation order).
+  assert np.abs(got - ref).max() <= max(4 * direct_err, 1e-6)
+
+
+def test_conv2d_dispatch_rule(monkeypatch):
+  monkeypatch.setattr(ops, "WINOGRAD_MIN_CHANNELS", 256)
+  monkeypatch.setattr(ops, "WINOGRAD_MIN_SIDE", 32)
+  assert ops.use_winograd((4, 64, 64, 512), (3, 3, 512, 512))
+  assert not ops.use_winograd((4, 64, 64, 128), (3, 3, 128, 512))   # narrow input
+  assert not ops.use_winograd((4, 16, 16, 512), (3, 3, 512, 512))   # too small
+  assert not ops.use_winograd((4, 33, 33, 512), (3, 3, 512, 512))   # odd sides
+  assert not ops.use_winograd((4, 64, 64, 512), (1, 1, 512, 512))   # toRGB / 1x1
+  monkeypatch.setattr(ops, "WINOGRAD_MIN_CHANNELS", 1)
+  monkeypatch.setattr(ops, "WINOGRAD_MIN_SIDE", 8)
+  x = np.random.default_rng(4).standard_normal((1, 8, 8, 4)).astype(np.float32)
+  w = np.random.default_rng(5).standard_normal((3, 3, 4, 4)).astype(np.float32)
+  np.testing.assert_allclose(np.asarray(ops.conv2d(x, w)), _conv3x3_np(x, w), atol=1e-5)

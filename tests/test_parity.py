@@ -63,10 +63,13 @@ def test_mapping_and_styles(case, how):
     assert _rel(s, ref[st["name"]]) <= STYLE_RTOL, st["name"]
 
 
-@pytest.mark.parametrize("how", ["direct", "converted"])
-def test_images(case, how):
+@pytest.mark.parametrize("how", ["direct", "converted", "winograd"])
+def test_images(case, how, monkeypatch):
   name, meta, ref, gens = case
-  g = gens[how]
+  if how == "winograd":  # every eligible 3x3 conv through ops.conv3x3_winograd (CPU's wide-layer path)
+    monkeypatch.setattr(ss_jax.ops, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(ss_jax.ops, "WINOGRAD_MIN_SIDE", 8)
+  g = gens["direct" if how == "winograd" else how]
   synth = jax.jit(lambda g, s: g.synthesis(s, noise_mode="const"))
   for ws_key, img_key in [("ws", "img_psi1"), ("ws_trunc", "img_psi07"), ("ws_plus", "img_ws_plus")]:
     img = _nchw(synth(g, g.styles(ref[ws_key])))
