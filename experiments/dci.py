@@ -10,13 +10,17 @@ rendered images with the attribute function (default: the shipped ToyFaces class
 reads a precomputed (num_samples, A) logits .npy (row i = seed + i), then runs
 ss_jax.dci.dci per space. Writes WORKDIR/dci.json, dci.md, importance.npz and
 importance_<space>[_top].png; see ss_jax/dci_sampling.py for the conventions (W+ is w
-broadcast to every row).
+broadcast to every row). Several processes (docs/scaling.md): add
+--coordinator_address=HOST:PORT --num_processes=M --process_id=i (or --distributed on a TPU
+pod slice / SLURM); each samples its own shards, process 0 fits and writes the outputs.
 """
 import pathlib
 import sys
 import time
 
 from absl import app, flags
+
+from experiments import _distributed_flags
 
 flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; "
                     "default: the embedded ToyFaces generator.")
@@ -27,22 +31,24 @@ flags.DEFINE_string("workdir", None, "Output/resume directory.")
 flags.DEFINE_string("logits", None, "Precomputed (num_samples, A) logits .npy aligned with the seeds; "
                     "default: the ToyFaces classifier on the rendered images.")
 flags.DEFINE_list("attribute_names", None, "Names of the --logits columns (default attr_0, ...).")
-flags.DEFINE_integer("batch_size", 256, "Samples per sharded batch (padded to the device count).")
+flags.DEFINE_integer("batch_size", 256, "Samples per step and process (padded to its device count).")
 flags.DEFINE_integer("seed", 0, "Sample i uses z = RandomState(seed + i).randn.")
 flags.DEFINE_integer("dci_seed", 0, "Seed of the train/test splits (and GBT random_state).")
 flags.DEFINE_float("psi", 1.0, "Truncation psi (the paper's DCI uses none: 1).")
 flags.DEFINE_integer("samples_per_shard", 5_000, "Samples per resumable shard.")
-flags.DEFINE_integer("max_shards", None, "Compute at most this many shards, then stop (rerun to go on).")
+flags.DEFINE_integer("max_shards", None, "Compute at most this many shards (per process), then stop "
+                     "(rerun to go on).")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  from ss_jax import dci_sampling, defaults, jobs
+  from ss_jax import dci_sampling, defaults, distributed, jobs
   from ss_jax.checkpoint import load_generator
   from ss_jax.io import CheckpointError
   try:
+    _distributed_flags.initialize()
     bad = [s for s in FLAGS.spaces if s not in dci_sampling.SPACES]
     if bad or not FLAGS.spaces:
       raise ValueError(f"--spaces: unknown {bad}; choose from {', '.join(dci_sampling.SPACES)}")
@@ -67,19 +73,33 @@ def main(argv):
     sys.exit(f"error: {e}")
 
   # ------------------------------------------------------------------ sampling
+  log = distributed.log
   done = sjobs.done_samples()
   what = "codes + classifier logits" if attr_fn else "codes"
-  print(f"DCI sampling: {FLAGS.num_samples} samples ({what}), psi={FLAGS.psi}, seed={FLAGS.seed}, "
-        f"{len(sjobs.ranges)} shards, {done} samples already done, in {FLAGS.workdir}")
-  progress = jobs.Progress(FLAGS.num_samples, "dci sampling", "samples", done=done)
+  log(f"DCI sampling: {FLAGS.num_samples} samples ({what}), psi={FLAGS.psi}, seed={FLAGS.seed}, "
+      f"{len(sjobs.ranges)} shards, {done} samples already done, in {FLAGS.workdir}; {distributed.describe()}")
+  progress = None
+  if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
+    mine = sjobs.codes.mine()
+    size = lambda i: sjobs.ranges[i][1] - sjobs.ranges[i][0]
+    progress = jobs.Progress(sum(size(i) for i in mine), "dci sampling", "samples",
+                             done=sum(size(i) for i in mine if sjobs.done(i)))
   t0 = time.time()
   computed = dci_sampling.run_sampling(g, sjobs, attr_fn, batch_size=FLAGS.batch_size,
                                        progress=progress, max_shards=FLAGS.max_shards)
   sample_s = time.time() - t0
   per_10k = sample_s / computed * 10_000 if computed else None
-  if not sjobs.complete():
-    print(f"stopped after {computed} samples (--max_shards); {sjobs.done_samples()}/{FLAGS.num_samples} "
+  if FLAGS.max_shards is not None:
+    distributed.barrier("dci/max_shards")  # every process has written; then one decision for all
+    if distributed.agree_max(int(not sjobs.complete())):
+      log(f"stopped after {computed} samples (--max_shards); {sjobs.done_samples()}/{FLAGS.num_samples} "
           "done, rerun to continue")
+      return
+  try:
+    distributed.wait_for_shards(*[j for j in (sjobs.codes, sjobs.logits) if j is not None])
+  except jobs.ShardsMissing as e:  # another process's shards never showed up
+    sys.exit(f"error: {e}")
+  if not distributed.is_main():  # process 0 fits and writes; the others are done
     return
   if logits is None:
     logits = dci_sampling.read_array(sjobs.logits, "logits")

@@ -5,12 +5,17 @@
 
 Writes WORKDIR/gradmaps/shard_*.npz (seeds, styles, uint8 images and maps (N, C, R, R);
 see ss_jax.locally_active for the layout and sizes: FFHQ 1024 conv-only is 24.8 MB per
-image in float32). Rerunning the same command resumes after a kill; other settings in
-the same workdir are refused. Without --checkpoint the embedded ToyFaces model is used.
+image in float32). Rerunning the same command resumes after a kill (with any number of
+devices or processes); other settings in the same workdir are refused. Without
+--checkpoint the embedded ToyFaces model is used. Several processes (docs/scaling.md):
+add --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or --distributed on
+a TPU pod slice / SLURM); each maps its own shards of images over all devices.
 """
 import sys
 
 from absl import app, flags
+
+from experiments import _distributed_flags
 
 flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; "
                     "default: the embedded ToyFaces generator.")
@@ -31,23 +36,33 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import defaults, locally_active, sampling
+  from ss_jax import defaults, distributed, gradmaps, jobs, locally_active, sampling
   from ss_jax.checkpoint import load_generator
   from ss_jax.io import CheckpointError
   try:
+    _distributed_flags.initialize()
     seeds = sampling.parse_seeds(FLAGS.seeds)
     ckpt = FLAGS.checkpoint or defaults.default_checkpoint()
     g = load_generator(ckpt)
     locally_active.check_generator(g, FLAGS.psi)
     gm = locally_active.gradient_map_job(FLAGS.workdir, g, seeds, ckpt, FLAGS.resolution, FLAGS.include_torgb,
                                          FLAGS.psi, FLAGS.class_idx, FLAGS.images_per_shard, FLAGS.dtype)
-    print(f"gradient maps of {len(seeds)} images at {gm.spec['pooled']}x{gm.spec['pooled']} -> {gm.dir} "
-          f"({gm.num_shards - len(gm.pending())}/{gm.num_shards} shards done)", flush=True)
-    locally_active.run_gradient_maps(gm, g, chunk_size=FLAGS.chunk_size, method=FLAGS.method,
-                                     progress_stream=sys.stderr)
+    distributed.log(f"gradient maps of {len(seeds)} images at {gm.spec['pooled']}x{gm.spec['pooled']} -> "
+                    f"{gm.dir} ({sum(gm.done(i) for i in range(gm.num_shards))}/{gm.num_shards} shards done); "
+                    f"{distributed.describe()}")
+    progress = None
+    if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
+      size = lambda i: len(seeds[i * FLAGS.images_per_shard:(i + 1) * FLAGS.images_per_shard])
+      progress = jobs.Progress(sum(size(i) for i in gm.mine()), "gradient maps", "images",
+                               done=sum(size(i) for i in gm.mine() if gm.done(i)))
+    gradmaps.run_job(gm, g, chunk_size=FLAGS.chunk_size, method=FLAGS.method, progress=progress)
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-  print(f"done: {gm.num_shards} shards in {gm.dir}")
+  try:
+    distributed.wait_for_shards(gm)
+  except jobs.ShardsMissing as e:  # another process's shards never showed up
+    sys.exit(f"error: {e}")
+  distributed.log(f"done: {gm.num_shards} shards in {gm.dir}")
 
 
 if __name__ == "__main__":

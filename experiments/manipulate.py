@@ -5,12 +5,18 @@
   python -m experiments.manipulate --stats=... --channels=6_202,9_11 --joint --outdir=...
 
 Rows = channel x seed (or the joint edit x seed with --joint), columns = alphas.
-Writes OUTDIR/grid.png and manipulation.json.
+Writes OUTDIR/grid.png and manipulation.json; the edits themselves (uint8, every seed x
+channel x alpha) are kept in resumable shards under OUTDIR/edits_<settings hash>/, so a
+killed batch of many seeds resumes, with any number of devices or processes
+(--coordinator_address=HOST:PORT --num_processes=M --process_id=i, or --distributed;
+docs/scaling.md). Process 0 writes the grid.
 """
 import pathlib
 import sys
 
 from absl import app, flags
+
+from experiments import _distributed_flags
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("stats", None, "stats.npz from experiments.style_stats (sigma of each channel).")
@@ -21,7 +27,8 @@ flags.DEFINE_integer("class_idx", None, "Class for conditional models (default: 
 flags.DEFINE_string("alphas", "-10,-5,0,5,10", "Edit strengths in units of sigma.")
 flags.DEFINE_bool("joint", False, "Move all channels together instead of one row set per channel.")
 flags.DEFINE_integer("min_cell", 64, "Upscale cells narrower than this (pixels) for readable grids.")
-flags.DEFINE_integer("batch_size", 8, "Images per jitted call (times the number of alphas).")
+flags.DEFINE_integer("batch_size", 8, "Images per step and process (times the number of alphas).")
+flags.DEFINE_integer("images_per_shard", 16, "Seeds per resumable shard.")
 flags.DEFINE_string("outdir", "out/manipulate", "Output directory.")
 flags.mark_flags_as_required(["stats", "channels"])
 FLAGS = flags.FLAGS
@@ -29,30 +36,43 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import defaults, images, jobs, manipulate, sampling, stats, stylespace
+  from ss_jax import defaults, distributed, images, jobs, manipulate, sampling, stats
   from ss_jax.checkpoint import load_generator
   try:
+    _distributed_flags.initialize()
     seeds = sampling.parse_seeds(FLAGS.seeds)
     alphas = manipulate.parse_alphas(FLAGS.alphas)
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
-    idx = manipulate.resolve_channels(g.layout, FLAGS.channels)
+    manipulate.resolve_channels(g.layout, FLAGS.channels)
     st = stats.load(FLAGS.stats, g.layout)
+    job = manipulate.make_job(FLAGS.outdir, g, seeds, FLAGS.channels, alphas, st["std"], psi=FLAGS.psi,
+                              class_idx=FLAGS.class_idx, joint=FLAGS.joint,
+                              images_per_shard=FLAGS.images_per_shard)
   except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, bad names, wrong stats
     sys.exit(f"error: {e}")
-  names = stylespace.names_of(g.layout, idx)
-  print(f"editing {', '.join(names)}{' jointly' if FLAGS.joint else ''} on {len(seeds)} images, "
-        f"alphas {list(alphas)}")
-  s = stats.styles_from_seeds(g, seeds, FLAGS.psi, FLAGS.batch_size, FLAGS.class_idx)
-  progress = jobs.Progress(1 if FLAGS.joint else len(idx), "edits", "channels", interval=0)
-  grid = manipulate.manipulation_grid(g, s, idx, alphas, st["std"], FLAGS.joint, FLAGS.batch_size,
-                                      min_cell=FLAGS.min_cell, progress=progress)
+  groups = job.spec["groups"]
+  names = [label for _, label in groups] if not FLAGS.joint else groups[0][1].split("+")
+  distributed.log(f"editing {', '.join(names)}{' jointly' if FLAGS.joint else ''} on {len(seeds)} images, "
+                  f"alphas {list(alphas)} -> {job.dir}; {distributed.describe()}")
+  progress = None
+  if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
+    progress = jobs.Progress(len(job.pending()) * len(groups), "edits", "channel x shard", interval=0)
+  manipulate.run_job(job, g, FLAGS.batch_size, progress=progress)
+  try:
+    distributed.wait_for_shards(job)
+  except jobs.ShardsMissing as e:  # another process's shards never showed up
+    sys.exit(f"error: {e}")
+  if not distributed.is_main():
+    return
+  grid = manipulate.job_grid(job, min_cell=FLAGS.min_cell)
   out = pathlib.Path(FLAGS.outdir)
   images.save_png(out / "grid.png", grid)
+  idx = [i for grp, _ in groups for i in grp]
   jobs.atomic_write_json(out / "manipulation.json", {
-      "channels": names, "sigma": [float(st["std"][i]) for i in idx], "alphas": list(alphas),
+      "channels": names, "sigma": [job.spec["sigma"][str(i)] for i in idx], "alphas": list(alphas),
       "seeds": seeds, "psi": FLAGS.psi, "joint": FLAGS.joint, "stats": FLAGS.stats,
-      "rows": [n for n in (["+".join(names)] if FLAGS.joint else names) for _ in seeds]})
-  print(f"wrote {out / 'grid.png'} ({grid.shape[1]}x{grid.shape[0]}) and manipulation.json")
+      "rows": [label for _, label in groups for _ in seeds], "edits": str(job.dir)})
+  distributed.log(f"wrote {out / 'grid.png'} ({grid.shape[1]}x{grid.shape[0]}) and manipulation.json")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ Sampling (StyleSpace protocol, `GetCode.py --no_truncation`):
     arbitrarily). It is reported because the issue asks for it, not as a new finding.
 
 Batches are padded to a multiple of the device count and sharded over a 1-D 'data' mesh
-(params replicated), with the helpers of `ss_jax.stats`.
+(params replicated), with the helpers of `ss_jax.stats`. With several processes
+(`ss_jax.distributed`) each process samples its own shards (round-robin) in lock-step rounds
+over the global mesh; process 0 evaluates once every shard exists.
 
 Evaluation: `ss_jax.dci.dci` per space on the stored codes; `write_outputs` writes
 dci.json, dci.md (the `dci.format_table` markdown), importance.npz and heat maps.
@@ -41,7 +43,7 @@ import numpy as np
 
 from ss_jax import dci as dci_lib
 from ss_jax import images as images_lib
-from ss_jax import jobs, report, sampling, stats, stylespace
+from ss_jax import distributed, jobs, report, sampling, stats, stylespace
 from ss_jax.generator import flatten_styles, unflatten_styles
 
 CODES_JOB = "dci_codes"
@@ -128,37 +130,43 @@ def _logits_step(attribute_fn: AttributeFunction):
 
 
 def sample_codes(g, seeds, psi=1.0, batch_size=256, class_idx=None, mesh=None, progress=None):
-  """Seeds (n,) -> dict(z (n, z_dim), w (n, w_dim), s (n, C)), float32 numpy."""
+  """Seeds (n,) -> dict(z (n, z_dim), w (n, w_dim), s (n, C)), float32 numpy.
+
+  seeds: this process's seeds (may be empty in a multi-process round, see
+  distributed.map_batches: every process must call this in lock-step).
+  """
   seeds = np.asarray(list(seeds), np.int64)
   cfg = g.config
-  z = sampling.z_from_seeds(seeds, cfg.z_dim) if cfg.z_dim else np.zeros((len(seeds), 0), np.float32)
-  c = stats.class_labels(cfg.c_dim, seeds, class_idx)
-  parts = []
-  for out in stats.sharded_batches(_codes_step(float(psi)), g, (z, c), (), batch_size, mesh):
+  z = sampling.z_from_seeds(seeds, cfg.z_dim) if len(seeds) else np.zeros((0, cfg.z_dim), np.float32)
+  prepare = stats.seed_inputs(cfg.z_dim, cfg.c_dim, class_idx)
+  parts = [np.zeros((0, cfg.w_dim + g.num_style_channels), np.float32)]
+  for out in stats.sharded_batches(_codes_step(float(psi)), g, (seeds,), (), batch_size, mesh, prepare):
     parts.append(out)
-    if progress is not None:
+    if progress is not None and len(out):
       progress.update(len(out))
   ws = np.concatenate(parts)
   return {"z": z, "w": ws[:, :cfg.w_dim], "s": ws[:, cfg.w_dim:]}
 
 
 def attribute_logits(g, s, attribute_fn: AttributeFunction, batch_size=256, mesh=None, progress=None):
-  """Flat S (n, C) -> logits (n, A) float32 of attribute_fn on the rendered images."""
+  """Flat S (n, C) -> logits (n, A) float32 of attribute_fn on the rendered images (n may be 0)."""
   cfg = g.config
   res, ch = cfg.img_resolution, cfg.img_channels
   parts = []
   if attribute_fn.traceable:
     batches = stats.sharded_batches(_logits_step(attribute_fn), g, (s,), (), batch_size, mesh)
   else:
-    batches = (np.asarray(attribute_fn.fn(x.reshape(len(x), res, res, ch)), np.float32)
+    batches = (np.asarray(attribute_fn.fn(x.reshape(len(x), res, res, ch)), np.float32) if len(x) else None
                for x in stats.sharded_batches(_images_step, g, (s,), (), batch_size, mesh))
   for out in batches:
+    if out is None or len(out) == 0:  # no rows of this process in the step
+      continue
     if out.ndim != 2 or (parts and out.shape[1] != parts[0].shape[1]):
       raise ValueError(f"attribute function must return (B, A) logits, got shape {out.shape}")
     parts.append(out)
     if progress is not None:
       progress.update(len(out))
-  return np.concatenate(parts)
+  return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 # ----------------------------------------------------------------------------- resumable sampling
@@ -204,41 +212,52 @@ def make_jobs(workdir, g, num_samples, attribute_fn: AttributeFunction | None = 
 
 def run_sampling(g, sjobs: SamplingJobs, attribute_fn: AttributeFunction | None = None, *,
                  batch_size=256, mesh=None, progress=None, max_shards=None) -> int:
-  """Computes the missing shards of both jobs; returns the number of samples computed.
+  """Computes this process's missing shards of both jobs; returns the number of samples computed.
+
+  Shards are split between processes round-robin (ShardedJob.mine()); all processes
+  step through the rounds in lock-step on the global mesh (ss_jax.distributed), so
+  every process must call this. Call `distributed.wait_for_shards(sjobs.codes, ...)`
+  before reading other processes' shards.
 
   Args:
     g: the Generator the jobs were made for.
     sjobs: from make_jobs (with the same attribute_fn); seed, psi and class_idx are read
       from its settings, so a resume cannot mix them.
+    batch_size: samples per step per process (padded to its devices on the mesh).
+    mesh: 1-D mesh 'data' (default: every device of every process).
     progress: optional object with update(n), called with samples per batch.
-    max_shards: stop after this many shards (None: all). A later call continues.
+    max_shards: stop after this many shards per process (None: all). A later call continues.
 
   Returns:
-    Samples whose shard was (fully or partly) computed by this call.
+    Samples whose shard was (fully or partly) computed by this call on this process.
   """
   if (attribute_fn is None) != (sjobs.logits is None):
     raise ValueError("attribute_fn must be given exactly when the jobs were made with one")
   spec = sjobs.codes.spec
   psi, seed, class_idx = spec["psi"], spec["seed"], spec["class_idx"]
-  computed, shards = 0, 0
-  for i, (a, b) in enumerate(sjobs.ranges):
-    if sjobs.done(i):
-      continue
-    if max_shards is not None and shards >= max_shards:
-      break
-    need_logits = sjobs.logits is not None and not sjobs.logits.done(i)
-    if sjobs.codes.done(i):
-      s = sjobs.codes.read(i)["s"] if need_logits else None
-    else:
-      codes = sample_codes(g, range(seed + a, seed + b), psi, batch_size, class_idx, mesh,
-                           None if need_logits else progress)
+  mesh = distributed.auto_axes(mesh or stats.default_mesh())
+  g = distributed.replicate(g, mesh)
+  pending = [i for i in sjobs.codes.mine() if not sjobs.done(i)]
+  if max_shards is not None:
+    pending = pending[:max(int(max_shards), 0)]
+  computed = 0
+  for i in distributed.schedule(pending, mesh):
+    a, b = sjobs.ranges[i] if i is not None else (0, 0)  # None: no rows here this round
+    need_codes = i is not None and not sjobs.codes.done(i)
+    need_logits = i is not None and sjobs.logits is not None and not sjobs.logits.done(i)
+    codes = sample_codes(g, range(seed + a, seed + b) if need_codes else [], psi, batch_size, class_idx,
+                         mesh, None if need_logits else progress)
+    if need_codes:
       sjobs.codes.write(i, **codes)
-      s = codes["s"]
-    if need_logits:
+    if sjobs.logits is not None:  # every process steps through it, with rows or without
+      s = np.zeros((0, g.num_style_channels), np.float32)
+      if need_logits:
+        s = codes["s"] if need_codes else sjobs.codes.read(i)["s"]
       logits = attribute_logits(g, s, attribute_fn, batch_size, mesh, progress)
-      sjobs.logits.write(i, logits=logits)
-    computed += b - a
-    shards += 1
+      if need_logits:
+        sjobs.logits.write(i, logits=logits)
+    if i is not None:
+      computed += b - a
   return computed
 
 

@@ -46,7 +46,10 @@ different one-sided derivatives there; elsewhere they agree to float32 noise.
 
 Images are mapped with `lax.map` inside `shard_map` over a 1-D device mesh
 ('data'); the generator is replicated and the batch padded to a multiple of the
-device count (the padding is dropped from the result).
+device count (the padding is dropped from the result). `run_job` runs a
+resumable gradient-map job (`locally_active.gradient_map_job`) on 1 device, N
+devices or M processes x N devices: each process maps its own shards of images
+over the global mesh, in lock-step rounds (ss_jax.distributed).
 """
 import dataclasses
 import functools
@@ -54,16 +57,18 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ss_jax.generator import Generator
+from ss_jax import distributed
+from ss_jax.generator import Generator, flatten_styles
 from ss_jax.jacobian_modes import _jac_forward, _jac_reverse, considered_layers
 from ss_jax.jacobian_local import _contraction_tables, _crop_plan, _jac_local
 
 METHODS = ("auto", "forward", "reverse", "local")
 
-__all__ = ["METHODS", "Plan", "considered_layers", "gradient_maps", "jacobian", "plan"]
+__all__ = ["METHODS", "Plan", "considered_layers", "gradient_maps", "jacobian", "plan", "run_job"]
 
 
 
@@ -81,12 +86,17 @@ def _per_image(g, s, *, res, layers, pl, maps):
   return jnp.mean(jnp.abs(j), axis=1) if maps else j
 
 
-@functools.partial(jax.jit, static_argnames=("res", "layers", "pl", "maps", "mesh", "n"))
-def _batched(g, s, *, res, layers, pl, maps, mesh, n):
+def _sharded(g, s, *, res, layers, pl, maps, mesh):
+  """Per-image Jacobians/maps of a 'data'-sharded batch: lax.map over each device's images."""
   fn = functools.partial(_per_image, res=res, layers=layers, pl=pl, maps=maps)
   local = lambda g, s: jax.lax.map(lambda si: fn(g, si), s)
-  out = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"),
-                      check_vma=False)(g, s)
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"),
+                       check_vma=False)(g, s)
+
+
+@functools.partial(jax.jit, static_argnames=("res", "layers", "pl", "maps", "mesh", "n"))
+def _batched(g, s, *, res, layers, pl, maps, mesh, n):
+  out = _sharded(g, s, res=res, layers=layers, pl=pl, maps=maps, mesh=mesh)
   return jax.sharding.reshard(out, NamedSharding(mesh, P()))[:n]  # gather, drop the padding
 
 
@@ -114,14 +124,15 @@ def _run(g, styles, resolution, include_torgb, chunk_size, method, mesh, maps):
     raise ValueError(f"resolution {res} must divide the image size {size}")
   layers = considered_layers(g.layout, include_torgb)
   pl = method if isinstance(method, Plan) else plan(g.config, res, include_torgb, method, chunk_size)
-  if mesh is None:
-    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  mesh = distributed.auto_axes(mesh or distributed.global_mesh())
   n = styles[0].shape[0]
   pad = (-n) % mesh.devices.size
   if pad:  # repeat the last image so padded rows stay finite; dropped in _batched
     styles = tuple(jnp.concatenate([v, jnp.repeat(v[-1:], pad, axis=0)]) for v in styles)
+  if distributed.spans_processes(mesh):  # host values, the same on every process
+    styles = tuple(np.asarray(v) for v in styles)
   styles = jax.device_put(styles, NamedSharding(mesh, P("data")))
-  g = jax.device_put(g, NamedSharding(mesh, P()))
+  g = distributed.replicate(g, mesh)
   return _batched(g, styles, res=res, layers=layers, pl=pl, maps=maps, mesh=mesh, n=n)
 
 
@@ -139,7 +150,9 @@ def jacobian(g: Generator, styles, resolution=32, include_torgb=False, chunk_siz
       (reverse) per vmapped batch, to bound memory; None: sized for ~1 GiB.
     method: "auto" | "forward" | "reverse" | "local" (see module docstring), or a
       Plan from `plan(...)` (e.g. to fix the local mode's cut and tile).
-    mesh: 1-D jax Mesh with axis "data" to shard images over; default: all devices.
+    mesh: 1-D jax Mesh with axis "data" to shard images over; default: all devices
+      (of every process: then every process passes the same styles and gets all maps;
+      `run_job` splits a gradient-map job between processes instead).
   Returns:
     (N, C, img_channels, P, P) in the styles' float dtype; C = considered channels
     in flat-S order (toRGB layers left out unless include_torgb), NCHW pixels.
@@ -157,6 +170,80 @@ def gradient_maps(g: Generator, styles, resolution=32, include_torgb=False, chun
   inside the jitted computation, so the signed Jacobian is never stored whole.
   """
   return _run(g, styles, resolution, include_torgb, chunk_size, method, mesh, maps=True)
+
+
+# ----------------------------------------------------------------------------- the resumable job
+
+
+def _render_step(g, z, c, psi):
+  """(g, z (B, z_dim), c (B, c_dim), psi) -> (flat S (B, C), images (B, H, W, img_c)), const noise."""
+  s = g.styles(g.mapping(z, c, psi))
+  return flatten_styles(s), g.synthesis(s, noise_mode="const")
+
+
+@functools.lru_cache(maxsize=None)
+def _maps_step(res, layers, pl, mesh):
+  """(g, flat S (B, C)) -> maps (B, C_considered, P, P), sharded like its input (a map_batches step)."""
+
+  def step(g, flat):
+    s = tuple(flat[:, L.offset:L.offset + L.channels] for L in g.layout)
+    return _sharded(g, s, res=res, layers=layers, pl=pl, maps=True, mesh=mesh)
+
+  return step
+
+
+def run_job(gm, g, chunk_size=None, method="auto", mesh=None, progress=None):
+  """Computes the missing shards of a gradient-map job on every device of every process.
+
+  gm: from `ss_jax.locally_active.gradient_map_job` (settings: seeds, psi, class,
+  resolution, dtype, images per shard). Each process renders and maps its own
+  pending shards (gm.pending(), round-robin), a shard's images sharded over the
+  mesh; rounds are lock-step across processes (ss_jax.distributed). Shard files are
+  those of `locally_active.run_gradient_maps`: seeds, index (n,), styles (n, C_all)
+  float32, images (n, H, W, img_c) uint8, maps (n, C, P, P) (+ scale for float16).
+  Returns when this process's shards are written; call
+  `distributed.wait_for_shards(gm)` before reading the others' shards.
+
+  Args:
+    chunk_size, method: as for `gradient_maps` (method may be a Plan).
+    mesh: 1-D mesh 'data' (default: every device of every process).
+    progress: optional object with update(n), called with images per shard.
+  Returns:
+    Images mapped by this process.
+  """
+  from ss_jax import images as images_lib
+  from ss_jax import locally_active, stats
+  spec = gm.spec
+  locally_active.check_generator(g, spec["psi"])
+  seeds, per = list(spec["seeds"]), int(spec["images_per_shard"])
+  _, channels, pooled = locally_active.job_layout(gm)
+  res, rgb = int(spec["resolution"]), bool(spec["include_torgb"])
+  layers = considered_layers(g.layout, rgb)
+  pl = method if isinstance(method, Plan) else plan(g.config, res, rgb, method, chunk_size)
+  mesh = distributed.auto_axes(mesh or distributed.global_mesh())
+  g = distributed.replicate(g, mesh)
+  prepare = stats.seed_inputs(g.config.z_dim, g.config.c_dim, int(spec["class_idx"]))
+  maps_step = _maps_step(res, layers, pl, mesh)
+  done = 0
+  for i in distributed.schedule(gm.pending(), mesh):
+    idx = np.arange(i * per, min((i + 1) * per, len(seeds))) if i is not None else np.zeros(0, np.int64)
+    batch = np.asarray(seeds, np.int64)[idx]
+    out = list(distributed.map_batches(_render_step, g, (batch,), (np.float32(spec["psi"]),), per, mesh,
+                                       prepare))
+    flat = np.concatenate([o[0] for o in out])
+    x = np.concatenate([o[1] for o in out])
+    maps = np.concatenate(list(distributed.map_batches(maps_step, g, (flat,), (), per, mesh)))
+    if i is None:
+      continue
+    if maps.shape != (len(idx), len(channels), pooled, pooled):
+      raise ValueError(f"gradient maps have shape {maps.shape}, "
+                       f"expected ({len(idx)}, {len(channels)}, {pooled}, {pooled})")
+    gm.write(i, seeds=batch, index=idx, styles=flat.astype(np.float32), images=images_lib.to_uint8(x),
+             **locally_active.encode_maps(maps.astype(np.float32), spec["dtype"]))
+    done += len(idx)
+    if progress is not None:
+      progress.update(len(idx))
+  return done
 
 
 # ----------------------------------------------------------------------------- planning

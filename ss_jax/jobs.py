@@ -3,8 +3,10 @@
 A long job (population statistics, gradient maps, sampling for DCI, ...) is split
 into numbered shards. Each finished shard is one .npz written with
 write-then-rename, so a killed job loses at most the shard in flight, and a rerun
-with the same settings computes only the missing shards. Shards are assigned to
-processes round-robin, so the same code runs on one host or many.
+with the same settings computes only the missing shards. The shard layout depends
+only on the settings; shards are assigned to processes round-robin (by default
+jax.process_index() of jax.process_count()), so a rerun with another number of
+processes or devices completes the same job (see ss_jax.distributed).
 """
 import contextlib
 import json
@@ -90,18 +92,32 @@ class SettingsMismatch(ValueError):
   pass
 
 
+class ShardsMissing(RuntimeError):
+  """Shards that should exist by now do not (another process still running, or failed)."""
+
+
 class ShardedJob:
   """Shards of one job under workdir/name/: spec.json + shard_00000.npz, ...
 
   spec: plain data describing everything that determines the results (checkpoint,
   sample counts, seeds, ...). Resuming with a different spec is refused, since
-  mixing shards from two settings would silently corrupt the result.
+  mixing shards from two settings would silently corrupt the result. Device and
+  process counts are never part of it.
+  process_index, process_count: this process's share of the shards (mine());
+  default: jax.process_index() / jax.process_count(), so make the job after
+  ss_jax.distributed.initialize().
   """
 
-  def __init__(self, workdir, name, spec, num_shards, process_index=0, process_count=1):
+  def __init__(self, workdir, name, spec, num_shards, process_index=None, process_count=None):
     self.dir = pathlib.Path(workdir) / name
     self.num_shards = int(num_shards)
-    self.process_index, self.process_count = process_index, process_count
+    if process_index is None or process_count is None:
+      import jax  # lazy: the rest of this module is numpy only
+      process_index = jax.process_index() if process_index is None else process_index
+      process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= int(process_index) < int(process_count):
+      raise ValueError(f"process_index {process_index} out of range for {process_count} processes")
+    self.process_index, self.process_count = int(process_index), int(process_count)
     spec = json.loads(json.dumps(dict(spec, num_shards=self.num_shards), sort_keys=True, default=_json_default))
     spec_path = self.dir / "spec.json"
     if spec_path.exists():
@@ -110,7 +126,7 @@ class ShardedJob:
         diff = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k))
         raise SettingsMismatch(f"{self.dir} holds a job with different settings ({', '.join(diff)}); "
                                "use another --workdir or delete that folder")
-    elif process_index == 0:
+    elif self.process_index == 0:
       atomic_write_json(spec_path, spec)
     self.spec = spec
 
@@ -140,7 +156,7 @@ class ShardedJob:
     """Concatenate every shard's arrays along axis 0 (all shards must be done)."""
     missing = [i for i in range(self.num_shards) if not self.done(i)]
     if missing:
-      raise RuntimeError(f"{self.dir}: {len(missing)} shard(s) not done yet (first: {missing[0]})")
+      raise ShardsMissing(f"{self.dir}: {len(missing)} shard(s) not done yet (first: {missing[0]})")
     parts = [self.read(i) for i in range(self.num_shards)]
     keys = keys or list(parts[0])
     return {k: np.concatenate([p[k] for p in parts], axis=0) for k in keys}

@@ -4,15 +4,23 @@ As in the official Manipulator (EditOneC / MSCode): one or several channels are
 moved by alpha population standard deviations, every other channel of every
 layer is untouched, and the image is re-rendered from the edited S. A whole
 alpha sweep is one jitted call (the alphas are folded into the batch).
+
+Batch edits of many seeds are a resumable ShardedJob (`make_job`, `run_job`):
+shards of `images_per_shard` seeds hold the uint8 edits of every channel group and
+alpha; each process renders its own shards over the global device mesh
+(ss_jax.distributed) and process 0 assembles the grid (`job_grid`).
 """
+import hashlib
+import json
+import math
 import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ss_jax import distributed, jobs, stylespace
 from ss_jax import images as images_lib
-from ss_jax import stylespace
 from ss_jax.generator import flatten_styles, unflatten_styles
 
 DEFAULT_ALPHAS = (-10.0, -5.0, 0.0, 5.0, 10.0)
@@ -194,3 +202,107 @@ def manipulation_grid(g, styles, channels, alphas, std, joint=False, batch_size=
     if progress is not None:
       progress.update(1)
   return labeled_grid(np.stack(rows), labels, [alpha_label(a) for a in np.ravel(alphas)], pad, min_cell)
+
+
+# ----------------------------------------------------------------------------- batch edits as a job
+
+DEFAULT_IMAGES_PER_SHARD = 16
+
+
+def edit_groups(layout, channels, joint=False):
+  """[(flat indices, row label), ...]: one group per channel, or one joint group 'L_C+L_C'."""
+  idx = resolve_channels(layout, channels)
+  names = stylespace.names_of(layout, idx)
+  if joint:
+    return [([int(i) for i in idx], "+".join(names))]
+  return [([int(i)], n) for i, n in zip(idx, names)]
+
+
+def _edit_rows(g, flat, d, alphas):
+  """(B, C) styles, (C,) direction, (A,) alphas -> (B, A, H, W, img_channels) (a map_batches step).
+
+  Rows stay the major axis (B, A), so the batch sharding carries through the reshapes.
+  """
+  s = flat[:, None] + alphas[None, :, None] * d[None, None]
+  b, a = s.shape[:2]
+  img = _synth(g, s.reshape(b * a, -1))
+  return img.reshape((b, a) + img.shape[1:])
+
+
+def make_job(workdir, g, seeds, channels, alphas, std, *, psi=0.7, class_idx=None, joint=False,
+             images_per_shard=DEFAULT_IMAGES_PER_SHARD, extra_spec=None):
+  """The ShardedJob of a batch edit under workdir/edits_<settings hash>/.
+
+  Settings (seeds, channel groups, alphas, the sigma of every edited channel, psi,
+  class rule, model fingerprint, images per shard) name the folder, so a rerun with
+  the same settings resumes and other settings start a job of their own.
+  """
+  from ss_jax import stats
+  seeds = [int(v) for v in seeds]
+  if not seeds:
+    raise ValueError("no seeds given")
+  alphas = [float(a) for a in np.ravel(alphas)]
+  if not alphas:
+    raise ValueError("no alphas given")
+  if int(images_per_shard) < 1:
+    raise ValueError(f"images_per_shard must be positive, got {images_per_shard}")
+  d = direction(g.layout, channels, std)
+  groups = edit_groups(g.layout, channels, joint)
+  spec = {"kind": "manipulate", "model": stats.model_fingerprint(g), "seeds": seeds, "alphas": alphas,
+          "groups": [[list(i), label] for i, label in groups], "joint": bool(joint),
+          "sigma": {str(i): float(d[i]) for grp, _ in groups for i in grp},
+          "psi": float(psi), "class_idx": class_idx, "images_per_shard": int(images_per_shard),
+          **(extra_spec or {})}
+  key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+  return jobs.ShardedJob(workdir, f"edits_{key}", spec, math.ceil(len(seeds) / int(images_per_shard)))
+
+
+def run_job(job, g, batch_size=8, mesh=None, progress=None):
+  """Renders this process's missing shards: seeds (n,), images (n, G, A, H, W, C) uint8.
+
+  Every process must call this (lock-step rounds on the global mesh, see
+  ss_jax.distributed); call `distributed.wait_for_shards(job)` before `job_grid`.
+  batch_size: images per step per process (each renders A of them).
+  progress: optional object with update(n), called once per channel group and shard.
+  Returns the number of images this process edited.
+  """
+  from ss_jax import stats
+  spec = job.spec
+  seeds, per = spec["seeds"], spec["images_per_shard"]
+  alphas = np.asarray(spec["alphas"], np.float32)
+  mesh = distributed.auto_axes(mesh or distributed.global_mesh())
+  g = distributed.replicate(g, mesh)
+  c = stylespace.num_channels(g.layout)
+  dirs = []
+  for grp, _ in spec["groups"]:
+    d = np.zeros(c, np.float32)
+    d[grp] = [spec["sigma"][str(i)] for i in grp]
+    dirs.append(d)
+  done = 0
+  for i in distributed.schedule(job.pending(), mesh):
+    batch = seeds[i * per:(i + 1) * per] if i is not None else []
+    flat = np.concatenate([np.zeros((0, c), np.float32)] + list(
+        stats.iter_styles_from_seeds(g, batch, spec["psi"], batch_size, spec["class_idx"], mesh)))
+    edits = []
+    for d in dirs:
+      x = [images_lib.to_uint8(o) for o in distributed.map_batches(_edit_rows, g, (flat,), (d, alphas),
+                                                                   batch_size, mesh)]
+      edits.append(np.concatenate(x))
+      if progress is not None and i is not None:
+        progress.update(1)
+    if i is None:
+      continue
+    job.write(i, seeds=np.asarray(batch, np.int64), images=np.stack(edits, axis=1))
+    done += len(batch)
+  return done
+
+
+def job_grid(job, pad=2, min_cell=0):
+  """(H', W', 3) uint8 grid of a finished job: rows = channel group x image, columns = alphas."""
+  spec = job.spec
+  parts = [job.read(i)["images"] for i in range(job.num_shards)]
+  x = np.concatenate(parts)                                  # (N, G, A, H, W, C)
+  n, ngroups = x.shape[:2]
+  cells = np.swapaxes(x, 0, 1).reshape((ngroups * n,) + x.shape[2:])
+  labels = [label for _, label in spec["groups"] for _ in range(n)]
+  return labeled_grid(cells, labels, [alpha_label(a) for a in spec["alphas"]], pad, min_cell)

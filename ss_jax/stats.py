@@ -14,9 +14,11 @@ Conventions (documented because they change the numbers):
 
 The population is cut into chunks of `samples_per_shard` samples; each chunk's
 (count, mean, M2) in float64 is one ShardedJob shard, so a killed run resumes at
-the missing chunks. Batches are computed with the batch sharded over a 1-D
-device mesh and merged on the host with Chan et al.'s parallel formula, which
-stays accurate where a naive sum of squares would cancel.
+the missing chunks, with any number of devices or processes (the chunking never
+depends on them). Batches are computed with the batch sharded over a 1-D device
+mesh (every device of every process: ss_jax.distributed) and merged on the host
+with Chan et al.'s parallel formula, which stays accurate where a naive sum of
+squares would cancel; shards are merged in shard order.
 """
 import functools
 import hashlib
@@ -24,10 +26,8 @@ import pathlib
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from ss_jax import jobs, sampling, stylespace
+from ss_jax import distributed, jobs, sampling, stylespace
 from ss_jax.generator import flatten_styles
 
 JOB_NAME = "population_stats"
@@ -65,8 +65,8 @@ def empty_moments(num_channels):
 
 
 def default_mesh():
-  """1-D mesh over all devices, axis 'data' (params replicated, batch sharded)."""
-  return jax.make_mesh((jax.device_count(),), ("data",))
+  """1-D mesh over all devices of all processes, axis 'data' (params replicated, batch sharded)."""
+  return distributed.global_mesh()
 
 
 def _z_to_s(g, z, c, psi):
@@ -77,36 +77,9 @@ def _ws_to_s(g, ws):
   return flatten_styles(g.styles(ws))
 
 
-@functools.lru_cache(maxsize=None)
-def _sharded(fn, mesh, num_batched, num_replicated):
-  """jit(fn) with args (g, *batched, *replicated): batch axis 0 sharded over 'data'."""
-  batch, repl = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  return jax.jit(fn, in_shardings=(repl,) + (batch,) * num_batched + (repl,) * num_replicated,
-                 out_shardings=batch)
-
-
-def sharded_batches(fn, g, batched, replicated=(), batch_size=256, mesh=None):
-  """Yield fn(g, *batched[i:i+b], *replicated) as float32 numpy, b = batch_size padded to the mesh.
-
-  Every call has the same (padded) shape, so fn compiles once; pad rows are dropped.
-  """
-  mesh = mesh or default_mesh()
-  ndev = mesh.devices.size
-  bs = -(-max(int(batch_size), 1) // ndev) * ndev
-  step = _sharded(fn, mesh, len(batched), len(replicated))
-  g = jax.device_put(g, NamedSharding(mesh, P()))
-  n = len(batched[0])
-  pending = None
-  for i in range(0, n, bs):
-    parts = [np.asarray(a[i:i + bs]) for a in batched]
-    k = len(parts[0])
-    parts = [np.concatenate([p, np.zeros((bs - k,) + p.shape[1:], p.dtype)]) for p in parts]
-    out = step(g, *parts, *replicated)  # dispatched asynchronously: overlaps the host work below
-    if pending is not None:
-      yield np.asarray(pending[0])[:pending[1]]
-    pending = out, k
-  if pending is not None:
-    yield np.asarray(pending[0])[:pending[1]]
+# fn(g, *batched[i:i+b], *replicated) in padded, device-sharded batches of this process's
+# rows (numpy out); the multi-process rules are in ss_jax.distributed.map_batches.
+sharded_batches = distributed.map_batches
 
 
 def class_labels(c_dim, seeds, class_idx):
@@ -120,16 +93,25 @@ def class_labels(c_dim, seeds, class_idx):
   return sampling.one_hot(labels, c_dim)
 
 
+@functools.lru_cache(maxsize=None)
+def seed_inputs(z_dim, c_dim, class_idx=None):
+  """Host function seeds (B,) -> (z (B, z_dim), class labels (B, c_dim)) float32 (map_batches' prepare)."""
+
+  def prepare(seeds):
+    seeds = [int(v) for v in seeds]
+    return sampling.z_from_seeds(seeds, z_dim), class_labels(c_dim, seeds, class_idx)
+
+  return prepare
+
+
 def iter_styles_from_seeds(g, seeds, psi=0.7, batch_size=256, class_idx=None, mesh=None):
-  """Yield flat S batches (b, C) float32 for consecutive chunks of seeds."""
-  seeds = list(seeds)
-  bs = max(int(batch_size), 1)
-  block = bs * max(1, 4096 // bs)  # z on the host per block: 100K x z_dim is never held at once
-  for i in range(0, len(seeds), block):
-    chunk = seeds[i:i + block]
-    z = sampling.z_from_seeds(chunk, g.config.z_dim)  # (n, 0) for label-only models, ignored
-    yield from sharded_batches(_z_to_s, g, (z, class_labels(g.config.c_dim, chunk, class_idx)),
-                        (np.float32(psi),), bs, mesh)
+  """Yield flat S batches (b, C) float32 for consecutive chunks of seeds (z made per batch on the host).
+
+  seeds: this process's seeds (may be empty in a multi-process round, see map_batches).
+  """
+  seeds = np.asarray(list(seeds), np.int64)
+  prepare = seed_inputs(g.config.z_dim, g.config.c_dim, class_idx)
+  yield from distributed.map_batches(_z_to_s, g, (seeds,), (np.float32(psi),), batch_size, mesh, prepare)
 
 
 def styles_from_seeds(g, seeds, psi=0.7, batch_size=256, class_idx=None, mesh=None):
@@ -194,19 +176,24 @@ def done_samples(job, num_samples, samples_per_shard=DEFAULT_SAMPLES_PER_SHARD):
 
 
 def population_stats(g, num_samples, psi=0.7, batch_size=256, seed=0, job=None, progress=None,
-                     samples_per_shard=DEFAULT_SAMPLES_PER_SHARD, class_idx=None, mesh=None):
+                     samples_per_shard=DEFAULT_SAMPLES_PER_SHARD, class_idx=None, mesh=None, wait_s=None):
   """Per-channel mean and std of flat S over samples seed .. seed + num_samples - 1.
 
   Args:
     g: Generator.
+    batch_size: samples per step per process (padded to its devices on the mesh).
     job: optional ShardedJob from make_job (same settings); finished shards are
-      reused and only missing ones computed. Without a job everything stays in
-      memory; the result is the same.
+      reused and only this process's missing ones computed (in lock-step with the
+      other processes, see ss_jax.distributed), then all shards are merged once
+      every process has written its own. Without a job every process computes
+      everything in memory; the result is the same.
     progress: optional object with update(n), called with samples done per batch.
-    mesh: 1-D mesh with axis 'data' (default: all devices).
+    mesh: 1-D mesh with axis 'data' (default: every device of every process).
+    wait_s: how long to wait for other processes' shard files after the barrier
+      (default: distributed.wait_for_shards').
 
   Returns:
-    dict(mean (C,) float64, std (C,) float64 (ddof=0), count int).
+    dict(mean (C,) float64, std (C,) float64 (ddof=0), count int), on every process.
   """
   ranges = shard_ranges(num_samples, samples_per_shard)
   if job is not None:
@@ -215,22 +202,27 @@ def population_stats(g, num_samples, psi=0.7, batch_size=256, seed=0, job=None, 
     if bad or job.num_shards != len(ranges):
       raise ValueError(f"{job.dir}: job settings differ from the arguments "
                        f"({', '.join(bad) or 'num_shards'})")
+  mesh = distributed.auto_axes(mesh or default_mesh())
+  g = distributed.replicate(g, mesh)
   num_channels = stylespace.num_channels(g.layout)
   parts = {}
-  for i in (job.pending() if job is not None else range(len(ranges))):
-    a, b = ranges[i]
+  todo = distributed.schedule(job.pending(), mesh) if job is not None else range(len(ranges))
+  for i in todo:
+    a, b = ranges[i] if i is not None else (0, 0)  # None: no shard left here, feed no rows
     acc = empty_moments(num_channels)
     for x in iter_styles_from_seeds(g, range(seed + a, seed + b), psi, batch_size, class_idx, mesh):
-      acc = merge_moments(acc, batch_moments(x))
-      if progress is not None:
-        progress.update(len(x))
+      if len(x):  # a step may hold none of this process's rows
+        acc = merge_moments(acc, batch_moments(x))
+        if progress is not None:
+          progress.update(len(x))
+    if i is None:
+      continue
     if job is not None:
       job.write(i, count=np.int64(acc[0]), mean=acc[1], m2=acc[2])
     else:
       parts[i] = acc
-  if job is not None and not job.complete():
-    missing = sum(not job.done(i) for i in range(job.num_shards))
-    raise RuntimeError(f"{job.dir}: {missing} shard(s) belong to other processes and are not done yet")
+  if job is not None:
+    distributed.wait_for_shards(job, timeout_s=wait_s)
   total = empty_moments(num_channels)
   for i in range(len(ranges)):  # merge in shard order: identical result however the shards were made
     if i in parts:

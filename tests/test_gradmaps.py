@@ -1,6 +1,7 @@
 """Gradient maps: every method against jacrev, finite differences, the PyTorch references, sharding."""
 import functools
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -154,6 +155,29 @@ def test_sharded_over_four_devices_matches_one_and_flat_styles():
     gradmaps.gradient_maps(g, s, method="bogus")
   with pytest.raises(ValueError):
     gradmaps.gradient_maps(g, s, chunk_size=0)
+
+
+def test_run_job_equals_run_gradient_maps_on_any_device_count(tmp_path):
+  from ss_jax import distributed, locally_active
+  g, _ = _tiny()
+  ref = locally_active.gradient_map_job(tmp_path / "ref", g, range(5), "tiny", 4, images_per_shard=2)
+  locally_active.run_gradient_maps(ref, g, method="reverse")
+  gm = locally_active.gradient_map_job(tmp_path / "job", g, range(5), "tiny", 4, images_per_shard=2)
+  assert gradmaps.run_job(gm, g, method="reverse") == 5 and gm.complete()  # 4 devices, 2 images per shard
+  os.remove(gm.shard_path(1))
+  kept = os.stat(gm.shard_path(0)).st_mtime_ns
+  one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  assert gradmaps.run_job(gm, g, method="reverse", mesh=one) == 2  # only the missing shard, on 1 device
+  assert os.stat(gm.shard_path(0)).st_mtime_ns == kept
+  distributed.wait_for_shards(gm)
+  for i in range(3):
+    a, b = gm.read(i), ref.read(i)
+    assert a.keys() == b.keys() and all(a[k].dtype == b[k].dtype for k in a)
+    for k in ("seeds", "index"):
+      np.testing.assert_array_equal(a[k], b[k])
+    assert np.abs(a["images"].astype(int) - b["images"]).max() <= 1  # uint8 rounding of float noise
+    np.testing.assert_allclose(a["styles"], b["styles"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(a["maps"], b["maps"], rtol=1e-5, atol=1e-6)
 
 
 def test_plan_prefers_local_on_fixture_like_models():

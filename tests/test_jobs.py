@@ -29,3 +29,10 @@ def test_processes_split_shards(tmp_path):
   a = jobs.ShardedJob(tmp_path, "j", {}, 5, process_index=0, process_count=2)
   b = jobs.ShardedJob(tmp_path, "j", {}, 5, process_index=1, process_count=2)
   assert a.mine() == [0, 2, 4] and b.mine() == [1, 3]
+  b.write(1, x=np.zeros(1))
+  assert b.pending() == [3] and a.pending() == [0, 2, 4]
+  three = jobs.ShardedJob(tmp_path, "j", {}, 5, process_index=2, process_count=3)  # a rerun on 3 processes
+  assert three.mine() == [2] and three.spec == a.spec  # same layout, other assignment
+  assert (jobs.ShardedJob(tmp_path, "j", {}, 5).process_count, a.num_shards) == (1, 5)  # default: jax's
+  with pytest.raises(ValueError, match="out of range"):
+    jobs.ShardedJob(tmp_path, "j", {}, 5, process_index=2, process_count=2)

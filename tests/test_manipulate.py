@@ -89,6 +89,31 @@ def test_errors(setup):
   assert manipulate.parse_alphas("-10,-5,0,5,10") == (-10, -5, 0, 5, 10)
 
 
+def test_batch_job_equals_grid_and_resumes_on_other_devices(setup, tmp_path):
+  import jax
+  g, _, std = setup
+  seeds, alphas = range(3), [-5, 0, 5]
+  job = manipulate.make_job(tmp_path, g, seeds, "3_5,6_2", alphas, std, images_per_shard=2)
+  assert job.dir.name.startswith("edits_") and job.num_shards == 2
+  assert manipulate.run_job(job, g, batch_size=2) == 3  # 4 devices
+  d = job.read(0)
+  assert d["images"].shape == (2, 2, 3, 16, 16, 3) and d["images"].dtype == np.uint8  # (n, G, A, H, W, C)
+  s = stats.styles_from_seeds(g, seeds, 0.7)
+  ref = manipulate.manipulation_grid(g, s, "3_5,6_2", alphas, std)
+  grid = manipulate.job_grid(job)
+  assert grid.shape == ref.shape and np.abs(grid.astype(int) - ref).max() <= 1
+  first = job.read(0)["images"]
+  os.remove(job.shard_path(0))
+  one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  again = manipulate.make_job(tmp_path, g, seeds, "3_5,6_2", alphas, std, images_per_shard=2)
+  assert again.dir == job.dir and again.pending() == [0]
+  assert manipulate.run_job(again, g, batch_size=2, mesh=one) == 2
+  assert np.abs(again.read(0)["images"].astype(int) - first).max() <= 1
+  joint = manipulate.make_job(tmp_path, g, seeds, "3_5,6_2", alphas, std, joint=True, images_per_shard=2)
+  assert joint.dir != job.dir and joint.spec["groups"] == [[[g.layout[3].offset + 5, g.layout[6].offset + 2],
+                                                            "3_5+6_2"]]
+
+
 def run_binary(*args):
   return subprocess.run([sys.executable, "-m", "experiments.manipulate", *args], cwd=REPO,
                         capture_output=True, text=True, timeout=120)

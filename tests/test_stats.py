@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from ss_jax import jobs, save_generator, stats
+from ss_jax import distributed, jobs, save_generator, stats
 
 import tiny
 
@@ -99,9 +99,26 @@ def test_multi_device_equals_single_device(g):
   np.testing.assert_allclose(a["std"], b["std"], rtol=1e-6, atol=1e-7)
   assert a["count"] == b["count"] == 27
   mesh = stats.default_mesh()
-  step = stats._sharded(stats._z_to_s, mesh, 2, 1)
+  step = distributed.sharded_step(stats._z_to_s, mesh, 2, 1)
   out = step(g, np.zeros((8, 16), np.float32), np.zeros((8, 0), np.float32), np.float32(0.7))
   assert out.sharding.spec == P("data") and len(out.sharding.device_set) == 4
+
+
+def test_uncoordinated_processes_split_the_shards(g, tmp_path):
+  # Two processes without a runtime between them (each on its own devices): each writes only
+  # its round-robin shards; merging waits for the other's files (here: none, so it fails at once).
+  kw = dict(psi=0.7, batch_size=4, samples_per_shard=8)
+  ref = stats.population_stats(g, 28, **kw)
+  one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  spec = dict(stats._settings(28, 0.7, 0, 8, None), model=stats.model_fingerprint(g))
+  first = jobs.ShardedJob(tmp_path, stats.JOB_NAME, spec, 4, process_index=0, process_count=2)
+  with pytest.raises(jobs.ShardsMissing, match="2 shard\\(s\\) not done"):
+    stats.population_stats(g, 28, job=first, mesh=one, **kw)
+  assert [first.done(i) for i in range(4)] == [True, False, True, False]
+  second = jobs.ShardedJob(tmp_path, stats.JOB_NAME, spec, 4, process_index=1, process_count=2)
+  got = stats.population_stats(g, 28, job=second, **kw)
+  np.testing.assert_allclose(got["mean"], ref["mean"], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(got["std"], ref["std"], rtol=1e-6, atol=1e-7)
 
 
 def test_conditional_labels_follow_the_seed():
