@@ -8,9 +8,7 @@ import pytest
 
 from ss_jax import encoder as enc_lib
 from ss_jax import stats
-from tests.tiny import TINY, tiny_generator
-
-TINY_ENCODER = dict(widths=(8, 16, 16), head_channels=8, feature_dim=32)
+from tests.tiny import TINY, tiny_encoder_config, tiny_generator
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +18,7 @@ def g():
 
 @pytest.fixture(scope="module")
 def config(g):
-  return enc_lib.EncoderConfig.for_generator(g, **TINY_ENCODER)
+  return tiny_encoder_config(g)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ import pytest
 from ss_jax import encoder as enc_lib
 from ss_jax import encoder_training as et
 from ss_jax import jobs, stats
-from tests.tiny import TINY, tiny_generator
+from tests.tiny import TINY, tiny_encoder_config, tiny_generator
 
-TINY_ENCODER = dict(widths=(8, 16, 16), head_channels=8, feature_dim=32)
 STEPS = 40
 # The image loss is on (on half of each batch), so one compilation covers every term.
 SETTINGS = et.TrainSettings(steps=STEPS, batch_size=8, learning_rate=3e-3, warmup_steps=5,
@@ -25,7 +24,7 @@ def g():
 
 @pytest.fixture(scope="module")
 def config(g):
-  return enc_lib.EncoderConfig.for_generator(g, **TINY_ENCODER)
+  return tiny_encoder_config(g)
 
 
 @pytest.fixture(scope="module")

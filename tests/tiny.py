@@ -17,3 +17,12 @@ def tiny_generator(seed=0, cfg=TINY):
   for p in params["synthesis"]["layers"]:
     p["affine_b"] = np.ones_like(p["affine_b"])  # S ~1-centred, as the official init
   return Generator(params, buffers, cfg)
+
+
+TINY_ENCODER = dict(widths=(8, 16, 16), head_channels=8, feature_dim=32)
+
+
+def tiny_encoder_config(g):
+  """A small ss_jax.encoder.EncoderConfig for generator g (test speed, not quality)."""
+  from ss_jax import encoder  # pylint: disable=g-import-not-at-top
+  return encoder.EncoderConfig.for_generator(g, **TINY_ENCODER)
