@@ -4,6 +4,8 @@
       --seeds=0-3 --alphas=-10,-5,0,5,10 --outdir=out/manip
   python -m experiments.manipulate --stats=... --channels=6_202,9_11 --joint --outdir=...
 
+  python -m experiments.manipulate --edit=edit.json --outdir=out/replay   # an explorer export
+
 Rows = channel x seed (or the joint edit x seed with --joint), columns = alphas.
 Writes OUTDIR/grid.png and manipulation.json; the edits themselves (uint8, every seed x
 channel x alpha) are kept in resumable shards under OUTDIR/edits_<settings hash>/, so a
@@ -30,7 +32,8 @@ flags.DEFINE_integer("min_cell", 64, "Upscale cells narrower than this (pixels) 
 flags.DEFINE_integer("batch_size", 8, "Images per step and process (times the number of alphas).")
 flags.DEFINE_integer("images_per_shard", 16, "Seeds per resumable shard.")
 flags.DEFINE_string("outdir", "out/manipulate", "Output directory.")
-flags.mark_flags_as_required(["stats", "channels"])
+flags.DEFINE_string("edit", None, "Replay an edit JSON exported by experiments.explore (writes OUTDIR/edit_<i>.png; "
+                    "--stats and --channels are not needed: the file holds seeds or codes, alphas and sigmas).")
 FLAGS = flags.FLAGS
 
 
@@ -38,6 +41,17 @@ def main(argv):
   del argv
   from ss_jax import defaults, distributed, images, jobs, manipulate, sampling, stats
   from ss_jax.checkpoint import load_generator
+  if FLAGS.edit:
+    from ss_jax.explorer import edit_spec
+    try:
+      g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
+      for path in edit_spec.replay_file(g, FLAGS.edit, FLAGS.outdir):
+        print(f"wrote {path}")
+    except (FileNotFoundError, ValueError) as e:
+      sys.exit(f"error: {e}")
+    return
+  if not FLAGS.stats or not FLAGS.channels:
+    sys.exit("error: --stats and --channels are required (or --edit=FILE.json)")
   try:
     _distributed_flags.initialize()
     seeds = sampling.parse_seeds(FLAGS.seeds)
