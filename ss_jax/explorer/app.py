@@ -153,6 +153,7 @@ def create_app(explorer, allowed_hosts=None):
 def make_server(explorer, host="127.0.0.1", port=8000):
   """A threaded WSGI server (werkzeug) for the app; .serve_forever(), .shutdown(), .server_port."""
   from werkzeug import serving
+  logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request (a slider sends many)
   allowed = None if is_loopback(host) else "*"
   if not is_loopback(host):
     log.warning("binding %s: the explorer has no authentication; anyone who can reach this address "
