@@ -3,8 +3,9 @@
   python -m benchmarks.bench_explore                        # shipped ToyFaces generator
   python -m benchmarks.bench_explore --clients=4 --seconds=10
 
-Starts the explorer's real server (threaded werkzeug, the same RenderService) on
-127.0.0.1 with an ephemeral port, compiles its render shapes, then over loopback HTTP:
+Starts the explorer binary (`python -m experiments.explore`, its own process: threaded werkzeug
+and the RenderService) on 127.0.0.1 with an ephemeral port, once with batches of up to 8
+images and once with max_batch 1 (a plain FIFO queue, the baseline), then over loopback HTTP:
 
   1. latency: --requests sequential POST /api/render calls, each with a new alpha (what one
      slider step sends), for 1 image and for 4 images side by side, with and without the
@@ -13,7 +14,7 @@ Starts the explorer's real server (threaded werkzeug, the same RenderService) on
   2. throughput: --clients threads, each sending its next request as soon as the previous
      one returns (the page keeps one request in flight per tab), for --seconds; requests/s,
      latency, and the render service's mean batch (rows per jitted call), compared with
-     one client over the same time.
+     one client, for both servers.
 
 Prints the load average before and after: on a shared machine the numbers scale with it.
 """
@@ -21,7 +22,11 @@ import argparse
 import http.client
 import json
 import os
+import pathlib
+import re
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
@@ -78,6 +83,29 @@ def throughput(port, clients, seconds, channel, max_requests=10_000):
   return sum(done) / wall, [x for v in lat for x in v], done
 
 
+def start_server(checkpoint, max_batch):
+  """`python -m experiments.explore` in a child process (its own GIL, like a real run) -> (process, port)."""
+  cmd = [sys.executable, "-m", "experiments.explore", "--port=0", "--encoder=none", "--nomeasure",
+         "--sigma_samples=500", f"--max_batch={max_batch}"] + ([f"--checkpoint={checkpoint}"] if checkpoint else [])
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          cwd=pathlib.Path(__file__).resolve().parents[1])
+  t = time.perf_counter()
+  for line in proc.stdout:
+    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    if m:
+      print(f"server (max_batch {max_batch}) up in {time.perf_counter() - t:.1f} s (load, sigma, compile)")
+      return proc, int(m.group(1))
+  raise RuntimeError("the explorer did not start")
+
+
+def counters(port):
+  conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+  conn.request("GET", "/api/info")
+  c = json.loads(conn.getresponse().read())["counters"]
+  conn.close()
+  return c
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--checkpoint", default=None, help="generator (default: shipped ToyFaces)")
@@ -86,36 +114,27 @@ def main():
   p.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
   p.add_argument("--channel", default="6_113")
   a = p.parse_args()
-  from ss_jax import defaults
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.explorer import app as app_lib, launch
-  print(f"load average at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
-        f"({os.cpu_count()} CPUs)")
-  g = load_generator(a.checkpoint or defaults.default_checkpoint())
-  ex = launch.build_explorer(g, "bench", default_model=a.checkpoint is None, encoder="none", measure=False,
-                             sigma_samples=500)
-  srv = app_lib.make_server(ex, "127.0.0.1", 0)
-  threading.Thread(target=srv.serve_forever, daemon=True).start()
-  port = srv.server_port
-  t = time.perf_counter()
-  ex.service.warm_up()
-  print(f"model {g.config.img_resolution}px, {g.num_style_channels} style channels; render shapes compiled "
-        f"in {time.perf_counter() - t:.1f} s")
+  print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
   ms = lambda v: f"median {1e3 * statistics.median(v):6.1f} ms, p90 {1e3 * float(np.percentile(v, 90)):6.1f} ms"
-  for seeds, extras in (([0], False), ([0], True), ([0, 1, 2, 3], False), ([0, 1, 2, 3], True)):
-    v = latency(port, seeds, extras, a.requests, a.channel)
-    print(f"slider step -> new image, {len(seeds)} image(s){' + |delta| map + outline' if extras else '':28s}: "
-          f"{ms(v)} ({len(v)} requests)")
-  for clients in (1, a.clients):
-    c0 = dict(ex.service.counters)
-    rps, lat, done = throughput(port, clients, a.seconds, a.channel)
-    c1 = ex.service.counters
-    rows = (c1["rows"] - c0["rows"]) / max(c1["batches"] - c0["batches"], 1)
-    print(f"{clients} client(s): {rps:6.1f} requests/s, {ms(lat)}, requests per client {done}, "
-          f"mean rows per jitted render {rows:.2f}")
-  srv.shutdown()
-  ex.close()
-  print(f"load average at end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+  for max_batch in (8, 1):
+    proc, port = start_server(a.checkpoint, max_batch)
+    try:
+      if max_batch == 8:
+        for seeds, extras in (([0], False), ([0], True), ([0, 1, 2, 3], False), ([0, 1, 2, 3], True)):
+          v = latency(port, seeds, extras, a.requests, a.channel)
+          print(f"slider step -> new image, {len(seeds)} image(s){' + |delta| map + outline' if extras else '':28s}: "
+                f"{ms(v)} ({len(v)} requests)")
+      for clients in (1, a.clients):
+        c0 = counters(port)
+        rps, lat, done = throughput(port, clients, a.seconds, a.channel)
+        c1 = counters(port)
+        rows = (c1["rows"] - c0["rows"]) / max(c1["batches"] - c0["batches"], 1)
+        print(f"max_batch {max_batch}, {clients} client(s): {rps:6.1f} requests/s, {ms(lat)}, requests per client "
+              f"{done}, mean rows per jitted render {rows:.2f}")
+    finally:
+      proc.terminate()
+      proc.wait(timeout=30)
+  print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

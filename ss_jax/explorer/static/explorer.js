@@ -47,7 +47,7 @@ function parseSeeds(spec) {
 
 // ------------------------------------------------------------------ images and rendering
 
-function scale() { return Math.max(1, Math.floor(256 / S.info.resolution)); }
+function scale() { return Math.max(1, Math.floor(200 / S.info.resolution)); }
 
 function buildImages() {
   const box = $("images");
@@ -89,6 +89,7 @@ async function renderNow() {
       base.src = r.image;
       base.dataset.edits = tag;
       delta.hidden = !r.delta; if (r.delta) delta.src = r.delta;
+      base.classList.toggle("dimmed", Boolean(r.delta));
       outline.hidden = !r.outline; if (r.outline) outline.src = r.outline;
       const m = card.querySelector(".measure");
       m.textContent = r.max_delta === undefined ? "" : `max |Δ| ${r.max_delta}` +
@@ -219,7 +220,11 @@ async function pickChannel(name) {
     const table = el("table", {}, ...rows.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, String(v)))));
     const thumb = el("img", {class: "pixelated", src: d.thumbnail, id: "thumbnail"});
     box.replaceChildren(el("h2", {}, name), table, el("p", {}, "gradient map on the first image:"), stack);
-    if (d.mean_map) box.append(el("p", {}, "mean gradient map (analysis):"), overlay(d.mean_map));
+    if (d.mean_map) {
+      const mean = el("div", {class: "stack"}, overlay(base ? base.src : ""), overlay(d.mean_map));
+      mean.firstChild.className = "base";
+      box.append(el("p", {}, "mean gradient map (analysis images):"), mean);
+    }
     box.append(el("p", {}, `edit α = ${d.thumbnail_alphas.join(", ")} σ:`), thumb);
   } catch (e) {
     box.replaceChildren(el("h2", {}, name), el("p", {class: "error"}, e.message));
@@ -262,7 +267,9 @@ async function upload() {
     S.sources.push({upload: d.id});
     S.captions.push(`upload ${d.name} (${$("upload-mode").value}), MSE ${d.mse}`);
     if (S.sources.length > S.info.limits.images) { S.sources.shift(); S.captions.shift(); }
-    msg.textContent = `inverted; ${d.notes.join("; ")}`;
+    msg.textContent = ["inverted"].concat(d.notes).join("; ") + ": original ";
+    const small = (src) => { const i = el("img", {class: "pixelated", src}); i.width = 48; i.height = 48; return i; };
+    msg.append(small(d.original), " reconstruction ", small(d.reconstruction));
     buildImages();
     scheduleRender();
   } catch (e) { msg.textContent = e.message; msg.className = "error"; }
