@@ -7,6 +7,7 @@ Starts the explorer binary (`python -m experiments.explore`, its own process: th
 and the RenderService) on 127.0.0.1 with an ephemeral port, once with batches of up to 8
 images and once with max_batch 1 (a plain FIFO queue, the baseline), then over loopback HTTP:
 
+  0. the jitted render program alone, median time per batch size 1, 2, 4, 8 (in this process).
   1. latency: --requests sequential POST /api/render calls, each with a new alpha (what one
      slider step sends), for 1 image and for 4 images side by side, with and without the
      |delta| map + outline; median and 90th percentile of the round trip (JSON in, PNG data
@@ -106,6 +107,26 @@ def counters(port):
   return c
 
 
+def render_buckets(checkpoint, repeats=15):
+  """Median time of the jitted render program alone per batch size (in this process)."""
+  import jax
+  from ss_jax import defaults
+  from ss_jax.checkpoint import load_generator
+  from ss_jax.explorer import renderer
+  g = load_generator(checkpoint or defaults.default_checkpoint())
+  flat = renderer.seed_styles(g, range(8), 0.7)
+  parts = []
+  for b in (1, 2, 4, 8):
+    jax.block_until_ready(renderer._render(g, flat[:b]))  # pylint: disable=protected-access
+    ts = []
+    for _ in range(repeats):
+      t = time.perf_counter()
+      jax.block_until_ready(renderer._render(g, flat[:b]))  # pylint: disable=protected-access
+      ts.append(time.perf_counter() - t)
+    parts.append(f"{b}: {1e3 * statistics.median(ts):.1f} ms")
+  print("jitted render alone, median per batch size: " + ", ".join(parts))
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--checkpoint", default=None, help="generator (default: shipped ToyFaces)")
@@ -115,6 +136,7 @@ def main():
   p.add_argument("--channel", default="6_113")
   a = p.parse_args()
   print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
+  render_buckets(a.checkpoint)
   ms = lambda v: f"median {1e3 * statistics.median(v):6.1f} ms, p90 {1e3 * float(np.percentile(v, 90)):6.1f} ms"
   for max_batch in (8, 1):
     proc, port = start_server(a.checkpoint, max_batch)
