@@ -58,7 +58,7 @@ def test_seed_styles_match_population_convention(setup):
 
 def test_service_batches_concurrent_requests_and_keeps_rows_apart(setup):
   g, pop, _ = setup
-  svc = renderer.RenderService(g, max_batch=8)
+  svc = renderer.RenderService(g, max_batch=4)  # buckets 1, 2, 4
   try:
     svc.render(pop[:1])
     base = svc.counters["batches"]
@@ -70,7 +70,7 @@ def test_service_batches_concurrent_requests_and_keeps_rows_apart(setup):
       t.start()
     for t in threads:
       t.join()
-    want = renderer.render_rows(g, pop[:13])
+    want = renderer.render_rows(g, pop[:13], max_batch=4)
     for i, r in enumerate(results):
       np.testing.assert_array_equal(r, want[i:i + 1 + i % 2])
     assert svc.counters["requests"] == 13 and svc.counters["batches"] - base < 12  # some shared batches
@@ -80,6 +80,23 @@ def test_service_batches_concurrent_requests_and_keeps_rows_apart(setup):
     svc.close()
 
 
+def test_channel_map_matches_finite_differences(setup):
+  g, pop, _ = setup
+  considered = stylespace.considered_indices(g.layout)
+  h = 1e-2
+  for c in (considered[0], considered[len(considered) // 2]):
+    x = np.repeat(pop[:1], 2, 0)
+    x[0, c] += h
+    x[1, c] -= h
+    img = np.asarray(renderer._render(g, x), np.float64)  # pylint: disable=protected-access
+    pooled = img.reshape(2, 8, 2, 8, 2, 3).mean((2, 4))
+    fd = np.abs(pooled[0] - pooled[1]).mean(-1) / (2 * h)
+    m = renderer.channel_map(g, pop[0], c, res=8)
+    assert m.shape == (8, 8) and m.max() > 0
+    np.testing.assert_allclose(m, fd, atol=2e-2 * fd.max(), rtol=2e-2)
+
+
+@pytest.mark.slow
 def test_channel_map_is_a_column_of_the_gradient_maps(setup):
   g, pop, _ = setup
   maps = gradmaps.gradient_maps(g, pop[:1], resolution=8, method="forward")  # (1, C_conv, 8, 8)
@@ -249,6 +266,7 @@ def test_upload_inverts_with_an_encoder(setup):
     ex.close()
 
 
+@pytest.mark.slow  # test_explorer_browser.py replays an export with the binary in the default suite
 def test_manipulate_binary_replays_an_edit_file(setup, tmp_path):
   g, _, std = setup
   save_generator(g, tmp_path / "gen")

@@ -24,7 +24,7 @@ import pytest
 
 from ss_jax import images, manipulate, save_generator, stats, stylespace
 from ss_jax.explorer import app as app_lib
-from ss_jax.explorer import catalogue, state
+from ss_jax.explorer import catalogue, renderer, state
 
 import tiny
 
@@ -59,7 +59,7 @@ def _decode(data_url):
 def server(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("explore")
   g = tiny.tiny_generator()
-  std = stats.styles_from_seeds(g, range(64), psi=0.7, batch_size=64).astype(np.float64).std(0)
+  std = renderer.seed_styles(g, range(64), 0.7).astype(np.float64).std(0)  # the server's compiled program
   stats.save(tmp / "work" / "stats.npz", {"mean": std * 0, "std": std, "count": 64}, g.layout)
   (tmp / "work" / "verified.json").write_text(json.dumps(
       {"categories": [{"category": "hair", "verified": [{"name": CHANNEL, "locality": 0.9}]}]}))
@@ -116,8 +116,9 @@ def test_pick_slide_export_replay(server, browser):
   want_tag = json.dumps([{"channel": CHANNEL, "alpha": ALPHA}], separators=(",", ":")).replace("5.0", "5")
   wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "img.base").get_attribute("data-edits") == want_tag)
   after = _decode(browser.find_element(By.CSS_SELECTOR, "img.base").get_attribute("src"))
-  # Expected pixels: ss_jax.manipulate's edit of seed 0 (psi 0.7) by ALPHA sigma of the channel.
-  s0 = stats.styles_from_seeds(g, [0], psi=0.7, batch_size=8)
+  # Expected pixels: ss_jax.manipulate's edit of seed 0 (psi 0.7) by ALPHA sigma of the channel
+  # (seed -> S is checked against ss_jax.stats in test_explorer.py).
+  s0 = renderer.seed_styles(g, [0], 0.7)
   ref = images.to_uint8(manipulate.edited_images(g, s0, CHANNEL, [0.0, ALPHA], std))[:, 0]
   assert np.abs(before.astype(int) - ref[0]).max() <= 1
   assert np.abs(after.astype(int) - ref[1]).max() <= 1
