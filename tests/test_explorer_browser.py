@@ -93,7 +93,7 @@ def browser():
   d.quit()
 
 
-def test_pick_slide_export_replay(server, browser):
+def test_pick_slide_export_replay(browser, server):  # browser first: a missing one skips before any work
   from selenium.webdriver.common.by import By
   from selenium.webdriver.common.keys import Keys
   from selenium.webdriver.support.ui import WebDriverWait
