@@ -278,3 +278,32 @@ def test_manipulate_binary_replays_an_edit_file(setup, tmp_path):
   assert r.returncode == 0, r.stderr[-2000:]
   from PIL import Image
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "edit_0.png")), edit_spec.replay(g, spec)[0])
+
+
+def test_no_encoder_for_another_generator(setup):
+  g, _, _ = setup
+  enc, reason = uploads.load_encoder_for(g)  # the shipped encoder belongs to the ToyFaces generator
+  assert enc is None and "no encoder" in reason
+
+
+@pytest.mark.slow
+def test_on_the_fly_locality_with_a_fake_segmenter(setup):
+  from ss_jax import segmentation
+  g, _, std = setup
+  table = segmentation.table_from_dict("halves", ["top", "bottom"], ["top", "bottom"],
+                                       {"top": ["top"], "bottom": ["bottom"]}, default=None)
+  def segmenter(x):  # top half class 0, bottom half class 1
+    lab = np.zeros(x.shape[:3], np.int32)
+    lab[:, x.shape[1] // 2:] = 1
+    return lab
+  cats, entries, maps = catalogue.measure_locality(g, segmenter, table, seeds=range(4), resolution=8)
+  assert set(cats) <= {"top", "bottom"} and entries and all(not e["verified"] for e in entries)
+  for e in entries:  # the decision rule of experiments.detect_local (threshold 0.5, margin 0.25)
+    assert e["measures"]["fraction"] > 0.5 and e["measures"]["margin"] > 0.25 and e["measures"]["images"] == 4
+    assert maps[e["name"]].shape == (8, 8)
+  ex = state.Explorer(g, sigma=std, segmenter=segmenter, table=table, measure=False)
+  try:
+    r = ex.render([{"seed": 1, "psi": 0.7}], [{"channel": entries[0]["name"], "alpha": 8}], True, True)
+    assert r["images"][0]["region"].startswith(entries[0]["category"])
+  finally:
+    ex.close()
