@@ -38,6 +38,7 @@ def serve(explorer, host="127.0.0.1", port=8000, warm_up=True):
   """Serves until interrupted; prints the address first."""
   server = app_lib.make_server(explorer, host, port)
   if warm_up:
+    print("compiling the render program for every batch size ...", flush=True)
     explorer.service.warm_up()
   shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
   print(f"ss-jax explorer: http://{shown}:{server.server_port}/  (Ctrl-C to stop)", flush=True)
