@@ -7,6 +7,8 @@ Starts the explorer binary (`python -m experiments.explore`, its own process: th
 and the RenderService) on 127.0.0.1 with an ephemeral port, once with batches of up to 8
 images and once with max_batch 1 (a plain FIFO queue, the baseline), then over loopback HTTP:
 
+  With --browser (Debian chromium + chromium-driver, selenium): the same in the real page, from
+  the slider's input event to the edited image's load event (the page's own clock), per step.
   0. the jitted render program alone, median time per batch size 1, 2, 4, 8 (in this process).
   1. latency: --requests sequential POST /api/render calls, each with a new alpha (what one
      slider step sends), for 1 image and for 4 images side by side, with and without the
@@ -127,6 +129,43 @@ def render_buckets(checkpoint, repeats=15):
   print("jitted render alone, median per batch size: " + ", ".join(parts))
 
 
+def browser_latency(port, seeds, n, channel):
+  """Slider input event -> edited image loaded in headless Chromium (ms, the page's own clock)."""
+  import shutil
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+  opts = webdriver.ChromeOptions()
+  opts.binary_location = shutil.which("chromium")
+  for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+    opts.add_argument(arg)
+  d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+  try:
+    wait = WebDriverWait(d, 120)
+    d.get(f"http://127.0.0.1:{port}/")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img.base"))
+    box = d.find_element(By.ID, "seeds")
+    box.clear()
+    box.send_keys(",".join(map(str, seeds)))
+    d.find_element(By.ID, "load-seeds").click()
+    d.find_element(By.ID, "search").send_keys(channel)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'.channel-item[data-name="{channel}"]')).click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'input[type=range][data-name="{channel}"]'))
+    out = []
+    for i in range(n):
+      v = -10 + (i % 40) * 0.5
+      v = v if v != 0 else 0.5
+      d.execute_script(f"const r = document.querySelector('input[type=range][data-name=\"{channel}\"]');"
+                       f"r.value = {v}; r.dispatchEvent(new Event('input'));")
+      tag = json.dumps([{"channel": channel, "alpha": v}], separators=(",", ":")).replace(".0}", "}")
+      wait.until(lambda d, tag=tag: d.execute_script("return document.body.dataset.latencyEdits") == tag)
+      out.append(float(d.execute_script("return document.body.dataset.latencyMs")) / 1e3)
+    return out
+  finally:
+    d.quit()
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--checkpoint", default=None, help="generator (default: shipped ToyFaces)")
@@ -134,6 +173,7 @@ def main():
   p.add_argument("--clients", type=int, default=4)
   p.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
   p.add_argument("--channel", default="6_113")
+  p.add_argument("--browser", action="store_true", help="also time slider -> image in headless Chromium")
   a = p.parse_args()
   print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
   render_buckets(a.checkpoint)
@@ -146,6 +186,11 @@ def main():
           v = latency(port, seeds, extras, a.requests, a.channel)
           print(f"slider step -> new image, {len(seeds)} image(s){' + |delta| map + outline' if extras else '':28s}: "
                 f"{ms(v)} ({len(v)} requests)")
+        if a.browser:
+          for seeds in ([0], [0, 1, 2, 3]):
+            v = browser_latency(port, seeds, a.requests, a.channel)
+            print(f"in Chromium: slider input -> edited image loaded, {len(seeds)} image(s): {ms(v)} "
+                  f"({len(v)} steps)")
       for clients in (1, a.clients):
         c0 = counters(port)
         rps, lat, done = throughput(port, clients, a.seconds, a.channel)

@@ -78,6 +78,7 @@ async function renderNow() {
   const body = {images: S.sources, edits: editsList(), delta: $("show-delta").checked,
                 outline: $("show-outline").checked};
   const tag = JSON.stringify(body.edits);
+  const inputAt = S.inputAt;
   setStatus("rendering…", "busy");
   try {
     const t0 = performance.now();
@@ -86,6 +87,12 @@ async function renderNow() {
       const r = d.images[i];
       if (!r) return;
       const [base, delta, outline] = card.querySelectorAll("img");
+      if (i === 0 && inputAt !== undefined) {  // slider input -> new image shown (bench_explore reads it)
+        base.onload = () => {
+          document.body.dataset.latencyMs = (performance.now() - inputAt).toFixed(1);
+          document.body.dataset.latencyEdits = tag;
+        };
+      }
       base.src = r.image;
       base.dataset.edits = tag;
       delta.hidden = !r.delta; if (r.delta) delta.src = r.delta;
@@ -113,6 +120,7 @@ function addSlider(name) {
   const out = el("output", {}, "0 σ");
   const range = el("input", {type: "range", min: -20, max: 20, step: 0.5, value: 0, "data-name": name});
   range.addEventListener("input", () => {
+    S.inputAt = performance.now();
     const a = Number(range.value);
     S.edits.set(name, a);
     out.textContent = `${a > 0 ? "+" : ""}${a} σ`;
