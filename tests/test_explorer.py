@@ -124,8 +124,9 @@ def test_edit_spec_round_trip_and_replay(setup, tmp_path):
   one = edit_spec.make_spec(g, [edit_spec.seed_image(2, 0.7)], ["3_5"], [2.5], std)
   ref = images.to_uint8(manipulate.edited_images(g, pop[2:3], "3_5", [2.5], std))[0, 0]
   assert np.abs(edit_spec.replay(g, one)[0].astype(int) - ref).max() <= 1
+  from PIL import Image
   paths = edit_spec.replay_file(g, path, tmp_path / "out")
-  x = np.stack([np.asarray(__import__("PIL.Image").Image.open(p)) for p in paths])
+  x = np.stack([np.asarray(Image.open(p)) for p in paths])
   np.testing.assert_array_equal(x, edit_spec.replay(g, spec))
 
 
