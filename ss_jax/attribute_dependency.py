@@ -31,11 +31,12 @@ logits of generator samples, for sigma_i, sigma_c and sigma_u) reuses the DCI sa
 """
 import dataclasses
 import hashlib
+import importlib
 import pathlib
 
 import numpy as np
 
-from ss_jax import dci_sampling, directions, distributed, jobs, line_plot, stats, stylespace
+from ss_jax import dci_sampling, directions, distributed, jobs, line_plot, manipulate, stats, stylespace
 from ss_jax import images as images_lib
 
 POPULATION_DIR = "population"
@@ -64,7 +65,6 @@ class Edit:
 
 def channel_edit(layout, channels, std, sign=1.0, name=None) -> Edit:
   """Channels ('L_C' names or flat indices) moved together by sign * sigma_c per unit strength."""
-  from ss_jax import manipulate
   idx = manipulate.resolve_channels(layout, channels)
   d = manipulate.direction(layout, idx, std) * np.float32(np.sign(sign) or 1.0)
   names = stylespace.names_of(layout, idx)
@@ -73,20 +73,50 @@ def channel_edit(layout, channels, std, sign=1.0, name=None) -> Edit:
                "sigma": [float(std[i]) for i in idx]})
 
 
-def direction_std(codes, u) -> float:
-  """Population std of the codes (N, D) projected on the unit vector along u (D,)."""
+def direction_std(w, u) -> float:
+  """Population std of the codes projected on the unit vector along u.
+
+  w: (N, D) population codes; u: (D,), or (R, D) for a W+ direction, whose population codes
+  are w repeated on every row (projection w . sum_r u_r / |u|).
+  """
   u = np.asarray(u, np.float64)
-  return float((np.asarray(codes, np.float64) @ (u / np.linalg.norm(u))).std())
+  v = u.sum(0) if u.ndim == 2 else u
+  return float((np.asarray(w, np.float64) @ (v / np.linalg.norm(u))).std())
 
 
 def w_edit(g, u, sigma, rows=None, name="W direction", space=None, meta=None) -> Edit:
-  """W direction u (w_dim,) on `rows` (None: all rows = W), moved sigma per unit strength."""
+  """W direction u (w_dim,) on `rows` (None: all rows = W) or W+ direction (num_ws, w_dim);
+  the unit vector along u moved sigma per unit strength."""
   u = np.asarray(u, np.float64)
-  u = u / np.linalg.norm(u)
-  d = directions.w_to_s(g, u * float(sigma), rows)
+  d = directions.w_to_s(g, u / np.linalg.norm(u) * float(sigma), rows)
   space = space or ("w" if rows is None or len(rows) == g.config.num_ws else "wplus")
   return Edit(name, space, d, dict(meta or {}, sigma=float(sigma),
                                    rows="all" if rows is None else [int(r) for r in rows]))
+
+
+def make_edits(g, pop, target, channel_groups=(), direction_paths=(), rows=None, interfacegan=False):
+  """Edits given by the user: S channel groups, W / W+ direction files, InterFaceGAN for `target`.
+
+  Args:
+    pop: population dict (w, s, logits) for the stds and the InterFaceGAN fit.
+    channel_groups: e.g. ['3_43', '6_113+6_114']: each group moved together by +sigma_c.
+    direction_paths: .npy files, (w_dim,) (applied on `rows`) or (num_ws, w_dim).
+    rows: w rows for the (w_dim,) directions (None: all).
+  """
+  std = pop["s"].std(0)
+  edits = [channel_edit(g.layout, grp.split("+"), std) for grp in channel_groups]
+  for path in direction_paths:
+    u = load_direction(path, g.config)
+    r = rows if u.ndim == 1 else None
+    edits.append(w_edit(g, u, direction_std(pop["w"], u), r, f"W {pathlib.Path(path).stem}",
+                        space="wplus" if u.ndim == 2 else None, meta={"file": str(path)}))
+  if interfacegan:
+    fit = directions.interfacegan(pop["w"], pop["logits"][:, int(target)] > 0)
+    edits.append(w_edit(g, fit["direction"], direction_std(pop["w"], fit["direction"]), None, "InterFaceGAN",
+                        meta={k: fit[k] for k in ("train_accuracy", "holdout_accuracy", "l2")}))
+  if not edits:
+    raise ValueError("no edits given: pass channels, direction files or interfacegan")
+  return edits
 
 
 def edits_fingerprint(edits) -> str:
@@ -203,6 +233,44 @@ def logit_std(logits, eps=1e-6):
   return np.maximum(np.asarray(logits, np.float64).std(0), eps)
 
 
+def toyfaces_reliable(names, min_accuracy=0.9, directory=None):
+  """(A,) bool: held-out accuracy (stored with the ToyFaces classifier, 1,024 renders) >= min_accuracy."""
+  from ss_jax.toyfaces import models
+  acc = models.load_classifier(directory).info.get("heldout_metrics", {}).get("accuracy", {})
+  if not acc:
+    raise ValueError("the classifier carries no held-out accuracy: pass the reliable attributes explicitly")
+  return np.array([acc.get(n, 0.0) >= min_accuracy for n in names])
+
+
+def attribute_function(spec="toyfaces", names=None) -> dci_sampling.AttributeFunction:
+  """'toyfaces' (the shipped classifier, traceable) or 'package.module:function' (images -> (N, A) logits,
+  called on the host with numpy batches; `names` required)."""
+  if spec == "toyfaces":
+    return dci_sampling.toyfaces_attribute_function()
+  if ":" not in str(spec):
+    raise ValueError(f"unknown classifier {spec!r}: use 'toyfaces' or 'package.module:function'")
+  if not names:
+    raise ValueError("a classifier given as package.module:function needs its attribute names")
+  mod, attr = str(spec).split(":", 1)
+  try:
+    fn = getattr(importlib.import_module(mod), attr)
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f"cannot load classifier {spec!r}: {e}") from e
+  return dci_sampling.AttributeFunction(fn, tuple(names), f"{spec}:{','.join(names)}", traceable=False)
+
+
+def load_direction(path, cfg):
+  """A W (w_dim,) or W+ (num_ws, w_dim) direction from a .npy (no pickles)."""
+  try:
+    u = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path}: not a readable numeric .npy ({e})") from e
+  if u.shape not in ((cfg.w_dim,), (cfg.num_ws, cfg.w_dim)) or not np.all(np.isfinite(u)):
+    raise ValueError(f"{path}: a direction must be finite with shape ({cfg.w_dim},) or "
+                     f"({cfg.num_ws}, {cfg.w_dim}), got {u.shape}")
+  return u.astype(np.float64)
+
+
 # ----------------------------------------------------------------------------- the held-out job
 
 
@@ -233,10 +301,12 @@ def _edited_styles(s, d, alphas):
   return x.reshape(-1, s.shape[1])
 
 
-def run_job(job, g, edits, attribute_fn, batch_size=128, mesh=None, progress=None) -> int:
+def run_job(job, g, edits, attribute_fn, batch_size=128, mesh=None, progress=None, rows_per_call=None) -> int:
   """Computes this process's missing shards: base (n, A), edited (n, E, K, A) logits, seeds (n,).
 
   Every process calls it (lock-step rounds); batch_size = renders per step per process.
+  The edited styles of several edits go through one call of at least `rows_per_call` rows
+  (default 8 * batch_size), so steps are full whatever the shard size.
   progress: optional object with update(n), called with the renders of each batch.
   Returns the number of held-out images this process computed.
   """
@@ -246,19 +316,24 @@ def run_job(job, g, edits, attribute_fn, batch_size=128, mesh=None, progress=Non
   seeds, per, alphas = spec["seeds"], spec["images_per_shard"], np.asarray(spec["alphas"], np.float32)
   mesh = distributed.auto_axes(mesh or distributed.global_mesh())
   g = distributed.replicate(g, mesh)
-  c, done = stylespace.num_channels(g.layout), 0
+  c, done, k = stylespace.num_channels(g.layout), 0, len(alphas)
+  rows_per_call = int(rows_per_call or 8 * batch_size)
   for i in distributed.schedule(job.pending(), mesh):
     batch = seeds[i * per:(i + 1) * per] if i is not None else []
     s = dci_sampling.sample_codes(g, batch, spec["psi"], batch_size, None, mesh)["s"].reshape(-1, c)
     base = dci_sampling.attribute_logits(g, s, attribute_fn, batch_size, mesh, progress)
+    group = max(1, -(-rows_per_call // (per * k)))  # edits per call, from the agreed shard size
     edited = []
-    for e in edits:
-      out = dci_sampling.attribute_logits(g, _edited_styles(s, e.direction, alphas), attribute_fn,
-                                          batch_size, mesh, progress)
-      edited.append(out.reshape(len(s), len(alphas), -1) if len(s) else out)
+    for a in range(0, len(edits), group):
+      x = np.concatenate([np.zeros((0, c), np.float32)] +
+                         [_edited_styles(s, e.direction, alphas) for e in edits[a:a + group]])
+      out = dci_sampling.attribute_logits(g, x, attribute_fn, batch_size, mesh, progress)
+      if len(s):  # rows: edit, image, strength
+        edited.append(out.reshape(-1, len(s), k, out.shape[-1]))
     if i is None:
       continue
-    job.write(i, seeds=np.asarray(batch, np.int64), base=base, edited=np.stack(edited, axis=1))
+    job.write(i, seeds=np.asarray(batch, np.int64), base=base,
+              edited=np.concatenate(edited).transpose(1, 0, 2, 3))
     done += len(batch)
   return done
 

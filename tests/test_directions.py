@@ -34,6 +34,16 @@ def test_interfacegan_recovers_planted_direction():
     directions.interfacegan(w, np.ones(len(w), bool))
 
 
+def test_interfacegan_ignores_near_constant_dimensions():
+  """A dimension with tiny variance and a weak label correlation must not dominate the normal."""
+  rng = np.random.default_rng(3)
+  w = rng.normal(size=(500, 40))
+  w[:, 5] = 1e-4 * rng.normal(size=500)
+  labels = w[:, 0] + 0.3 * w[:, 1] + 1e4 * w[:, 5] * 0.2 > 0
+  r = directions.interfacegan(w, labels)
+  assert abs(r["direction"][5]) < 0.05 and r["direction"][0] > 0.8
+
+
 def test_ganspace_recovers_top_principal_axis():
   rng = np.random.default_rng(1)
   d = 10
