@@ -46,7 +46,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  import numpy as np
   from ss_jax import ad_comparison, defaults, distributed, jobs
   from ss_jax import attribute_dependency as ad
   from ss_jax.checkpoint import load_generator
@@ -55,18 +54,11 @@ def main(argv):
     _distributed_flags.initialize()
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
     fn = ad.attribute_function(FLAGS.classifier, FLAGS.attribute_names)
-    if FLAGS.reliable:
-      reliable = np.array([n in FLAGS.reliable for n in fn.names])
-    elif FLAGS.classifier == "toyfaces":
-      reliable = ad.toyfaces_reliable(fn.names, FLAGS.min_accuracy)
-    else:
+    reliable = ad.reliable_mask(fn.names, FLAGS.reliable, FLAGS.classifier, FLAGS.min_accuracy)
+    if reliable is None:
       raise ValueError("--reliable is required with a custom --classifier")
     wanted = FLAGS.attributes or (ad_comparison.DEFAULT_TARGETS if FLAGS.classifier == "toyfaces" else ["all"])
-    wanted = None if wanted == ["all"] else wanted
-    if wanted:
-      unknown = sorted(set(wanted) - set(fn.names))
-      if unknown:
-        raise ValueError(f"unknown attributes {unknown}; choose from {', '.join(fn.names)}")
+    targets = None if wanted == ["all"] else ad.reliable_mask(fn.names, wanted)  # validates the names
     settings = ad_comparison.Settings(
         num_population=FLAGS.num_population, num_select=FLAGS.num_select, num_eval=FLAGS.num_eval,
         psi=FLAGS.psi, alphas=tuple(float(a) for a in FLAGS.alphas), select_alpha=FLAGS.select_alpha,
@@ -76,7 +68,6 @@ def main(argv):
     settings.check()
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-  targets = np.array([wanted is None or n in wanted for n in fn.names])
   log = distributed.log
   progress = (lambda total, label: jobs.Progress(total, label, "renders")) if distributed.is_main() else None
   t0 = time.time()

@@ -45,22 +45,18 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  import numpy as np
   from ss_jax import attribute_dependency as ad
   from ss_jax import defaults, directions, distributed, jobs
   from ss_jax.checkpoint import load_generator
   from ss_jax.io import CheckpointError
   try:
     _distributed_flags.initialize()
-    g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
     fn = ad.attribute_function(FLAGS.classifier, FLAGS.attribute_names)
     names = list(fn.names)
     if FLAGS.attribute not in names:
       raise ValueError(f"unknown attribute {FLAGS.attribute!r}; choose from {', '.join(names)}")
-    if FLAGS.others:
-      others = np.array([n in FLAGS.others for n in names])
-    else:
-      others = ad.toyfaces_reliable(names, FLAGS.min_accuracy) if FLAGS.classifier == "toyfaces" else None
+    g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
+    others = ad.reliable_mask(names, FLAGS.others, FLAGS.classifier, FLAGS.min_accuracy)
     alphas = [float(a) for a in FLAGS.alphas]
     rows = None if FLAGS.rows == "all" else directions.parse_rows(FLAGS.rows, g.config.num_ws)
     progress = (lambda n, label: jobs.Progress(n, label, "renders")) if distributed.is_main() else (lambda *a: None)

@@ -84,7 +84,9 @@ class Settings:
 
 
 def _negated(e: ad.Edit) -> ad.Edit:
-  return ad.Edit(e.name + " (-)", e.space, -e.direction, dict(e.meta, sign=-e.meta.get("sign", 1.0)))
+  """The opposite edit, named with ' (-)' toggled."""
+  name = e.name[:-4] if e.name.endswith(" (-)") else e.name + " (-)"
+  return ad.Edit(name, e.space, -e.direction, dict(e.meta, sign=-e.meta.get("sign", 1.0)))
 
 
 def w_candidates(g, w, settings: Settings):

@@ -68,7 +68,8 @@ def channel_edit(layout, channels, std, sign=1.0, name=None) -> Edit:
   idx = manipulate.resolve_channels(layout, channels)
   d = manipulate.direction(layout, idx, std) * np.float32(np.sign(sign) or 1.0)
   names = stylespace.names_of(layout, idx)
-  return Edit(name or "S " + "+".join(names), "s", d,
+  name = name or "S " + "+".join(names) + (" (-)" if sign < 0 else "")
+  return Edit(name, "s", d,
               {"channels": names, "sign": float(np.sign(sign) or 1.0),
                "sigma": [float(std[i]) for i in idx]})
 
@@ -242,6 +243,16 @@ def toyfaces_reliable(names, min_accuracy=0.9, directory=None):
   return np.array([acc.get(n, 0.0) >= min_accuracy for n in names])
 
 
+def reliable_mask(names, listed=None, classifier="toyfaces", min_accuracy=0.9):
+  """(A,) bool: the `listed` attributes; else, for the ToyFaces classifier, toyfaces_reliable; else None."""
+  if listed:
+    unknown = sorted(set(listed) - set(names))
+    if unknown:
+      raise ValueError(f"unknown attributes {unknown}; choose from {', '.join(names)}")
+    return np.array([n in listed for n in names])
+  return toyfaces_reliable(names, min_accuracy) if classifier == "toyfaces" else None
+
+
 def attribute_function(spec="toyfaces", names=None) -> dci_sampling.AttributeFunction:
   """'toyfaces' (the shipped classifier, traceable) or 'package.module:function' (images -> (N, A) logits,
   called on the host with numpy batches; `names` required)."""
@@ -411,7 +422,9 @@ def plot_target(results, target, x_star=None):
   panels = []
   for key, label in (("mean_ad", "mean-AD"), ("max_ad", "max-AD")):
     series = [(r["edit"], [0.0] + r["summary"]["target_change"], [0.0] + r["summary"][key]) for r in rows]
-    panels.append(line_plot.line_plot(series, f"{target}: {label}", f"target change ({target}, σ)", label,
+    # The default PIL font has no Greek letters: 'sd' on the plots.
+    panels.append(line_plot.line_plot(series, f"{target}: {label} (other attributes, sd units)",
+                                      f"target change ({target} logit, sd units)",
                                       vlines=() if x_star is None else (x_star,)))
   return line_plot.side_by_side(panels)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ss_jax import ad_comparison, manipulate, save_generator, stats
+from ss_jax import attribute_dependency as ad
 
 import tiny
 
@@ -104,3 +105,16 @@ def test_ad_binary_channels_direction_interfacegan(setup):
   assert out["settings"]["others"] is None  # a custom classifier: every other attribute counts
   p = _run("experiments.attribute_dependency", d, f"--workdir={d / 'bad'}", "--attribute=nope")
   assert p.returncode != 0 and "unknown attribute" in p.stderr.strip().splitlines()[-1]
+
+
+def test_edit_names_carry_the_sign():
+  """An edit's name identifies its direction: the same channel with opposite signs gets two names."""
+  g = tiny.tiny_generator(0)
+  std = np.ones(g.num_style_channels)
+  plus, minus = ad.channel_edit(g.layout, ["2_5"], std), ad.channel_edit(g.layout, ["2_5"], std, sign=-1.0)
+  assert (plus.name, minus.name) == ("S 2_5", "S 2_5 (-)")
+  neg = ad_comparison._negated(minus)
+  assert neg.name == "S 2_5" and np.array_equal(neg.direction, plus.direction)
+  assert len(ad_comparison._unique([plus, neg, minus])) == 2
+  with pytest.raises(ValueError, match="both named"):
+    ad_comparison._unique([plus, ad.Edit("S 2_5", "s", minus.direction)])
