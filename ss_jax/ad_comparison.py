@@ -246,6 +246,29 @@ def summary_table(result, x_star, key="mean_ad") -> str:
   return "\n".join(lines)
 
 
+def pairwise_table(result, x_star, key="mean_ad", s_method="S best") -> str:
+  """Markdown: `s_method` against each other method, attribute by attribute, at target change x_star."""
+  label = key.replace("_ad", "-AD")
+  lines = [f"{s_method} vs each method, {label} at target change {x_star:g} σ (counts of attributes)", "",
+           f"| method | both reach it | {s_method} lower | method lower | equal (same edit) | only {s_method} "
+           "reaches it | only the method reaches it | neither |", "|---|---|---|---|---|---|---|---|"]
+  value = lambda s: ad.at_target(s["alphas"], s["target_change"], s[key], x_star)[0]
+  for m in METHODS:
+    if m == s_method:
+      continue
+    c = [0] * 7
+    for target in result["targets"]:
+      rows = {r["method"]: r["summary"] for r in result["rows"] if r["target"] == target}
+      a, b = value(rows[s_method]), value(rows[m])
+      if np.isfinite(a) and np.isfinite(b):
+        c[0] += 1
+        c[1 if a < b else 2 if b < a else 3] += 1
+      else:
+        c[4 if np.isfinite(a) else 5 if np.isfinite(b) else 6] += 1
+    lines.append(f"| {m} | " + " | ".join(str(v) for v in c) + " |")
+  return "\n".join(lines)
+
+
 def edits_table(result) -> str:
   """Markdown: which edit every method chose per attribute, with its selection score."""
   lines = ["| attribute | method | edit | selection target change (σ) | max target change (σ) |",
@@ -263,7 +286,8 @@ def write_outputs(outdir, result, timing=None):
   rows = [dict(r, edit=f"{r['method']}: {r['edit']}") for r in result["rows"]]
   matches = result["settings"]["matches"]
   pngs = ad.write_outputs(out, rows, matches[0], result["settings"])
-  tables = [summary_table(result, x, key) for x in matches for key in ("mean_ad", "max_ad")]
+  tables = [t for x in matches for key in ("mean_ad", "max_ad")
+            for t in (summary_table(result, x, key), pairwise_table(result, x, key))]
   md = "\n\n".join(tables + [edits_table(result), "Skipped targets: " + (
       ", ".join(f"{k} ({v})" for k, v in result["skipped"].items()) or "none")])
   jobs.atomic_write_text(out / "comparison.md", md + "\n")
