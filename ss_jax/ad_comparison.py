@@ -247,24 +247,31 @@ def summary_table(result, x_star, key="mean_ad") -> str:
 
 
 def pairwise_table(result, x_star, key="mean_ad", s_method="S best") -> str:
-  """Markdown: `s_method` against each other method, attribute by attribute, at target change x_star."""
+  """Markdown: `s_method` against each other method, attribute by attribute, at target change x_star.
+
+  SE: standard errors over images of both values, interpolated like the values and combined
+  as if independent (the images are shared, so this is conservative)."""
   label = key.replace("_ad", "-AD")
   lines = [f"{s_method} vs each method, {label} at target change {x_star:g} σ (counts of attributes)", "",
-           f"| method | both reach it | {s_method} lower | method lower | equal (same edit) | only {s_method} "
-           "reaches it | only the method reaches it | neither |", "|---|---|---|---|---|---|---|---|"]
-  value = lambda s: ad.at_target(s["alphas"], s["target_change"], s[key], x_star)[0]
+           f"| method | both reach it | {s_method} lower | of which by > 2 SE | method lower | of which by > 2 SE "
+           f"| equal (same edit) | only {s_method} reaches it | only the method reaches it | neither |",
+           "|---" * 10 + "|"]
+  value = lambda s, k=key: ad.at_target(s["alphas"], s["target_change"], s[k], x_star)[0]
   for m in METHODS:
     if m == s_method:
       continue
-    c = [0] * 7
+    c = [0] * 9
     for target in result["targets"]:
       rows = {r["method"]: r["summary"] for r in result["rows"] if r["target"] == target}
       a, b = value(rows[s_method]), value(rows[m])
       if np.isfinite(a) and np.isfinite(b):
+        se = np.hypot(value(rows[s_method], key + "_sem"), value(rows[m], key + "_sem"))
         c[0] += 1
-        c[1 if a < b else 2 if b < a else 3] += 1
+        k = 1 if a < b else 3 if b < a else 5
+        c[k] += 1
+        c[k + 1] += int(k < 5 and abs(a - b) > 2 * se)
       else:
-        c[4 if np.isfinite(a) else 5 if np.isfinite(b) else 6] += 1
+        c[6 if np.isfinite(a) else 7 if np.isfinite(b) else 8] += 1
     lines.append(f"| {m} | " + " | ".join(str(v) for v in c) + " |")
   return "\n".join(lines)
 

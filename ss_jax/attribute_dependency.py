@@ -164,8 +164,8 @@ def ad_curves(base, edited, pop_std, target, others=None) -> dict:
     others: optional (A,) bool mask of the attributes AD is measured over.
 
   Returns:
-    dict of (K,) float64: target_change, mean_ad, max_ad (see the module docstring),
-    target_change_sem (standard error over images); per_attribute (K, A) mean |change| / sigma.
+    dict of (K,) float64: target_change, mean_ad, max_ad (see the module docstring) and
+    their standard errors over images (*_sem); per_attribute (K, A) mean |change| / sigma.
   """
   z = normalized_changes(base, edited, pop_std)  # (N, K, A)
   if z.ndim != 3:
@@ -174,8 +174,10 @@ def ad_curves(base, edited, pop_std, target, others=None) -> dict:
   a = np.abs(z[..., m])
   t = z[..., int(target)]
   n = z.shape[0]
-  return {"target_change": t.mean(0), "target_change_sem": t.std(0) / np.sqrt(max(n, 1)),
-          "mean_ad": a.mean(2).mean(0), "max_ad": a.max(2).mean(0), "per_attribute": np.abs(z).mean(0)}
+  sem = lambda x: x.std(0) / np.sqrt(max(n, 1))
+  return {"target_change": t.mean(0), "target_change_sem": sem(t), "mean_ad": a.mean(2).mean(0),
+          "mean_ad_sem": sem(a.mean(2)), "max_ad": a.max(2).mean(0), "max_ad_sem": sem(a.max(2)),
+          "per_attribute": np.abs(z).mean(0)}
 
 
 def at_target(alphas, target_change, values, x_star):
@@ -208,6 +210,7 @@ def summarize(curve, alphas, x_star) -> dict:
           "target_change": curve["target_change"].tolist(),
           "target_change_sem": curve["target_change_sem"].tolist(),
           "mean_ad": curve["mean_ad"].tolist(), "max_ad": curve["max_ad"].tolist(),
+          "mean_ad_sem": curve["mean_ad_sem"].tolist(), "max_ad_sem": curve["max_ad_sem"].tolist(),
           "max_target_change": float(np.max(curve["target_change"])),
           "match": {"target_change": float(x_star), "alpha": alpha_at, "mean_ad": mean_at, "max_ad": max_at}}
 
@@ -421,7 +424,11 @@ def plot_target(results, target, x_star=None):
   rows = [r for r in results if r["target"] == target]
   panels = []
   for key, label in (("mean_ad", "mean-AD"), ("max_ad", "max-AD")):
-    series = [(r["edit"], [0.0] + r["summary"]["target_change"], [0.0] + r["summary"][key]) for r in rows]
+    series = []
+    for r in rows:  # each curve up to its largest target change (the part `at_target` reads; all in ad.md)
+      s = r["summary"]
+      stop = int(np.argmax(s["target_change"])) + 1
+      series.append((r["edit"], [0.0] + s["target_change"][:stop], [0.0] + s[key][:stop]))
     # The default PIL font has no Greek letters: 'sd' on the plots.
     panels.append(line_plot.line_plot(series, f"{target}: {label} (other attributes, sd units)",
                                       f"target change ({target} logit, sd units)",
