@@ -1,8 +1,8 @@
 """Single S channels vs InterFaceGAN / GANSpace / SeFa: attribute dependency at a matched target change.
 
-  python -m experiments.ad_comparison --workdir=out/ad_cmp                  # 6 ToyFaces attributes, a few minutes on 2 cores
+  python -m experiments.ad_comparison --workdir=out/ad_cmp                  # 6 ToyFaces attributes, ~7 min at load ~25
   python -m experiments.ad_comparison --workdir=out/ad_all --attributes=all --num_population=2000 \
-      --num_select=16 --num_eval=32 --s_candidates=5 --num_components=8   # the README table
+      --num_select=16 --num_eval=32 --s_candidates=8 --num_components=8 --alphas=1,2,4,8,16,32   # the README table
 
 Protocol (ss_jax/ad_comparison.py): population of generator samples (logit stds, exemplars,
 InterFaceGAN, GANSpace PCA), candidates picked on selection images, AD measured on disjoint
@@ -17,6 +17,7 @@ import time
 from absl import app, flags
 
 from experiments import _distributed_flags
+from ss_jax import ad_comparison
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("workdir", None, "Output / resume directory.")
@@ -27,18 +28,20 @@ flags.DEFINE_list("attribute_names", None, "Names of a custom classifier's logit
 flags.DEFINE_list("reliable", None, "Reliable attributes (targets and AD); default for ToyFaces: held-out "
                   "accuracy >= --min_accuracy; required for a custom classifier.")
 flags.DEFINE_float("min_accuracy", 0.9, "ToyFaces: reliable = the classifier's held-out accuracy >= this.")
-flags.DEFINE_float("min_rate", 0.05, "Targets need this share of positives and of negatives.")
-flags.DEFINE_integer("num_population", 1000, "Population samples (seeds 0..).")
-flags.DEFINE_integer("num_select", 8, "Selection images (seeds 1,000,000..).")
-flags.DEFINE_integer("num_eval", 16, "Held-out evaluation images (seeds 2,000,000..).")
-flags.DEFINE_list("alphas", ["1", "2", "4", "8", "16"], "Edit strengths (population stds along the edit).")
-flags.DEFINE_float("select_alpha", 4.0, "Strength (both signs) at which candidates are compared.")
-flags.DEFINE_integer("num_exemplars", 30, "Exemplars (highest logits of the population) for theta.")
-flags.DEFINE_integer("s_candidates", 3, "Top-theta channels tried per attribute.")
-flags.DEFINE_integer("num_components", 6, "GANSpace / SeFa components per row range.")
+_D = ad_comparison.Settings()  # the flags' defaults
+flags.DEFINE_float("min_rate", _D.min_rate, "Targets need this share of positives and of negatives.")
+flags.DEFINE_integer("num_population", _D.num_population, "Population samples (seeds 0..).")
+flags.DEFINE_integer("num_select", _D.num_select, "Selection images (seeds 1,000,000..).")
+flags.DEFINE_integer("num_eval", _D.num_eval, "Held-out evaluation images (seeds 2,000,000..).")
+flags.DEFINE_list("alphas", [f"{a:g}" for a in _D.alphas], "Edit strengths (population stds along the edit).")
+flags.DEFINE_float("select_alpha", _D.select_alpha, "Strength (both signs) at which candidates are compared.")
+flags.DEFINE_integer("num_exemplars", _D.num_exemplars, "Exemplars (highest logits of the population) for theta.")
+flags.DEFINE_integer("s_candidates", _D.s_candidates, "Top-theta channels tried per attribute.")
+flags.DEFINE_integer("num_components", _D.num_components, "GANSpace / SeFa components per row range.")
 flags.DEFINE_list("row_ranges", None, "w row ranges for GANSpace / SeFa (default: all + thirds).")
-flags.DEFINE_list("matches", ["0.5", "1"], "Target changes (sigma of the target logit) at which AD is compared.")
-flags.DEFINE_float("psi", 1.0, "Truncation psi of every image.")
+flags.DEFINE_list("matches", [f"{x:g}" for x in _D.matches], "Target changes (sigma of the target logit) "
+                  "at which AD is compared.")
+flags.DEFINE_float("psi", _D.psi, "Truncation psi of every image.")
 flags.DEFINE_integer("batch_size", 128, "Renders per step and process.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -46,7 +49,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import ad_comparison, defaults, distributed, jobs
+  from ss_jax import defaults, distributed, jobs
   from ss_jax import attribute_dependency as ad
   from ss_jax.checkpoint import load_generator
   from ss_jax.io import CheckpointError

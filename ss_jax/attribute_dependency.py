@@ -40,7 +40,6 @@ from ss_jax import dci_sampling, directions, distributed, jobs, line_plot, manip
 from ss_jax import images as images_lib
 
 POPULATION_DIR = "population"
-DEFAULT_ALPHAS = (1.0, 2.0, 4.0, 8.0, 16.0)
 DEFAULT_IMAGES_PER_SHARD = 16
 
 
