@@ -93,6 +93,13 @@ def test_job_on_linear_classifier_known_answer(tmp_path):
   np.testing.assert_allclose(r_blind["mean_ad"], 0, atol=1e-3)
   # Resume: a finished job is not recomputed and reads back the same; other edits are refused.
   assert ad.run_job(job, g, edits, attr_fn, batch_size=8) == 0
+  # A run killed after its first shard, restarted: the same numbers.
+  job2 = ad.make_job(tmp_path / "restart", "heldout", g, attr_fn, range(5), edits, alphas, images_per_shard=2)
+  job2.write(0, **job.read(0))
+  assert ad.run_job(job2, g, edits, attr_fn, batch_size=8) == 3
+  base2, edited2 = ad.read_job(job2)
+  np.testing.assert_array_equal(base2, base)
+  np.testing.assert_array_equal(edited2, edited)
   with pytest.raises(ValueError, match="differ"):
     ad.run_job(job, g, edits[:1], attr_fn, batch_size=8)
   pngs = ad.write_outputs(tmp_path / "out", res, 0.5)
