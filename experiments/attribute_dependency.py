@@ -57,6 +57,9 @@ def main(argv):
       raise ValueError(f"unknown attribute {FLAGS.attribute!r}; choose from {', '.join(names)}")
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
     others = ad.reliable_mask(names, FLAGS.others, FLAGS.classifier, FLAGS.min_accuracy)
+    if (FLAGS.eval_seed < FLAGS.population_seed + FLAGS.num_population
+        and FLAGS.population_seed < FLAGS.eval_seed + FLAGS.num_images):
+      raise ValueError("the held-out seeds overlap the population seeds: they must be disjoint")
     alphas = [float(a) for a in FLAGS.alphas]
     rows = None if FLAGS.rows == "all" else directions.parse_rows(FLAGS.rows, g.config.num_ws)
     progress = (lambda n, label: jobs.Progress(n, label, "renders")) if distributed.is_main() else (lambda *a: None)
