@@ -25,6 +25,7 @@ from converters.common import TensorSource
 from ss_jax import bisenet, jobs
 from ss_jax.io import CheckpointError, read_torch_file
 from ss_jax.io.torch_files import ZIP_MAGIC, has_legacy_magic
+from ss_jax.runtime import outputs
 
 FORMAT = "ss-jax-bisenet"
 VERSION = 1
@@ -136,9 +137,9 @@ def describe(params, cfg, info):
 # ----------------------------------------------------------------------------- converted directories
 
 
-def save_converted(params, cfg, directory, source=None):
-  """Writes params + config.json to `directory` atomically (replacing an existing one)."""
-  with jobs.atomic_directory(directory) as tmp:
+def save_converted(params, cfg, directory, source=None, overwrite=False):
+  """Writes params + config.json to `directory` atomically (a previous output: overwrite=True)."""
+  with jobs.atomic_directory(directory, overwrite) as tmp:
     flat = {f"{name}/{k}": np.asarray(v, np.float32) for name, p in params.items() for k, v in p.items()}
     np.savez(tmp / "params.npz", **flat)
     meta = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "bn_folded": True,
@@ -179,10 +180,11 @@ def load_any(path):
   return load(path)
 
 
-def convert(src, out):
+def convert(src, out, overwrite=False):
   """`python -m converters SRC OUT` for a parser: prints a summary, writes OUT."""
+  outputs.check_target(out, overwrite)
   params, cfg, info = load(src)
   for line in describe(params, cfg, info):
     print(line)
-  save_converted(params, cfg, out, source=info)
+  save_converted(params, cfg, out, source=info, overwrite=overwrite)
   print(f"wrote {out}")

@@ -8,10 +8,11 @@
 
 Writes ranking.json, attribute_channels.npz, resampling_curve.json and .png.
 """
-import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("stats", None, "stats.npz from experiments.style_stats.")
@@ -30,6 +31,11 @@ flags.DEFINE_integer("curve_seed", 0, "Seed of the resampling draws.")
 flags.DEFINE_integer("batch_size", 64, "Samples per batch.")
 flags.DEFINE_string("workdir", None, "Output directory.")
 flags.mark_flags_as_required(["stats", "workdir"])
+cli.seed_list("seeds")
+cli.finite("psi")
+cli.positive("num_exemplars", "top_k", "draws", "batch_size")
+cli.non_negative("attribute")
+cli.seed("curve_seed")
 FLAGS = flags.FLAGS
 
 
@@ -39,7 +45,7 @@ def main(argv):
   from ss_jax import attribute_channels as ac
   from ss_jax import defaults, images, jobs, sampling, stats
   from ss_jax.checkpoint import load_generator
-  out = pathlib.Path(FLAGS.workdir)
+  out = jobs.open_workdir(FLAGS.workdir)
   meta = {}
   try:
     if (FLAGS.seeds is None) == (FLAGS.codes is None):
@@ -82,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

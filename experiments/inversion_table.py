@@ -25,7 +25,9 @@ import pathlib
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Output / resume directory.")
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
@@ -52,6 +54,10 @@ flags.DEFINE_list("pilot_attributes", None, "Candidates of --pilot (default: eve
                   "classifier reads reliably).")
 flags.DEFINE_integer("pilot_images", 64, "Generated samples (seeds 100,000..) edited by --pilot.")
 flags.mark_flag_as_required("workdir")
+cli.positive("num_images", "stats_samples", "reference_images", "bank_size", "num_exemplars", "chunk_steps",
+             "batch_size", "pilot_images", "num_channels", "lr")
+cli.non_negative("steps", "hybrid_steps", "figure_rows")
+cli.finite("alpha")
 FLAGS = flags.FLAGS
 
 PILOT_SEED0 = 100_000
@@ -166,7 +172,7 @@ def main(argv):
   from ss_jax.toyfaces import evaluate, models
   from ss_jax.toyfaces import inversion_eval as ie
   t_start = time.time()
-  workdir = pathlib.Path(FLAGS.workdir)
+  workdir = jobs.open_workdir(FLAGS.workdir)
   alpha = ie.DEFAULT_ALPHA if FLAGS.alpha is None else FLAGS.alpha
   num_channels = ie.DEFAULT_NUM_CHANNELS if FLAGS.num_channels is None else FLAGS.num_channels
   try:
@@ -313,4 +319,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -24,7 +24,9 @@ Writes to WORKDIR:
 """
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("images", None, "A folder of images or one image file.")
 flags.DEFINE_string("workdir", None, "Output folder (resumable).")
@@ -51,6 +53,9 @@ flags.DEFINE_string("stats", None, "stats.npz from experiments.style_stats (need
 flags.DEFINE_integer("grid_images", 16, "Images shown in reconstructions.png and edits.png.")
 flags.DEFINE_integer("min_cell", 64, "Upscale grid cells narrower than this (pixels).")
 flags.mark_flags_as_required(["images", "workdir"])
+cli.non_negative("steps", "perceptual_weight", "mse_weight", "noise_reg")
+cli.positive("batch_size", "history_every", "chunk_steps", "grid_images", "min_cell", "lr")
+cli.seed("seed")
 FLAGS = flags.FLAGS
 
 
@@ -190,4 +195,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,9 +14,10 @@ docs/scaling.md). Process 0 writes the grid.
 import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import _distributed_flags
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("stats", None, "stats.npz from experiments.style_stats (sigma of each channel).")
@@ -31,6 +32,10 @@ flags.DEFINE_integer("batch_size", 8, "Images per step and process (times the nu
 flags.DEFINE_integer("images_per_shard", 16, "Seeds per resumable shard.")
 flags.DEFINE_string("outdir", "out/manipulate", "Output directory.")
 flags.mark_flags_as_required(["stats", "channels"])
+cli.seed_list("seeds")
+cli.finite("psi")
+cli.non_negative("class_idx")
+cli.positive("min_cell", "batch_size", "images_per_shard")
 FLAGS = flags.FLAGS
 
 
@@ -76,4 +81,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

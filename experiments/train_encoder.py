@@ -16,7 +16,9 @@ import signal
 import sys
 import threading
 
-from absl import app, flags, logging
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics.", required=True)
 flags.DEFINE_string("checkpoint", None, "Generator (default: the embedded ToyFaces model).")
@@ -42,12 +44,16 @@ flags.DEFINE_string("grid", None, "With --export: PNG of renders (or generated i
                     "their reconstructions G(S), G(W+), G(w_avg).")
 flags.DEFINE_float("log_every_s", 30.0, "Seconds between progress lines.")
 flags.DEFINE_float("ckpt_every_s", 300.0, "Seconds between checkpoints.")
+cli.positive("steps", "batch_size", "learning_rate", "reuse", "max_seconds", "max_steps", "log_every_s",
+             "ckpt_every_s")
+cli.non_negative("image_weight", "image_batch", "eval_images", "render_images")
+cli.finite("mixing_prob", "psi_min", "psi_max")
+flags.DEFINE_bool("overwrite", False, "Let --export replace a previous ss-jax export.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   from ss_jax import checkpoint, defaults, jobs  # pylint: disable=g-import-not-at-top
   from ss_jax import encoder_training as et  # pylint: disable=g-import-not-at-top
   log = lambda msg: print(msg, flush=True)
@@ -56,7 +62,8 @@ def main(argv):
   try:
     if FLAGS.export:
       et.export(FLAGS.workdir, FLAGS.export, g, eval_images=FLAGS.eval_images,
-                render_images=FLAGS.render_images, command=command, log=log)
+                render_images=FLAGS.render_images, command=command, log=log,
+                overwrite=FLAGS.overwrite)
       if FLAGS.grid:
         from ss_jax import encoder  # pylint: disable=g-import-not-at-top
         from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -83,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

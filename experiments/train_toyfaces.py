@@ -14,7 +14,9 @@ import signal
 import sys
 import threading
 
-from absl import app, flags, logging
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, samples, metrics.", required=True)
 flags.DEFINE_enum("config", "toyfaces_default", ["toyfaces_default", "smoke"],
@@ -32,14 +34,17 @@ flags.DEFINE_float("log_every_s", 10.0, "Seconds between progress lines / metric
 flags.DEFINE_float("sample_every_kimg", 50.0, "kimg between sample grids (0: chunk ends only).")
 flags.DEFINE_float("ckpt_every_minutes", 5.0, "Minutes between checkpoints.")
 flags.DEFINE_bool("fast_compile", False, "Cheap XLA CPU compilation (tests, quick CPU checks).")
+cli.positive("total_kimg", "max_minutes", "batch_size", "w_avg_samples", "log_every_s", "ckpt_every_minutes")
+cli.seed("seed")
+cli.non_negative("data_workers", "sample_every_kimg")
+flags.DEFINE_bool("overwrite", False, "Let --export replace a previous ss-jax export.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  # Libraries (orbax) log through absl at INFO on every save: keep their warnings only,
-  # and log progress on a logger of our own.
-  logging.set_verbosity(logging.WARNING)
+  # Libraries (orbax) log at INFO on every save, hidden by cli.run unless --verbosity;
+  # progress goes to a logger of our own.
   log = std_logging.getLogger("train_toyfaces")
   log.setLevel(std_logging.INFO)
   from ss_jax.train import configs, loop, step  # pylint: disable=g-import-not-at-top
@@ -47,7 +52,7 @@ def main(argv):
                      + sys.argv[1:])
   if FLAGS.export:
     g, meta = loop.export_latest(FLAGS.workdir, FLAGS.export, source={"command": command},
-                                 w_avg_samples=FLAGS.w_avg_samples)
+                                 w_avg_samples=FLAGS.w_avg_samples, overwrite=FLAGS.overwrite)
     log.info("exported step %d (%.1f kimg) EMA generator to %s", meta["step"], meta["kimg"],
                  FLAGS.export)
     return
@@ -71,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -23,10 +23,14 @@ def _abstract_state(cfg):
   return {"params": params, "buffers": buffers}
 
 
-def save_generator(g: Generator, directory, source=None):
-  """Write g atomically: a temporary sibling directory is renamed into place when complete."""
+def save_generator(g: Generator, directory, source=None, overwrite=False):
+  """Write g atomically: a temporary sibling directory is renamed into place when complete.
+
+  `directory` must be new or empty, or a previous ss-jax output with overwrite=True
+  (see jobs.atomic_directory); it is never a folder of the user's files.
+  """
   import orbax.checkpoint as ocp
-  with jobs.atomic_directory(directory) as tmp:
+  with jobs.atomic_directory(directory, overwrite) as tmp:
     state = jax.tree.map(np.asarray, {"params": g.params, "buffers": g.buffers})
     with ocp.StandardCheckpointer() as ckpt:
       ckpt.save(tmp / "state", state)

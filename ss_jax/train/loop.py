@@ -23,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ss_jax import generator as gen
+from ss_jax import jobs
 from ss_jax.checkpoint import save_generator
+from ss_jax.runtime import outputs
 from ss_jax.train import data as data_lib
 from ss_jax.train import step as step_lib
 from ss_jax.train.configs import RESUMABLE_OVERRIDES, TrainConfig
@@ -154,7 +156,8 @@ def compute_w_avg(g: gen.Generator, num=10_000, seed=0, chunk=1000):
   return (sums / num).astype(np.float32)
 
 
-def export_generator(cfg: TrainConfig, state, directory, source=None, w_avg_samples=10_000):
+def export_generator(cfg: TrainConfig, state, directory, source=None, w_avg_samples=10_000,
+                     overwrite=False):
   """Save the EMA generator (w_avg = mean mapping of w_avg_samples z) with save_generator.
 
   Returns the exported Generator.
@@ -165,12 +168,13 @@ def export_generator(cfg: TrainConfig, state, directory, source=None, w_avg_samp
   src = {"trainer": "ss_jax.train", "data": "ss_jax.toyfaces.render", "w_avg_samples": w_avg_samples,
          "train_config": cfg.to_dict()}
   src.update(source or {})
-  save_generator(g, directory, source=src)
+  save_generator(g, directory, source=src, overwrite=overwrite)
   return g
 
 
-def export_latest(workdir, directory, source=None, w_avg_samples=10_000):
+def export_latest(workdir, directory, source=None, w_avg_samples=10_000, overwrite=False):
   """Export the EMA generator of workdir's latest checkpoint; returns (Generator, meta)."""
+  outputs.check_target(directory, overwrite)  # before the w_avg work
   cfg = load_run_config(workdir)
   with _manager(workdir, read_only=True) as manager:
     state, meta = restore_checkpoint(manager, cfg)
@@ -179,7 +183,7 @@ def export_latest(workdir, directory, source=None, w_avg_samples=10_000):
   info = {k: meta.get(k) for k in ("step", "kimg", "train_seconds", "device", "num_devices",
                                    "commands")}
   info.update(source or {})
-  return export_generator(cfg, state, directory, info, w_avg_samples), meta
+  return export_generator(cfg, state, directory, info, w_avg_samples, overwrite), meta
 
 
 # ----------------------------------------------------------------------------- training
@@ -243,7 +247,7 @@ def train(cfg: TrainConfig, workdir, *, max_minutes=None, max_steps=None, data_f
     (state, meta): final TrainState (replicated on the mesh) and checkpoint meta.
   """
   t_start = time.time()
-  workdir = pathlib.Path(workdir)
+  workdir = jobs.open_workdir(workdir, jax.process_index())
   workdir.mkdir(parents=True, exist_ok=True)
   _check_config(workdir, cfg)
   mesh = step_lib.make_mesh(cfg.batch_size, devices)
