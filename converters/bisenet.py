@@ -24,7 +24,7 @@ import numpy as np
 from converters.common import TensorSource
 from ss_jax import bisenet, jobs
 from ss_jax.io import CheckpointError, read_torch_file
-from ss_jax.io.torch_files import ZIP_MAGIC, has_legacy_magic
+from ss_jax.io.torch_files import ZIP_MAGIC, has_legacy_magic, read_member
 from ss_jax.runtime import outputs
 
 FORMAT = "ss-jax-bisenet"
@@ -48,7 +48,7 @@ def _pickle_strings(path):
         pkl = [n for n in zf.namelist() if n.endswith("/data.pkl")]
         if not pkl:
           return
-        stream = io.BytesIO(zf.read(pkl[0]))
+        stream = io.BytesIO(read_member(zf, pkl[0], path))
     elif has_legacy_magic(head):
       f.seek(0)
       for _ in range(3):  # magic number, protocol version, sys info; the object is next

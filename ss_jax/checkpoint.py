@@ -51,6 +51,11 @@ def load_converted(directory):
   cfg = GeneratorConfig.from_dict(meta["config"])
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(directory / "state", _abstract_state(cfg))
+  for keypath, leaf in jax.tree_util.tree_leaves_with_path(state):
+    if jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact) and not np.all(np.isfinite(np.asarray(leaf))):
+      name = jax.tree_util.keystr(keypath)
+      raise ValueError(f"{directory}: tensor {name} holds NaN or infinite values; refusing a generator "
+                       "that would produce NaN images")
   return Generator(state["params"], state["buffers"], cfg), meta
 
 
