@@ -24,6 +24,7 @@ import numpy as np
 from converters.common import TensorSource
 from ss_jax import bisenet, jobs
 from ss_jax.io import CheckpointError, read_torch_file
+from ss_jax.io.safe_pickle import FORMAT_ERRORS
 from ss_jax.io.torch_files import ZIP_MAGIC, has_legacy_magic, read_member
 from ss_jax.runtime import outputs
 
@@ -71,7 +72,7 @@ def looks_like_bisenet(path) -> bool:
   """
   try:
     return any(_KEY.match(s) for s in _pickle_strings(path))
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, IndexError):
+  except (OSError, *FORMAT_ERRORS):
     return False
 
 

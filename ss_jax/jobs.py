@@ -34,9 +34,11 @@ def atomic_write_bytes(path, data: bytes):
       os.fsync(f.fileno())
       os.fchmod(f.fileno(), outputs.file_mode())  # mkstemp's 0600 -> what the umask allows
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(e, OSError) and e.filename is None and e.errno:  # e.g. ENOSPC from fsync
+      raise OSError(e.errno, e.strerror, str(path)) from e
     raise
 
 

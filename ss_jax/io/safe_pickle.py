@@ -206,6 +206,7 @@ _FORMAT_ERRORS = (pickle.UnpicklingError, EOFError, struct.error, ValueError, Ty
                   KeyError, IndexError, AttributeError, OverflowError, MemoryError,
                   RecursionError, UnicodeError, zipfile.BadZipFile,
                   zipfile.LargeZipFile, zlib.error, NotImplementedError)
+FORMAT_ERRORS = _FORMAT_ERRORS + (CheckpointError,)  # what reading a corrupt file may raise
 
 
 @contextlib.contextmanager
@@ -222,6 +223,12 @@ def reading(path, what="checkpoint"):
   except _FORMAT_ERRORS as e:
     raise CheckpointError(f"cannot read {what} {path}: corrupt or truncated data "
                           f"({type(e).__name__}: {e})") from e
+  except OSError as e:
+    if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
+      raise  # the file itself, not its content
+    # e.g. zipfile seeking to a negative offset named by a corrupt directory
+    raise CheckpointError(f"cannot read {what} {path}: corrupt data ({type(e).__name__}: "
+                          f"{e})") from e
 
 
 def read_pickle_file(path, what):

@@ -90,9 +90,13 @@ def seed_list(*names):
 
 def needs_module(name, value, module, what):
   """--name=value needs the importable `module` (an optional extra), checked up front."""
-  flags.register_validator(
-      name, lambda v: v != value or importlib.util.find_spec(module) is not None,
-      message=f"--{name}={value} needs {what}, which is not installed")
+  def installed():
+    try:
+      return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # e.g. a module blocked with sys.modules[name] = None
+      return False
+  flags.register_validator(name, lambda v: v != value or installed(),
+                           message=f"--{name}={value} needs {what}, which is not installed")
 
 
 # ----------------------------------------------------------------------------- errors
