@@ -160,7 +160,7 @@ def load_converted(directory):
   cfg = bisenet.BiSeNetConfig.from_dict(meta["config"])
   params = {}
   try:
-    with np.load(directory / "params.npz", allow_pickle=False) as z:
+    with jobs.open_npz(directory / "params.npz") as z:
       for key in z.files:
         name, k = key.rsplit("/", 1)
         params.setdefault(name, {})[k] = z[key]

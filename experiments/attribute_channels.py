@@ -59,7 +59,7 @@ def main(argv):
     else:
       seeds = np.array(sampling.parse_seeds(FLAGS.seeds))
       if FLAGS.logits:
-        logits = np.load(FLAGS.logits)
+        logits = jobs.open_npz(FLAGS.logits)
         if len(logits) != len(seeds):
           raise ValueError(f"{FLAGS.logits} has {len(logits)} rows but --seeds names {len(seeds)} samples")
         seeds = seeds[ac.top_by_attribute(logits, FLAGS.attribute, FLAGS.num_exemplars, not FLAGS.lowest)]

@@ -152,14 +152,12 @@ def main(argv):
     codes = enc.encode(target)
     return np.asarray(codes["wplus"]).mean(axis=1) if FLAGS.space == "w" else codes[FLAGS.space]
 
-  def report(i, total_batches, done, total, latest):
-    print(f"batch {i + 1}/{total_batches}: step {done}/{total}, mean total loss {float(np.mean(latest)):.5g}",
-          file=sys.stderr, flush=True)
+  report, finished = inversion.progress_lines(job, steps)
 
   try:
     inversion.run_job(job, g, load, FLAGS.space, steps, encode=encode if enc is not None else None,
-                      progress=report, lr=FLAGS.lr, losses=losses, perceptual=perceptual,
-                      optimize_noise=FLAGS.noise, seed=FLAGS.seed, history_every=FLAGS.history_every,
+                      progress=report, finished=finished, lr=FLAGS.lr, losses=losses,
+                      perceptual=perceptual, optimize_noise=FLAGS.noise, seed=FLAGS.seed, history_every=FLAGS.history_every,
                       chunk_size=FLAGS.chunk_steps)
   except ValueError as e:  # an image whose data turns out corrupt
     sys.exit(f"error: {e}")
