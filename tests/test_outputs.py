@@ -248,3 +248,15 @@ def test_npz_with_pickles_is_one_clean_line(tmp_path):
     jobs.load_npz(tmp_path / "p.npy")
   assert "pickled Python objects" in str(e.value) and "unsafely" not in str(e.value)
   assert e.value.__context__ is None or e.value.__suppress_context__
+
+
+def test_binaries_refuse_user_folders(tmp_path):
+  """Image grids (generate --outdir) and exports (train_toyfaces --export) leave user files alone."""
+  user = user_folder(tmp_path / "user")
+  for args in (["-m", "experiments.generate", "--seeds=0", f"--outdir={user}"],
+               ["-m", "experiments.train_toyfaces", f"--workdir={tmp_path / 'run'}", f"--export={user}"]):
+    p = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env=env())
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "did not write" in p.stderr, p.stderr[-2000:]
+    assert intact(user) and sorted(x.name for x in user.iterdir()) == ["notes.txt", "results"]
+  assert sorted(x.name for x in tmp_path.iterdir()) == ["user"]
