@@ -446,11 +446,12 @@ def _check_run(workdir, spec, log=print):
     return
   old = json.loads(path.read_text())
   steps = lambda d: dict(d, settings=dict(d["settings"], steps=None))
-  if old != spec and steps(old) == steps(spec):
+  same = jobs.same_settings
+  if not same(old, spec) and same(steps(old), steps(spec)):
     log(f"encoder: steps changed from {old['settings']['steps']} to {spec['settings']['steps']}: "
         "the learning-rate schedule follows the new total from here on")
     jobs.atomic_write_json(path, spec)
-  elif old != spec:
+  elif not same(old, spec):
     diff = []
     for k in sorted(set(old) | set(spec)):
       a, b = old.get(k), spec.get(k)
@@ -564,6 +565,7 @@ def train(g, workdir, settings: TrainSettings, config: enc_lib.EncoderConfig | N
                  "images_per_s": rate, "train_seconds": seconds0 + now - t_start,
                  "learning_rate": float(_schedule_value(settings, step))}
           rec.update({k: v / count for k, v in sums.items()})
+          jobs.check_finite(rec, f"encoder training at step {step}")  # stop, keep the last checkpoint
           metrics_file.write(json.dumps(rec) + "\n")
           metrics_file.flush()
           eta = (total - step) * settings.batch_size / rate if rate > 0 else float("nan")

@@ -98,7 +98,7 @@ def check_finite(arrays, what):
     if v.dtype.kind in "fc" and not np.all(np.isfinite(v)):
       bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
       raise NonFiniteError(f"{what}: '{k}' holds {bad} NaN or infinite value(s); stopping "
-                           "(check the checkpoint and flags such as --psi)")
+                           "(check the checkpoint and the flags, e.g. --psi or a learning rate)")
 
 
 def open_npz(path):

@@ -84,18 +84,18 @@ def _check_config(workdir, cfg: TrainConfig):
   """Write the run's config on first use; later runs must match it except RESUMABLE_OVERRIDES."""
   path = pathlib.Path(workdir) / CONFIG_FILE
   if not path.is_file():
-    path.write_text(cfg.to_json())
+    jobs.atomic_write_text(path, cfg.to_json())
     return
   saved = TrainConfig.from_json(path.read_text())
   a, b = saved.to_dict(), cfg.to_dict()
   for k in RESUMABLE_OVERRIDES:
     a.pop(k), b.pop(k)
-  if a != b:
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+  if not jobs.same_settings(a, b):
+    diff = sorted(k for k in set(a) | set(b) if not jobs.same_settings(a.get(k), b.get(k)))
     raise ValueError(f"{path} differs from the requested config in {diff}: resuming with "
                      "another config would not continue the same run (use a new workdir)")
   if saved.total_kimg != cfg.total_kimg:
-    path.write_text(cfg.to_json())
+    jobs.atomic_write_text(path, cfg.to_json())
 
 
 # ----------------------------------------------------------------------------- samples / export
@@ -324,6 +324,7 @@ def train(cfg: TrainConfig, workdir, *, max_minutes=None, max_steps=None, data_f
                  "images_per_s": (step - step_log) * cfg.batch_size / max(now - t_log, 1e-9),
                  "train_seconds": train_seconds0 + now - t_start}
           rec.update(means.pop())
+          jobs.check_finite(rec, f"training at step {step}")  # stop, keep the last checkpoint
           metrics_file.write(json.dumps(rec) + "\n")
           metrics_file.flush()
           log("step %d kimg %.2f img/s %.1f G %.3f D %.3f D(real) %.2f D(fake) %.2f R1 %s",
