@@ -5,7 +5,7 @@ Train (rerun the same command to continue; --max_seconds bounds one chunk):
 
 Evaluate the latest checkpoint and export it (here: as the shipped ToyFaces encoder):
   python -m experiments.train_encoder --workdir=out/encoder \
-      --export=ss_jax/assets/toyfaces/encoder --grid=/tmp/encoder_grid.png
+      --export=ss_jax/assets/toyfaces/encoder --overwrite --grid=/tmp/encoder_grid.png
 
 --checkpoint defaults to the embedded ToyFaces generator. Settings flags
 (--steps, --batch_size, --learning_rate, ...) must be the same on every chunk

@@ -166,6 +166,10 @@ class ShardsMissing(RuntimeError):
 class ShardedJob:
   """Shards of one job under workdir/name/: spec.json + shard_00000.npz, ...
 
+  Process 0 of a run takes the workdir's lock (ss_jax.runtime.lock) when it records
+  the settings or writes a shard, and holds it until it exits; a job opened only to
+  read takes no lock.
+
   spec: plain data describing everything that determines the results (checkpoint,
   sample counts, seeds, ...). Resuming with a different spec is refused, since
   mixing shards from two settings would silently corrupt the result. Device and
@@ -186,8 +190,12 @@ class ShardedJob:
       raise ValueError(f"process_index {process_index} out of range for {process_count} processes")
     self.process_index, self.process_count = int(process_index), int(process_count)
     spec = json.loads(json.dumps(dict(spec, num_shards=self.num_shards), sort_keys=True, default=_json_default))
-    open_workdir(workdir, self.process_index)  # one writer; other processes of this run share it
+    self.workdir = pathlib.Path(workdir)
+    if self.process_index == 0:
+      outputs.claim(self.workdir)  # never a folder of the user's files
     spec_path = self.dir / "spec.json"
+    if not spec_path.exists() and self.process_index == 0:
+      self._lock()  # the settings are recorded under the lock: two new runs cannot both pass
     if spec_path.exists():
       old = json.loads(spec_path.read_text())
       if not same_settings(old, spec):
@@ -214,9 +222,15 @@ class ShardedJob:
   def complete(self):
     return all(self.done(i) for i in range(self.num_shards))
 
+  def _lock(self):
+    """One writer per workdir: process 0 of a run takes the lock (readers never do)."""
+    if self.process_index == 0:
+      workdir_lock.acquire(self.workdir)
+
   def write(self, i, **arrays):
-    """Writes shard i; float arrays with NaN / inf raise NonFiniteError instead."""
+    """Writes shard i (under the workdir lock); NaN / inf float arrays raise NonFiniteError."""
     check_finite(arrays, f"{self.dir.name} shard {i}")
+    self._lock()
     atomic_save_npz(self.shard_path(i), **arrays)
 
   def read(self, i):

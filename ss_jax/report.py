@@ -229,6 +229,7 @@ def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5
     num_images: images (the first of the analysis) per manipulation strip.
   """
   from ss_jax import locally_active, stylespace
+  outputs.claim(outdir, "report")  # before any work: never into a folder of the user's files
   gm = locally_active.open_job(workdir, locally_active.GRADMAPS)
   layout, considered, _ = locally_active.job_layout(gm)
   job_dir = pathlib.Path(workdir) / name

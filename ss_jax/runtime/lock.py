@@ -67,6 +67,10 @@ def acquire(workdir, stream=None):
         time.sleep(0.05)
         info = _read(path)
       ours = isinstance(info, dict) and info.get("host") == host
+      if ours and info.get("pid") == os.getpid():  # this process's (e.g. a copied workdir)
+        pathlib.Path(path).write_text(json.dumps(me) + "\n")
+        _held[key] = path
+        return path
       if ours and isinstance(info.get("pid"), int) and not _alive(info["pid"]):
         # Stale: move it aside atomically (only one contender wins the rename), retry.
         aside = path.with_name(f"{LOCK_NAME}.stale-{os.getpid()}")

@@ -92,7 +92,8 @@ def claim(directory, kind="workdir"):
     return d
   if d.is_dir() and any(d.iterdir()):
     raise OutputError(f"folder {d} already holds files that ss-jax did not write; refusing to "
-                      "write into it (choose a new or empty folder)")
+                      "write into it (choose a new or empty folder; a workdir of an older ss-jax "
+                      f"can be marked with: touch {d / MARKER})")
   d.mkdir(parents=True, exist_ok=True)
   write_marker(d, kind)
   return d
