@@ -12,9 +12,7 @@ Evaluate the latest checkpoint and export it (here: as the shipped ToyFaces enco
 of a run: a resume with other settings is refused. Progress, checkpoints and
 metrics go to WORKDIR (see ss_jax.encoder_training).
 """
-import signal
 import sys
-import threading
 
 from absl import flags
 
@@ -78,13 +76,12 @@ def main(argv):
         image_weight=FLAGS.image_weight, image_batch=FLAGS.image_batch,
         mixing_prob=FLAGS.mixing_prob, psi_min=FLAGS.psi_min, psi_max=FLAGS.psi_max,
         reuse=FLAGS.reuse)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # timeout(1), Ctrl-C: checkpoint, then exit
-      signal.signal(sig, lambda *_: stop.set())
+    stop = cli.StopRequest()  # timeout(1), Ctrl-C: checkpoint, then exit
     et.train(g, FLAGS.workdir, settings, max_seconds=FLAGS.max_seconds,
              max_steps=FLAGS.max_steps, eval_images=FLAGS.eval_images,
              log_every_s=FLAGS.log_every_s, ckpt_every_s=FLAGS.ckpt_every_s,
-             should_stop=stop.is_set, command=command, log=log)
+             should_stop=stop, command=command, log=log)
+    stop.exit_if_interrupted()
   except (jobs.SettingsMismatch, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
 

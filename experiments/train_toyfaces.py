@@ -10,9 +10,7 @@ Export the latest checkpoint's EMA generator as an ss-jax converted directory:
 """
 import logging as std_logging
 import os
-import signal
 import sys
-import threading
 
 from absl import flags
 
@@ -64,15 +62,14 @@ def main(argv):
 
   cpus = os.cpu_count() or 1
   workers = FLAGS.data_workers or (min(8, cpus // 2) if cpus >= 8 else 1)
-  stop = threading.Event()
-  for sig in (signal.SIGTERM, signal.SIGINT):  # timeout(1), Ctrl-C: checkpoint, then exit
-    signal.signal(sig, lambda *_: stop.set())
+  stop = cli.StopRequest()  # timeout(1), Ctrl-C: checkpoint, then exit
   loop.train(cfg, FLAGS.workdir, max_minutes=FLAGS.max_minutes, data_workers=workers,
              data_processes=workers > 1, log_every_s=FLAGS.log_every_s,
              sample_every_kimg=FLAGS.sample_every_kimg or None,
-             ckpt_every_minutes=FLAGS.ckpt_every_minutes, should_stop=stop.is_set,
+             ckpt_every_minutes=FLAGS.ckpt_every_minutes, should_stop=stop,
              command=command, log=log.info,
              compiler_options=step.FAST_COMPILE if FLAGS.fast_compile else None)
+  stop.exit_if_interrupted()
 
 
 if __name__ == "__main__":

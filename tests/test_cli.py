@@ -253,3 +253,21 @@ def test_oserror_description():
   assert cli.describe(e) == "No space left on device: /x/out.npz"
   assert cli.describe(ValueError("bad\nthing")) == "bad thing"
   assert cli.describe(MemoryError()) == "out of memory"
+
+
+def test_stop_request_checkpoints_then_exits_130(capsys):
+  import signal
+  from ss_jax.runtime import cli
+  saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    stop = cli.StopRequest()
+    assert not stop()
+    stop.exit_if_interrupted()  # not interrupted: nothing happens
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: no KeyboardInterrupt, the trainer polls stop()
+    assert stop()
+    with pytest.raises(SystemExit) as e:
+      stop.exit_if_interrupted()
+    assert e.value.code == 130 and capsys.readouterr().err.startswith("error: interrupted (the state is saved")
+  finally:
+    for s, h in saved.items():
+      signal.signal(s, h)

@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import math
 import os
+import signal
 import sys
 import traceback
 
@@ -131,6 +132,33 @@ def quiet_logging():
   for name in _NOISY_LOGGERS:
     logging.getLogger(name).setLevel(logging.WARNING)
   logging.getLogger(_BACKEND_LOGGER).setLevel(logging.ERROR)
+
+
+class StopRequest:
+  """Ctrl-C / SIGTERM set a flag instead of raising, so a trainer can checkpoint and stop.
+
+    stop = cli.StopRequest()
+    train(..., should_stop=stop)  # polled between steps
+    stop.exit_if_interrupted()     # after Ctrl-C: one line, exit status 130
+  """
+
+  def __init__(self, signals=(signal.SIGINT, signal.SIGTERM)):
+    self.signal = None
+    for sig in signals:
+      signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal = signum
+
+  def __call__(self) -> bool:
+    return self.signal is not None
+
+  def exit_if_interrupted(self):
+    if self.signal == signal.SIGINT:
+      print("error: interrupted (the state is saved: rerun the same command to continue)",
+            file=sys.stderr)
+      sys.exit(130)
 
 
 def _parse_flags(argv):
