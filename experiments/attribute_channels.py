@@ -45,11 +45,11 @@ def main(argv):
   from ss_jax import attribute_channels as ac
   from ss_jax import defaults, images, jobs, sampling, stats
   from ss_jax.checkpoint import load_generator
-  out = jobs.open_workdir(FLAGS.workdir)
   meta = {}
   try:
     if (FLAGS.seeds is None) == (FLAGS.codes is None):
       raise ValueError("give exactly one of --seeds and --codes")
+    out = jobs.open_workdir(FLAGS.workdir)  # never a folder of the user's files
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
     st = stats.load(FLAGS.stats, g.layout)
     restrict = ac.channel_list(FLAGS.restrict_to) if FLAGS.restrict_to else None

@@ -172,7 +172,7 @@ def main(argv):
   from ss_jax.toyfaces import evaluate, models
   from ss_jax.toyfaces import inversion_eval as ie
   t_start = time.time()
-  workdir = jobs.open_workdir(FLAGS.workdir)
+  workdir = pathlib.Path(FLAGS.workdir)
   alpha = ie.DEFAULT_ALPHA if FLAGS.alpha is None else FLAGS.alpha
   num_channels = ie.DEFAULT_NUM_CHANNELS if FLAGS.num_channels is None else FLAGS.num_channels
   try:
@@ -193,6 +193,7 @@ def main(argv):
       encoder, encoder_src = _load_encoder(g)
     model_id = stats.model_fingerprint(g)
     classifier_id = _fingerprint(classifier.params)
+    jobs.open_workdir(workdir)  # after the flag checks: a refused run writes nothing
     st = _population(g, workdir)
     bank = _bank(g, classifier, workdir, model_id, classifier_id)
   except (FileNotFoundError, ValueError) as e:  # CheckpointError, GeneratorMismatch, SettingsMismatch, flags
