@@ -260,3 +260,21 @@ def test_binaries_refuse_user_folders(tmp_path):
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "did not write" in p.stderr, p.stderr[-2000:]
     assert intact(user) and sorted(x.name for x in user.iterdir()) == ["notes.txt", "results"]
   assert sorted(x.name for x in tmp_path.iterdir()) == ["user"]
+
+
+def test_lock_copied_with_the_folder_is_stale(tmp_path, capsys):
+  import shutil
+  sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+  try:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / lock.LOCK_NAME).write_text(json.dumps(
+        {"pid": sleeper.pid, "host": socket.gethostname(), "started": "t",
+         "workdir": str((tmp_path / "a").resolve())}))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(lock.WorkdirBusy):
+      lock.acquire(tmp_path / "a")  # the original: its live holder keeps it
+    lock.acquire(tmp_path / "b")  # the copy: not that process's folder
+    assert "copied with the folder from" in capsys.readouterr().err
+  finally:
+    sleeper.kill()
+    sleeper.wait()

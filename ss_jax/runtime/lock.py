@@ -3,8 +3,8 @@
 `acquire(workdir)` creates WORKDIR/.ss-jax.lock with O_EXCL, so of two runs started
 together on one workdir exactly one gets it; the other is refused with one line naming
 the holder. The lock is held until the process exits (or `release`). A lock left by a
-process that is no longer running on this host is stale: it is reported on stderr and
-taken over. A lock from another host cannot be checked from here; the message says
+process that is no longer running on this host, or copied along with the folder from
+another path, is stale: it is reported on stderr and taken over. A lock from another host cannot be checked from here; the message says
 which host and process to look for, and to delete the file if that run is gone.
 Within one process the lock is re-entrant (several jobs may share a workdir).
 """
@@ -57,7 +57,8 @@ def acquire(workdir, stream=None):
     return _held[key]
   path = workdir / LOCK_NAME
   host = socket.gethostname()
-  me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+  me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "workdir": key}
   for _ in range(5):
     try:
       fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -67,11 +68,12 @@ def acquire(workdir, stream=None):
         time.sleep(0.05)
         info = _read(path)
       ours = isinstance(info, dict) and info.get("host") == host
-      if ours and info.get("pid") == os.getpid():  # this process's (e.g. a copied workdir)
+      copied = isinstance(info, dict) and info.get("workdir") not in (None, key)
+      if ours and info.get("pid") == os.getpid():  # this process's own lock
         pathlib.Path(path).write_text(json.dumps(me) + "\n")
         _held[key] = path
         return path
-      if ours and isinstance(info.get("pid"), int) and not _alive(info["pid"]):
+      if copied or (ours and isinstance(info.get("pid"), int) and not _alive(info["pid"])):
         # Stale: move it aside atomically (only one contender wins the rename), retry.
         aside = path.with_name(f"{LOCK_NAME}.stale-{os.getpid()}")
         try:
@@ -86,8 +88,10 @@ def acquire(workdir, stream=None):
           os.remove(aside)
           continue
         os.remove(aside)
-        print(f"warning: {workdir}: removed a stale lock left by {_describe(info)}, which is "
-              "no longer running", file=stream)
+        why = (f"copied with the folder from {info.get('workdir')}" if copied
+               else "which is no longer running")
+        print(f"warning: {workdir}: removed a stale lock left by {_describe(info)}, {why}",
+              file=stream)
         continue
       where = "" if ours else " (on another host: if that run is gone, delete the lock file)"
       raise WorkdirBusy(f"{workdir} is in use by {_describe(info)}{where}; lock file {path}")
