@@ -32,8 +32,6 @@ import traceback
 from absl import app, flags
 from absl import logging as absl_logging
 
-from ss_jax.io.errors import one_line
-
 FLAGS = flags.FLAGS
 SEED_MAX = 2**32 - 1
 DEBUG_ENV = "SS_JAX_DEBUG"
@@ -101,6 +99,11 @@ def needs_module(name, value, module, what):
 
 
 # ----------------------------------------------------------------------------- errors
+
+
+def one_line(text) -> str:
+  """Collapses whitespace runs (newlines included) so a message stays on one line."""
+  return " ".join(str(text).split())
 
 
 def describe(e: BaseException) -> str:
