@@ -42,6 +42,7 @@ flags.DEFINE_integer("max_shards", None, "Compute at most this many shards (per 
 flags.mark_flag_as_required("workdir")
 cli.positive("num_samples", "batch_size", "samples_per_shard", "max_shards")
 cli.seed("seed", "dci_seed")
+cli.seed_span("seed", "num_samples")
 cli.finite("psi")
 cli.needs_module("method", "gbt", "sklearn", "scikit-learn (pip install scikit-learn)")
 FLAGS = flags.FLAGS

@@ -29,6 +29,7 @@ flags.DEFINE_string("workdir", None, "Output/resume directory.")
 flags.mark_flag_as_required("workdir")
 cli.positive("num_samples", "batch_size", "samples_per_shard")
 cli.seed("seed")
+cli.seed_span("seed", "num_samples")
 cli.finite("psi")
 cli.non_negative("class_idx")
 FLAGS = flags.FLAGS

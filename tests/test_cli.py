@@ -68,6 +68,8 @@ BAD_FLAGS = [
                  marks=SLOW),
     pytest.param(["-m", "experiments.dci", "--workdir=x", "--num_samples=0"], "--num_samples must be > 0",
                  marks=SLOW),
+    pytest.param(["-m", "experiments.dci", "--workdir=x", "--seed=4294967290", "--num_samples=10"],
+                 "--seed + --num_samples - 1 must be at most 4294967295", marks=SLOW),
     pytest.param(["-m", "experiments.generate", "--no_such_flag"], "Unknown command line flag 'no_such_flag'",
                  marks=SLOW),
     pytest.param(["-m", "experiments.invert", "--images=x"], "--workdir", marks=SLOW),

@@ -72,6 +72,14 @@ def seed(*names):
   _validator(names, lambda v: v is None or 0 <= v <= SEED_MAX, f"an integer in 0..{SEED_MAX}")
 
 
+def seed_span(seed_name, count_name):
+  """Seeds seed .. seed + count - 1 (one per sample) must all be valid seeds."""
+  flags.register_multi_flags_validator(
+      [seed_name, count_name],
+      lambda d: d[seed_name] is None or d[count_name] is None or d[seed_name] + d[count_name] - 1 <= SEED_MAX,
+      message=f"--{seed_name} + --{count_name} - 1 must be at most {SEED_MAX} (sample i uses seed + i)")
+
+
 def seed_list(*names):
   """Seed-list flags such as '0-7,10': parsed with ss_jax.sampling.parse_seeds."""
   def ok(v):
