@@ -32,7 +32,6 @@ mesh (axis "data"); params are replicated.
 import dataclasses
 import functools
 import os
-import pathlib
 import sys
 import time
 from typing import Any

@@ -230,6 +230,7 @@ def test_nan_weights_refused_naming_the_tensor():
 @pytest.mark.slow
 def test_nan_weights_in_converted_directory_refused(tmp_path):
   import jax
+
   from ss_jax import Generator, GeneratorConfig, load_generator, save_generator
   g = Generator.random(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channels=(8, 8),
                                        mapping_layers=1), jax.random.PRNGKey(0))
@@ -259,6 +260,7 @@ def test_oserror_description():
 
 def test_stop_request_checkpoints_then_exits_130(capsys):
   import signal
+
   from ss_jax.runtime import cli
   saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
   try:

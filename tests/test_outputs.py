@@ -94,7 +94,7 @@ def test_claim_workdirs(tmp_path):
 
 
 def test_every_writer_refuses_user_folder(tmp_path):
-  """Library writers: generator, face parser, encoder directories, exports, reports, parser labels."""
+  """Library writers: generator, face-parser and encoder directories, exports, reports."""
   import jax
   from converters import bisenet as bisenet_conv
   from ss_jax import Generator, GeneratorConfig, bisenet, encoder, report, save_generator
