@@ -6,6 +6,7 @@ reads any supported file directly.
 import pathlib
 
 from ss_jax.io import CheckpointError, sniff_format
+from ss_jax.io.safe_pickle import reading
 
 
 def load_checkpoint(path):
@@ -25,7 +26,8 @@ def load_checkpoint(path):
                             "(load it with ss_jax.face_parser.load_parser)")
   else:
     raise CheckpointError(f"{path}: no generator converter for format {kind!r}")
-  g, info = mod.load(path)
+  with reading(path, "checkpoint"):  # format errors of a corrupt file -> CheckpointError
+    g, info = mod.load(path)
   info = dict(info, path=str(path))
   return g, info
 

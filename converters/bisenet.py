@@ -24,7 +24,9 @@ import numpy as np
 from converters.common import TensorSource
 from ss_jax import bisenet, jobs
 from ss_jax.io import CheckpointError, read_torch_file
-from ss_jax.io.torch_files import ZIP_MAGIC, has_legacy_magic
+from ss_jax.io.safe_pickle import FORMAT_ERRORS
+from ss_jax.io.torch_files import ZIP_MAGIC, has_legacy_magic, read_member
+from ss_jax.runtime import outputs
 
 FORMAT = "ss-jax-bisenet"
 VERSION = 1
@@ -47,7 +49,7 @@ def _pickle_strings(path):
         pkl = [n for n in zf.namelist() if n.endswith("/data.pkl")]
         if not pkl:
           return
-        stream = io.BytesIO(zf.read(pkl[0]))
+        stream = io.BytesIO(read_member(zf, pkl[0], path))
     elif has_legacy_magic(head):
       f.seek(0)
       for _ in range(3):  # magic number, protocol version, sys info; the object is next
@@ -70,7 +72,7 @@ def looks_like_bisenet(path) -> bool:
   """
   try:
     return any(_KEY.match(s) for s in _pickle_strings(path))
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, IndexError):
+  except (OSError, *FORMAT_ERRORS):
     return False
 
 
@@ -136,9 +138,9 @@ def describe(params, cfg, info):
 # ----------------------------------------------------------------------------- converted directories
 
 
-def save_converted(params, cfg, directory, source=None):
-  """Writes params + config.json to `directory` atomically (replacing an existing one)."""
-  with jobs.atomic_directory(directory) as tmp:
+def save_converted(params, cfg, directory, source=None, overwrite=False):
+  """Writes params + config.json to `directory` atomically (a previous output: overwrite=True)."""
+  with jobs.atomic_directory(directory, overwrite) as tmp:
     flat = {f"{name}/{k}": np.asarray(v, np.float32) for name, p in params.items() for k, v in p.items()}
     np.savez(tmp / "params.npz", **flat)
     meta = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "bn_folded": True,
@@ -158,7 +160,7 @@ def load_converted(directory):
   cfg = bisenet.BiSeNetConfig.from_dict(meta["config"])
   params = {}
   try:
-    with np.load(directory / "params.npz", allow_pickle=False) as z:
+    with jobs.open_npz(directory / "params.npz") as z:
       for key in z.files:
         name, k = key.rsplit("/", 1)
         params.setdefault(name, {})[k] = z[key]
@@ -179,10 +181,11 @@ def load_any(path):
   return load(path)
 
 
-def convert(src, out):
+def convert(src, out, overwrite=False):
   """`python -m converters SRC OUT` for a parser: prints a summary, writes OUT."""
+  outputs.check_target(out, overwrite)
   params, cfg, info = load(src)
   for line in describe(params, cfg, info):
     print(line)
-  save_converted(params, cfg, out, source=info)
+  save_converted(params, cfg, out, source=info, overwrite=overwrite)
   print(f"wrote {out}")

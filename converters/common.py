@@ -17,15 +17,21 @@ class TensorSource:
     return self.prefix + key in self.tensors
 
   def get(self, key, shape=None):
-    """The float32 array stored under prefix + key, checked against shape (None = any)."""
+    """The float32 array stored under prefix + key, checked against shape (None = any) and
+    refused (CheckpointError naming the tensor) if it holds NaN or infinite values."""
     full = self.prefix + key
     if full not in self.tensors:
       raise CheckpointError(f"{self.path}: missing tensor '{full}'")
     a = np.asarray(self.tensors[full])
     if shape is not None and tuple(a.shape) != tuple(shape):
       raise CheckpointError(f"{self.path}: tensor '{full}' has shape {tuple(a.shape)}, expected {tuple(shape)}")
+    out = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.all(np.isfinite(out)):
+      bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+      raise CheckpointError(f"{self.path}: tensor '{full}' holds {bad} NaN or infinite value(s); "
+                            "refusing a checkpoint that would produce NaN images")
     self.used.add(full)
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return out
 
 
 def oihw_to_hwio(w):

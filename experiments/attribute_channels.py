@@ -8,10 +8,11 @@
 
 Writes ranking.json, attribute_channels.npz, resampling_curve.json and .png.
 """
-import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("stats", None, "stats.npz from experiments.style_stats.")
@@ -30,6 +31,11 @@ flags.DEFINE_integer("curve_seed", 0, "Seed of the resampling draws.")
 flags.DEFINE_integer("batch_size", 64, "Samples per batch.")
 flags.DEFINE_string("workdir", None, "Output directory.")
 flags.mark_flags_as_required(["stats", "workdir"])
+cli.seed_list("seeds")
+cli.finite("psi")
+cli.positive("num_exemplars", "top_k", "draws", "batch_size")
+cli.non_negative("attribute")
+cli.seed("curve_seed")
 FLAGS = flags.FLAGS
 
 
@@ -39,11 +45,11 @@ def main(argv):
   from ss_jax import attribute_channels as ac
   from ss_jax import defaults, images, jobs, sampling, stats
   from ss_jax.checkpoint import load_generator
-  out = pathlib.Path(FLAGS.workdir)
   meta = {}
   try:
     if (FLAGS.seeds is None) == (FLAGS.codes is None):
       raise ValueError("give exactly one of --seeds and --codes")
+    out = jobs.open_workdir(FLAGS.workdir)  # never a folder of the user's files
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
     st = stats.load(FLAGS.stats, g.layout)
     restrict = ac.channel_list(FLAGS.restrict_to) if FLAGS.restrict_to else None
@@ -53,7 +59,7 @@ def main(argv):
     else:
       seeds = np.array(sampling.parse_seeds(FLAGS.seeds))
       if FLAGS.logits:
-        logits = np.load(FLAGS.logits)
+        logits = jobs.open_npz(FLAGS.logits)
         if len(logits) != len(seeds):
           raise ValueError(f"{FLAGS.logits} has {len(logits)} rows but --seeds names {len(seeds)} samples")
         seeds = seeds[ac.top_by_attribute(logits, FLAGS.attribute, FLAGS.num_exemplars, not FLAGS.lowest)]
@@ -82,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -18,9 +18,10 @@ import pathlib
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from experiments import _distributed_flags
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; "
                     "default: the embedded ToyFaces generator.")
@@ -39,6 +40,11 @@ flags.DEFINE_integer("samples_per_shard", 5_000, "Samples per resumable shard.")
 flags.DEFINE_integer("max_shards", None, "Compute at most this many shards (per process), then stop "
                      "(rerun to go on).")
 flags.mark_flag_as_required("workdir")
+cli.positive("num_samples", "batch_size", "samples_per_shard", "max_shards")
+cli.seed("seed", "dci_seed")
+cli.seed_span("seed", "num_samples")
+cli.finite("psi")
+cli.needs_module("method", "gbt", "sklearn", "scikit-learn (pip install scikit-learn)")
 FLAGS = flags.FLAGS
 
 
@@ -123,4 +129,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

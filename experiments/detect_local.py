@@ -13,7 +13,9 @@ local.npz, layer_histogram.json/.png and mean_maps.npz there.
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Work directory of experiments.gradient_maps.")
 flags.DEFINE_string("labels_dir", None, "Folder of label PNGs (seedNNNN.png or NNNNN.png).")
@@ -27,6 +29,8 @@ flags.DEFINE_string("layers", None, "Only rank channels of these style layers, e
 flags.DEFINE_integer("top_k", 20, "Ranked channels listed per category besides the detections.")
 flags.DEFINE_string("name", "local", "Sub-folder of the workdir for this analysis.")
 flags.mark_flag_as_required("workdir")
+cli.finite("discount", "threshold", "margin")
+cli.positive("top_k")
 FLAGS = flags.FLAGS
 
 
@@ -65,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,10 +5,11 @@
 
 Without --checkpoint the embedded ToyFaces model is used.
 """
-import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl (PyTorch/TF) or rosinality .pt; "
                     "default: the embedded ToyFaces generator.")
@@ -17,6 +18,10 @@ flags.DEFINE_float("psi", 0.7, "Truncation psi (1 = none).")
 flags.DEFINE_integer("class_idx", 0, "Class label for conditional models.")
 flags.DEFINE_string("outdir", "out/generate", "Output directory.")
 flags.DEFINE_integer("batch_size", 8, "Images per jitted batch.")
+cli.seed_list("seeds")
+cli.finite("psi")
+cli.positive("batch_size")
+cli.non_negative("class_idx")
 FLAGS = flags.FLAGS
 
 
@@ -26,6 +31,8 @@ def main(argv):
   from ss_jax import defaults, images, sampling
   from ss_jax.checkpoint import load_generator
   from ss_jax.io import CheckpointError
+  from ss_jax.runtime import outputs
+  out = outputs.claim(FLAGS.outdir, "images")  # never into a folder of the user's files
   try:
     seeds = sampling.parse_seeds(FLAGS.seeds)
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
@@ -36,7 +43,6 @@ def main(argv):
   z = sampling.z_from_seeds(seeds, cfg.z_dim)
   print(f"generating {len(seeds)} images at {cfg.img_resolution} px, psi={FLAGS.psi}")
   x = images.to_uint8(sampling.generate(g, z, c, FLAGS.psi, FLAGS.batch_size))
-  out = pathlib.Path(FLAGS.outdir)
   for seed, im in zip(seeds, x):
     images.save_png(out / f"seed{seed:04d}.png", im)
   images.save_png(out / "grid.png", images.make_grid(x))
@@ -44,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -13,9 +13,10 @@ a TPU pod slice / SLURM); each maps its own shards of images over all devices.
 """
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import _distributed_flags
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; "
                     "default: the embedded ToyFaces generator.")
@@ -31,6 +32,10 @@ flags.DEFINE_enum("dtype", "float32", ["float32", "float16"], "Storage dtype of 
 flags.DEFINE_integer("chunk_size", None, "Tangents/cotangents per vmapped batch (bounds memory).")
 flags.DEFINE_string("method", "auto", "Jacobian method: auto, forward, reverse or local.")
 flags.mark_flag_as_required("workdir")
+cli.seed_list("seeds")
+cli.finite("psi")
+cli.non_negative("class_idx")
+cli.positive("resolution", "images_per_shard", "chunk_size")
 FLAGS = flags.FLAGS
 
 
@@ -66,4 +71,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

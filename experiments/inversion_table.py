@@ -25,7 +25,9 @@ import pathlib
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Output / resume directory.")
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
@@ -52,6 +54,10 @@ flags.DEFINE_list("pilot_attributes", None, "Candidates of --pilot (default: eve
                   "classifier reads reliably).")
 flags.DEFINE_integer("pilot_images", 64, "Generated samples (seeds 100,000..) edited by --pilot.")
 flags.mark_flag_as_required("workdir")
+cli.positive("num_images", "stats_samples", "reference_images", "bank_size", "num_exemplars", "chunk_steps",
+             "batch_size", "pilot_images", "num_channels", "lr")
+cli.non_negative("steps", "hybrid_steps", "figure_rows")
+cli.finite("alpha")
 FLAGS = flags.FLAGS
 
 PILOT_SEED0 = 100_000
@@ -187,6 +193,7 @@ def main(argv):
       encoder, encoder_src = _load_encoder(g)
     model_id = stats.model_fingerprint(g)
     classifier_id = _fingerprint(classifier.params)
+    jobs.open_workdir(workdir)  # after the flag checks: a refused run writes nothing
     st = _population(g, workdir)
     bank = _bank(g, classifier, workdir, model_id, classifier_id)
   except (FileNotFoundError, ValueError) as e:  # CheckpointError, GeneratorMismatch, SettingsMismatch, flags
@@ -313,4 +320,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

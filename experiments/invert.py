@@ -24,7 +24,9 @@ Writes to WORKDIR:
 """
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("images", None, "A folder of images or one image file.")
 flags.DEFINE_string("workdir", None, "Output folder (resumable).")
@@ -51,6 +53,9 @@ flags.DEFINE_string("stats", None, "stats.npz from experiments.style_stats (need
 flags.DEFINE_integer("grid_images", 16, "Images shown in reconstructions.png and edits.png.")
 flags.DEFINE_integer("min_cell", 64, "Upscale grid cells narrower than this (pixels).")
 flags.mark_flags_as_required(["images", "workdir"])
+cli.non_negative("steps", "perceptual_weight", "mse_weight", "noise_reg")
+cli.positive("batch_size", "history_every", "chunk_steps", "grid_images", "min_cell", "lr")
+cli.seed("seed")
 FLAGS = flags.FLAGS
 
 
@@ -147,14 +152,12 @@ def main(argv):
     codes = enc.encode(target)
     return np.asarray(codes["wplus"]).mean(axis=1) if FLAGS.space == "w" else codes[FLAGS.space]
 
-  def report(i, total_batches, done, total, latest):
-    print(f"batch {i + 1}/{total_batches}: step {done}/{total}, mean total loss {float(np.mean(latest)):.5g}",
-          file=sys.stderr, flush=True)
+  report, finished = inversion.progress_lines(job, steps)
 
   try:
     inversion.run_job(job, g, load, FLAGS.space, steps, encode=encode if enc is not None else None,
-                      progress=report, lr=FLAGS.lr, losses=losses, perceptual=perceptual,
-                      optimize_noise=FLAGS.noise, seed=FLAGS.seed, history_every=FLAGS.history_every,
+                      progress=report, finished=finished, lr=FLAGS.lr, losses=losses,
+                      perceptual=perceptual, optimize_noise=FLAGS.noise, seed=FLAGS.seed, history_every=FLAGS.history_every,
                       chunk_size=FLAGS.chunk_steps)
   except ValueError as e:  # an image whose data turns out corrupt
     sys.exit(f"error: {e}")
@@ -190,4 +193,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,9 +16,10 @@ docs/scaling.md). Process 0 writes the grid.
 import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import _distributed_flags
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("stats", None, "stats.npz from experiments.style_stats (sigma of each channel).")
@@ -34,6 +35,10 @@ flags.DEFINE_integer("images_per_shard", 16, "Seeds per resumable shard.")
 flags.DEFINE_string("outdir", "out/manipulate", "Output directory.")
 flags.DEFINE_string("edit", None, "Replay an edit JSON exported by experiments.explore (writes OUTDIR/edit_<i>.png; "
                     "--stats and --channels are not needed: the file holds seeds or codes, alphas and sigmas).")
+cli.seed_list("seeds")
+cli.finite("psi")
+cli.non_negative("class_idx")
+cli.positive("min_cell", "batch_size", "images_per_shard")
 FLAGS = flags.FLAGS
 
 
@@ -90,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -10,7 +10,9 @@ written by `python -m converters`.
 """
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("parser", None, "BiSeNet .pth (79999_iter.pth) or converted parser directory.")
 flags.DEFINE_string("images", None, "Folder of images (png, jpg, ...).")
@@ -20,6 +22,7 @@ flags.DEFINE_integer("input_size", 512, "Parser input side (the official pipelin
 flags.DEFINE_integer("batch_size", 8, "Images per jitted batch (rounded up to a multiple of the devices).")
 flags.DEFINE_bool("overlays", True, "Also write colourised overlays.")
 flags.mark_flags_as_required(["parser", "images"])
+cli.positive("resolution", "input_size", "batch_size")
 FLAGS = flags.FLAGS
 
 
@@ -41,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -9,7 +9,9 @@ generator defaults to the checkpoint the gradient maps were computed with.
 """
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Work directory of gradient_maps and detect_local.")
 flags.DEFINE_string("name", "local", "Analysis sub-folder (detect_local --name).")
@@ -22,6 +24,7 @@ flags.DEFINE_integer("max_channels", 5, "Detected channels shown per category.")
 flags.DEFINE_integer("num_images", 3, "Images per manipulation strip.")
 flags.DEFINE_string("channels", None, "Extra channels to show, e.g. '6_202,9_11'.")
 flags.mark_flags_as_required(["workdir", "outdir"])
+cli.positive("max_channels", "num_images")
 FLAGS = flags.FLAGS
 
 
@@ -49,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

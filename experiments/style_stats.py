@@ -12,9 +12,10 @@ Writes WORKDIR/stats.npz (mean, std, count, layer offsets) and stats_summary.jso
 import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import _distributed_flags
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; "
                     "default: the embedded ToyFaces generator.")
@@ -26,6 +27,11 @@ flags.DEFINE_integer("batch_size", 256, "Samples per step and process (padded to
 flags.DEFINE_integer("samples_per_shard", 10_000, "Samples per resumable shard.")
 flags.DEFINE_string("workdir", None, "Output/resume directory.")
 flags.mark_flag_as_required("workdir")
+cli.positive("num_samples", "batch_size", "samples_per_shard")
+cli.seed("seed")
+cli.seed_span("seed", "num_samples")
+cli.finite("psi")
+cli.non_negative("class_idx")
 FLAGS = flags.FLAGS
 
 
@@ -67,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

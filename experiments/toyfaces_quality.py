@@ -2,15 +2,18 @@
 
   python -m experiments.toyfaces_quality --num_images=2000 --outdir=out/quality
 """
-import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Generator (default: the embedded ToyFaces model).")
 flags.DEFINE_integer("num_images", 2000, "Images per set.")
 flags.DEFINE_float("psi", 1.0, "Truncation of the generated set.")
 flags.DEFINE_string("outdir", "out/toyfaces_quality", "Output directory.")
+cli.positive("num_images")
+cli.finite("psi")
 FLAGS = flags.FLAGS
 
 
@@ -20,6 +23,7 @@ def main(argv):
   from ss_jax import defaults, images, jobs
   from ss_jax.checkpoint import load_generator
   from ss_jax.generator import Generator
+  from ss_jax.runtime import outputs
   from ss_jax.toyfaces import models, quality
   try:
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
@@ -28,7 +32,7 @@ def main(argv):
     sys.exit(f"error: {e}")
   rep = quality.quality_report(g, Generator.random(g.config, jax.random.PRNGKey(0)), classifier,
                                segmenter, FLAGS.num_images, FLAGS.psi)
-  out = pathlib.Path(FLAGS.outdir)
+  out = outputs.claim(FLAGS.outdir, "images")
   for k, v in rep.pop("images").items():
     images.save_png(out / f"{k}.png", images.make_grid(v[:64]))
   jobs.atomic_write_json(out / "quality.json", rep)
@@ -38,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

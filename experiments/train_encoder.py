@@ -5,18 +5,18 @@ Train (rerun the same command to continue; --max_seconds bounds one chunk):
 
 Evaluate the latest checkpoint and export it (here: as the shipped ToyFaces encoder):
   python -m experiments.train_encoder --workdir=out/encoder \
-      --export=ss_jax/assets/toyfaces/encoder --grid=/tmp/encoder_grid.png
+      --export=ss_jax/assets/toyfaces/encoder --overwrite --grid=/tmp/encoder_grid.png
 
 --checkpoint defaults to the embedded ToyFaces generator. Settings flags
 (--steps, --batch_size, --learning_rate, ...) must be the same on every chunk
 of a run: a resume with other settings is refused. Progress, checkpoints and
 metrics go to WORKDIR (see ss_jax.encoder_training).
 """
-import signal
 import sys
-import threading
 
-from absl import app, flags, logging
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics.", required=True)
 flags.DEFINE_string("checkpoint", None, "Generator (default: the embedded ToyFaces model).")
@@ -42,12 +42,16 @@ flags.DEFINE_string("grid", None, "With --export: PNG of renders (or generated i
                     "their reconstructions G(S), G(W+), G(w_avg).")
 flags.DEFINE_float("log_every_s", 30.0, "Seconds between progress lines.")
 flags.DEFINE_float("ckpt_every_s", 300.0, "Seconds between checkpoints.")
+cli.positive("steps", "batch_size", "learning_rate", "reuse", "max_seconds", "max_steps", "log_every_s",
+             "ckpt_every_s")
+cli.non_negative("image_weight", "image_batch", "eval_images", "render_images")
+cli.finite("mixing_prob", "psi_min", "psi_max")
+flags.DEFINE_bool("overwrite", False, "Let --export replace a previous ss-jax export.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   from ss_jax import checkpoint, defaults, jobs  # pylint: disable=g-import-not-at-top
   from ss_jax import encoder_training as et  # pylint: disable=g-import-not-at-top
   log = lambda msg: print(msg, flush=True)
@@ -56,7 +60,8 @@ def main(argv):
   try:
     if FLAGS.export:
       et.export(FLAGS.workdir, FLAGS.export, g, eval_images=FLAGS.eval_images,
-                render_images=FLAGS.render_images, command=command, log=log)
+                render_images=FLAGS.render_images, command=command, log=log,
+                overwrite=FLAGS.overwrite)
       if FLAGS.grid:
         from ss_jax import encoder  # pylint: disable=g-import-not-at-top
         from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -71,16 +76,15 @@ def main(argv):
         image_weight=FLAGS.image_weight, image_batch=FLAGS.image_batch,
         mixing_prob=FLAGS.mixing_prob, psi_min=FLAGS.psi_min, psi_max=FLAGS.psi_max,
         reuse=FLAGS.reuse)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # timeout(1), Ctrl-C: checkpoint, then exit
-      signal.signal(sig, lambda *_: stop.set())
+    stop = cli.StopRequest()  # timeout(1), Ctrl-C: checkpoint, then exit
     et.train(g, FLAGS.workdir, settings, max_seconds=FLAGS.max_seconds,
              max_steps=FLAGS.max_steps, eval_images=FLAGS.eval_images,
              log_every_s=FLAGS.log_every_s, ckpt_every_s=FLAGS.ckpt_every_s,
-             should_stop=stop.is_set, command=command, log=log)
+             should_stop=stop, command=command, log=log)
+    stop.exit_if_interrupted()
   except (jobs.SettingsMismatch, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

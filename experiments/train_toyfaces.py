@@ -10,11 +10,11 @@ Export the latest checkpoint's EMA generator as an ss-jax converted directory:
 """
 import logging as std_logging
 import os
-import signal
 import sys
-import threading
 
-from absl import app, flags, logging
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, samples, metrics.", required=True)
 flags.DEFINE_enum("config", "toyfaces_default", ["toyfaces_default", "smoke"],
@@ -32,14 +32,17 @@ flags.DEFINE_float("log_every_s", 10.0, "Seconds between progress lines / metric
 flags.DEFINE_float("sample_every_kimg", 50.0, "kimg between sample grids (0: chunk ends only).")
 flags.DEFINE_float("ckpt_every_minutes", 5.0, "Minutes between checkpoints.")
 flags.DEFINE_bool("fast_compile", False, "Cheap XLA CPU compilation (tests, quick CPU checks).")
+cli.positive("total_kimg", "max_minutes", "batch_size", "w_avg_samples", "log_every_s", "ckpt_every_minutes")
+cli.seed("seed")
+cli.non_negative("data_workers", "sample_every_kimg")
+flags.DEFINE_bool("overwrite", False, "Let --export replace a previous ss-jax export.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  # Libraries (orbax) log through absl at INFO on every save: keep their warnings only,
-  # and log progress on a logger of our own.
-  logging.set_verbosity(logging.WARNING)
+  # Libraries (orbax) log at INFO on every save, hidden by cli.run unless --verbosity;
+  # progress goes to a logger of our own.
   log = std_logging.getLogger("train_toyfaces")
   log.setLevel(std_logging.INFO)
   from ss_jax.train import configs, loop, step  # pylint: disable=g-import-not-at-top
@@ -47,7 +50,7 @@ def main(argv):
                      + sys.argv[1:])
   if FLAGS.export:
     g, meta = loop.export_latest(FLAGS.workdir, FLAGS.export, source={"command": command},
-                                 w_avg_samples=FLAGS.w_avg_samples)
+                                 w_avg_samples=FLAGS.w_avg_samples, overwrite=FLAGS.overwrite)
     log.info("exported step %d (%.1f kimg) EMA generator to %s", meta["step"], meta["kimg"],
                  FLAGS.export)
     return
@@ -59,16 +62,15 @@ def main(argv):
 
   cpus = os.cpu_count() or 1
   workers = FLAGS.data_workers or (min(8, cpus // 2) if cpus >= 8 else 1)
-  stop = threading.Event()
-  for sig in (signal.SIGTERM, signal.SIGINT):  # timeout(1), Ctrl-C: checkpoint, then exit
-    signal.signal(sig, lambda *_: stop.set())
+  stop = cli.StopRequest()  # timeout(1), Ctrl-C: checkpoint, then exit
   loop.train(cfg, FLAGS.workdir, max_minutes=FLAGS.max_minutes, data_workers=workers,
              data_processes=workers > 1, log_every_s=FLAGS.log_every_s,
              sample_every_kimg=FLAGS.sample_every_kimg or None,
-             ckpt_every_minutes=FLAGS.ckpt_every_minutes, should_stop=stop.is_set,
+             ckpt_every_minutes=FLAGS.ckpt_every_minutes, should_stop=stop,
              command=command, log=log.info,
              compiler_options=step.FAST_COMPILE if FLAGS.fast_compile else None)
+  stop.exit_if_interrupted()
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -15,7 +15,9 @@ so a rerun with the same settings resumes (or only re-evaluates).
 """
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", "out/toyfaces_helpers", "Output and checkpoint directory.")
 flags.DEFINE_integer("steps", None, "Training steps for both models (default: per-model flags).")
@@ -25,6 +27,8 @@ flags.DEFINE_integer("segmenter_batch", 16, "Segmenter batch size.")
 flags.DEFINE_integer("classifier_batch", 16, "Classifier batch size.")
 flags.DEFINE_integer("eval_images", 1024, "Held-out renders for the metrics.")
 flags.DEFINE_bool("install", False, "Copy the trained models into ss_jax/assets/toyfaces/.")
+cli.non_negative("steps", "segmenter_steps", "classifier_steps")
+cli.positive("segmenter_batch", "classifier_batch", "eval_images")
 FLAGS = flags.FLAGS
 
 
@@ -49,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -20,6 +20,7 @@ import pathlib
 
 import numpy as np
 
+from ss_jax import jobs
 from ss_jax import stats as stats_lib
 from ss_jax import stylespace
 
@@ -240,7 +241,7 @@ def load_codes(path, cfg):
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"codes file not found: {path}")
-  with np.load(path, allow_pickle=False) as f:
+  with jobs.open_npz(path) as f:
     if "ws" in f.files:
       ws = np.asarray(f["ws"], np.float32)
     elif "w" in f.files:

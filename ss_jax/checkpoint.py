@@ -23,10 +23,14 @@ def _abstract_state(cfg):
   return {"params": params, "buffers": buffers}
 
 
-def save_generator(g: Generator, directory, source=None):
-  """Write g atomically: a temporary sibling directory is renamed into place when complete."""
+def save_generator(g: Generator, directory, source=None, overwrite=False):
+  """Write g atomically: a temporary sibling directory is renamed into place when complete.
+
+  `directory` must be new or empty, or a previous ss-jax output with overwrite=True
+  (see jobs.atomic_directory); it is never a folder of the user's files.
+  """
   import orbax.checkpoint as ocp
-  with jobs.atomic_directory(directory) as tmp:
+  with jobs.atomic_directory(directory, overwrite) as tmp:
     state = jax.tree.map(np.asarray, {"params": g.params, "buffers": g.buffers})
     with ocp.StandardCheckpointer() as ckpt:
       ckpt.save(tmp / "state", state)
@@ -47,6 +51,11 @@ def load_converted(directory):
   cfg = GeneratorConfig.from_dict(meta["config"])
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(directory / "state", _abstract_state(cfg))
+  for keypath, leaf in jax.tree_util.tree_leaves_with_path(state):
+    if jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact) and not np.all(np.isfinite(np.asarray(leaf))):
+      name = jax.tree_util.keystr(keypath)
+      raise ValueError(f"{directory}: tensor {name} holds NaN or infinite values; refusing a generator "
+                       "that would produce NaN images")
   return Generator(state["params"], state["buffers"], cfg), meta
 
 

@@ -271,7 +271,7 @@ def read_array(job: jobs.ShardedJob, key: str) -> np.ndarray:
     raise RuntimeError(f"{job.dir}: {len(missing)} shard(s) not done yet (first: {missing[0]})")
   out, pos = None, 0
   for i in range(job.num_shards):
-    with np.load(job.shard_path(i), allow_pickle=False) as f:
+    with jobs.open_npz(job.shard_path(i)) as f:
       x = f[key]
     if out is None:
       out = np.empty((job.spec["num_samples"],) + x.shape[1:], x.dtype)
@@ -304,7 +304,7 @@ def load_logits(path, num_samples) -> np.ndarray:
   if not path.is_file():
     raise FileNotFoundError(f"logits file not found: {path}")
   try:
-    x = np.load(path, allow_pickle=False)
+    x = jobs.open_npz(path)
   except Exception as e:  # a pickle, a truncated file, not a .npy
     raise ValueError(f"{path}: not a readable numeric .npy ({e})") from e
   if x.ndim != 2 or x.shape[0] != num_samples or x.shape[1] == 0:

@@ -44,6 +44,7 @@ import numpy as np
 from flax import traverse_util
 
 from ss_jax import defaults, jobs
+from ss_jax.runtime import outputs
 
 FORMAT = "ss-jax-encoder"
 VERSION = 1
@@ -367,7 +368,8 @@ def check_compatible(config: EncoderConfig, g):
 
 
 def save_encoder(directory, config: EncoderConfig, params: Params, normaliser: Normaliser,
-                 generator_fingerprint: str, extra: dict | None = None, generator_config=None):
+                 generator_fingerprint: str, extra: dict | None = None, generator_config=None,
+                 overwrite=False):
   """Write config.json + params.npz into `directory` atomically (all or nothing).
 
   Args:
@@ -375,7 +377,9 @@ def save_encoder(directory, config: EncoderConfig, params: Params, normaliser: N
     generator_fingerprint: stats.model_fingerprint of the generator it was trained for.
     extra: JSON-able data (training command, steps, metrics, ...), returned as `.info`.
     generator_config: optional GeneratorConfig recorded for humans.
+    overwrite: replace a previous ss-jax output in `directory` (never user files).
   """
+  outputs.check_target(directory, overwrite)
   flat = traverse_util.flatten_dict(jax.device_get(params), sep="/")
   arrays = {f"params/{k}": np.asarray(v, np.float32) for k, v in flat.items()}
   arrays.update({f"normaliser/{k}": v for k, v in normaliser.to_arrays().items()})
@@ -384,7 +388,7 @@ def save_encoder(directory, config: EncoderConfig, params: Params, normaliser: N
                         "w_dim": config.w_dim, "num_style_channels": config.num_style_channels,
                         "config": None if generator_config is None else generator_config.to_dict()},
           "num_params": num_params(params), "extra": extra or {}}
-  with jobs.atomic_directory(directory) as tmp:
+  with jobs.atomic_directory(directory, overwrite) as tmp:
     jobs.atomic_save_npz(tmp / "params.npz", **arrays)
     jobs.atomic_write_json(tmp / "config.json", meta)
 

@@ -48,6 +48,7 @@ import optax
 from ss_jax import encoder as enc_lib
 from ss_jax import jobs, sampling, stats
 from ss_jax.generator import flatten_styles, truncate, unflatten_styles
+from ss_jax.runtime import outputs
 
 TRAIN_Z_OFFSET = 2_000_000_000
 TRAIN_MIX_OFFSET = 2_500_000_000
@@ -445,11 +446,12 @@ def _check_run(workdir, spec, log=print):
     return
   old = json.loads(path.read_text())
   steps = lambda d: dict(d, settings=dict(d["settings"], steps=None))
-  if old != spec and steps(old) == steps(spec):
+  same = jobs.same_settings
+  if not same(old, spec) and same(steps(old), steps(spec)):
     log(f"encoder: steps changed from {old['settings']['steps']} to {spec['settings']['steps']}: "
         "the learning-rate schedule follows the new total from here on")
     jobs.atomic_write_json(path, spec)
-  elif old != spec:
+  elif not same(old, spec):
     diff = []
     for k in sorted(set(old) | set(spec)):
       a, b = old.get(k), spec.get(k)
@@ -492,8 +494,7 @@ def train(g, workdir, settings: TrainSettings, config: enc_lib.EncoderConfig | N
     raise ValueError("the encoder supports unconditional generators only (c_dim = 0)")
   config = config or enc_lib.EncoderConfig.for_generator(g)
   enc_lib.check_compatible(config, g)
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  workdir = jobs.open_workdir(workdir)
   spec = _run_spec(g, config, settings)
   _check_run(workdir, spec, log)
   norm = _normaliser(workdir, g, settings, log)
@@ -564,6 +565,7 @@ def train(g, workdir, settings: TrainSettings, config: enc_lib.EncoderConfig | N
                  "images_per_s": rate, "train_seconds": seconds0 + now - t_start,
                  "learning_rate": float(_schedule_value(settings, step))}
           rec.update({k: v / count for k, v in sums.items()})
+          jobs.check_finite(rec, f"encoder training at step {step}")  # stop, keep the last checkpoint
           metrics_file.write(json.dumps(rec) + "\n")
           metrics_file.flush()
           eta = (total - step) * settings.batch_size / rate if rate > 0 else float("nan")
@@ -625,7 +627,7 @@ def load_latest(workdir, g=None):
 
 
 def export(workdir, directory, g, eval_images: int = 1024, render_images: int = 256,
-           command: str | None = None, log: Callable = print) -> dict:
+           command: str | None = None, log: Callable = print, overwrite: bool = False) -> dict:
   """Evaluate workdir's latest checkpoint and save it as an encoder directory.
 
   config.json's "extra" records the training (commands, steps, images seen,
@@ -637,6 +639,7 @@ def export(workdir, directory, g, eval_images: int = 1024, render_images: int = 
   Returns:
     The metrics dict.
   """
+  outputs.check_target(directory, overwrite)  # before the evaluation
   encoder, meta, settings = load_latest(workdir, g)
   t0 = time.time()
   metrics = {}
@@ -659,6 +662,6 @@ def export(workdir, directory, g, eval_images: int = 1024, render_images: int = 
   enc_lib.save_encoder(directory, encoder.config, encoder.params, encoder.normaliser,
                        encoder.generator_fingerprint,
                        extra={"training": training, "metrics": metrics},
-                       generator_config=g.config)
+                       generator_config=g.config, overwrite=overwrite)
   log(f"encoder: exported step {meta['step']} to {directory}")
   return metrics

@@ -32,7 +32,6 @@ mesh (axis "data"); params are replicated.
 import dataclasses
 import functools
 import os
-import pathlib
 import sys
 import time
 from typing import Any
@@ -45,6 +44,7 @@ from jax.sharding import PartitionSpec as P
 
 from ss_jax import bisenet
 from ss_jax import images as images_lib
+from ss_jax.runtime import outputs
 
 INPUT_SIZE = 512  # The official pipeline's parser input.
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -315,7 +315,7 @@ def parse_folder(parser: FaceParser, images_dir, outdir, resolution=None, overla
   groups = {}
   for p, s in zip(files, sizes):
     groups.setdefault(s, []).append(p)
-  outdir = pathlib.Path(outdir)
+  outdir = outputs.claim(outdir, "labels")  # never into a folder of the user's files
   label_dir, overlay_dir = outdir / "labels", (outdir / "overlays" if overlays else None)
   step = parser._step  # pylint: disable=protected-access
   total, done, t0 = len(files), 0, time.perf_counter()

@@ -5,11 +5,17 @@ import tempfile
 
 import numpy as np
 
+from ss_jax.runtime import outputs
+
 
 def to_uint8(x, drange=(-1.0, 1.0)):
   """Float images (N, H, W, C) in drange -> uint8, rounded and clipped (NVIDIA's convention)."""
   lo, hi = drange
-  x = (np.asarray(x, np.float32) - lo) * (255.0 / (hi - lo))
+  x = np.asarray(x, np.float32)
+  if not np.all(np.isfinite(x)):
+    raise ValueError(f"images hold {int(x.size - np.count_nonzero(np.isfinite(x)))} NaN or infinite "
+                     "value(s); nothing written (check the checkpoint and flags such as --psi)")
+  x = (x - lo) * (255.0 / (hi - lo))
   return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
@@ -37,6 +43,7 @@ def save_png(path, image):
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+  os.fchmod(fd, outputs.file_mode())  # mkstemp's 0600 -> what the umask allows
   os.close(fd)
   try:
     Image.fromarray(image).save(tmp, format="PNG")

@@ -43,6 +43,7 @@ Conventions of this implementation:
 """
 import dataclasses
 import functools
+import sys
 from typing import Any, Callable, Optional
 
 import jax
@@ -579,7 +580,8 @@ def make_job(workdir, g, names, digest, batch_size, settings):
   return jobs.ShardedJob(workdir, JOB_NAME, spec, len(batch_ranges(len(names), batch_size)))
 
 
-def run_job(job, g, load, space, steps=DEFAULT_STEPS, encode=None, progress=None, **invert_kwargs):
+def run_job(job, g, load, space, steps=DEFAULT_STEPS, encode=None, progress=None, finished=None,
+            **invert_kwargs):
   """Inverts this process's missing batches of the job's images, one shard per batch.
 
   Args:
@@ -587,6 +589,8 @@ def run_job(job, g, load, space, steps=DEFAULT_STEPS, encode=None, progress=None
     load: (start, stop) -> (stop - start, H, W, C) float32 targets in [-1, 1].
     encode: optional targets -> start code of `space` (encoder / hybrid modes).
     progress: optional callable(batch_index, num_batches, done_steps, steps, latest (b,)).
+    finished: optional callable(batch_index, num_batches, losses {term: (b,)}) after each
+      batch is written (its final losses, as stored and summarised at the end).
     **invert_kwargs: passed to `invert` (lr, losses, perceptual, optimize_noise,
       seed, spread, history_every, chunk_size, ...). image_ids are the global
       image indices, so the results do not depend on the batch size.
@@ -610,7 +614,33 @@ def run_job(job, g, load, space, steps=DEFAULT_STEPS, encode=None, progress=None
               "history": res.history, **{f"loss_{k}": v for k, v in res.losses.items()}}
     arrays.update({f"noise_{k}": v for k, v in enumerate(res.noise or [])})
     job.write(i, **arrays)
+    if finished is not None:
+      finished(i, len(ranges), res.losses)
   return len(pending)
+
+
+def progress_lines(job, steps, stream=None):
+  """(progress, finished) callbacks for run_job that print rate, ETA and losses.
+
+  progress lines: steps done of this run's pending batches, rate and ETA measured after
+  the first chunk (which includes compilation), and the optimisation loss of the latest
+  recorded step (on the code with latent noise, so it differs from the final one);
+  finished lines: each batch's final mean total loss, the value invert.json averages.
+  """
+  stream = stream or sys.stderr
+  prog = jobs.Progress(max(len(job.pending()) * steps, 1), "inverting", "steps", interval=0, stream=stream)
+  seen = {}
+
+  def progress(i, num_batches, done, total, latest):
+    prog.update(done - seen.get(i, 0),
+                note=f"batch {i + 1}/{num_batches}, optimisation loss {float(np.mean(latest)):.5g}")
+    seen[i] = done
+
+  def finished(i, num_batches, losses):
+    print(f"batch {i + 1}/{num_batches} done: mean total loss {float(np.mean(losses['total'])):.5g} (final)",
+          file=stream, flush=True)
+
+  return progress, finished
 
 
 # ---------------------------------------------------------------- editing inverted images

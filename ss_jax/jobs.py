@@ -19,6 +19,9 @@ import time
 
 import numpy as np
 
+from ss_jax.runtime import lock as workdir_lock
+from ss_jax.runtime import outputs
+
 
 def atomic_write_bytes(path, data: bytes):
   path = pathlib.Path(path)
@@ -29,10 +32,13 @@ def atomic_write_bytes(path, data: bytes):
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+      os.fchmod(f.fileno(), outputs.file_mode())  # mkstemp's 0600 -> what the umask allows
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(e, OSError) and e.filename is None and e.errno:  # e.g. ENOSPC from fsync
+      raise OSError(e.errno, e.strerror, str(path)) from e
     raise
 
 
@@ -52,28 +58,83 @@ def atomic_save_npz(path, **arrays):
 
 
 @contextlib.contextmanager
-def atomic_directory(directory):
+def atomic_directory(directory, overwrite=False):
   """Yields a temporary sibling folder that replaces `directory` once the block succeeds.
 
   A crash inside the block leaves any previous `directory` untouched and no partial one.
+  `directory` must be missing, empty, or (with overwrite=True) a previous ss-jax output
+  (it holds the marker of ss_jax.outputs); a folder with the user's files, a file or a
+  symbolic link at the path raises outputs.OutputError before anything is written.
   """
   directory = pathlib.Path(directory).absolute()
+  outputs.check_target(directory, overwrite)
   directory.parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
-  os.chmod(tmp, 0o755)  # mkdtemp makes it private; a published directory should not be
+  os.chmod(tmp, outputs.dir_mode())  # mkdtemp makes it private; a published directory should not be
   try:
+    outputs.write_marker(tmp, "output")
     yield tmp
+    outputs.check_target(directory, overwrite)  # again: the folder may have changed meanwhile
+    old = None
     if directory.exists():
-      shutil.rmtree(directory)
+      old = pathlib.Path(tempfile.mkdtemp(prefix=directory.name + ".old-", dir=directory.parent))
+      os.replace(directory, old / "previous")
     os.replace(tmp, directory)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
 
 
+class NonFiniteError(ValueError):
+  """A result holds NaN or infinite values (a job stops rather than writing them)."""
+
+
+def check_finite(arrays, what):
+  """Raises NonFiniteError naming the first float array of `arrays` with NaN / inf."""
+  for k, v in arrays.items():
+    v = np.asarray(v)
+    if v.dtype.kind in "fc" and not np.all(np.isfinite(v)):
+      bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+      raise NonFiniteError(f"{what}: '{k}' holds {bad} NaN or infinite value(s); stopping "
+                           "(check the checkpoint and the flags, e.g. --psi or a learning rate)")
+
+
+def open_npz(path):
+  """np.load of an .npz/.npy with arrays only; pickled contents -> one clean ValueError."""
+  try:
+    return np.load(path, allow_pickle=False)
+  except ValueError as e:
+    if "pickle" in str(e):
+      raise ValueError(f"{path} holds pickled Python objects, which ss-jax never loads "
+                       "(only plain arrays)") from None
+    raise
+
+
+def open_workdir(workdir, process_index=0):
+  """Creates/claims a resumable job's workdir and takes its one-writer lock (process 0).
+
+  Raises outputs.OutputError for a folder of the user's files and
+  workdir_lock.WorkdirBusy while another live run holds it.
+  """
+  workdir = pathlib.Path(workdir)
+  if process_index == 0:
+    outputs.claim(workdir)
+    workdir_lock.acquire(workdir)
+  return workdir
+
+
 def load_npz(path):
-  with np.load(path, allow_pickle=False) as f:
-    return {k: f[k] for k in f.files}
+  """{name: array} of an .npz holding plain arrays (pickled objects refused, one line)."""
+  with open_npz(path) as f:
+    try:
+      return {k: f[k] for k in f.files}
+    except ValueError as e:
+      if "allow_pickle" in str(e):
+        raise ValueError(f"{path} holds pickled Python objects, which ss-jax never loads "
+                         "(only plain arrays)") from None
+      raise
 
 
 def _json_default(o):
@@ -92,12 +153,22 @@ class SettingsMismatch(ValueError):
   pass
 
 
+def same_settings(a, b) -> bool:
+  """Equality of JSON-like settings by their canonical JSON text (so NaN equals NaN)."""
+  canon = lambda x: json.dumps(x, sort_keys=True, default=_json_default)
+  return canon(a) == canon(b)
+
+
 class ShardsMissing(RuntimeError):
   """Shards that should exist by now do not (another process still running, or failed)."""
 
 
 class ShardedJob:
   """Shards of one job under workdir/name/: spec.json + shard_00000.npz, ...
+
+  Process 0 of a run takes the workdir's lock (ss_jax.runtime.lock) when it records
+  the settings or writes a shard, and holds it until it exits; a job opened only to
+  read takes no lock.
 
   spec: plain data describing everything that determines the results (checkpoint,
   sample counts, seeds, ...). Resuming with a different spec is refused, since
@@ -119,11 +190,16 @@ class ShardedJob:
       raise ValueError(f"process_index {process_index} out of range for {process_count} processes")
     self.process_index, self.process_count = int(process_index), int(process_count)
     spec = json.loads(json.dumps(dict(spec, num_shards=self.num_shards), sort_keys=True, default=_json_default))
+    self.workdir = pathlib.Path(workdir)
+    if self.process_index == 0:
+      outputs.claim(self.workdir)  # never a folder of the user's files
     spec_path = self.dir / "spec.json"
+    if not spec_path.exists() and self.process_index == 0:
+      self._lock()  # the settings are recorded under the lock: two new runs cannot both pass
     if spec_path.exists():
       old = json.loads(spec_path.read_text())
-      if old != spec:
-        diff = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k))
+      if not same_settings(old, spec):
+        diff = sorted(k for k in set(old) | set(spec) if not same_settings(old.get(k), spec.get(k)))
         raise SettingsMismatch(f"{self.dir} holds a job with different settings ({', '.join(diff)}); "
                                "use another --workdir or delete that folder")
     elif self.process_index == 0:
@@ -146,7 +222,15 @@ class ShardedJob:
   def complete(self):
     return all(self.done(i) for i in range(self.num_shards))
 
+  def _lock(self):
+    """One writer per workdir: process 0 of a run takes the lock (readers never do)."""
+    if self.process_index == 0:
+      workdir_lock.acquire(self.workdir)
+
   def write(self, i, **arrays):
+    """Writes shard i (under the workdir lock); NaN / inf float arrays raise NonFiniteError."""
+    check_finite(arrays, f"{self.dir.name} shard {i}")
+    self._lock()
     atomic_save_npz(self.shard_path(i), **arrays)
 
   def read(self, i):
@@ -163,21 +247,35 @@ class ShardedJob:
 
 
 class Progress:
-  """Prints 'label: done/total (rate/s, ETA)' at most every `interval` seconds."""
+  """Prints 'label: done/total unit (rate/s, ETA)' at most every `interval` seconds.
+
+  The first update usually includes compilation, so the rate and ETA are measured from
+  it on; until then the line shows the elapsed time instead. `note` (e.g. a loss) is
+  appended to the line.
+  """
 
   def __init__(self, total, label, unit="items", interval=5.0, stream=None, done=0):
     self.total, self.label, self.unit, self.interval = total, label, unit, interval
     self.stream = stream or sys.stderr
     self.start_done = self.done = done
     self.t0 = self.last = time.time()
+    self.warm = None  # (time, done) at the first update: the end of compilation
 
-  def update(self, n=1, force=False):
+  def update(self, n=1, force=False, note=""):
     self.done += n
     now = time.time()
-    if force or now - self.last >= self.interval or self.done >= self.total:
+    first = self.warm is None
+    if first:
+      self.warm = (now, self.done)
+    if force or first or now - self.last >= self.interval or self.done >= self.total:
       self.last = now
-      rate = (self.done - self.start_done) / max(now - self.t0, 1e-9)
-      eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-      eta_s = f"{eta:.0f}s" if eta != float("inf") else "?"
-      print(f"{self.label}: {self.done}/{self.total} {self.unit} ({rate:.2f}/s, ETA {eta_s})",
+      t, d = self.warm
+      if self.done > d and now > t:
+        rate = (self.done - d) / (now - t)
+        eta = (self.total - self.done) / rate
+        stats = f"{rate:.3g}/s, ETA {eta:.0f}s"
+      else:
+        stats = f"{now - self.t0:.0f}s incl. compilation"
+      note = f", {note}" if note else ""
+      print(f"{self.label}: {self.done}/{self.total} {self.unit} ({stats}){note}",
             file=self.stream, flush=True)

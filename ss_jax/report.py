@@ -17,6 +17,7 @@ import numpy as np
 
 from ss_jax import images as images_lib
 from ss_jax import jobs, segmentation
+from ss_jax.runtime import outputs
 
 # Anchor colours of a perceptually ordered dark -> bright heat map (inferno-like).
 _HEAT = np.array([(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21),
@@ -107,8 +108,7 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
     notes: extra lines shown at the top (e.g. a missing manipulation module).
     max_channels: detected channels shown per category (the tables list all of them).
   """
-  out = pathlib.Path(outdir)
-  out.mkdir(parents=True, exist_ok=True)
+  out = outputs.claim(outdir, "report")  # never into a folder of the user's files
   mean_maps, strips = mean_maps or {}, strips or {}
   cats = detections["categories"]
   layers = histogram["layers"]
@@ -229,6 +229,7 @@ def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5
     num_images: images (the first of the analysis) per manipulation strip.
   """
   from ss_jax import locally_active, stylespace
+  outputs.claim(outdir, "report")  # before any work: never into a folder of the user's files
   gm = locally_active.open_job(workdir, locally_active.GRADMAPS)
   layout, considered, _ = locally_active.job_layout(gm)
   job_dir = pathlib.Path(workdir) / name

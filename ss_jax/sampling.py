@@ -18,6 +18,8 @@ def parse_seeds(spec):
     a, b = int(m.group(1)), int(m.group(2) or m.group(1))
     if b < a:
       raise ValueError(f"bad seed range {part!r}: end before start")
+    if b > 2**32 - 1:
+      raise ValueError(f"seed {b} out of range: seeds are 0..{2**32 - 1}")
     seeds.extend(range(a, b + 1))
   return seeds
 

@@ -20,3 +20,12 @@ def fixtures_dir():
       pytest.fail(msg)  # in CI the parity tests must run, never silently skip
     pytest.skip(msg)
   return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _release_workdir_locks():
+  """Jobs made in this process hold their workdir's lock until exit; tests then run
+  binaries on those workdirs, so each test gives its locks back when it ends."""
+  yield
+  from ss_jax.runtime import lock
+  lock.release()

@@ -1,4 +1,5 @@
 """experiments.invert: image reading, outputs, resume, settings guard and one-line errors."""
+import json
 import os
 import subprocess
 import sys
@@ -107,7 +108,14 @@ def test_binary_end_to_end_and_resume(folder, model, tmp_path):
   for w in ("warning: b_rgba.png: alpha channel dropped", "warning: c_grey.png: greyscale, converted to RGB",
             "warning: d_big.jpg: resized 12x10 -> 8x8"):
     assert w in p.stderr
-  assert "batch 2/2: step 10/10" in p.stderr
+  lines = p.stderr.splitlines()
+  steps_lines = [x for x in lines if x.startswith("inverting: ")]
+  assert steps_lines[0].startswith("inverting: 5/20 steps (") and "incl. compilation" in steps_lines[0]
+  assert all("/s, ETA " in x for x in steps_lines[1:]) and steps_lines[-1].startswith("inverting: 20/20 steps")
+  finals = [float(x.split("mean total loss ")[1].split()[0]) for x in lines if " done: mean total loss " in x]
+  assert len(finals) == 2  # each batch's final loss: what invert.json averages (2 images per batch)
+  summary = json.loads((work / "invert.json").read_text())
+  np.testing.assert_allclose(np.mean(finals), summary["mean_losses"]["total"], rtol=1e-4)
   out = dict(np.load(work / "codes.npz"))
   names = ["a_rgb.png", "b_rgba.png", "c_grey.png", "d_big.jpg"]
   assert out["names"].tolist() == names and str(out["space"]) == "s" and str(out["mode"]) == "optimise"

@@ -36,3 +36,18 @@ def test_processes_split_shards(tmp_path):
   assert (jobs.ShardedJob(tmp_path, "j", {}, 5).process_count, a.num_shards) == (1, 5)  # default: jax's
   with pytest.raises(ValueError, match="out of range"):
     jobs.ShardedJob(tmp_path, "j", {}, 5, process_index=2, process_count=2)
+
+
+def test_progress_rate_excludes_compilation(monkeypatch):
+  import io
+  clock = iter([0.0, 30.0, 31.0, 33.0])  # start, first unit (compile), two more units
+  monkeypatch.setattr(jobs.time, "time", lambda: next(clock))
+  out = io.StringIO()
+  p = jobs.Progress(4, "work", "items", interval=0, stream=out)
+  p.update(1)
+  p.update(1, note="loss 0.5")
+  p.update(2)
+  lines = out.getvalue().splitlines()
+  assert lines[0] == "work: 1/4 items (30s incl. compilation)"
+  assert lines[1] == "work: 2/4 items (1/s, ETA 2s), loss 0.5"  # 1 item in the 1 s after compilation
+  assert lines[2] == "work: 4/4 items (1/s, ETA 0s)"  # 3 items in 3 s

@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from ss_jax.io import limits
 from ss_jax.io.errors import CheckpointError
 from ss_jax.io.standins import StandIn
 
@@ -19,15 +20,29 @@ _MODULE_INTERNALS = frozenset(
      "_init_kwargs", "_is_full_backward_hook"])
 
 
-def _pythonize(value):
-  """numpy scalars -> Python scalars, recursively through dicts, lists and tuples."""
+def _pythonize(value, memo=None, depth=0):
+  """numpy scalars -> Python scalars, recursively through dicts, lists and tuples.
+
+  Shared containers are converted once and stay shared (memo by id), so a value that
+  references one list twice at each of many levels costs linear, not exponential,
+  work; nesting deeper than limits.MAX_DEPTH is refused.
+  """
   if isinstance(value, np.generic):
     return value.item()
+  if not isinstance(value, (dict, list, tuple)):
+    return value
+  memo = {} if memo is None else memo
+  if id(value) in memo:
+    return memo[id(value)][1]
+  if depth > limits.MAX_DEPTH:
+    raise CheckpointError(f"refused: attributes nested deeper than {limits.MAX_DEPTH} levels")
+  fn = lambda v: _pythonize(v, memo, depth + 1)
   if isinstance(value, dict):
-    return {k: _pythonize(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return type(value)(_pythonize(v) for v in value)
-  return value
+    out = {k: fn(v) for k, v in value.items()}
+  else:
+    out = type(value)(fn(v) for v in value)
+  memo[id(value)] = (value, out)  # keeps value alive so its id is not reused meanwhile
+  return out
 
 
 def _summary(items: dict) -> str:
@@ -116,7 +131,8 @@ def torch_module_from_meta(meta) -> TorchModule:
       raise CheckpointError(f"submodule {name!r} of {class_name} is a "
                             f"{type(child).__name__}, not a persistent module")
     children[name] = child
-  attrs = {k: _pythonize(v) for k, v in state.items()
+  memo = {}
+  attrs = {k: _pythonize(v, memo) for k, v in state.items()
            if k not in _MODULE_INTERNALS and "hook" not in k}
   init_args = state.get("_init_args", ())
   init_kwargs = state.get("_init_kwargs", {})
@@ -124,7 +140,7 @@ def torch_module_from_meta(meta) -> TorchModule:
     raise CheckpointError(f"{class_name}: _init_args / _init_kwargs are not a tuple / dict")
   return TorchModule(
       class_name=class_name, params=params, children=children, attrs=attrs,
-      init_args=tuple(_pythonize(list(init_args))), init_kwargs=_pythonize(init_kwargs),
+      init_args=tuple(_pythonize(list(init_args), memo)), init_kwargs=_pythonize(init_kwargs, memo),
       non_persistent_buffers=frozenset(state.get("_non_persistent_buffers_set") or ()))
 
 

@@ -18,11 +18,13 @@ import contextlib
 import functools
 import io
 import pickle
+import pickletools
 import struct
 import types
 import zipfile
 import zlib
 
+from ss_jax.io import limits
 from ss_jax.io import numpy_standins as ns
 from ss_jax.io import records
 from ss_jax.io import standins as si
@@ -122,8 +124,32 @@ def _load_from_bytes(data, path):
   return obj
 
 
+# Opcodes that create no object (framing, memo bookkeeping, stack marks).
+_FREE_OPS = frozenset(["PROTO", "FRAME", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET",
+                       "BINGET", "LONG_BINGET", "MARK", "POP", "POP_MARK", "STOP"])
+
+
+def count_objects(file) -> int:
+  """Opcodes of the pickle at `file`'s position that create objects; the position is kept.
+
+  Walks the opcodes with pickletools (nothing is built), so a pickle that would create
+  millions of objects is refused before it allocates them.
+  """
+  pos = file.tell()
+  n = 0
+  for op, _, _ in pickletools.genops(file):
+    if op.name not in _FREE_OPS:
+      n += 1
+  file.seek(pos)
+  return n
+
+
 def load_pickle(file, path, persistent_load=None):
-  """Unpickles one pickle from `file` (left just after its STOP); raw, not finalized."""
+  """Unpickles one pickle from `file` (left just after its STOP); raw, not finalized.
+
+  The pickle's objects are counted first against the current limits.Budget.
+  """
+  limits.current().charge_objects(count_objects(file))
   return SafeUnpickler(file, path, persistent_load).load()
 
 
@@ -135,11 +161,12 @@ def read_pickle(file, path, persistent_load=None):
 _ATOMS = (str, bytes, bytearray, int, float, complex, bool, type(None))
 
 
-def finalize(obj, memo=None):
+def finalize(obj, memo=None, depth=0):
   """Replaces stand-ins by final values and stand-in containers by plain ones.
 
   Dicts (OrderedDict / EasyDict stand-ins included) become plain dicts in insertion
-  order; lists, tuples and sets are rebuilt; shared references stay shared.
+  order; lists, tuples and sets are rebuilt; shared references stay shared (each
+  object is converted once). Nesting deeper than limits.MAX_DEPTH is refused.
   """
   if memo is None:
     memo = {}
@@ -148,7 +175,9 @@ def finalize(obj, memo=None):
   key = id(obj)
   if key in memo:
     return memo[key][1]
-  recurse = functools.partial(finalize, memo=memo)
+  if depth > limits.MAX_DEPTH:
+    raise CheckpointError(f"refused: objects nested deeper than {limits.MAX_DEPTH} levels")
+  recurse = functools.partial(finalize, memo=memo, depth=depth + 1)
   if isinstance(obj, si.StandIn):
     # Through the type: an instance attribute set by BUILD cannot shadow the method.
     out = type(obj).finalize(obj, recurse)
@@ -177,6 +206,7 @@ _FORMAT_ERRORS = (pickle.UnpicklingError, EOFError, struct.error, ValueError, Ty
                   KeyError, IndexError, AttributeError, OverflowError, MemoryError,
                   RecursionError, UnicodeError, zipfile.BadZipFile,
                   zipfile.LargeZipFile, zlib.error, NotImplementedError)
+FORMAT_ERRORS = _FORMAT_ERRORS + (CheckpointError,)  # what reading a corrupt file may raise
 
 
 @contextlib.contextmanager
@@ -184,7 +214,8 @@ def reading(path, what="checkpoint"):
   """Turns any format error raised inside the block into a one-line CheckpointError."""
   path = str(path)
   try:
-    yield
+    with limits.budget_for(path):
+      yield
   except CheckpointError as e:
     if path in str(e):
       raise
@@ -192,6 +223,12 @@ def reading(path, what="checkpoint"):
   except _FORMAT_ERRORS as e:
     raise CheckpointError(f"cannot read {what} {path}: corrupt or truncated data "
                           f"({type(e).__name__}: {e})") from e
+  except OSError as e:
+    if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
+      raise  # the file itself, not its content
+    # e.g. zipfile seeking to a negative offset named by a corrupt directory
+    raise CheckpointError(f"cannot read {what} {path}: corrupt data ({type(e).__name__}: "
+                          f"{e})") from e
 
 
 def read_pickle_file(path, what):

@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 
+from ss_jax.io import limits
 from ss_jax.io.errors import CheckpointError
 
 try:  # jax depends on ml_dtypes; only needed for bfloat16 torch storages.
@@ -259,6 +260,7 @@ class LazyTensor(StandIn):
       raise CheckpointError(f"tensor of size {self.size} expands a storage of {data.size} "
                             "elements implausibly")
     itemsize = data.dtype.itemsize
+    limits.current().charge_tensor_bytes(count * itemsize)
     view = np.lib.stride_tricks.as_strided(
         data[self.offset:], shape=self.size,
         strides=tuple(s * itemsize for s in self.stride), writeable=False)

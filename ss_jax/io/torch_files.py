@@ -16,6 +16,7 @@ import io
 import pickletools
 import zipfile
 
+from ss_jax.io import limits
 from ss_jax.io import standins as si
 from ss_jax.io.errors import CheckpointError
 from ss_jax.io.safe_pickle import finalize
@@ -111,9 +112,28 @@ def load_legacy_stream(f, path):
   return obj
 
 
+def read_member(zf, name, path, size=None):
+  """Bytes of zip member `name`, read once, within the caps of ss_jax.io.limits.
+
+  size: bytes to read (a storage's declared size); None reads the whole member, an
+  object pickle of at most limits.MAX_PICKLE_BYTES. The declared sizes are checked
+  first (a decompression bomb is refused before anything is inflated); zipfile never
+  inflates past the declared size, and a member whose data disagrees with it fails
+  its CRC check.
+  """
+  info = zf.getinfo(name)
+  limits.check_zip_member(path, info, limits.MAX_PICKLE_BYTES if size is None else None)
+  if size is not None and info.file_size < size:
+    raise CheckpointError(f"{path}: member {name} holds {info.file_size} bytes, expected {size}")
+  with zf.open(info) as m:
+    return m.read(info.file_size if size is None else size)
+
+
 def _read_zip(path):
   with zipfile.ZipFile(path) as zf:
     names = zf.namelist()
+    if len(names) > limits.MAX_ZIP_MEMBERS:
+      raise CheckpointError(f"{path}: refused: zip archive with {len(names):,} members")
     tops = sorted({n.split("/", 1)[0] for n in names})
     if len(tops) != 1:
       raise CheckpointError(f"{path}: expected every zip member under one folder, found "
@@ -124,7 +144,7 @@ def _read_zip(path):
                             "file; TorchScript archives are not supported)")
     little_endian = True  # Files without a byteorder record are little-endian.
     if f"{top}/byteorder" in names:
-      byteorder = zf.read(f"{top}/byteorder").decode("ascii", "replace").strip()
+      byteorder = read_member(zf, f"{top}/byteorder", path).decode("ascii", "replace").strip()
       if byteorder not in ("little", "big"):
         raise CheckpointError(f"{path}: byteorder record says {byteorder!r:.20}")
       little_endian = byteorder == "little"
@@ -145,16 +165,11 @@ def _read_zip(path):
       member = f"{top}/data/{key}"
       if member not in names:
         raise CheckpointError(f"{path}: missing storage member {member}")
-      nbytes = numel * dtype.itemsize
-      if zf.getinfo(member).file_size < nbytes:
-        raise CheckpointError(f"{path}: member {member} holds {zf.getinfo(member).file_size} "
-                              f"bytes, expected {nbytes}")
-      with zf.open(member) as m:
-        storage.set_bytes(m.read(nbytes), little_endian)
+      storage.set_bytes(read_member(zf, member, path, numel * dtype.itemsize), little_endian)
       storages[key] = storage
       return storage
 
-    data = zf.read(f"{top}/data.pkl")
+    data = read_member(zf, f"{top}/data.pkl", path)
     return finalize(load_pickle(io.BytesIO(data), path, persistent_load))
 
 

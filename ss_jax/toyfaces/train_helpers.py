@@ -454,7 +454,7 @@ def train_and_export(workdir, segmenter_settings: TrainSettings | None,
   Returns:
     The metrics dict (also written to metrics.json).
   """
-  workdir = pathlib.Path(workdir)
+  workdir = jobs.open_workdir(workdir)
   images, labels, attrs = render_batch(heldout_seeds(eval_images))
   degraded = degrade(images)
   metrics_path = workdir / "metrics.json"

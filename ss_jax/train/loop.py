@@ -23,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ss_jax import generator as gen
+from ss_jax import jobs
 from ss_jax.checkpoint import save_generator
+from ss_jax.runtime import outputs
 from ss_jax.train import data as data_lib
 from ss_jax.train import step as step_lib
 from ss_jax.train.configs import RESUMABLE_OVERRIDES, TrainConfig
@@ -82,18 +84,18 @@ def _check_config(workdir, cfg: TrainConfig):
   """Write the run's config on first use; later runs must match it except RESUMABLE_OVERRIDES."""
   path = pathlib.Path(workdir) / CONFIG_FILE
   if not path.is_file():
-    path.write_text(cfg.to_json())
+    jobs.atomic_write_text(path, cfg.to_json())
     return
   saved = TrainConfig.from_json(path.read_text())
   a, b = saved.to_dict(), cfg.to_dict()
   for k in RESUMABLE_OVERRIDES:
     a.pop(k), b.pop(k)
-  if a != b:
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+  if not jobs.same_settings(a, b):
+    diff = sorted(k for k in set(a) | set(b) if not jobs.same_settings(a.get(k), b.get(k)))
     raise ValueError(f"{path} differs from the requested config in {diff}: resuming with "
                      "another config would not continue the same run (use a new workdir)")
   if saved.total_kimg != cfg.total_kimg:
-    path.write_text(cfg.to_json())
+    jobs.atomic_write_text(path, cfg.to_json())
 
 
 # ----------------------------------------------------------------------------- samples / export
@@ -154,7 +156,8 @@ def compute_w_avg(g: gen.Generator, num=10_000, seed=0, chunk=1000):
   return (sums / num).astype(np.float32)
 
 
-def export_generator(cfg: TrainConfig, state, directory, source=None, w_avg_samples=10_000):
+def export_generator(cfg: TrainConfig, state, directory, source=None, w_avg_samples=10_000,
+                     overwrite=False):
   """Save the EMA generator (w_avg = mean mapping of w_avg_samples z) with save_generator.
 
   Returns the exported Generator.
@@ -165,12 +168,13 @@ def export_generator(cfg: TrainConfig, state, directory, source=None, w_avg_samp
   src = {"trainer": "ss_jax.train", "data": "ss_jax.toyfaces.render", "w_avg_samples": w_avg_samples,
          "train_config": cfg.to_dict()}
   src.update(source or {})
-  save_generator(g, directory, source=src)
+  save_generator(g, directory, source=src, overwrite=overwrite)
   return g
 
 
-def export_latest(workdir, directory, source=None, w_avg_samples=10_000):
+def export_latest(workdir, directory, source=None, w_avg_samples=10_000, overwrite=False):
   """Export the EMA generator of workdir's latest checkpoint; returns (Generator, meta)."""
+  outputs.check_target(directory, overwrite)  # before the w_avg work
   cfg = load_run_config(workdir)
   with _manager(workdir, read_only=True) as manager:
     state, meta = restore_checkpoint(manager, cfg)
@@ -179,7 +183,7 @@ def export_latest(workdir, directory, source=None, w_avg_samples=10_000):
   info = {k: meta.get(k) for k in ("step", "kimg", "train_seconds", "device", "num_devices",
                                    "commands")}
   info.update(source or {})
-  return export_generator(cfg, state, directory, info, w_avg_samples), meta
+  return export_generator(cfg, state, directory, info, w_avg_samples, overwrite), meta
 
 
 # ----------------------------------------------------------------------------- training
@@ -243,7 +247,7 @@ def train(cfg: TrainConfig, workdir, *, max_minutes=None, max_steps=None, data_f
     (state, meta): final TrainState (replicated on the mesh) and checkpoint meta.
   """
   t_start = time.time()
-  workdir = pathlib.Path(workdir)
+  workdir = jobs.open_workdir(workdir, jax.process_index())
   workdir.mkdir(parents=True, exist_ok=True)
   _check_config(workdir, cfg)
   mesh = step_lib.make_mesh(cfg.batch_size, devices)
@@ -320,6 +324,7 @@ def train(cfg: TrainConfig, workdir, *, max_minutes=None, max_steps=None, data_f
                  "images_per_s": (step - step_log) * cfg.batch_size / max(now - t_log, 1e-9),
                  "train_seconds": train_seconds0 + now - t_start}
           rec.update(means.pop())
+          jobs.check_finite(rec, f"training at step {step}")  # stop, keep the last checkpoint
           metrics_file.write(json.dumps(rec) + "\n")
           metrics_file.flush()
           log("step %d kimg %.2f img/s %.1f G %.3f D %.3f D(real) %.2f D(fake) %.2f R1 %s",
