@@ -25,7 +25,10 @@ from experiments import _distributed_flags
 flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; "
                     "default: the embedded ToyFaces generator.")
 flags.DEFINE_integer("num_samples", 100_000, "Number of samples (official: 100,000).")
-flags.DEFINE_list("spaces", ["z", "w", "wplus", "s"], "Latent spaces among z, w, wplus, s.")
+flags.DEFINE_list("spaces", ["z", "w", "wplus", "s", "w_expand", "s_rotated"],
+                  "Spaces among z, w, wplus, s and the controls w_expand (W randomly expanded to S's "
+                  "size), s_rotated (S rotated within each layer); see ss_jax/dci_controls.py.")
+flags.DEFINE_integer("control_seed", 0, "Seed of the control spaces' random matrices.")
 flags.DEFINE_enum("method", "lasso", ["lasso", "gbt"], "Importance regressor (gbt = official, slow).")
 flags.DEFINE_string("workdir", None, "Output/resume directory.")
 flags.DEFINE_string("logits", None, "Precomputed (num_samples, A) logits .npy aligned with the seeds; "
@@ -106,9 +109,10 @@ def main(argv):
 
   # ------------------------------------------------------------------ DCI per space
   results = dci_sampling.evaluate(sjobs.codes, logits, FLAGS.spaces, g.config.num_ws, FLAGS.method,
-                                  FLAGS.dci_seed, names, log=print)
+                                  FLAGS.dci_seed, names, log=print, layout=g.layout,
+                                  control_seed=FLAGS.control_seed)
   settings = dict(sjobs.codes.spec, method=FLAGS.method, dci_seed=FLAGS.dci_seed, spaces=FLAGS.spaces,
-                  attribute_names=names, **source)
+                  control_seed=FLAGS.control_seed, attribute_names=names, **source)
   timing = {"sampling_seconds": sample_s, "samples_computed": computed, "seconds_per_10k_samples": per_10k,
             "dci_seconds": {k: r["seconds"] for k, r in results.items()}}
   out = pathlib.Path(FLAGS.workdir)
