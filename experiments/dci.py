@@ -1,18 +1,16 @@
-"""DCI (disentanglement, completeness, informativeness) of Z, W, W+ and S.
+"""DCI (disentanglement, completeness, informativeness) of Z, W, W+, S and two controls.
 
   python -m experiments.dci --num_samples=20000 --workdir=/tmp/dci_toyfaces
   python -m experiments.dci --checkpoint=ffhq.pkl --num_samples=100000 --method=gbt \
       --logits=ffhq_logits.npy --attribute_names=male,smiling,... --workdir=out/dci_ffhq
 
 Samples seeds seed .. seed + num_samples - 1 at psi 1 (as the paper), stores z, w and S in
-resumable shards (kill and rerun to continue; other settings are refused), scores the
-rendered images with the attribute function (default: the shipped ToyFaces classifier) or
-reads a precomputed (num_samples, A) logits .npy (row i = seed + i), then runs
-ss_jax.dci.dci per space. Writes WORKDIR/dci.json, dci.md, importance.npz and
-importance_<space>[_top].png; see ss_jax/dci_sampling.py for the conventions (W+ is w
-broadcast to every row). Several processes (docs/scaling.md): add
---coordinator_address=HOST:PORT --num_processes=M --process_id=i (or --distributed on a TPU
-pod slice / SLURM); each samples its own shards, process 0 fits and writes the outputs.
+resumable shards (other settings are refused), scores the renders with the attribute function
+(default: the ToyFaces classifier) or reads a (num_samples, A) logits .npy (row i = seed + i),
+runs ss_jax.dci.dci per space (controls: ss_jax/dci_controls.py) and writes dci.json, dci.md,
+importance.npz and heat maps (conventions: ss_jax/dci_sampling.py). Several processes
+(docs/scaling.md): --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or
+--distributed); each samples its own shards, process 0 fits and writes the outputs.
 """
 import pathlib
 import sys

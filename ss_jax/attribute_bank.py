@@ -26,6 +26,8 @@ from ss_jax import attribute_detection as det
 from ss_jax import dci_sampling, distributed, jobs, stats, stylespace
 
 CHECK_JOB = "attribute_check"
+RANDOM_JOB = "random_channels"
+NUM_RANDOM = 8  # random conv channels edited as the baseline of every attribute's edits
 TOP_K = 10  # ranked channels kept per attribute and condition
 
 
@@ -152,9 +154,10 @@ def run_checks(g, s, logits, targets: Sequence[int], clf: AttributeClassifier | 
                progress=None) -> int:
   """Computes this process's missing attribute shards (shard i = targets[i]); returns how many.
 
-  clf None: no classifier to score edits (logits from a file): detection only. Every process
+  clf None (logits from a file) or cs.num_eval == 0: no edits, detection only. Every process
   must call this (lock-step rounds when edits are rendered on a multi-process mesh).
   """
+  clf = clf if cs.num_eval > 0 else None
   mesh = distributed.auto_axes(mesh or stats.default_mesh()) if clf is not None else None
   gg = distributed.replicate(g, mesh) if clf is not None else g
   done = 0
@@ -173,6 +176,34 @@ def run_checks(g, s, logits, targets: Sequence[int], clf: AttributeClassifier | 
     if progress is not None:
       progress.update(1)
   return done
+
+
+def random_channel_edits(g, s, clf: AttributeClassifier | None, std, cs: CheckSettings, job: jobs.ShardedJob,
+                         mesh=None) -> None:
+  """The baseline: NUM_RANDOM random conv channels (random signs) edited on the held-out images.
+
+  Writes job's one shard: channels (R,), directions (R,), base (n, A) and edited (R, S, n, A)
+  logits; the same for every attribute (edit_metrics reads any target from it). Channels and
+  signs come from default_rng([split_seed, 99]). No-op without edits (clf None, num_eval 0).
+  """
+  if clf is None or cs.num_eval == 0:
+    return
+  mesh = distributed.auto_axes(mesh or stats.default_mesh())
+  gg = distributed.replicate(g, mesh)
+  for i in distributed.schedule(job.pending(), mesh):
+    if i is None:
+      dci_sampling.attribute_logits(gg, np.zeros((0, s.shape[1]), np.float32), clf.fn, mesh=mesh)
+      continue
+    rng = np.random.default_rng([cs.split_seed, 99])
+    chans = np.sort(rng.choice(np.flatnonzero(ac.candidate_mask(g.layout, cs.include_torgb)), NUM_RANDOM,
+                               replace=False))
+    dirs = rng.choice([-1.0, 1.0], NUM_RANDOM)
+    eval_s = s[det.split_bank(len(s), cs.num_eval, cs.split_seed)[0]]
+    rows = det.edited_styles(eval_s, chans, dirs, cs.alphas, std).reshape(-1, s.shape[1])
+    out = dci_sampling.attribute_logits(gg, np.concatenate([eval_s, rows]), clf.fn, mesh=mesh)
+    n = len(eval_s)
+    job.write(i, channels=chans, directions=dirs, base=out[:n],
+              edited=out[n:].reshape(NUM_RANDOM, len(cs.alphas), n, -1))
 
 
 def bank_moments(s):
@@ -196,9 +227,13 @@ def _acc(sizes, acc, k):
   return None if not len(hit) or np.isnan(acc[hit[0]]) else float(acc[hit[0]])
 
 
-def summary_row(d: Mapping, name: str, layout, attribute_names, regions=None,
-                report_sizes=(5, 10, 30)) -> dict:
-  """JSON-ready summary of one attribute's shard (d: detect_attribute / check_attribute arrays)."""
+def summary_row(d: Mapping, name: str, layout, attribute_names, regions=None, report_sizes=(5, 10, 30),
+                random=None) -> dict:
+  """JSON-ready summary of one attribute's shard (d: detect_attribute / check_attribute arrays).
+
+  random: edit_metrics (R, S) of the random-channel baseline for this attribute (direction +1),
+  reported at the strength of the best edit as mean |target| and mean leak_max over channels.
+  """
   sizes = d["sizes"]
   row = {"attribute": name, "region": list((regions or {}).get(name) or []), "num_local": int(d["num_local"]),
          "reference_all": _name(layout, d["ref_all"]), "reference_local": _name(layout, d["ref_local"]),
@@ -226,6 +261,11 @@ def summary_row(d: Mapping, name: str, layout, attribute_names, regions=None,
   if best is None:  # report the strongest edit instead
     best = np.unravel_index(int(np.argmax(d["edit_target"])), d["edit_target"].shape)
   row["best_edit"] = edits[int(best[0]) * len(alphas) + int(best[1])]
+  if random is not None:
+    j = int(best[1])
+    row["random_channels"] = {"alpha": float(alphas[j]), "count": len(random["target"]),
+                              "abs_target": float(np.abs(random["target"][:, j]).mean()),
+                              "leak_max": float(random["leak_max"][:, j].mean())}
   return row
 
 
@@ -241,7 +281,7 @@ def markdown_table(rows: Sequence[Mapping], report_sizes=(5, 10, 30)) -> str:
   edits = any("best_edit" in r for r in rows)
   if edits:
     head += (" best edit (channel, α) | Δtarget (σ) | flips | max leak (σ) | largest other |"
-             " single channel? |")
+             " random channels, same α: \\|Δtarget\\| / max leak | single channel? |")
   lines = [head, "|" + "---|" * head.count(" |")]
   for r in rows:
     acc = lambda key: " / ".join(_fmt(r[key][str(k)]) for k in report_sizes)
@@ -249,9 +289,10 @@ def markdown_table(rows: Sequence[Mapping], report_sizes=(5, 10, 30)) -> str:
     line = (f"| {r['attribute']} | {region} | {r['reference_all']} | {acc('accuracy_all')} | "
             f"{r['reference_local'] or '–'} | {acc('accuracy_local')} |")
     if edits:
-      e = r["best_edit"]
+      e, b = r["best_edit"], r.get("random_channels")
+      rnd = f"{b['abs_target']:.2f} / {b['leak_max']:.2f}" if b else "–"
       line += (f" {e['channel']}, {e['alpha']:+g} | {e['target']:.2f} | {_fmt(e['flips'])} | "
-               f"{e['leak_max']:.2f} | {e['largest_leak'][0]} {e['largest_leak'][1]:.2f} | "
+               f"{e['leak_max']:.2f} | {e['largest_leak'][0]} {e['largest_leak'][1]:.2f} | {rnd} | "
                f"{'**yes**' if r['single_channel'] else 'no'} |")
     lines.append(line)
   return "\n".join(lines)
@@ -322,10 +363,16 @@ def run(g, workdir, bank: dci_sampling.SamplingJobs, targets: Sequence[int], nam
   prog = jobs.Progress(len(check.mine()), "attribute checks", "attributes",
                        done=len(check.mine()) - len(check.pending())) if distributed.is_main() else None
   run_checks(g, s, logits, targets, clf, check, mean, std, cs, local, progress=prog)
-  distributed.wait_for_shards(check)
+  rand = jobs.ShardedJob(workdir, RANDOM_JOB, dict(check.spec, num_random=NUM_RANDOM), 1)
+  random_channel_edits(g, s, clf, std, cs, rand)
+  distributed.wait_for_shards(check, *([rand] if clf is not None and cs.num_eval else []))
   if not distributed.is_main():
     return None
-  rows = [summary_row(check.read(i), names[t], g.layout, names, regions) for i, t in enumerate(targets)]
+  base = rand.read(0) if rand.done(0) else None
+  rows = []
+  for i, t in enumerate(targets):
+    rnd = base and det.edit_metrics(base["base"], base["edited"], t, 1.0, logits.std(0), clf.reliable)
+    rows.append(summary_row(check.read(i), names[t], g.layout, names, regions, random=rnd))
   return {"rows": rows, "curves": mean_curves(rows), "settings": check.spec}
 
 

@@ -74,10 +74,14 @@ def test_bank_and_checks_resume_with_the_same_result(g, tmp_path):
   assert shard["edit_target"].shape == (len(shard["edit_channels"]), 2)
   # Pushing the top channel of the reddest exemplars towards them makes images redder.
   assert shard["edit_target"][0, 1] > 0
-  # A rerun computes nothing and gives the same rows; other settings are refused.
+  rnd = jobs.load_npz(tmp_path / ab.RANDOM_JOB / "shard_00000.npz")
+  assert rnd["edited"].shape == (ab.NUM_RANDOM, 2, CS.num_eval, 3) and red["random_channels"]["count"] == 8
+  assert red["random_channels"]["alpha"] == abs(red["best_edit"]["alpha"])
+  # A killed run (one attribute and the baseline lost) resumes to the same rows; other settings are refused.
   os.remove(tmp_path / ab.CHECK_JOB / "shard_00001.npz")
+  os.remove(tmp_path / ab.RANDOM_JOB / "shard_00000.npz")
   again = ab.run(g, tmp_path, ab.make_bank(tmp_path, g, 240, CLF.fn, seed=5, samples_per_shard=100), [0, 2],
-                    list(NAMES), CS, CLF, regions=CLF.regions, log=lambda *a: None)
+                 list(NAMES), CS, CLF, regions=CLF.regions, log=lambda *a: None)
   assert json.dumps(again["rows"]) == json.dumps(rows)
   with pytest.raises(jobs.SettingsMismatch, match="num_exemplars"):
     other = ab.CheckSettings(**{**CS.__dict__, "num_exemplars": 9})
