@@ -29,7 +29,8 @@ flags.DEFINE_integer("num_exemplars", 30, "Exemplars of the main ranking (strong
 flags.DEFINE_integer("num_reference", 200, "Strongest exemplars of the reference half (and pool draws).")
 flags.DEFINE_integer("num_eval", 128, "Held-out bank images edited per attribute.")
 flags.DEFINE_string("verified", None, "verified.json of detect_local: restrict to the region's channels.")
-flags.DEFINE_list("alphas", ["5", "10", "20"], "Edit strengths in channel stds (towards the exemplars).")
+flags.DEFINE_list("alphas", ["5", "10", "20"], "Edit strengths in channel stds (towards the exemplars; "
+                  "empty: no edits).")
 flags.DEFINE_integer("edit_top", 3, "Top channels of the main ranking that are edited.")
 flags.DEFINE_integer("samples_per_shard", 5_000, "Bank samples per resumable shard.")
 flags.DEFINE_string("stats", None, "stats.npz (experiments.style_stats); bank mode default: the bank's own.")

@@ -62,6 +62,11 @@ class CheckSettings:
   include_torgb: bool = False
 
 
+def has_edits(clf, cs: CheckSettings) -> bool:
+  """Edits are rendered only with a classifier, held-out images and at least one strength."""
+  return clf is not None and cs.num_eval > 0 and len(cs.alphas) > 0
+
+
 def make_bank(workdir, g, num_samples, attribute_fn=None, *, seed=0, psi=1.0, samples_per_shard=5_000,
               checkpoint=None) -> dci_sampling.SamplingJobs:
   """The bank's ShardedJobs (codes, and logits when attribute_fn is given); see dci_sampling.make_jobs."""
@@ -109,8 +114,13 @@ def detect_attribute(s, logits, t: int, layout, mean, std, cs: CheckSettings, lo
   c_all = _curve(s, logits, t, split, mean, std, mask_all, cs)
   top_local, num_local = np.full(TOP_K, -1), 0
   acc_local, ref_local, pool_local = np.full(len(c_all["sizes"]), np.nan), -1, -1
+  mask_local = None
   if local_channels:
-    mask_local = ac.candidate_mask(layout, cs.include_torgb, list(local_channels))
+    try:
+      mask_local = ac.candidate_mask(layout, cs.include_torgb, list(local_channels))
+    except ValueError:  # the region's channels are all toRGB (excluded): treated as no restriction
+      pass
+  if mask_local is not None:
     num_local = int(mask_local.sum())
     c_loc = _curve(s, logits, t, split, mean, std, mask_local, cs)
     acc_local, ref_local, pool_local = c_loc["accuracy"], c_loc["reference"], c_loc["pool_top"]
@@ -154,10 +164,10 @@ def run_checks(g, s, logits, targets: Sequence[int], clf: AttributeClassifier | 
                progress=None) -> int:
   """Computes this process's missing attribute shards (shard i = targets[i]); returns how many.
 
-  clf None (logits from a file) or cs.num_eval == 0: no edits, detection only. Every process
-  must call this (lock-step rounds when edits are rendered on a multi-process mesh).
+  Without edits (see has_edits: clf None, no eval images or no strengths): detection only.
+  Every process must call this (lock-step rounds when edits are rendered on a multi-process mesh).
   """
-  clf = clf if cs.num_eval > 0 else None
+  clf = clf if has_edits(clf, cs) else None
   mesh = distributed.auto_axes(mesh or stats.default_mesh()) if clf is not None else None
   gg = distributed.replicate(g, mesh) if clf is not None else g
   done = 0
@@ -184,9 +194,9 @@ def random_channel_edits(g, s, clf: AttributeClassifier | None, std, cs: CheckSe
 
   Writes job's one shard: channels (R,), directions (R,), base (n, A) and edited (R, S, n, A)
   logits; the same for every attribute (edit_metrics reads any target from it). Channels and
-  signs come from default_rng([split_seed, 99]). No-op without edits (clf None, num_eval 0).
+  signs come from default_rng([split_seed, 99]). No-op without edits (has_edits).
   """
-  if clf is None or cs.num_eval == 0:
+  if not has_edits(clf, cs):
     return
   mesh = distributed.auto_axes(mesh or stats.default_mesh())
   gg = distributed.replicate(g, mesh)
@@ -235,7 +245,8 @@ def summary_row(d: Mapping, name: str, layout, attribute_names, regions=None, re
   reported at the strength of the best edit as mean |target| and mean leak_max over channels.
   """
   sizes = d["sizes"]
-  row = {"attribute": name, "region": list((regions or {}).get(name) or []), "num_local": int(d["num_local"]),
+  num_local = int(d["num_local"]) if int(d["ref_local"]) >= 0 else None  # None: no restriction asked
+  row = {"attribute": name, "region": list((regions or {}).get(name) or []), "num_local": num_local,
          "reference_all": _name(layout, d["ref_all"]), "reference_local": _name(layout, d["ref_local"]),
          "pool_top_all": _name(layout, d["pool_top_all"]),
          "top_all": [[_name(layout, c), float(t)] for c, t in zip(d["top_all"], d["theta_all"])],
@@ -285,7 +296,8 @@ def markdown_table(rows: Sequence[Mapping], report_sizes=(5, 10, 30)) -> str:
   lines = [head, "|" + "---|" * head.count(" |")]
   for r in rows:
     acc = lambda key: " / ".join(_fmt(r[key][str(k)]) for k in report_sizes)
-    region = f"{'+'.join(r['region'])} ({r['num_local']})" if r["region"] else "global"
+    region = "+".join(r["region"]) if r["region"] else "global"
+    region += f" ({r['num_local']})" if r["num_local"] is not None else ""
     line = (f"| {r['attribute']} | {region} | {r['reference_all']} | {acc('accuracy_all')} | "
             f"{r['reference_local'] or '–'} | {acc('accuracy_local')} |")
     if edits:
@@ -365,7 +377,7 @@ def run(g, workdir, bank: dci_sampling.SamplingJobs, targets: Sequence[int], nam
   run_checks(g, s, logits, targets, clf, check, mean, std, cs, local, progress=prog)
   rand = jobs.ShardedJob(workdir, RANDOM_JOB, dict(check.spec, num_random=NUM_RANDOM), 1)
   random_channel_edits(g, s, clf, std, cs, rand)
-  distributed.wait_for_shards(check, *([rand] if clf is not None and cs.num_eval else []))
+  distributed.wait_for_shards(check, *([rand] if has_edits(clf, cs) else []))
   if not distributed.is_main():
     return None
   base = rand.read(0) if rand.done(0) else None
@@ -393,7 +405,7 @@ def write_outputs(out, result):
                                                        "local": mean_acc[1].tolist(), "attributes": count}}
   jobs.atomic_write_json(out / "attribute_channels.json", summary)
   jobs.atomic_write_text(out / "attribute_channels.md", table + "\n")
-  labels = ["all conv channels", "verified locally-active of the region"]
+  labels = ["all conv channels", "locally-active channels of the region"]
   for r in rows:
     c = r["curve"]
     acc = np.array([c["all"], [np.nan if a is None else a for a in c["local"]]], np.float64)

@@ -33,6 +33,13 @@ def g():
   return tiny.tiny_generator()
 
 
+def test_edits_need_a_classifier_images_and_strengths():
+  assert ab.has_edits(CLF, CS)
+  assert not ab.has_edits(None, CS)
+  assert not ab.has_edits(CLF, ab.CheckSettings(**{**CS.__dict__, "alphas": ()}))
+  assert not ab.has_edits(CLF, ab.CheckSettings(**{**CS.__dict__, "num_eval": 0}))
+
+
 def test_parse_targets():
   assert ab.parse_targets("all", NAMES) == [0, 1, 2]
   assert ab.parse_targets("top_bottom,0", NAMES) == [2, 0]
