@@ -61,7 +61,7 @@ def bank_main(out, g, checkpoint):
   else:
     logits = dci_sampling.load_logits(FLAGS.logits, FLAGS.bank_size)
     names = [f"attr_{k}" for k in range(logits.shape[1])]
-    src = {"logits": dci_sampling.file_sha1(FLAGS.logits)}
+    src = {"logits_sha1": dci_sampling.file_sha1(FLAGS.logits)}
   targets = ab.parse_targets(FLAGS.attribute, names)
   bank = ab.make_bank(FLAGS.bank_workdir or out, g, FLAGS.bank_size, clf and clf.fn, seed=FLAGS.bank_seed,
                       psi=FLAGS.psi, samples_per_shard=FLAGS.samples_per_shard, checkpoint=checkpoint)

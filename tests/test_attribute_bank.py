@@ -122,3 +122,12 @@ def test_binary_smoke_toyfaces_classifier_on_a_tiny_generator(g, tmp_path):
   p = subprocess.run(args[:5] + ["--attribute=hat_size", f"--workdir={tmp_path / 'out'}"], cwd=REPO,
                      capture_output=True, text=True, timeout=300)
   assert p.returncode != 0 and "unknown attribute 'hat_size'" in p.stderr.strip().splitlines()[-1]
+  # --logits: the bank's logits from a file (row i = seed bank_seed + i), detection only.
+  np.save(tmp_path / "logits.npy", np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32))
+  p = subprocess.run(args[:4] + [f"--logits={tmp_path / 'logits.npy'}", "--attribute=1", "--bank_size=200",
+                                 "--num_exemplars=8", "--num_reference=30", "--draws=10", "--psi=1",
+                                 "--samples_per_shard=100", f"--workdir={tmp_path / 'lg'}"],
+                     cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+  rows = json.loads((tmp_path / "lg" / "attribute_channels.json").read_text())["attributes"]
+  assert [r["attribute"] for r in rows] == ["attr_1"] and "edits" not in rows[0]
