@@ -1,90 +1,107 @@
-"""Attribute-specific channels from exemplars: theta ranking and a resampling curve.
+"""Attribute-specific channels: a checked ranking from a classifier's bank, or theta on given exemplars.
 
-  python -m experiments.attribute_channels --stats=out/stats/stats.npz --seeds=3,7,12,40 \
-      --workdir=out/attr_smile
-  python -m experiments.attribute_channels --stats=... --codes=smiling_ws.npz --workdir=...
-  python -m experiments.attribute_channels --stats=... --seeds=0-999 --logits=logits.npy \
-      --attribute=1 --num_exemplars=30 --workdir=...   # top 30 of a bank by a logit column
+  python -m experiments.attribute_channels --classifier=toyfaces --attribute=hair_color,hat \
+      --bank_size=20000 --psi=1 --verified=out/local/verified.json --workdir=out/attr
+  python -m experiments.attribute_channels --logits=l.npy --bank_size=N --attribute=3 --workdir=...
+  python -m experiments.attribute_channels --stats=out/stats/stats.npz --seeds=3,7,12,40 --workdir=...
 
-Writes ranking.json, attribute_channels.npz, resampling_curve.json and .png.
+Bank mode (--classifier / --logits, ss_jax/attribute_bank.py): a resumable bank (seed bank_seed + i
+= logits row i); ranking on the strongest exemplars; detection accuracy vs number of exemplars
+against an independent half of the bank, with and without the region's verified locally-active
+channels (--verified); edits of held-out images (classifier mode). Exemplar mode (--seeds/--codes):
+ranking.json and a self-resampling curve (stability only: its last point is 1 by construction).
 """
+import pathlib
 import sys
 
 from absl import flags
 
 from ss_jax.runtime import cli
 
+from experiments import _distributed_flags
+
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
-flags.DEFINE_string("stats", None, "stats.npz from experiments.style_stats.")
-flags.DEFINE_string("seeds", None, "Exemplar seeds (or the bank, with --logits), e.g. '0-29'.")
-flags.DEFINE_string("codes", None, ".npz with 'w' (M, w_dim) or 'ws' (M, num_ws, w_dim) exemplar codes.")
-flags.DEFINE_float("psi", 0.7, "Truncation psi for --seeds.")
-flags.DEFINE_string("logits", None, ".npy (N, A) attribute logits of the --seeds bank, row i = seed i.")
-flags.DEFINE_integer("attribute", 0, "Logit column ranking the bank (with --logits).")
-flags.DEFINE_integer("num_exemplars", 30, "Exemplars taken from the bank (with --logits).")
-flags.DEFINE_bool("lowest", False, "Take the lowest logits of the bank instead of the highest.")
+flags.DEFINE_string("classifier", None, "Registered classifier building the bank: toyfaces.")
+flags.DEFINE_string("logits", None, ".npy (bank_size, A) logits, row i = seed bank_seed + i (no edits).")
+flags.DEFINE_string("attribute", "all", "Bank mode: names or column indices, comma-separated, or 'all'.")
+flags.DEFINE_integer("bank_size", 20_000, "Bank samples (split: num_eval held out, then two halves).")
+flags.DEFINE_integer("bank_seed", 0, "Bank sample i uses seed bank_seed + i.")
+flags.DEFINE_string("bank_workdir", None, "Where the bank lives (default: --workdir; a DCI workdir works).")
+flags.DEFINE_integer("num_exemplars", 30, "Exemplars of the main ranking (strongest of the pool).")
+flags.DEFINE_integer("num_reference", 200, "Strongest exemplars of the reference half (and pool draws).")
+flags.DEFINE_integer("num_eval", 128, "Held-out bank images edited per attribute.")
+flags.DEFINE_string("verified", None, "verified.json of detect_local: restrict to the region's channels.")
+flags.DEFINE_list("alphas", ["5", "10", "20"], "Edit strengths in channel stds (towards the exemplars; "
+                  "empty: no edits).")
+flags.DEFINE_integer("edit_top", 3, "Top channels of the main ranking that are edited.")
+flags.DEFINE_integer("samples_per_shard", 5_000, "Bank samples per resumable shard.")
+flags.DEFINE_string("stats", None, "stats.npz (experiments.style_stats); bank mode default: the bank's own.")
+flags.DEFINE_string("seeds", None, "Exemplar mode: exemplar seeds, e.g. '0-29'.")
+flags.DEFINE_string("codes", None, "Exemplar mode: .npz with 'w' (M, w_dim) or 'ws' (M, num_ws, w_dim).")
+flags.DEFINE_float("psi", 0.7, "Truncation psi of the bank / the --seeds exemplars.")
+flags.DEFINE_bool("lowest", False, "Exemplars have the lowest logits instead of the highest.")
 flags.DEFINE_bool("include_torgb", False, "Also rank toRGB channels.")
-flags.DEFINE_string("restrict_to", None, "Only rank these channels: 'L_C,...' or a .json/.txt file of names.")
-flags.DEFINE_integer("top_k", 50, "Channels listed in ranking.json.")
-flags.DEFINE_integer("draws", 100, "Random subsets per size for the resampling curve.")
-flags.DEFINE_integer("curve_seed", 0, "Seed of the resampling draws.")
+flags.DEFINE_string("restrict_to", None, "Exemplar mode: only rank 'L_C,...' or a .json/.txt of names.")
+flags.DEFINE_integer("top_k", 50, "Exemplar mode: channels listed in ranking.json.")
+flags.DEFINE_integer("draws", 100, "Random exemplar subsets per size.")
+flags.DEFINE_integer("curve_seed", 0, "Seed of the subset draws (and of the bank split).")
 flags.DEFINE_integer("batch_size", 64, "Samples per batch.")
 flags.DEFINE_string("workdir", None, "Output directory.")
-flags.mark_flags_as_required(["stats", "workdir"])
 cli.seed_list("seeds")
 cli.finite("psi")
-cli.positive("num_exemplars", "top_k", "draws", "batch_size")
-cli.non_negative("attribute")
+cli.positive("num_exemplars", "num_reference", "bank_size", "samples_per_shard", "top_k", "draws", "batch_size")
+cli.non_negative("num_eval", "edit_top")
 cli.seed("curve_seed")
+cli.seed("bank_seed")
+flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
+
+
+def bank_main(out, g, checkpoint):
+  from ss_jax import attribute_bank as ab, dci_sampling, stats
+  if FLAGS.classifier not in (None, "toyfaces"):
+    raise ValueError(f"--classifier: unknown {FLAGS.classifier!r}; registered: toyfaces")
+  clf, regions, logits, src = None, None, None, {}
+  if FLAGS.classifier:
+    from ss_jax.toyfaces import regions as toyfaces_regions
+    clf = toyfaces_regions.classifier()
+    names, regions, src = list(clf.fn.names), clf.regions, {"classifier": clf.fn.id}
+  else:
+    logits = dci_sampling.load_logits(FLAGS.logits, FLAGS.bank_size)
+    names = [f"attr_{k}" for k in range(logits.shape[1])]
+    src = {"logits_sha1": dci_sampling.file_sha1(FLAGS.logits)}
+  targets = ab.parse_targets(FLAGS.attribute, names)
+  bank = ab.make_bank(FLAGS.bank_workdir or out, g, FLAGS.bank_size, clf and clf.fn, seed=FLAGS.bank_seed,
+                      psi=FLAGS.psi, samples_per_shard=FLAGS.samples_per_shard, checkpoint=checkpoint)
+  cs = ab.CheckSettings(FLAGS.num_eval if clf else 0, FLAGS.num_exemplars, FLAGS.num_reference,
+                        num_draws=FLAGS.draws, split_seed=FLAGS.curve_seed, curve_seed=FLAGS.curve_seed,
+                        alphas=tuple(float(a) for a in FLAGS.alphas), edit_top=FLAGS.edit_top,
+                        lowest=FLAGS.lowest, include_torgb=FLAGS.include_torgb)
+  result = ab.run(g, out, bank, targets, names, cs, clf, logits, regions, FLAGS.verified,
+                  stats.load(FLAGS.stats, g.layout) if FLAGS.stats else None, FLAGS.batch_size, **src)
+  if result is not None:
+    ab.write_outputs(out, result)
 
 
 def main(argv):
   del argv
-  import numpy as np
-  from ss_jax import attribute_channels as ac
-  from ss_jax import defaults, images, jobs, sampling, stats
+  import jax
+  from ss_jax import attribute_channels as ac, defaults, jobs
   from ss_jax.checkpoint import load_generator
-  meta = {}
   try:
-    if (FLAGS.seeds is None) == (FLAGS.codes is None):
-      raise ValueError("give exactly one of --seeds and --codes")
-    out = jobs.open_workdir(FLAGS.workdir)  # never a folder of the user's files
-    g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
-    st = stats.load(FLAGS.stats, g.layout)
+    _distributed_flags.initialize()
+    out = jobs.open_workdir(FLAGS.workdir, jax.process_index())  # never a folder of the user's files
+    if sum(x is not None for x in (FLAGS.classifier or FLAGS.logits, FLAGS.seeds, FLAGS.codes)) != 1:
+      raise ValueError("give exactly one of --classifier / --logits (bank mode), --seeds, --codes")
+    checkpoint = FLAGS.checkpoint or defaults.default_checkpoint()
+    g = load_generator(checkpoint)
+    if FLAGS.classifier or FLAGS.logits:
+      return bank_main(out, g, str(pathlib.Path(checkpoint).absolute()))
     restrict = ac.channel_list(FLAGS.restrict_to) if FLAGS.restrict_to else None
-    if FLAGS.codes:
-      s = ac.styles_from_codes(g, FLAGS.codes, FLAGS.batch_size)
-      meta["codes"] = FLAGS.codes
-    else:
-      seeds = np.array(sampling.parse_seeds(FLAGS.seeds))
-      if FLAGS.logits:
-        logits = jobs.open_npz(FLAGS.logits)
-        if len(logits) != len(seeds):
-          raise ValueError(f"{FLAGS.logits} has {len(logits)} rows but --seeds names {len(seeds)} samples")
-        seeds = seeds[ac.top_by_attribute(logits, FLAGS.attribute, FLAGS.num_exemplars, not FLAGS.lowest)]
-        meta.update(logits=FLAGS.logits, attribute=FLAGS.attribute, lowest=FLAGS.lowest)
-      print(f"computing styles of {len(seeds)} exemplars (psi={FLAGS.psi})")
-      s = stats.styles_from_seeds(g, seeds, FLAGS.psi, FLAGS.batch_size)
-      meta.update(seeds=seeds.tolist(), psi=FLAGS.psi)
-    result = ac.find_channels(s, st["mean"], st["std"], g.layout, FLAGS.include_torgb, restrict)
-  except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, bad names, wrong stats
+    ac.exemplar_mode(g, out, FLAGS.stats, FLAGS.seeds, FLAGS.codes, FLAGS.psi, FLAGS.include_torgb, restrict,
+                     FLAGS.top_k, FLAGS.draws, FLAGS.curve_seed, FLAGS.batch_size)
+  except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, SettingsMismatch, bad names
     sys.exit(f"error: {e}")
-  print(f"{len(s)} exemplars; top channels: " + ", ".join(
-      f"{n} ({result['theta'][f]:.2f})" for n, f in zip(result["names"][:5], result["ranking"][:5])))
-  sizes = ac.default_sizes(len(s))
-  print(f"resampling curve: {FLAGS.draws} draws x {len(sizes)} subset sizes")
-  curve = ac.resampling_curve(s, st["mean"], st["std"], g.layout, sizes, FLAGS.draws, FLAGS.curve_seed,
-                              FLAGS.include_torgb, restrict)
-  meta.update(stats=FLAGS.stats, include_torgb=FLAGS.include_torgb, restrict_to=restrict)
-  jobs.atomic_write_json(out / "ranking.json", ac.to_json(result, g.layout, FLAGS.top_k, **meta))
-  jobs.atomic_save_npz(out / "attribute_channels.npz", theta=result["theta"], ranking=result["ranking"],
-                       z_mean=result["z_mean"], styles=s)
-  curve_json = ac.curve_to_json(curve, g.layout, draws=FLAGS.draws, seed=FLAGS.curve_seed)
-  jobs.atomic_write_json(out / "resampling_curve.json", curve_json)
-  title = f"fraction of k-exemplar draws whose top channel is {curve_json['reference']}"
-  images.save_png(out / "resampling_curve.png", ac.plot_curve(curve["sizes"], curve["agreement"], title))
-  print(f"wrote ranking.json, attribute_channels.npz, resampling_curve.json/.png to {out}")
 
 
 if __name__ == "__main__":

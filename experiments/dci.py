@@ -1,18 +1,16 @@
-"""DCI (disentanglement, completeness, informativeness) of Z, W, W+ and S.
+"""DCI (disentanglement, completeness, informativeness) of Z, W, W+, S and two controls.
 
   python -m experiments.dci --num_samples=20000 --workdir=/tmp/dci_toyfaces
   python -m experiments.dci --checkpoint=ffhq.pkl --num_samples=100000 --method=gbt \
       --logits=ffhq_logits.npy --attribute_names=male,smiling,... --workdir=out/dci_ffhq
 
 Samples seeds seed .. seed + num_samples - 1 at psi 1 (as the paper), stores z, w and S in
-resumable shards (kill and rerun to continue; other settings are refused), scores the
-rendered images with the attribute function (default: the shipped ToyFaces classifier) or
-reads a precomputed (num_samples, A) logits .npy (row i = seed + i), then runs
-ss_jax.dci.dci per space. Writes WORKDIR/dci.json, dci.md, importance.npz and
-importance_<space>[_top].png; see ss_jax/dci_sampling.py for the conventions (W+ is w
-broadcast to every row). Several processes (docs/scaling.md): add
---coordinator_address=HOST:PORT --num_processes=M --process_id=i (or --distributed on a TPU
-pod slice / SLURM); each samples its own shards, process 0 fits and writes the outputs.
+resumable shards (other settings are refused), scores the renders with the attribute function
+(default: the ToyFaces classifier) or reads a (num_samples, A) logits .npy (row i = seed + i),
+runs ss_jax.dci.dci per space (controls: ss_jax/dci_controls.py) and writes dci.json, dci.md,
+importance.npz and heat maps (conventions: ss_jax/dci_sampling.py). Several processes
+(docs/scaling.md): --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or
+--distributed); each samples its own shards, process 0 fits and writes the outputs.
 """
 import pathlib
 import sys
@@ -26,7 +24,10 @@ from ss_jax.runtime import cli
 flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; "
                     "default: the embedded ToyFaces generator.")
 flags.DEFINE_integer("num_samples", 100_000, "Number of samples (official: 100,000).")
-flags.DEFINE_list("spaces", ["z", "w", "wplus", "s"], "Latent spaces among z, w, wplus, s.")
+flags.DEFINE_list("spaces", ["z", "w", "wplus", "s", "w_expand", "s_rotated"],
+                  "Spaces among z, w, wplus, s and the controls w_expand (W randomly expanded to S's "
+                  "size), s_rotated (S rotated within each layer); see ss_jax/dci_controls.py.")
+flags.DEFINE_integer("control_seed", 0, "Seed of the control spaces' random matrices.")
 flags.DEFINE_enum("method", "lasso", ["lasso", "gbt"], "Importance regressor (gbt = official, slow).")
 flags.DEFINE_string("workdir", None, "Output/resume directory.")
 flags.DEFINE_string("logits", None, "Precomputed (num_samples, A) logits .npy aligned with the seeds; "
@@ -112,9 +113,10 @@ def main(argv):
 
   # ------------------------------------------------------------------ DCI per space
   results = dci_sampling.evaluate(sjobs.codes, logits, FLAGS.spaces, g.config.num_ws, FLAGS.method,
-                                  FLAGS.dci_seed, names, log=print)
+                                  FLAGS.dci_seed, names, log=print, layout=g.layout,
+                                  control_seed=FLAGS.control_seed)
   settings = dict(sjobs.codes.spec, method=FLAGS.method, dci_seed=FLAGS.dci_seed, spaces=FLAGS.spaces,
-                  attribute_names=names, **source)
+                  control_seed=FLAGS.control_seed, attribute_names=names, **source)
   timing = {"sampling_seconds": sample_s, "samples_computed": computed, "seconds_per_10k_samples": per_10k,
             "dci_seconds": {k: r["seconds"] for k, r in results.items()}}
   out = pathlib.Path(FLAGS.workdir)

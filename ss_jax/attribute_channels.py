@@ -25,6 +25,7 @@ from ss_jax import stats as stats_lib
 from ss_jax import stylespace
 
 _MAX_CHUNK_ELEMS = 1 << 24  # draws x exemplars x channels held at once by resampling_curve
+_COLOURS = ((200, 30, 30), (30, 90, 200), (30, 150, 60), (150, 60, 160))
 
 
 # ---------------------------------------------------------------- relevance
@@ -158,7 +159,7 @@ def default_sizes(num_exemplars, max_points=20):
   return [int(k) for k in grid]
 
 
-def _subset_top(z, idx, mask):
+def subset_top(z, idx, mask):
   """Top channel (by theta over each row of idx) for every subset; idx (R, k) sorted exemplar indices."""
   tops = []
   step = max(1, _MAX_CHUNK_ELEMS // (idx.shape[1] * z.shape[1]))
@@ -192,19 +193,22 @@ def resampling_curve(styles, mean, std, layout, sizes=None, num_draws=100, seed=
   z = normalized_differences(styles, mean, std)
   mask = candidate_mask(layout, include_torgb, restrict_to)
   # The reference goes through the same code path as the draws, so k = M agrees exactly.
-  reference = int(_subset_top(z, np.arange(m)[None], mask)[0])
+  reference = int(subset_top(z, np.arange(m)[None], mask)[0])
   rng = np.random.default_rng(seed)
   tops = []
   for k in sizes:
     idx = np.sort(np.argsort(rng.random((num_draws, m)), axis=1)[:, :k], axis=1)
-    tops.append(_subset_top(z, idx, mask))
+    tops.append(subset_top(z, idx, mask))
   tops = np.stack(tops)
   return {"sizes": np.array(sizes, np.int64), "top": tops, "agreement": (tops == reference).mean(axis=1),
           "reference": reference}
 
 
-def plot_curve(sizes, agreement, title="", width=560, height=360):
-  """Agreement vs. number of exemplars as an (H, W, 3) uint8 line plot (PIL, default font)."""
+def plot_curve(sizes, agreement, title="", width=560, height=360, labels=None):
+  """Agreement vs. number of exemplars as an (H, W, 3) uint8 line plot (PIL, default font).
+
+  agreement: (K,) or (S, K) for S series (NaN points skipped), with optional legend labels.
+  """
   from PIL import Image, ImageDraw
   img = Image.new("RGB", (width, height), "white")
   d = ImageDraw.Draw(img)
@@ -222,11 +226,16 @@ def plot_curve(sizes, agreement, title="", width=560, height=360):
   for i in ticks:
     d.line([px(xs[i]), bottom, px(xs[i]), bottom + 4], fill="black")
     d.text((px(xs[i]) - 6, bottom + 6), str(int(xs[i])), fill="black")
-  pts = [(px(x), py(float(a))) for x, a in zip(xs, agreement)]
-  if len(pts) > 1:
-    d.line(pts, fill=(200, 30, 30), width=2)
-  for x, y in pts:
-    d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(200, 30, 30))
+  series = np.atleast_2d(np.asarray(agreement, np.float64))
+  for i, ys in enumerate(series):
+    colour = _COLOURS[i % len(_COLOURS)]
+    pts = [(px(x), py(float(a))) for x, a in zip(xs, ys) if np.isfinite(a)]
+    if len(pts) > 1:
+      d.line(pts, fill=colour, width=2)
+    for x, y in pts:
+      d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+    if labels is not None:
+      d.text((right - 250, bottom - 6 - 14 * (len(series) - i)), str(labels[i]), fill=colour)
   d.text(((left + right) // 2 - 60, height - 18), "number of exemplars", fill="black")
   if title:
     d.text((left, 8), title, fill="black")
@@ -320,3 +329,41 @@ def curve_to_json(curve, layout, **meta):
   names = np.array(stylespace.names_of(layout, curve["top"].ravel())).reshape(curve["top"].shape)
   return {"sizes": curve["sizes"].tolist(), "agreement": curve["agreement"].tolist(),
           "reference": stylespace.name_of(layout, curve["reference"]), "top": names.tolist(), **meta}
+
+
+def exemplar_mode(g, out, stats_path, seeds=None, codes=None, psi=0.7, include_torgb=False, restrict=None,
+                  top_k=50, draws=100, curve_seed=0, batch_size=64):
+  """Ranking of given exemplars (seeds or W/W+ codes) and their self-resampling curve, written to out.
+
+  Writes ranking.json, attribute_channels.npz, resampling_curve.json and .png. The curve
+  compares k-subsets with the full exemplar set itself: a stability check whose last point
+  is 1 by construction, not a detection accuracy (see ss_jax.attribute_detection for that).
+  """
+  from ss_jax import images, jobs, sampling
+  if stats_path is None:
+    raise ValueError("exemplar mode (--seeds / --codes) needs --stats")
+  st = stats_lib.load(stats_path, g.layout)
+  if codes:
+    s, meta = styles_from_codes(g, codes, batch_size), {"codes": str(codes)}
+  else:
+    seeds = np.array(sampling.parse_seeds(seeds))
+    print(f"computing styles of {len(seeds)} exemplars (psi={psi})")
+    s, meta = stats_lib.styles_from_seeds(g, seeds, psi, batch_size), {"seeds": seeds.tolist(), "psi": psi}
+  result = find_channels(s, st["mean"], st["std"], g.layout, include_torgb, restrict)
+  print(f"{len(s)} exemplars; top channels: " + ", ".join(
+      f"{n} ({result['theta'][f]:.2f})" for n, f in zip(result["names"][:5], result["ranking"][:5])))
+  sizes = default_sizes(len(s))
+  print(f"resampling curve (stability, not accuracy): {draws} draws x {len(sizes)} subset sizes")
+  curve = resampling_curve(s, st["mean"], st["std"], g.layout, sizes, draws, curve_seed, include_torgb,
+                           restrict)
+  meta.update(stats=str(stats_path), include_torgb=include_torgb, restrict_to=restrict)
+  out = pathlib.Path(out)
+  jobs.atomic_write_json(out / "ranking.json", to_json(result, g.layout, top_k, **meta))
+  jobs.atomic_save_npz(out / "attribute_channels.npz", theta=result["theta"], ranking=result["ranking"],
+                       z_mean=result["z_mean"], styles=s)
+  curve_json = curve_to_json(curve, g.layout, draws=draws, seed=curve_seed,
+                             note="subsets vs their own exemplars: stability, 1.0 at k = M by construction")
+  jobs.atomic_write_json(out / "resampling_curve.json", curve_json)
+  title = f"stability: share of k-exemplar draws whose top channel is {curve_json['reference']}"
+  images.save_png(out / "resampling_curve.png", plot_curve(curve["sizes"], curve["agreement"], title))
+  print(f"wrote ranking.json, attribute_channels.npz, resampling_curve.json/.png to {out}")

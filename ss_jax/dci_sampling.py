@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ss_jax import dci as dci_lib
+from ss_jax import dci_controls
 from ss_jax import images as images_lib
 from ss_jax import distributed, jobs, report, sampling, stats, stylespace
 from ss_jax.generator import flatten_styles, unflatten_styles
@@ -49,8 +50,8 @@ from ss_jax.generator import flatten_styles, unflatten_styles
 CODES_JOB = "dci_codes"
 LOGITS_JOB = "dci_logits"
 DEFAULT_SAMPLES_PER_SHARD = 5_000  # 5k x 9,088 float32 S = 180 MB per shard at 1024 px
-# Flag name -> display name (the keys of `dci.format_table`).
-SPACES = {"z": "Z", "w": "W", "wplus": "W+", "s": "S"}
+# Flag name -> display name (the keys of `dci.format_table`); controls: see ss_jax/dci_controls.py.
+SPACES = {"z": "Z", "w": "W", "wplus": "W+", "s": "S", **dci_controls.SPACES}
 MAX_FULL_CODES = 512  # heat maps draw every code up to this many, else groups + top-k
 TOP_K_CODES = 64
 
@@ -282,14 +283,21 @@ def read_array(job: jobs.ShardedJob, key: str) -> np.ndarray:
   return out
 
 
-def space_codes(codes_job: jobs.ShardedJob, space: str, num_ws: int) -> np.ndarray:
-  """Codes (N, D) float32 of one space ('z', 'w', 'wplus', 's') from a finished codes job.
+def space_codes(codes_job: jobs.ShardedJob, space: str, num_ws: int, layout=None,
+                control_seed=0) -> np.ndarray:
+  """Codes (N, D) float32 of one space (a key of SPACES) from a finished codes job.
 
   'wplus' broadcasts the stored w to every row: (N, num_ws * w_dim), row-major (row r,
   dim d -> column r * w_dim + d). It is materialised because the DCI fits need rows.
+  The control spaces (dci_controls.SPACES) need the layout and are drawn with control_seed.
   """
   if space not in SPACES:
     raise ValueError(f"unknown space {space!r}; choose from {', '.join(SPACES)}")
+  if space in dci_controls.SPACES:
+    if layout is None:
+      raise ValueError(f"space {space!r} needs the generator's style layout")
+    return dci_controls.control_codes(space, read_array(codes_job, dci_controls.SOURCE[space]), layout,
+                                      control_seed)
   x = read_array(codes_job, "w" if space == "wplus" else space)
   if x.shape[1] == 0:
     raise ValueError(f"space {space!r} is empty for this model (z_dim = 0?)")
@@ -337,7 +345,7 @@ def code_names(space: str, layout, num_ws: int, w_dim: int, dim: int) -> list[st
 
 def code_groups(space: str, layout, num_ws: int, w_dim: int, dim: int):
   """(group of every code (D,) int, group labels) for aggregated heat maps, or None."""
-  if space == "s":
+  if space == "s" or space in dci_controls.SPACES:  # controls: S-sized, blocks like S's layers
     return stylespace.layer_of_flat(layout), [f"{L.index} {L.name}" for L in layout]
   if space == "wplus":
     return np.repeat(np.arange(num_ws), w_dim), [f"w row {r}" for r in range(num_ws)]
@@ -345,7 +353,7 @@ def code_groups(space: str, layout, num_ws: int, w_dim: int, dim: int):
 
 
 def evaluate(codes_job: jobs.ShardedJob, logits, spaces: Sequence[str], num_ws: int, method="lasso",
-             seed=0, attribute_names=None, log=None, **dci_kwargs) -> dict:
+             seed=0, attribute_names=None, log=None, layout=None, control_seed=0, **dci_kwargs) -> dict:
   """`dci.dci` of each space; returns {display name: result + 'seconds', 'space'}.
 
   Spaces are loaded one at a time (W+ and S can be large), so peak memory is one space.
@@ -355,12 +363,13 @@ def evaluate(codes_job: jobs.ShardedJob, logits, spaces: Sequence[str], num_ws: 
     logits: (N, A) logits aligned with the samples.
     spaces: flag names, see SPACES.
     num_ws: the generator's number of w rows (for W+).
+    layout, control_seed: for the control spaces (see space_codes).
     method, seed, attribute_names, **dci_kwargs: forwarded to `dci.dci`.
     log: optional print-like callable for per-space timings.
   """
   results = {}
   for space in spaces:
-    codes = space_codes(codes_job, space, num_ws)
+    codes = space_codes(codes_job, space, num_ws, layout, control_seed)
     if len(codes) != len(logits):
       raise ValueError(f"{len(logits)} logits rows for {len(codes)} samples")
     t0 = time.time()
@@ -441,7 +450,7 @@ def heatmaps(space: str, result: Mapping, layout, num_ws: int, w_dim: int) -> di
   group, glabels = code_groups(space, layout, num_ws, w_dim, dim)
   agg = np.zeros((len(glabels), imp.shape[1]))
   np.add.at(agg, group, imp)
-  what = "style layer" if space == "s" else "w row"
+  what = "w row" if space == "wplus" else "style layer"
   out[f"importance_{space}"] = (
       importance_heatmap_png(agg.T, names, glabels, f"{label}: importance summed per {what}"),
       f"importance summed per {what}: rows = kept attributes, columns = {len(glabels)} {what}s")

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ss_jax import dci_sampling, jobs, sampling, save_generator, stats
+from ss_jax import dci_controls, dci_sampling, jobs, sampling, save_generator, stats
 
 import tiny
 
@@ -112,9 +112,16 @@ def test_spaces_and_planted_s_logits(g, tmp_path):
   np.testing.assert_array_equal(wplus[:, 2 * w_dim:3 * w_dim], w)  # row r, dim d -> r * w_dim + d
   logits = _planted_logits(dci_sampling.read_array(sjobs.codes, "s"))
   # Wide percentiles: 512 samples leave ~10 per attribute at the official 2 / 98.
-  res = dci_sampling.evaluate(sjobs.codes, logits, ["w", "wplus", "s"], num_ws, "lasso",
-                              attribute_names=["a", "b", "c"], low_pct=30, high_pct=70)
-  assert list(res) == ["W", "W+", "S"]
+  res = dci_sampling.evaluate(sjobs.codes, logits, ["w", "wplus", "s", "w_expand", "s_rotated"], num_ws,
+                              "lasso", attribute_names=["a", "b", "c"], low_pct=30, high_pct=70,
+                              layout=g.layout, control_seed=5)
+  assert list(res) == ["W", "W+", "S", "W expanded (random)", "S rotated (per layer)"]
+  rot = dci_sampling.space_codes(sjobs.codes, "s_rotated", num_ws, g.layout, 5)
+  np.testing.assert_array_equal(rot, dci_controls.rotate_per_layer(
+      dci_sampling.read_array(sjobs.codes, "s"), [L.channels for L in g.layout], 5))
+  assert res["W expanded (random)"]["num_codes"] == g.num_style_channels
+  # The planted factors are S channels: rotating the layers destroys the alignment (C falls).
+  assert res["S rotated (per layer)"]["C"] < res["S"]["C"] - 0.2
   assert res["S"]["D"] > 0.8 and res["S"]["C"] > 0.8 and res["S"]["I"] > 0.95
   assert res["S"]["D"] > res["W"]["D"] + 0.2 and res["S"]["C"] > res["W"]["C"] + 0.2
   np.testing.assert_allclose(res["W+"]["D"], res["W"]["D"], atol=1e-3)  # identical copies of w
@@ -183,10 +190,11 @@ def test_binary_end_to_end_with_logits_file(g, tmp_path):
   assert "s per 10k samples" in p.stdout and "| S |" in p.stdout
   w = tmp_path / "w"
   d = json.loads((w / "dci.json").read_text())
-  assert set(d["spaces"]) == {"Z", "W", "W+", "S"} and d["settings"]["psi"] == 1.0
+  assert set(d["spaces"]) == {"Z", "W", "W+", "S", *dci_controls.SPACES.values()}
+  assert d["settings"]["psi"] == 1.0 and d["settings"]["control_seed"] == 0
   assert d["timing"]["seconds_per_10k_samples"] > 0 and d["settings"]["logits_sha1"]
   for name in ("dci.md", "importance.npz", "importance_z.png", "importance_w.png", "importance_wplus.png",
-               "importance_s.png"):
+               "importance_s.png", "importance_s_rotated.png", "importance_w_expand.png"):
     assert (w / name).is_file(), name
   np.testing.assert_allclose(dci_sampling.read_array(_codes_job(w), "s"), s, rtol=1e-5, atol=1e-5)
   np.save(tmp_path / "short.npy", np.zeros((255, 3)))
