@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ss_jax import detection_scores as ds
-from ss_jax import ground_truth, images, locally_active as la, manipulate, segmentation, stats, stylespace
+from ss_jax import ground_truth, images, jobs, locally_active as la, manipulate, segmentation, stats, stylespace
 from ss_jax import verification as V
 from ss_jax import verified_detection as vd
 from test_locally_active import _run, tiny_generator
@@ -62,8 +62,11 @@ def test_job_matches_manipulate_and_resumes(tmp_path):
   V.run_job(job, g, _halves, [0, 5], rows_per_step=6)
   assert job.done(0) and job.done(5) and not job.done(1)
   V.run_job(job, g, _halves, range(len(considered)), rows_per_step=6)     # resume after a partial run
-  ref = V.make_job(tmp_path / "b", *args, alphas=(-3.0, 3.0))
-  V.run_job(ref, g, _halves, range(len(considered)), rows_per_step=6)
+  for proc in (1, 0):  # two processes' round-robin shares (each over this process's 4 fake devices)
+    ref = V.make_job(tmp_path / "b", *args, alphas=(-3.0, 3.0))
+    ref = jobs.ShardedJob(tmp_path / "b", ref.dir.name, {k: v for k, v in ref.spec.items() if k != "num_shards"},
+                          ref.num_shards, process_index=proc, process_count=2)
+    assert V.run_job(ref, g, _halves, range(len(considered)), rows_per_step=6) == len(ref.mine())
   for p in range(len(considered)):
     x, y = job.read(p), ref.read(p)
     assert all(np.array_equal(x[key], y[key]) for key in x), p
