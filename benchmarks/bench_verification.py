@@ -22,7 +22,7 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True)
   ap.add_argument("--seeds", default="0-299", help="gradient-map seeds")
-  ap.add_argument("--verify_seeds", default="1000000-1000007")
+  ap.add_argument("--verify_seeds", default="1000000-1000015")
   ap.add_argument("--oracle_seeds", default="2000000-2000011")
   args = ap.parse_args()
   import os

@@ -10,9 +10,10 @@ from ss_jax import detection_scores as _ds
 from ss_jax import verification as _v
 
 flags.DEFINE_enum("score", _ds.DEFAULT_SCORE, list(_ds.SCORES), "Detection rule: 'official' (the paper's win "
-                  "fraction, --threshold/--margin) or 'mass' (share of the gradient-map mass inside the region).")
-flags.DEFINE_float("mass_threshold", _ds.DEFAULT_MASS_THRESHOLD, "mass rule: minimum mean mass share inside k.")
-flags.DEFINE_float("mass_ratio", _ds.DEFAULT_MASS_RATIO, "mass rule: minimum mass share / mean area share of k.")
+                  "fraction, --threshold/--margin), 'mass' (gradient-map mass inside the region beyond its area "
+                  "share, --mass_threshold) or 'union' (either; verification supplies the precision).")
+flags.DEFINE_float("mass_threshold", _ds.DEFAULT_MASS_THRESHOLD, "mass rule: minimum (mass inside k - area "
+                   "share of k) / (1 - area share of k).")
 flags.DEFINE_bool("verify", True, "Verify every detection by editing held-out images (writes verified.json).")
 flags.DEFINE_string("verify_seeds", _v.DEFAULT_SEEDS, "Held-out seeds (disjoint from the gradient maps').")
 flags.DEFINE_list("verify_alphas", [str(a) for a in _v.DEFAULT_ALPHAS], "Edit strengths in units of std_c.")

@@ -59,7 +59,7 @@ def main(argv):
           flush=True)
     locally_active.run_detection(job, gm, labels_fn, table, progress_stream=sys.stderr)
     result, hist = verified_detection.finalize(job, gm, FLAGS.score, FLAGS.threshold, FLAGS.margin,
-                                               FLAGS.mass_threshold, FLAGS.mass_ratio, FLAGS.top_k, layers)
+                                               FLAGS.mass_threshold, FLAGS.top_k, layers)
     verified = None
     if FLAGS.verify and not FLAGS.labels_dir:  # edited images need a segmenter
       verified = _verify_flags.verify(job, gm, result, labels_fn, source, table, sys.stderr)

@@ -137,9 +137,11 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
              f"every other category by more than {s['margin']:g} (overlap score n / area<sup>"
              f"{s['discount']:g}</sup>, the paper's rule).</p>")
   else:
-    h.append(f"<p>{int(s.get('num_images', 0))} images; a channel is locally active for a category when at "
-             f"least {s['mass_threshold']:g} of its gradient-map mass lies inside the category, and at least "
-             f"{s['mass_ratio']:g} times the category's mean area share (gradient-mass score).</p>")
+    h.append(f"<p>{int(s.get('num_images', 0))} images; rule <b>{html.escape(s['score'])}</b>: a channel is "
+             "detected for a category when its gradient-map mass inside the category exceeds the category's "
+             f"mean area share a by at least {s['mass_threshold']:g} x (1 - a)"
+             + (" or the paper's rule holds (win fraction &gt; "
+                f"{s['threshold']:g}, margin {s['margin']:g})" if s["score"] == "union" else "") + ".</p>")
   h.append("<h2>Summary</h2><table><tr><th>category</th><th>images containing it</th>"
            "<th>detected channels</th></tr>")
   for c in cats:

@@ -22,8 +22,10 @@ both signs pooled per image:
 each as mean, std and a normal 95% confidence half-width (1.96 std / sqrt(n)).
 
 Rule (`verified_mask`, defaults documented in the README): c is *verified* for k when
-vis_share >= min_share (0.5: most of the visible change lies inside k), l1_share >= min_share
-and changed >= min_changed (0.001 of the image, 4 px at 64 px: enough pixels to be seen).
+vis_share >= min_share (0.55: most of the visible change lies inside k, with a margin for the
+sampling noise of 16 images over the oracle's 0.5) and changed >=
+min_changed (0.001 of the image, 4 px at 64 px: enough pixels to be seen). The L1 share is
+reported next to it (a faint change spread over the whole image lowers it without being seen).
 
 Store: a `jobs.ShardedJob` with ONE SHARD PER CONSIDERED CHANNEL (shard j = map position j,
 i.e. flat index `considered[j]`), so any subset can be measured, a later run reuses what
@@ -45,9 +47,9 @@ from ss_jax import images as images_lib
 VERIFY = "verify"
 DEFAULT_ALPHAS = (-10.0, 10.0)
 DEFAULT_VISIBLE = 0.1
-DEFAULT_MIN_SHARE = 0.5
+DEFAULT_MIN_SHARE = 0.55  # the oracle (ground_truth) calls > 0.5 local; 0.05 margin for sampling noise
 DEFAULT_MIN_CHANGED = 0.001
-DEFAULT_SEEDS = "1000000-1000007"   # 8 held-out images (gradient maps use 0-999 by default)
+DEFAULT_SEEDS = "1000000-1000015"   # 16 held-out images (gradient maps use 0-999 by default)
 MEASURES = ("l1_share", "vis_share", "changed")
 
 # ----------------------------------------------------------------------------- measures (jitted)
@@ -134,9 +136,9 @@ def summarize(d, num_pixels):
 
 
 def verified_mask(summary, min_share=DEFAULT_MIN_SHARE, min_changed=DEFAULT_MIN_CHANGED):
-  """(M, K) bool: most of the visible and of the L1 change inside k, and enough pixels changed."""
-  return ((summary["vis_share_mean"] >= min_share) & (summary["l1_share_mean"] >= min_share)
-          & (summary["changed_mean"] >= min_changed) & (summary["n_images"] > 0))
+  """(M, K) bool: most of the visible change inside k, and enough pixels changed visibly."""
+  return ((summary["vis_share_mean"] >= min_share) & (summary["changed_mean"] >= min_changed)
+          & (summary["n_images"] > 0))
 
 
 # ----------------------------------------------------------------------------- the job

@@ -24,25 +24,28 @@ from ss_jax import detection_scores, jobs, locally_active, segmentation, stylesp
 
 
 def finalize(job, gm, score=detection_scores.DEFAULT_SCORE, threshold=0.5, margin=0.25,
-             mass_threshold=detection_scores.DEFAULT_MASS_THRESHOLD, mass_ratio=detection_scores.DEFAULT_MASS_RATIO,
-             top_k=20, layers=None):
+             mass_threshold=detection_scores.DEFAULT_MASS_THRESHOLD, top_k=20, layers=None):
   """locally_active.finalize under rule `score`; returns (result, histogram) as it does."""
   if score not in detection_scores.SCORES:
     raise ValueError(f"unknown score {score!r}; known: {', '.join(detection_scores.SCORES)}")
   ms = detection_scores.mass_stats(job, gm)
   mass, area = ms.mean_mass(), ms.mean_area()
   detector = None
-  if score == "mass":
-    detector = lambda k: detection_scores.select_mass(mass, area, k, mass_threshold, mass_ratio)[0]
-  extra = {"score": score, "mass_threshold": mass_threshold, "mass_ratio": mass_ratio}
+  if score != "official":
+    dets = detection_scores.detect(score, locally_active.load_stats(job).fractions(), mass, area, threshold,
+                                   margin, mass_threshold)
+    detector = dets.__getitem__
+  extra = {"score": score, "mass_threshold": mass_threshold}
   result, hist = locally_active.finalize(job, gm, threshold, margin, top_k, layers, detector, extra)
   frac = locally_active.load_stats(job).fractions()
+  excess = detection_scores.mass_excess(mass, area)
   for c in result["categories"]:
     k = c["id"]
     c["average_channel_win_rate"] = round(float(frac[:, k].mean()), 6)
     c["mean_area_share"] = round(float(area[k]), 6)
     for e in c["detected"] + c["top"]:
       e["mass"] = round(float(mass[e["position"], k]), 6)
+      e["mass_excess"] = round(float(excess[e["position"], k]), 6)
   jobs.atomic_write_json(job.dir / "detections.json", result)
   return result, hist
 
@@ -106,8 +109,8 @@ def verify(job, gm, result, g, labels_fn, vjob, min_share=verification.DEFAULT_M
   settings = {"seeds": locally_active._seed_summary(s["seeds"]), "alphas": s["alphas"], "visible": s["visible"],
               "min_share": min_share, "min_changed": min_changed, "baseline_per_layer": baseline_per_layer,
               "psi": s["psi"], "labels": s["labels"], "measures": list(verification.MEASURES),
-              "store": vjob.dir.name, "rule": "vis_share >= min_share and l1_share >= min_share and "
-                                               "changed >= min_changed (means over held-out images)"}
+              "store": vjob.dir.name, "rule": "vis_share >= min_share and changed >= min_changed "
+                                               "(means over held-out images)"}
   out = {"settings": settings, "categories": cats}
   jobs.atomic_write_json(job.dir / "verified.json", out)
   arrays = {k: v for k, v in (summ or {}).items()}
