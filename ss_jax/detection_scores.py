@@ -10,7 +10,7 @@
   an estimate of the share of the (linearised) pixel change inside k, compared with what an
   area-proportional (non-local) channel would put there, the mean area share a_k of k:
       excess[c, k] = (mass[c, k] - a_k) / (1 - a_k)       (0: no better than area, 1: all inside)
-  c is detected for k when excess[c, k] >= `mass_threshold` (0.2). The normalisation makes one
+  c is detected for k when excess[c, k] >= `mass_threshold` (0.15). The normalisation makes one
   threshold usable for the background (a_k ~ 0.5) and the eyes (a_k ~ 0.01); a channel may pass
   for several categories.
 * `union`: official or mass. The two find different channels (the official rule the small
@@ -31,7 +31,7 @@ from ss_jax import jobs
 
 SCORES = ("official", "mass", "union")
 DEFAULT_SCORE = "union"
-DEFAULT_MASS_THRESHOLD = 0.2
+DEFAULT_MASS_THRESHOLD = 0.15
 MASS_FILE = "mass.npz"
 
 
