@@ -70,7 +70,8 @@ def main(argv):
   images.save_png(job.dir / "layer_histogram.png",
                   report.histogram_png(hist, [L.index for L in layout], table.categories))
   for i, c in enumerate(result["categories"]):
-    top = ", ".join(e["name"] for e in c["detected"][:5])
+    shown = verified["categories"][i]["verified"] if verified else c["detected"]
+    top = ", ".join(e["name"] for e in shown[:5])
     ver = f", {len(verified['categories'][i]['verified'])} verified" if verified else ""
     print(f"{c['category']:>12}: {len(c['detected'])} channels{ver}{' (' + top + ', ...)' if top else ''}")
   print(f"wrote {job.dir}/detections.json, local.npz, layer_histogram.json/.png, mean_maps.npz"

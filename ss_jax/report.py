@@ -95,7 +95,7 @@ def _img(src, alt, width=None):
 
 
 def write_report(outdir, detections, histogram, mean_maps=None, strips=None, examples=None, notes=(),
-                 max_channels=8, title="Locally-active style channels", category_html=None):
+                 max_channels=8, title="Locally-active style channels", category_html=None, verified_counts=None):
   """Writes index.html and its PNGs into outdir; returns the html path.
 
   Args:
@@ -106,6 +106,7 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
     examples: optional (images (E, H, W, C) uint8, category maps (E, P, P)) to show the masks.
     notes: extra lines shown at the top (e.g. a missing manipulation module).
     category_html: {category id: HTML block} shown under each category (verification_report).
+    verified_counts: {category id: verified channels}, a summary column.
     max_channels: detected channels shown per category (the tables list all of them).
   """
   out = pathlib.Path(outdir)
@@ -142,12 +143,18 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
              f"mean area share a by at least {s['mass_threshold']:g} x (1 - a)"
              + (" or the paper's rule holds (win fraction &gt; "
                 f"{s['threshold']:g}, margin {s['margin']:g})" if s["score"] == "union" else "") + ".</p>")
+  vc = verified_counts or {}
   h.append("<h2>Summary</h2><table><tr><th>category</th><th>images containing it</th>"
-           "<th>detected channels</th></tr>")
+           "<th>detected channels</th>" + ("<th>verified by editing</th>" if vc else "")
+           + "<th>an average channel wins it (paper's rule)</th></tr>")
   for c in cats:
     anchor = f"cat-{c['id']}"
+    rate = c.get("average_channel_win_rate")
     h.append(f'<tr><td><a href="#{anchor}">{html.escape(c["category"])}</a></td>'
-             f"<td>{c['present_images']}</td><td>{len(c['detected'])}</td></tr>")
+             f"<td>{c['present_images']}</td><td>{len(c['detected'])}</td>"
+             + (f"<td>{vc.get(c['id'], 0)}</td>" if vc else "")
+             + ("<td>–</td>" if rate is None else f"<td{' class=note' if rate > 0.2 else ''}>{100 * rate:.0f}% "
+                f"of images{' (warning: > 20%)' if rate > 0.2 else ''}</td>") + "</tr>")
   h.append("</table>")
   h.append("<h2>Detections per style layer</h2>" + _img("layer_histogram.png", "per-layer histogram"))
   h.append("<table><tr><th>layer</th><th>name</th><th>res</th>"
@@ -291,10 +298,12 @@ def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5
     examples = (ims, cats)
   except FileNotFoundError:
     pass
-  cat_html = None
+  cat_html = counts = None
   if (job_dir / "verified.json").is_file():
     from ss_jax import verification_report
     ver = json.loads((job_dir / "verified.json").read_text())
     cat_html, vnotes = verification_report.build_sections(outdir, workdir, det, ver, g, max_channels)
+    counts = {c["id"]: len(c["verified"]) for c in ver["categories"]}
     notes.extend(vnotes)
-  return write_report(outdir, det, hist, maps, strips, examples, notes, max_channels, category_html=cat_html)
+  return write_report(outdir, det, hist, maps, strips, examples, notes, max_channels, category_html=cat_html,
+                      verified_counts=counts)
