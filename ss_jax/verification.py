@@ -195,10 +195,9 @@ def run_job(job, g, labels_fn, positions, rows_per_step=64, mesh=None, progress=
   before = np.concatenate(list(distributed.map_batches(_render_rows, g, (flat,), (), 64, mesh)))
   size = before.shape[1:3]
 
-  def labels(u8):
-    return segmentation.check_labels(labels_fn(np.repeat(seeds, len(u8) // n), np.zeros(len(u8), np.int64), u8),
-                                     table, size)
-  cat_before = labels(before)
+  def labels(u8, row_seeds):  # index -1: these images are not the analysed ones
+    return segmentation.check_labels(labels_fn(row_seeds, np.full(len(u8), -1, np.int64), u8), table, size)
+  cat_before = labels(before, seeds)
   present = np.stack([(cat_before == c).any((1, 2)) for c in range(k)], axis=1)
   alphas = np.asarray(spec["alphas"], np.float32)
   per_round = max(1, int(rows_per_step) // n)
@@ -216,7 +215,8 @@ def run_job(job, g, labels_fn, positions, rows_per_step=64, mesh=None, progress=
       continue
     after = np.concatenate(after)                                   # (m*n, A, H, W, C)
     a = after.shape[1]
-    cat_after = labels(after.reshape((-1,) + after.shape[2:])).reshape(after.shape[:4])
+    cat_after = labels(after.reshape((-1,) + after.shape[2:]), np.tile(np.repeat(seeds, a), m))
+    cat_after = cat_after.reshape(after.shape[:4])
     meas = edit_measures(np.tile(before, (m, 1, 1, 1)), np.tile(cat_before, (m, 1, 1)), after, cat_after, k,
                          spec["visible"])
     for j, pos in enumerate(grp):

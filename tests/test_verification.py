@@ -133,8 +133,16 @@ def test_verified_json_end_to_end(tmp_path):
   # The oracle comparison on these numbers: the verified set is a subset of the detections.
   c = len(la.job_layout(gm)[1])
   truth = np.zeros((c, 11), bool)
-  truth[:2, 10] = True
-  rows = ground_truth.compare(truth, {"r": truth.copy(), "none": np.zeros_like(truth)}, table.categories)
+  truth[:3, 10] = True
+  half = truth.copy()
+  half[0, 10] = False
+  half[5, 0] = half[6, 0] = True     # two claims where nothing is local
+  rows = ground_truth.compare(truth, {"r": truth.copy(), "half": half, "none": np.zeros_like(truth)},
+                              table.categories)
   assert rows[10]["r"]["precision"] == 1.0 and rows[10]["none"]["claimed"] == 0
-  assert "| hair | 2 |" in ground_truth.markdown(rows, ["r", "none"])
-  assert ("hair", False, "P – (>= 0.8), R 0.00 (>= 0.5)") not in ground_truth.targets(rows, "r")
+  np.testing.assert_allclose([rows[10]["half"]["precision"], rows[10]["half"]["recall"]], [1.0, 2 / 3])
+  assert "| hair | 3 |" in ground_truth.markdown(rows, ["r", "none"])
+  assert dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "r"))["hair"]
+  t = dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "half"))
+  assert t["hair"] and not t["others"] and t["skin"]          # recall 2/3 >= 0.5; 2 claims > 1
+  assert not dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "none"))["hair"]
