@@ -11,6 +11,10 @@ after (an edit that grows the hair stays inside "hair"). Per edit and category:
   vis_in[k]  = region-k pixels that change *visibly*: max_RGB |after - before| > visible
   l1_total, vis_total: the same over the whole image.
 
+With the labels of the unedited image on both sides, l1_in / l1_total is exactly the ToyFaces edit
+scorer's `toyfaces.evaluate.locality_shares` (tested); this module generalises it to any segmenter
+and category table, regions before or after the edit, visible-pixel counts, and jitted batches.
+
 Per channel and category (`summarize`), over the images that contain k before the edit,
 both signs pooled per image:
 

@@ -146,3 +146,19 @@ def test_verified_json_end_to_end(tmp_path):
   t = dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "half"))
   assert t["hair"] and not t["others"] and t["skin"]          # recall 2/3 >= 0.5; 2 claims > 1
   assert not dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "none"))["hair"]
+
+
+def test_l1_shares_agree_with_toyfaces_evaluate():
+  """With unchanged labels, the L1 shares equal ss_jax.toyfaces.evaluate.locality_shares (the edit scorer)."""
+  from ss_jax.toyfaces import evaluate, parts
+  rng = np.random.RandomState(1)
+  before = rng.randint(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+  after = rng.randint(0, 256, (3, 1, 8, 8, 3)).astype(np.uint8)
+  labels = rng.randint(0, len(parts.PART_NAMES), (3, 8, 8))
+  table = segmentation.toyfaces_table()
+  cats = table.merge(labels)
+  got = V.edit_measures(before, cats, after, cats[:, None], table.num_categories)
+  names, shares, _ = evaluate.locality_shares(before, after[:, 0], labels)
+  mine = got["l1_in"][:, 0] / got["l1_total"][:, :1]
+  for j, name in enumerate(names):
+    np.testing.assert_allclose(mine[:, table.categories.index(name)], shares[:, j], rtol=1e-5, atol=1e-7)
