@@ -8,7 +8,9 @@ Masks: --labels_dir holds one class-index PNG per image named seed0001.png (by s
 00001.png (by position); --segmenter is a registered name or "module:function" mapping
 images (N, H, W, 3) in [-1, 1] to (N, H, W) labels. Scores are resumable shards under
 WORKDIR/<name>/; the thresholds only affect the final step. Writes detections.json,
-local.npz, layer_histogram.json/.png and mean_maps.npz there.
+local.npz, layer_histogram.json/.png and mean_maps.npz there, and (unless --noverify, which
+label PNGs imply) verified.json: every detection edited on held-out seeds (see
+experiments/_verify_flags.py and docs/verification.md).
 """
 import os
 import sys
@@ -16,6 +18,8 @@ import sys
 from absl import flags
 
 from ss_jax.runtime import cli
+
+from experiments import _verify_flags
 
 flags.DEFINE_string("workdir", None, "Work directory of experiments.gradient_maps.")
 flags.DEFINE_string("labels_dir", None, "Folder of label PNGs (seedNNNN.png or NNNNN.png).")
@@ -36,7 +40,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import images, locally_active, report, segmentation
+  from ss_jax import images, locally_active, report, segmentation, verified_detection
+  from ss_jax.io import CheckpointError
   try:
     if FLAGS.labels_dir and FLAGS.segmenter:
       raise ValueError("give either --labels_dir or --segmenter, not both")
@@ -57,15 +62,24 @@ def main(argv):
     print(f"scoring {gm.num_shards} shards ({len(job.pending())} to do), categories: {table.name}",
           flush=True)
     locally_active.run_detection(job, gm, labels_fn, table, progress_stream=sys.stderr)
-    result, hist = locally_active.finalize(job, gm, FLAGS.threshold, FLAGS.margin, FLAGS.top_k, layers)
-  except (FileNotFoundError, ValueError) as e:
+    result, hist = verified_detection.finalize(job, gm, FLAGS.score, FLAGS.threshold, FLAGS.margin,
+                                               FLAGS.mass_threshold, FLAGS.top_k, layers)
+    verified = None
+    if FLAGS.verify and not FLAGS.labels_dir:  # edited images need a segmenter
+      verified = _verify_flags.verify(job, gm, result, labels_fn, source, table, sys.stderr)
+    elif FLAGS.verify:
+      print("note: no verification: label PNGs cannot label edited images (give --segmenter)", flush=True)
+  except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   images.save_png(job.dir / "layer_histogram.png",
                   report.histogram_png(hist, [L.index for L in layout], table.categories))
-  for c in result["categories"]:
-    top = ", ".join(e["name"] for e in c["detected"][:5])
-    print(f"{c['category']:>12}: {len(c['detected'])} channels{' (' + top + ', ...)' if top else ''}")
-  print(f"wrote {job.dir}/detections.json, local.npz, layer_histogram.json/.png, mean_maps.npz")
+  for i, c in enumerate(result["categories"]):
+    shown = verified["categories"][i]["verified"] if verified else c["detected"]
+    top = ", ".join(e["name"] for e in shown[:5])
+    ver = f", {len(verified['categories'][i]['verified'])} verified" if verified else ""
+    print(f"{c['category']:>12}: {len(c['detected'])} channels{ver}{' (' + top + ', ...)' if top else ''}")
+  print(f"wrote {job.dir}/detections.json, local.npz, layer_histogram.json/.png, mean_maps.npz"
+        + (", verified.json" if verified else ""))
 
 
 if __name__ == "__main__":

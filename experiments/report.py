@@ -3,7 +3,9 @@
   python -m experiments.report --workdir=out/local --stats=out/stats/stats.npz --outdir=out/report
 
 Per category: the detected channels with their mean gradient maps (heat maps) and
-manipulation strips (s_c + alpha * std_c), the per-layer histogram and the settings.
+manipulation strips (s_c + alpha * std_c), the per-layer histogram and the settings; with a
+verified.json (detect_local's default step), the verification: measured locality against a
+random baseline and edit figures on held-out seeds (ss_jax.verification_report).
 index.html links PNG files next to it (relative paths, no server needed). The
 generator defaults to the checkpoint the gradient maps were computed with.
 """
@@ -37,12 +39,12 @@ def main(argv):
   try:
     alphas = [float(a) for a in FLAGS.alphas]
     gm = locally_active.open_job(FLAGS.workdir, locally_active.GRADMAPS)
-    g = std = None
+    std = None  # the generator also draws the verification figures (held-out edits)
+    g = load_generator(FLAGS.checkpoint or gm.spec["checkpoint"])
+    if g.config != GeneratorConfig.from_dict(gm.spec["config"]):
+      raise ValueError("the checkpoint is not the generator the gradient maps were computed with")
+    locally_active.check_generator(g)
     if FLAGS.stats:
-      g = load_generator(FLAGS.checkpoint or gm.spec["checkpoint"])
-      if g.config != GeneratorConfig.from_dict(gm.spec["config"]):
-        raise ValueError("the checkpoint is not the generator the gradient maps were computed with")
-      locally_active.check_generator(g)
       std = stats.load(FLAGS.stats, g.layout)["std"]
     path = report.build_report(FLAGS.workdir, FLAGS.outdir, FLAGS.name, g, std, FLAGS.max_channels, alphas,
                                FLAGS.num_images, FLAGS.channels)

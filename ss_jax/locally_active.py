@@ -432,10 +432,11 @@ def _entry(layout, flat, pos, top, second, score, cover):
           "mean_coverage": round(float(cover), 6)}
 
 
-def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None):
+def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None, detector=None, settings_extra=None):
   """Applies the decision rule to the summed shards and writes the results into job.dir.
 
   layers: optional style-layer indices; only their channels are ranked and detected.
+  detector: category id -> ranked positions replacing the paper's rule (`select`); settings_extra: added.
   Returns (detections dict, as in detections.json; histogram (num_layers, K) int64). Files:
   local.npz (fractions (C, K), wins, present, mean_score, mean_coverage, channels (C,) flat S,
   categories), detections.json, layer_histogram.json, mean_maps.npz (positions, channels, maps
@@ -452,6 +453,7 @@ def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None):
   dets = {}
   for k, cname in enumerate(table.categories):
     pos, top, second = select(frac, k, threshold, margin)
+    pos = np.asarray(pos if detector is None else detector(k), np.int64)
     pos = pos[allowed[pos]]
     dets[k] = pos
     ranked = np.flatnonzero(allowed)
@@ -466,7 +468,7 @@ def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None):
               "layers": None if layers is None else list(layers), "num_images": st.num_images,
               "labels": job.spec["labels"], "table": table.name, "categories": list(table.categories),
               "gradient_maps": {k: v for k, v in gm.spec.items() if k != "seeds"},
-              "seeds": _seed_summary(gm.spec["seeds"])}
+              "seeds": _seed_summary(gm.spec["seeds"]), **(settings_extra or {})}
   result = {"settings": settings, "categories": cats}
   out = job.dir
   jobs.atomic_save_npz(out / "local.npz", fractions=frac, wins=st.wins, present=st.present,
@@ -485,8 +487,7 @@ def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None):
   return result, hist
 
 
-def _seed_summary(seeds):
-  """Compact, exact description of a seed list ('0-999' style)."""
+def _seed_summary(seeds):  # '0-999' style, exact
   parts, start = [], None
   for i, s in enumerate(seeds):
     if start is None:

@@ -96,7 +96,7 @@ def _img(src, alt, width=None):
 
 
 def write_report(outdir, detections, histogram, mean_maps=None, strips=None, examples=None, notes=(),
-                 max_channels=8, title="Locally-active style channels"):
+                 max_channels=8, title="Locally-active style channels", category_html=None, verified_counts=None):
   """Writes index.html and its PNGs into outdir; returns the html path.
 
   Args:
@@ -106,6 +106,8 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
     strips: {channel name: uint8 (H, W, 3) manipulation strip}.
     examples: optional (images (E, H, W, C) uint8, category maps (E, P, P)) to show the masks.
     notes: extra lines shown at the top (e.g. a missing manipulation module).
+    category_html: {category id: HTML block} shown under each category (verification_report).
+    verified_counts: {category id: verified channels}, a summary column.
     max_channels: detected channels shown per category (the tables list all of them).
   """
   out = outputs.claim(outdir, "report")  # never into a folder of the user's files
@@ -130,16 +132,29 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
   for line in notes:
     h.append(f'<p class="note">{html.escape(str(line))}</p>')
   s = detections["settings"]
-  h.append(f"<p>{int(s.get('num_images', 0))} images; a channel is locally active for a category when "
-           f"it wins the category in more than {s['threshold']:g} of the images containing it and beats "
-           f"every other category by more than {s['margin']:g} (overlap score n / area<sup>"
-           f"{s['discount']:g}</sup>).</p>")
+  if s.get("score", "official") == "official":
+    h.append(f"<p>{int(s.get('num_images', 0))} images; a channel is locally active for a category when "
+             f"it wins the category in more than {s['threshold']:g} of the images containing it and beats "
+             f"every other category by more than {s['margin']:g} (overlap score n / area<sup>"
+             f"{s['discount']:g}</sup>, the paper's rule).</p>")
+  else:
+    h.append(f"<p>{int(s.get('num_images', 0))} images; rule <b>{html.escape(s['score'])}</b>: a channel is "
+             "detected for a category when its gradient-map mass inside the category exceeds the category's "
+             f"mean area share a by at least {s['mass_threshold']:g} x (1 - a)"
+             + (" or the paper's rule holds (win fraction &gt; "
+                f"{s['threshold']:g}, margin {s['margin']:g})" if s["score"] == "union" else "") + ".</p>")
+  vc = verified_counts or {}
   h.append("<h2>Summary</h2><table><tr><th>category</th><th>images containing it</th>"
-           "<th>detected channels</th></tr>")
+           "<th>detected channels</th>" + ("<th>verified by editing</th>" if vc else "")
+           + "<th>an average channel wins it (paper's rule)</th></tr>")
   for c in cats:
     anchor = f"cat-{c['id']}"
+    rate = c.get("average_channel_win_rate")
     h.append(f'<tr><td><a href="#{anchor}">{html.escape(c["category"])}</a></td>'
-             f"<td>{c['present_images']}</td><td>{len(c['detected'])}</td></tr>")
+             f"<td>{c['present_images']}</td><td>{len(c['detected'])}</td>"
+             + (f"<td>{vc.get(c['id'], 0)}</td>" if vc else "")
+             + ("<td>–</td>" if rate is None else f"<td{' class=note' if rate > 0.2 else ''}>{100 * rate:.0f}% "
+                f"of images{' (warning: > 20%)' if rate > 0.2 else ''}</td>") + "</tr>")
   h.append("</table>")
   h.append("<h2>Detections per style layer</h2>" + _img("layer_histogram.png", "per-layer histogram"))
   h.append("<table><tr><th>layer</th><th>name</th><th>res</th>"
@@ -163,6 +178,7 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
                                   f"{html.escape(n)}" for j, n in enumerate(histogram["categories"])) + "</p>")
   for c in cats:
     h.append(f'<h2 id="cat-{c["id"]}">{html.escape(c["category"])}</h2>')
+    h.append((category_html or {}).get(c["id"], ""))
     if not c["present_images"]:
       h.append("<p>Not present in any analysed image.</p>")
       continue
@@ -170,20 +186,21 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
       h.append("<p>No locally-active channels.</p>")
     else:
       h.append("<table><tr><th>channel</th><th>layer</th><th>fraction</th><th>margin</th><th>coverage</th>"
-               "<th>mean gradient map</th><th>manipulation</th></tr>")
+               "<th>map mass inside</th><th>mean gradient map (own max)</th><th>manipulation</th></tr>")
       for e in c["detected"][:max_channels]:
         n = e["name"]
         hm = _img(f"maps/{n}.png", f"mean gradient map {n}", 96) if n in mean_maps else ""
         st = _img(f"strips/{n}.png", f"manipulation {n}") if n in strips else ""
+        mass = f"{e['mass']:.2f}" if "mass" in e else "–"
         h.append(f"<tr><td>{html.escape(n)}</td>"
                  f"<td>{html.escape(e['layer_name'])} ({e['resolution']} px)</td>"
                  f"<td>{e['fraction']:.3f}</td><td>{e['margin']:.3f}</td><td>{e['mean_coverage']:.3f}</td>"
-                 f"<td>{hm}</td><td>{st}</td></tr>")
+                 f"<td>{mass}</td><td>{hm}</td><td>{st}</td></tr>")
       h.append("</table>")
       rest = c["detected"][max_channels:]
       if rest:
-        h.append("<p>Also detected: " + ", ".join(
-            f"{html.escape(e['name'])} ({e['fraction']:.2f})" for e in rest) + "</p>")
+        h.append(f"<details><summary>{len(rest)} more detected</summary><p>" + ", ".join(
+            f"{html.escape(e['name'])} ({e['fraction']:.2f})" for e in rest) + "</p></details>")
     top = [e for e in c["top"][:10] if e["fraction"] > 0]
     if top:
       h.append("<p>Highest fractions (detected or not): " + ", ".join(
@@ -282,4 +299,12 @@ def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5
     examples = (ims, cats)
   except FileNotFoundError:
     pass
-  return write_report(outdir, det, hist, maps, strips, examples, notes, max_channels)
+  cat_html = counts = None
+  if (job_dir / "verified.json").is_file():
+    from ss_jax import verification_report
+    ver = json.loads((job_dir / "verified.json").read_text())
+    cat_html, vnotes = verification_report.build_sections(outdir, workdir, det, ver, g, max_channels)
+    counts = {c["id"]: len(c["verified"]) for c in ver["categories"]}
+    notes.extend(vnotes)
+  return write_report(outdir, det, hist, maps, strips, examples, notes, max_channels, category_html=cat_html,
+                      verified_counts=counts)

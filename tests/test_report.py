@@ -95,8 +95,11 @@ def test_binaries_end_to_end(tmp_path):
   assert shard["maps"].shape == (2, 12, 8, 8) and shard["maps"].dtype == np.float16
   assert shard["scale"].shape == (2, 12) and shard["maps"].max() == 1
   _bin("detect_local", f"--workdir={wd}", "--segmenter=test_report:quadrants", "--categories=ffhq",
-           "--threshold=0.3", "--margin=0.1")
+           "--score=official", "--threshold=0.3", "--margin=0.1", "--verify_seeds=100-101")
   det = json.loads((tmp_path / "wd/local/detections.json").read_text())
+  ver = json.loads((tmp_path / "wd/local/verified.json").read_text())
+  assert [c["category"] for c in ver["categories"]] == [c["category"] for c in det["categories"]]
+  assert [c["detected"] for c in ver["categories"]] == [len(c["detected"]) for c in det["categories"]]
   assert [c["present_images"] for c in det["categories"]] == [0, 5, 5, 0, 0, 0, 5, 0, 0, 0, 5]
   assert (tmp_path / "wd/local/layer_histogram.png").is_file()
   assert np.load(tmp_path / "wd/local/local.npz")["fractions"].shape == (12, 11)
@@ -112,6 +115,8 @@ def test_binaries_end_to_end(tmp_path):
            "--channels=2_1,0_3", "--num_images=2")
   p = check_html(out / "index.html")
   assert "layer_histogram.png" in p.srcs and "maps/2_1.png" in p.srcs and "strips/0_3.png" in p.srcs
+  shown = [e["name"] for c in ver["categories"] for e in (c["verified"] + c["rejected"])[:5]]
+  assert shown and all(f"verify/{n}.png" in p.srcs for n in shown)
   with pytest.raises(ValueError, match="1_0 have no gradient maps"):  # a toRGB channel
     report.build_report(wd, out, channels="1_0")
   with pytest.raises(ValueError, match="bad channel name"):

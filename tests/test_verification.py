@@ -1,0 +1,164 @@
+"""Verification by editing, the gradient-mass score, verified.json and the ground-truth comparison."""
+import json
+
+import numpy as np
+import pytest
+
+from ss_jax import detection_scores as ds
+from ss_jax import ground_truth, images, jobs, locally_active as la, manipulate, segmentation, stats, stylespace
+from ss_jax import verification as V
+from ss_jax import verified_detection as vd
+from test_locally_active import _run, tiny_generator
+
+
+def _halves(seeds, index, u8):
+  """Stand-in segmenter that depends on the image: skin (1) where the red channel is bright, hair (17) else."""
+  return np.where(u8[..., 0] > 127, 1, 17).astype(np.int32)
+
+
+def test_edit_measures_match_loops():
+  rng = np.random.RandomState(0)
+  b, a, h, w, k = 2, 2, 5, 4, 3
+  before = rng.randint(0, 256, (b, h, w, 3)).astype(np.uint8)
+  after = np.clip(before[:, None].astype(int) + rng.randint(-30, 31, (b, a, h, w, 3)), 0, 255).astype(np.uint8)
+  cb, ca = rng.randint(0, k, (b, h, w)), rng.randint(0, k, (b, a, h, w))
+  got = V.edit_measures(before, cb, after, ca, k, visible=0.1)
+  for i in range(b):
+    for j in range(a):
+      d = np.abs(after[i, j].astype(float) - before[i].astype(float)) / 127.5
+      vis = d.max(-1) > 0.1
+      assert got["vis_total"][i, j] == vis.sum()
+      np.testing.assert_allclose(got["l1_total"][i, j], d.sum(), rtol=1e-5)
+      for c in range(k):
+        reg = (cb[i] == c) | (ca[i, j] == c)
+        np.testing.assert_allclose(got["l1_in"][i, j, c], d.sum(-1)[reg].sum(), rtol=1e-5)
+        assert got["vis_in"][i, j, c] == vis[reg].sum()
+
+
+def test_summarize_and_rule():
+  # One channel, 2 images, 1 alpha, 2 categories; category 1 absent in image 1.
+  d = {"l1_in": np.array([[[[3.0, 1.0]], [[2.0, 0.0]]]]), "l1_total": np.array([[[4.0], [4.0]]]),
+       "vis_in": np.array([[[[6, 2]], [[0, 0]]]]), "vis_total": np.array([[[8], [0]]]),
+       "present": np.array([[[True, True], [True, False]]])}
+  s = V.summarize(d, num_pixels=100)
+  np.testing.assert_allclose(s["l1_share_mean"], [[(0.75 + 0.5) / 2, 0.25]])
+  np.testing.assert_allclose(s["vis_share_mean"], [[0.75 / 2, 0.25]])   # no visible change: share 0
+  np.testing.assert_allclose(s["changed_mean"], [[0.04, 0.08]])
+  np.testing.assert_array_equal(s["n_images"], [[2, 1]])
+  np.testing.assert_allclose(s["l1_share_std"][0, 0], 0.125)
+  np.testing.assert_array_equal(V.verified_mask(s, 0.3, 0.01), [[True, False]])
+  np.testing.assert_array_equal(V.verified_mask(s, 0.3, 0.05), [[False, False]])
+
+
+def test_job_matches_manipulate_and_resumes(tmp_path):
+  g = tiny_generator()
+  table = segmentation.FFHQ
+  considered = stylespace.considered_indices(g.layout)
+  sigma = np.linspace(0.5, 1.5, g.num_style_channels)
+  args = (g, considered, sigma, [5, 6, 7], {"segmenter": "halves"}, table)
+  with pytest.raises(ValueError, match="overlap"):
+    V.make_job(tmp_path / "x", *args, forbidden_seeds=range(6))
+  job = V.make_job(tmp_path / "a", *args, alphas=(-3.0, 3.0))
+  V.run_job(job, g, _halves, [0, 5], rows_per_step=6)
+  assert job.done(0) and job.done(5) and not job.done(1)
+  V.run_job(job, g, _halves, range(len(considered)), rows_per_step=6)     # resume after a partial run
+  for proc in (1, 0):  # two processes' round-robin shares (each over this process's 4 fake devices)
+    ref = V.make_job(tmp_path / "b", *args, alphas=(-3.0, 3.0))
+    ref = jobs.ShardedJob(tmp_path / "b", ref.dir.name, {k: v for k, v in ref.spec.items() if k != "num_shards"},
+                          ref.num_shards, process_index=proc, process_count=2)
+    assert V.run_job(ref, g, _halves, range(len(considered)), rows_per_step=6) == len(ref.mine())
+  for p in range(len(considered)):
+    x, y = job.read(p), ref.read(p)
+    assert all(np.array_equal(x[key], y[key]) for key in x), p
+  # Independent path: manipulate.edited_images + numpy.
+  styles = stats.styles_from_seeds(g, [5, 6, 7], 0.7)
+  p = 7
+  raw = manipulate.edited_images(g, styles, [int(considered[p])], [-3.0, 3.0], sigma)
+  u8 = images.to_uint8(raw)                                    # (A, N, H, W, C)
+  base = images.to_uint8(manipulate.render(g, styles))
+  d = np.abs(u8.astype(float) - base[None].astype(float)) / 127.5
+  got = job.read(p)
+  np.testing.assert_allclose(got["l1_total"], d.sum((2, 3, 4)).T, rtol=1e-4, atol=1e-4)
+  np.testing.assert_array_equal(got["vis_total"], (d.max(-1) > 0.1).sum((2, 3)).T)
+  cat_b = table.merge(_halves(None, None, base))
+  np.testing.assert_array_equal(got["present"], [[(c == k).any() for k in range(11)] for c in cat_b])
+
+
+def test_mass_shares_and_rule():
+  cats = np.zeros((1, 2, 2), int)
+  cats[0, 0, 0] = 1
+  maps = np.array([[[[3.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]])
+  share, area = ds.mass_shares(maps, cats, 3)
+  np.testing.assert_allclose(share[0], [[0.25, 0.75, 0.0], [0.0, 0.0, 0.0]])
+  np.testing.assert_allclose(area[0], [0.75, 0.25, 0.0])
+  mass = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+  area = np.array([0.7, 0.3])
+  # excess = (mass - area) / (1 - area): category 1 -> 0.714, 0.143, 0.286; category 0 all below 0.
+  np.testing.assert_allclose(ds.mass_excess(mass, area)[:, 1], [0.5 / 0.7, 0.1 / 0.7, 0.2 / 0.7])
+  np.testing.assert_array_equal(ds.select_mass(mass, area, 1, 0.5)[0], [0])
+  np.testing.assert_array_equal(ds.select_mass(mass, area, 1, 0.2)[0], [0, 2])
+  np.testing.assert_array_equal(ds.select_mass(mass, area, 0, 0.0)[0], [])
+  frac = np.array([[0.0, 0.0], [0.9, 0.0], [0.0, 0.0]])     # the paper's rule: channel 1 for category 0
+  got = ds.detect("union", frac, mass, area, mass_threshold=0.2)
+  assert {k: v.tolist() for k, v in got.items()} == {0: [1], 1: [0, 2]}
+  assert {k: v.tolist() for k, v in ds.detect("official", frac).items()} == {0: [1], 1: []}
+  with pytest.raises(ValueError, match="unknown score"):
+    ds.detect("best", frac, mass, area)
+  p, r, f1, n, t = ds.precision_recall([1, 1, 0, 0], [1, 0, 1, 0])
+  assert (p, r, f1, n, t) == (0.5, 0.5, 0.5, 2, 2)
+
+
+def test_verified_json_end_to_end(tmp_path):
+  g = tiny_generator()
+  (_, _), gm, job = _run(tmp_path, g)
+  result, _ = vd.finalize(job, gm, "mass", mass_threshold=0.05)
+  assert json.loads((job.dir / "detections.json").read_text())["settings"]["score"] == "mass"
+  assert all("mass" in e and "average_channel_win_rate" in c for c in result["categories"] for e in c["detected"])
+  official, _ = vd.finalize(job, gm, "official", threshold=0.3, margin=0.1)
+  assert official == json.loads((job.dir / "detections.json").read_text())
+  assert [[e["name"] for e in c["detected"]] for c in official["categories"]] == [
+      [e["name"] for e in c["detected"]] for c in la.finalize(job, gm, threshold=0.3, margin=0.1)[0]["categories"]]
+  table = segmentation.FFHQ
+  with pytest.raises(ValueError, match="overlap"):
+    vd.make_verify_job(tmp_path, gm, g, {"segmenter": "halves"}, table, [3, 100])
+  vjob = vd.make_verify_job(tmp_path, gm, g, {"segmenter": "halves"}, table, [100, 101], alphas=(-5.0, 5.0))
+  out = vd.verify(job, gm, result, g, _halves, vjob, min_share=0.3, min_changed=0.0, baseline_per_layer=2)
+  assert json.loads((job.dir / "verified.json").read_text()) == json.loads(json.dumps(out))
+  assert [c["category"] for c in out["categories"]] == list(table.categories)
+  for c, d in zip(out["categories"], result["categories"]):
+    assert len(c["verified"]) + len(c["rejected"]) == len(d["detected"])
+    for e in c["verified"]:
+      assert e["vis_share"]["mean"] >= 0.3 and "ci95" in e["changed"] and "ci95" in e["l1_share"]
+  assert any(c["baseline"] for c in out["categories"])
+  # The oracle comparison on these numbers: the verified set is a subset of the detections.
+  c = len(la.job_layout(gm)[1])
+  truth = np.zeros((c, 11), bool)
+  truth[:3, 10] = True
+  half = truth.copy()
+  half[0, 10] = False
+  half[5, 0] = half[6, 0] = True     # two claims where nothing is local
+  rows = ground_truth.compare(truth, {"r": truth.copy(), "half": half, "none": np.zeros_like(truth)},
+                              table.categories)
+  assert rows[10]["r"]["precision"] == 1.0 and rows[10]["none"]["claimed"] == 0
+  np.testing.assert_allclose([rows[10]["half"]["precision"], rows[10]["half"]["recall"]], [1.0, 2 / 3])
+  assert "| hair | 3 |" in ground_truth.markdown(rows, ["r", "none"])
+  assert dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "r"))["hair"]
+  t = dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "half"))
+  assert t["hair"] and not t["others"] and t["skin"]          # recall 2/3 >= 0.5; 2 claims > 1
+  assert not dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "none"))["hair"]
+
+
+def test_l1_shares_agree_with_toyfaces_evaluate():
+  """With unchanged labels, the L1 shares equal ss_jax.toyfaces.evaluate.locality_shares (the edit scorer)."""
+  from ss_jax.toyfaces import evaluate, parts
+  rng = np.random.RandomState(1)
+  before = rng.randint(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+  after = rng.randint(0, 256, (3, 1, 8, 8, 3)).astype(np.uint8)
+  labels = rng.randint(0, len(parts.PART_NAMES), (3, 8, 8))
+  table = segmentation.toyfaces_table()
+  cats = table.merge(labels)
+  got = V.edit_measures(before, cats, after, cats[:, None], table.num_categories)
+  names, shares, _ = evaluate.locality_shares(before, after[:, 0], labels)
+  mine = got["l1_in"][:, 0] / got["l1_total"][:, :1]
+  for j, name in enumerate(names):
+    np.testing.assert_allclose(mine[:, table.categories.index(name)], shares[:, j], rtol=1e-5, atol=1e-7)
