@@ -36,9 +36,11 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   import numpy as np
-  from ss_jax import attribute_channels as ac
-  from ss_jax import defaults, images, jobs, sampling, stats
-  from ss_jax.checkpoint import load_generator
+  from ss_jax.stylespace import attribute_channels as ac
+  from ss_jax.runtime import defaults, images, jobs
+  from ss_jax.stylegan2 import sampling
+  from ss_jax.stylespace import stats
+  from ss_jax.stylegan2.checkpoint import load_generator
   out = pathlib.Path(FLAGS.workdir)
   meta = {}
   try:
@@ -59,7 +61,7 @@ def main(argv):
         seeds = seeds[ac.top_by_attribute(logits, FLAGS.attribute, FLAGS.num_exemplars, not FLAGS.lowest)]
         meta.update(logits=FLAGS.logits, attribute=FLAGS.attribute, lowest=FLAGS.lowest)
       print(f"computing styles of {len(seeds)} exemplars (psi={FLAGS.psi})")
-      s = stats.styles_from_seeds(g, seeds, FLAGS.psi, FLAGS.batch_size)
+      s = sampling.styles_from_seeds(g, seeds, FLAGS.psi, FLAGS.batch_size)
       meta.update(seeds=seeds.tolist(), psi=FLAGS.psi)
     result = ac.find_channels(s, st["mean"], st["std"], g.layout, FLAGS.include_torgb, restrict)
   except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, bad names, wrong stats

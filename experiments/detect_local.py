@@ -32,12 +32,14 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import images, locally_active, report, segmentation
+  from ss_jax.runtime import images
+  from ss_jax.stylespace import locally_active, report, segmentation
+  from ss_jax.stylespace.gradmaps import storage
   try:
     if FLAGS.labels_dir and FLAGS.segmenter:
       raise ValueError("give either --labels_dir or --segmenter, not both")
-    gm = locally_active.open_job(FLAGS.workdir, locally_active.GRADMAPS)
-    layout, _, _ = locally_active.job_layout(gm)
+    gm = storage.open_job(FLAGS.workdir, storage.GRADMAPS)
+    layout, _, _ = storage.job_layout(gm)
     layers = locally_active.parse_layers(layout, FLAGS.layers) if FLAGS.layers else None
     table_name = FLAGS.categories
     if FLAGS.labels_dir:

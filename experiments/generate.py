@@ -23,9 +23,10 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   import numpy as np
-  from ss_jax import defaults, images, sampling
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.io import CheckpointError
+  from ss_jax.runtime import defaults, images
+  from ss_jax.stylegan2 import sampling
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from converters.io import CheckpointError
   try:
     seeds = sampling.parse_seeds(FLAGS.seeds)
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())

@@ -36,8 +36,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import defaults, distributed, images, jobs, manipulate, sampling, stats
-  from ss_jax.checkpoint import load_generator
+  from ss_jax.runtime import defaults, distributed, images, jobs
+  from ss_jax.stylespace import manipulate, stats
+  from ss_jax.stylegan2 import sampling
+  from ss_jax.stylegan2.checkpoint import load_generator
   try:
     _distributed_flags.initialize()
     seeds = sampling.parse_seeds(FLAGS.seeds)
@@ -58,11 +60,7 @@ def main(argv):
   if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
     progress = jobs.Progress(len(job.pending()) * len(groups), "edits", "channel x shard", interval=0)
   manipulate.run_job(job, g, FLAGS.batch_size, progress=progress)
-  try:
-    distributed.wait_for_shards(job)
-  except jobs.ShardsMissing as e:  # another process's shards never showed up
-    sys.exit(f"error: {e}")
-  if not distributed.is_main():
+  if not _distributed_flags.wait_for_shards(job):
     return
   grid = manipulate.job_grid(job, min_cell=FLAGS.min_cell)
   out = pathlib.Path(FLAGS.outdir)

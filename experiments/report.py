@@ -27,19 +27,20 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import locally_active, report, stats
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.config import GeneratorConfig
-  from ss_jax.io import CheckpointError
+  from ss_jax.stylespace import report, stats
+  from ss_jax.stylespace.gradmaps import storage
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from ss_jax.stylegan2.config import GeneratorConfig
+  from converters.io import CheckpointError
   try:
     alphas = [float(a) for a in FLAGS.alphas]
-    gm = locally_active.open_job(FLAGS.workdir, locally_active.GRADMAPS)
+    gm = storage.open_job(FLAGS.workdir, storage.GRADMAPS)
     g = std = None
     if FLAGS.stats:
       g = load_generator(FLAGS.checkpoint or gm.spec["checkpoint"])
       if g.config != GeneratorConfig.from_dict(gm.spec["config"]):
         raise ValueError("the checkpoint is not the generator the gradient maps were computed with")
-      locally_active.check_generator(g)
+      storage.check_generator(g)
       std = stats.load(FLAGS.stats, g.layout)["std"]
     path = report.build_report(FLAGS.workdir, FLAGS.outdir, FLAGS.name, g, std, FLAGS.max_channels, alphas,
                                FLAGS.num_images, FLAGS.channels)
