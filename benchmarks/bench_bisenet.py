@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ss_jax import bisenet, face_parser
+from ss_jax.parser import bisenet, face_parser
 
 SIZE = 512
 

@@ -112,8 +112,8 @@ def counters(port):
 def render_buckets(checkpoint, repeats=15):
   """Median time of the jitted render program alone per batch size (in this process)."""
   import jax
-  from ss_jax import defaults
-  from ss_jax.checkpoint import load_generator
+  from ss_jax.runtime import defaults
+  from ss_jax.stylegan2.checkpoint import load_generator
   from ss_jax.explorer import renderer
   g = load_generator(checkpoint or defaults.default_checkpoint())
   flat = renderer.seed_styles(g, range(8), 0.7)

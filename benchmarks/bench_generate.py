@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ss_jax import ops
-from ss_jax.generator import Generator, config_f
+from ss_jax.stylegan2 import ops
+from ss_jax.stylegan2.generator import Generator, config_f
 
 TORCH_256_BATCH4_S = 3.87
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stylegan2"
@@ -84,7 +84,7 @@ def main():
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--skip_256", action="store_true", help="skip the 256px config-f model (slow on CPU)")
   args = ap.parse_args()
-  from converters import load_checkpoint
+  from ss_jax.stylegan2.checkpoint import load_checkpoint
   models = []
   for name, f in [("n1", "n1.pkl"), ("n2", "n2.pkl"), ("r1", "r1.pt"), ("t1", "t1.pkl")]:
     if (FIXTURES / name / f).is_file():

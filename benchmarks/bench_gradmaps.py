@@ -10,7 +10,7 @@ own peak; `compile s` is trace + XLA compile, timed apart from the runs. The
 hour or more each, so they are estimated (marked `est`, erring a few percent
 high): reverse from one timed chunk of 8 cotangents times 3,072 outputs, forward
 from one timed chunk of 8 tangents entering at the first layer, scaled to every
-layer by the multiply-add model of `gradmaps.plan`. PyTorch reference numbers (torch.func on this CPU, from
+layer by the multiply-add model of `planning.plan`. PyTorch reference numbers (torch.func on this CPU, from
 shared/docs/performance_notes.md) were measured elsewhere, not in this run.
 
 The machine is shared: a 2048^3 matmul is timed before the cases (`matmul
@@ -39,11 +39,11 @@ def _load(model):
   import jax
   import numpy as np
   if model in CHECKPOINTS:
-    from converters import load_checkpoint
+    from ss_jax.stylegan2.checkpoint import load_checkpoint
     g, _ = load_checkpoint(SHARED / "fixtures" / CHECKPOINTS[model])
     ref = np.load(SHARED / "fixtures" / "gradmaps" / f"{model}.npz")
     return g, ref["ws"], ref["maps"]
-  from ss_jax.generator import Generator, config_f
+  from ss_jax.stylegan2.generator import Generator, config_f
   g = jax.jit(Generator.random, static_argnums=0)(config_f(256), jax.random.PRNGKey(0))
   z = jax.random.normal(jax.random.PRNGKey(1), (8, 512))
   return g, jax.jit(lambda g, z: g.mapping(z))(g, z), None
@@ -74,7 +74,7 @@ def _compiled_maps(g, s, res, include_torgb, pl):
   import jax
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
-  from ss_jax import gradmaps
+  from ss_jax.stylespace.gradmaps import api as gradmaps
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
   s = jax.device_put(gradmaps._as_styles(g, s), NamedSharding(mesh, P("data")))
   g = jax.device_put(g, NamedSharding(mesh, P()))
@@ -93,8 +93,9 @@ def _estimate_reverse(g, s, res, k=8):
   """
   import jax
   import jax.numpy as jnp
-  from ss_jax import gradmaps as gm
-  from ss_jax import jacobian_modes
+  from ss_jax.stylespace.gradmaps import api as gm
+  from ss_jax.stylespace.gradmaps import dense as jacobian_modes
+  from ss_jax.stylegan2 import layers as layers_lib
   layers = gm.considered_layers(g.layout)
   s1 = tuple(v[:1] for v in s)
 
@@ -103,7 +104,7 @@ def _estimate_reverse(g, s, res, k=8):
       s2 = list(s1)
       for m, v in zip(layers, sc):
         s2[m] = v
-      return jacobian_modes._pool(jacobian_modes._render(g, s2)[1], res)[0]
+      return jacobian_modes._pool(layers_lib._render(g, s2)[1], res)[0]
     y, pull = jax.vjp(f, tuple(s1[m] for m in layers))
     ct = jax.nn.one_hot(jnp.arange(k), y.size, dtype=y.dtype).reshape((k,) + y.shape)
     return jax.vmap(pull)(ct)
@@ -117,24 +118,26 @@ def _estimate_forward(g, s, res, k=8):
   """Seconds per image: time per tangent entering at layer 0 (one chunk of k), scaled to
   every layer by the downstream multiply-adds of the FLOP model (errs high, as above)."""
   import jax
-  from ss_jax import gradmaps as gm
-  from ss_jax import jacobian_modes
+  from ss_jax.stylespace.gradmaps import api as gm
+  from ss_jax.stylespace.gradmaps import dense as jacobian_modes
+  from ss_jax.stylespace.gradmaps import planning
+  from ss_jax.stylegan2 import layers as layers_lib
   layout = g.layout
   layers = gm.considered_layers(layout)
   s1 = tuple(v[:1] for v in s)
 
   def chunk(g, s1):
-    st = jacobian_modes._initial_state(g, 1, s1[0].dtype)
+    st = layers_lib._initial_state(g, 1, s1[0].dtype)
     L, p = layout[0], g.params["synthesis"]["layers"][0]
-    pre = jacobian_modes._pre(g.config, L, p, st[0], s1[0])
-    rest = lambda pre_: jacobian_modes._pool(jacobian_modes._render(g, s1, 1, state=jacobian_modes._post(
-        g.config, L, p, g.params["synthesis"], st, pre_, jacobian_modes._noise(g, layout, 0)))[1], res)[0]
+    pre = layers_lib._pre(g.config, L, p, st[0], s1[0])
+    rest = lambda pre_: jacobian_modes._pool(layers_lib._render(g, s1, 1, state=layers_lib._post(
+        g.config, L, p, g.params["synthesis"], st, pre_, layers_lib._noise(g, layout, 0)))[1], res)[0]
     _, lin = jax.linearize(rest, pre)
     return jax.vmap(lin)(jacobian_modes._entry_tangents(g, 0, st[0], s1[0], pre, 0, k)[:, None])
 
   fn = jax.jit(chunk)
   per_tangent = _timed(lambda: fn(g, s1), 1)[2] / k
-  downstream = lambda m: sum(gm._conv_macs(layout[l]) for l in range(m + 1, len(layout)))
+  downstream = lambda m: sum(planning._conv_macs(layout[l]) for l in range(m + 1, len(layout)))
   return per_tangent * sum(layout[m].channels * downstream(m) for m in layers) / downstream(0)
 
 
@@ -142,7 +145,8 @@ def worker(case):
   """Run one case in this process; returns a result dict."""
   import jax
   import numpy as np
-  from ss_jax import gradmaps
+  from ss_jax.stylespace.gradmaps import api as gradmaps
+  from ss_jax.stylespace.gradmaps import planning
   model, method, n = case["model"], case["method"], case["images"]
   g, ws, ref = _load(model)
   res = 32
@@ -156,7 +160,7 @@ def worker(case):
   else:
     s = _images(g, ws, n)
     rgb = case.get("include_torgb", False)
-    pl = gradmaps.plan(g.config, res, rgb, method=method)
+    pl = planning.plan(g.config, res, rgb, method=method)
     fn, compile_s = _compiled_maps(g, s, res, rgb, pl)
     maps, _, best = _timed(fn, case.get("repeats", 5))
     row.update(s_per_image=best / n, compile_s=compile_s, plan=str(pl))

@@ -7,7 +7,7 @@ Files (built here, in a temporary folder):
   memo.pkl  ~460 bytes: an NVIDIA-style pickle whose module state nests a shared list
             `[x, x]` forty levels deep (2**40 leaves if expanded instead of shared);
   bomb.pt   ~1 MB: a torch zip whose data.pkl inflates to 1 GiB of zeros.
-Each is given to `converters.load_checkpoint` in a fresh process (limited to --timeout
+Each is given to `ss_jax.stylegan2.checkpoint.load_checkpoint` in a fresh process (limited to --timeout
 seconds and --max_gb of address space); the row shows the wall time, the peak resident
 memory (ru_maxrss) and the first 120 characters of the outcome.
 """
@@ -27,7 +27,7 @@ import zlib
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROBE = """
 import json, resource, sys, time
-from converters import load_checkpoint
+from ss_jax.stylegan2.checkpoint import load_checkpoint
 t = time.time()
 try:
   load_checkpoint(sys.argv[1])

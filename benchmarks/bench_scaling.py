@@ -39,8 +39,8 @@ if str(REPO) not in sys.path:  # `python benchmarks/bench_scaling.py`
 
 def _model(name):
   if name == "toyfaces":
-    from ss_jax import defaults
-    from ss_jax.checkpoint import load_generator
+    from ss_jax.runtime import defaults
+    from ss_jax.stylegan2.checkpoint import load_generator
     return load_generator(defaults.default_checkpoint())
   from tests import tiny  # 16 px random generator of the test suite
   return tiny.tiny_generator(0)
@@ -48,13 +48,16 @@ def _model(name):
 
 def worker(case):
   """One case in this process (already joined to its peers if case['coordinator'])."""
-  from ss_jax import distributed
+  from ss_jax.runtime import distributed
   if case.get("coordinator"):
     distributed.initialize(case["coordinator"], case["processes"], case["process_id"])
   import jax
-  from ss_jax import gradmaps, locally_active, stats
+  from ss_jax.stylespace.gradmaps import api as gradmaps
+  from ss_jax.stylespace.gradmaps import planning
+  from ss_jax.stylespace import stats
+  from ss_jax.stylespace.gradmaps import storage
   g = _model(case["model"])
-  mesh = distributed.global_mesh()
+  mesh = distributed.default_mesh()
   root = pathlib.Path(case["workdir"])
   row = dict(case, devices=jax.device_count(), local_devices=jax.local_device_count(),
              platform=jax.devices()[0].platform)
@@ -78,7 +81,7 @@ def worker(case):
 
   def maps_job(name, seeds):
     t = time.perf_counter()
-    gm = locally_active.gradient_map_job(root / name, g, seeds, case["model"], case["resolution"],
+    gm = storage.gradient_map_job(root / name, g, seeds, case["model"], case["resolution"],
                                          images_per_shard=per)
     gradmaps.run_job(gm, g, mesh=mesh)
     distributed.wait_for_shards(gm)
@@ -88,7 +91,7 @@ def worker(case):
   row["gradmaps_compile_s"] = maps_job("maps_warm", range(10**6, 10**6 + per * case["processes"]))
   row["gradmaps_s"] = maps_job("maps", range(k))
   row["gradmaps_s_per_image"] = row["gradmaps_s"] / k
-  row["plan"] = str(gradmaps.plan(g.config, case["resolution"]))
+  row["plan"] = str(planning.plan(g.config, case["resolution"]))
   return row
 
 
@@ -100,7 +103,7 @@ def _framework_overheads(mesh, batch_size, steps=64, width=512):
   """ms per map_batches step of a trivial function (pad, global array, dispatch, read back) and per
   agreement (the all-gather of every round and map_batches call), median-ish of repeats."""
   import numpy as np
-  from ss_jax import distributed
+  from ss_jax.runtime import distributed
   x = np.ones((steps * batch_size, width), np.float32)
   list(distributed.map_batches(_double, np.float32(2), (x[:batch_size],), (), batch_size, mesh))  # compile
   t = time.perf_counter()

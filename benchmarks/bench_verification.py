@@ -26,8 +26,10 @@ def main():
   ap.add_argument("--oracle_seeds", default="2000000-2000011")
   args = ap.parse_args()
   import os
-  from ss_jax import defaults, ground_truth, sampling
-  from ss_jax.checkpoint import load_generator
+  from ss_jax.runtime import defaults
+  from ss_jax.stylespace import ground_truth
+  from ss_jax.stylegan2 import sampling
+  from ss_jax.stylegan2.checkpoint import load_generator
   ckpt = defaults.default_checkpoint()
   g = load_generator(ckpt)
   load = os.getloadavg()

@@ -1,16 +1,25 @@
-"""Checkpoint converters: official StyleGAN2 files -> ss-jax generators.
+"""Checkpoint converters: official StyleGAN2 / BiSeNet files -> plain configs and numpy arrays.
 
-`python -m converters SRC OUT` writes a converted directory; `load_checkpoint`
-reads any supported file directly.
+The untrusted-file readers (converters/io/: pickles and torch files through an allow-list of
+data-only stand-ins) and the format mappings (nvidia, tensorflow, rosinality: tensor names ->
+the parameter tree). Nothing here imports ss_jax; the library builds its generators and parsers
+from what these return (ss_jax.load_generator, ss_jax.parser). Only the command line,
+`python -m converters SRC OUT` (converters/__main__.py), imports the library.
 """
 import pathlib
 
-from ss_jax.io import CheckpointError, sniff_format
-from ss_jax.io.safe_pickle import reading
+from converters.io import CheckpointError, sniff_format
+from converters.io.safe_pickle import reading
 
 
-def load_checkpoint(path):
-  """Read a generator checkpoint of any supported format; returns (Generator, info dict)."""
+def read_generator(path):
+  """Read a generator checkpoint of any supported format.
+
+  Returns:
+    (config, params_fn, info): config a dict of GeneratorConfig fields; params_fn(cfg, layout)
+    -> (params, buffers) numpy trees for the library's config object and its style layout
+    (buffers["w_avg"] may be None: not stored in the file); info a dict (format, network, path).
+  """
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -23,26 +32,14 @@ def load_checkpoint(path):
     from converters import bisenet, rosinality as mod
     if bisenet.looks_like_bisenet(path):
       raise CheckpointError(f"{path}: a BiSeNet face-parser state dict, not a generator "
-                            "(load it with ss_jax.face_parser.load_parser)")
+                            "(load it with ss_jax.parser.face_parser.load_parser)")
   else:
     raise CheckpointError(f"{path}: no generator converter for format {kind!r}")
   with reading(path, "checkpoint"):  # format errors of a corrupt file -> CheckpointError
-    g, info = mod.load(path)
-  info = dict(info, path=str(path))
-  return g, info
+    config, read_params, info = mod.read(path)
 
+  def params_fn(cfg, layout):
+    with reading(path, "checkpoint"):  # the tensor mapping's format errors, too
+      return read_params(cfg, layout)
 
-def describe(g, info):
-  """Lines summarising a loaded generator (what the converter prints)."""
-  cfg = g.config
-  layout = g.layout
-  conv = sum(L.channels for L in layout if L.kind == "conv")
-  rgb = sum(L.channels for L in layout if L.kind == "torgb")
-  lines = [f"format:          {info.get('format')} ({info.get('network')})",
-           f"resolution:      {cfg.img_resolution} px, {cfg.img_channels} channels, architecture {cfg.architecture}",
-           f"z_dim / w_dim:   {cfg.z_dim} / {cfg.w_dim}, c_dim {cfg.c_dim}, mapping layers {cfg.mapping_layers}",
-           f"num_ws:          {cfg.num_ws}",
-           f"style layers:    {len(layout)}; style channels {conv + rgb} ({conv} conv + {rgb} toRGB)"]
-  if "w_avg" in info:
-    lines.append(f"w_avg:           {info['w_avg']}")
-  return lines
+  return config, params_fn, dict(info, path=str(path))

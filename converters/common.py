@@ -1,7 +1,7 @@
 """Shared helpers for the checkpoint -> ss-jax parameter converters."""
 import numpy as np
 
-from ss_jax.io import CheckpointError
+from converters.io import CheckpointError
 
 
 class TensorSource:

@@ -1,10 +1,8 @@
-"""NVIDIA stylegan2-ada-pytorch / stylegan3 (StyleGAN2 networks) pickles -> ss-jax Generator."""
+"""NVIDIA stylegan2-ada-pytorch / stylegan3 (StyleGAN2 networks) pickles -> config dict + numpy params."""
 import numpy as np
 
 from converters.common import TensorSource, check_fir, oihw_to_hwio
-from ss_jax.config import GeneratorConfig, style_layout
-from ss_jax.generator import Generator
-from ss_jax.io import CheckpointError, read_nvidia_pickle
+from converters.io import CheckpointError, read_nvidia_pickle
 
 
 def _pick_generator(obj, path):
@@ -22,7 +20,7 @@ def _attr(module, name, default):
 
 
 def config_from_module(G, path):
-  """GeneratorConfig from the module's constructor kwargs, cross-checked against tensors."""
+  """GeneratorConfig kwargs (dict) from the module's constructor kwargs, cross-checked against tensors."""
   kw = dict(G.init_kwargs)
   missing = [k for k in ("z_dim", "w_dim", "img_resolution") if k not in kw]
   if missing:
@@ -44,7 +42,7 @@ def config_from_module(G, path):
   clamp = syn_kw.get("conv_clamp", None)
   hidden = int(sd["mapping.fc0.weight"].shape[0]) if num_layers > 1 else None
   embed = int(sd["mapping.embed.weight"].shape[0]) if "mapping.embed.weight" in sd else None
-  return GeneratorConfig(
+  return dict(
       z_dim=int(kw["z_dim"]), w_dim=int(kw["w_dim"]), c_dim=int(kw.get("c_dim", 0)),
       img_resolution=res, img_channels=int(kw.get("img_channels", 3)),
       channels=tuple(channels), mapping_layers=num_layers, mapping_hidden=hidden,
@@ -52,8 +50,12 @@ def config_from_module(G, path):
       conv_clamp=None if clamp is None else float(clamp), flavour="nvidia")
 
 
-def params_from_state_dict(cfg, sd, path, prefix=""):
-  """Torch-named tensors of a StyleGAN2 G (NVIDIA names) -> (params, buffers)."""
+def params_from_state_dict(cfg, layout, sd, path, prefix=""):
+  """Torch-named tensors of a StyleGAN2 G (NVIDIA names) -> (params, buffers) of numpy arrays.
+
+  cfg: the generator config (ss_jax GeneratorConfig or any object with its fields); layout: its
+  style layers in generator order (objects with name, kind, resolution, channels, out_channels, up).
+  """
   t = TensorSource(sd, path, prefix)
   dims = [cfg.z_dim + cfg.embed_dim] + [cfg.hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
   fc = [{"w": t.get(f"mapping.fc{i}.weight", (o, d)).T.copy(), "b": t.get(f"mapping.fc{i}.bias", (o,))}
@@ -63,7 +65,7 @@ def params_from_state_dict(cfg, sd, path, prefix=""):
     mapping["embed"] = {"w": t.get("mapping.embed.weight", (cfg.embed_dim, cfg.c_dim)).T.copy(),
                         "b": t.get("mapping.embed.bias", (cfg.embed_dim,))}
   layers, noise = [], []
-  for L in style_layout(cfg):
+  for L in layout:
     mod = f"synthesis.b{L.resolution}.{L.name.split('_')[1]}"
     k = 3 if L.kind == "conv" else 1
     p = {"affine_w": t.get(f"{mod}.affine.weight", (L.channels, cfg.w_dim)).T.copy(),
@@ -88,11 +90,10 @@ def params_from_state_dict(cfg, sd, path, prefix=""):
   return {"mapping": mapping, "synthesis": synthesis}, {"w_avg": w_avg, "noise": noise}
 
 
-def load(path):
-  """Read an NVIDIA PyTorch snapshot pickle; returns (Generator, info dict)."""
+def read(path):
+  """Read an NVIDIA PyTorch snapshot pickle -> (config dict, params(cfg, layout), info dict)."""
   snap = read_nvidia_pickle(path)
   key, G = _pick_generator(snap, path)
-  cfg = config_from_module(G, path)
-  params, buffers = params_from_state_dict(cfg, G.state_dict(), path)
+  sd = G.state_dict()
   info = {"format": "NVIDIA stylegan2-ada-pytorch pickle", "network": key}
-  return Generator(params, buffers, cfg), info
+  return config_from_module(G, path), lambda cfg, layout: params_from_state_dict(cfg, layout, sd, path), info

@@ -1,22 +1,21 @@
-"""rosinality/stylegan2-pytorch `.pt` checkpoints -> ss-jax Generator.
+"""rosinality/stylegan2-pytorch `.pt` checkpoints -> config dict + numpy params.
 
 No config is stored in these files: resolution, mapping depth, style_dim and the
 channel table follow from tensor names and shapes. The mapping lr multiplier
 (`lr_mlp`) is not stored either; 0.01, the value of every released model and of
-train.py's default, is assumed.
+train.py's default, is assumed. Checkpoints without `latent_avg` (train.py's) give w_avg None:
+the library estimates it from the mapping network (ss_jax.stylegan2.checkpoint).
 """
 import numpy as np
 
 from converters.common import TensorSource, check_fir
-from ss_jax.config import GeneratorConfig, style_layout
-from ss_jax.generator import Generator
-from ss_jax.io import CheckpointError, read_torch_file
+from converters.io import CheckpointError, read_torch_file
 
 LR_MLP = 0.01
-W_AVG_SAMPLES = 100_000
 
 
 def config_from_state_dict(sd, path):
+  """GeneratorConfig kwargs (dict) from tensor names and shapes."""
   if "input.input" not in sd or "style.1.weight" not in sd:
     raise CheckpointError(f"{path}: not a rosinality generator state dict "
                           "(expected 'input.input' and 'style.1.weight')")
@@ -28,7 +27,7 @@ def config_from_state_dict(sd, path):
   for i in range(n_convs // 2):
     channels.append(int(sd[f"convs.{2 * i + 1}.conv.weight"].shape[1]))
   img_channels = int(sd["to_rgb1.conv.weight"].shape[1])
-  return GeneratorConfig(z_dim=style_dim, w_dim=style_dim, img_resolution=res, channels=tuple(channels),
+  return dict(z_dim=style_dim, w_dim=style_dim, img_resolution=res, channels=tuple(channels),
                          img_channels=img_channels, mapping_layers=n_mlp, mapping_lr=LR_MLP,
                          flavour="rosinality")
 
@@ -43,13 +42,14 @@ def _module_name(L):
   return f"convs.{2 * j + (0 if L.up else 1)}"
 
 
-def params_from_state_dict(cfg, sd, path, prefix=""):
+def params_from_state_dict(cfg, layout, sd, path, prefix=""):
+  """g_ema's tensors -> (params, buffers) of numpy arrays (w_avg zeros); cfg, layout as in nvidia."""
   t = TensorSource(sd, path, prefix)
   sdim = cfg.w_dim
   fc = [{"w": t.get(f"style.{i}.weight", (sdim, sdim)).T.copy(), "b": t.get(f"style.{i}.bias", (sdim,))}
         for i in range(1, cfg.mapping_layers + 1)]
   layers, noise = [], []
-  for L in style_layout(cfg):
+  for L in layout:
     mod = _module_name(L)
     k = 3 if L.kind == "conv" else 1
     w = t.get(f"{mod}.conv.weight", (1, L.out_channels, L.channels, k, k))[0]
@@ -71,37 +71,27 @@ def params_from_state_dict(cfg, sd, path, prefix=""):
                                                           "noise": noise}
 
 
-def estimate_w_avg(g, num=W_AVG_SAMPLES, seed=0, batch=10_000):
-  """Mean mapping output over num random z (rosinality's generate.py does this with 4096)."""
-  import jax
-  import jax.numpy as jnp
-  from ss_jax.generator import mapping
-  fn = jax.jit(lambda p, z: jnp.sum(mapping(g.config, p, z), axis=0))
-  key = jax.random.PRNGKey(seed)
-  total = np.zeros((g.config.w_dim,), np.float64)
-  for start in range(0, num, batch):
-    n = min(batch, num - start)
-    z = jax.random.normal(jax.random.fold_in(key, start), (n, g.config.z_dim))
-    total += np.asarray(fn(g.params, z), np.float64)
-  return (total / num).astype(np.float32)
+def read(path):
+  """Read a rosinality checkpoint ({'g_ema', 'latent_avg', ...} or train.py's).
 
-
-def load(path):
-  """Read a rosinality checkpoint ({'g_ema', 'latent_avg', ...} or train.py's); (Generator, info)."""
+  Returns (config dict, params(cfg, layout) -> (params, buffers), info dict); buffers["w_avg"] is
+  the checkpoint's latent_avg, or None when it has none.
+  """
   obj = read_torch_file(path)
   if not isinstance(obj, dict) or "g_ema" not in obj:
     keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"{path}: expected a rosinality checkpoint with 'g_ema', found {keys}")
   sd = obj["g_ema"]
-  cfg = config_from_state_dict(sd, path)
-  params, buffers = params_from_state_dict(cfg, sd, path)
+  config = config_from_state_dict(sd, path)
   info = {"format": "rosinality stylegan2-pytorch checkpoint", "network": "g_ema"}
-  g = Generator(params, buffers, cfg)
-  if obj.get("latent_avg") is not None:
-    buffers["w_avg"] = TensorSource(obj, path).get("latent_avg", (cfg.w_dim,)).reshape(-1)
+  has_avg = obj.get("latent_avg") is not None
+  if has_avg:
     info["w_avg"] = "latent_avg from the checkpoint"
-  else:
-    buffers["w_avg"] = estimate_w_avg(g)
-    info["w_avg"] = (f"no latent_avg in the checkpoint: estimated as the mean mapping output "
-                     f"of {W_AVG_SAMPLES} random z (seed 0)")
-  return Generator(params, buffers, cfg), info
+
+  def params(cfg, layout):
+    p, buffers = params_from_state_dict(cfg, layout, sd, path)
+    buffers["w_avg"] = (TensorSource(obj, path).get("latent_avg", (cfg.w_dim,)).reshape(-1) if has_avg
+                        else None)
+    return p, buffers
+
+  return config, params, info

@@ -1,4 +1,4 @@
-"""Original NVIDIA TensorFlow StyleGAN2 pickles (tuple G, D, Gs) -> ss-jax Generator.
+"""Original NVIDIA TensorFlow StyleGAN2 pickles (tuple G, D, Gs) -> config dict + numpy params.
 
 The network is rebuilt from `static_kwargs` and variable shapes; the embedded
 build source is never executed. Numerics follow NVIDIA's PyTorch port of these
@@ -7,9 +7,7 @@ files (stylegan2-ada-pytorch legacy.py), which is what the references use.
 import numpy as np
 
 from converters.common import TensorSource
-from ss_jax.config import GeneratorConfig, style_layout
-from ss_jax.generator import Generator
-from ss_jax.io import CheckpointError, read_tf_pickle
+from converters.io import CheckpointError, read_tf_pickle
 
 TF_DEFAULTS = dict(latent_size=512, dlatent_size=512, mapping_layers=8, mapping_fmaps=512,
                    mapping_lrmul=0.01, fmap_base=16384, fmap_max=512, fmap_min=1, fmap_decay=1.0,
@@ -53,7 +51,7 @@ def config_from_network(gs, path):
   fir = tuple(float(v) for v in kw["resample_kernel"])
   if len(fir) != 4:
     raise CheckpointError(f"{path}: resample_kernel {fir} is not a 4-tap filter")
-  return GeneratorConfig(
+  return dict(
       z_dim=int(mkw["latent_size"]), w_dim=int(mkw["dlatent_size"]), img_resolution=res,
       channels=channels, img_channels=int(kw["num_channels"]), mapping_layers=int(mkw["mapping_layers"]),
       mapping_hidden=int(mkw["mapping_fmaps"]), mapping_lr=float(mkw["mapping_lrmul"]),
@@ -78,13 +76,14 @@ def _variables(gs):
   return out
 
 
-def params_from_network(cfg, gs, path):
+def params_from_network(cfg, layout, gs, path):
+  """Gs's variables -> (params, buffers) of numpy arrays; cfg, layout as in nvidia.params_from_state_dict."""
   t = TensorSource(_variables(gs), path)
   dims = [cfg.z_dim] + [cfg.hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
   fc = [{"w": t.get(f"mapping/Dense{i}/weight", (d, o)), "b": t.get(f"mapping/Dense{i}/bias", (o,))}
         for i, (d, o) in enumerate(zip(dims[:-1], dims[1:]))]
   layers, noise = [], []
-  for L in style_layout(cfg):
+  for L in layout:
     name = "synthesis/" + _tf_name(L)
     k = 3 if L.kind == "conv" else 1
     w = t.get(f"{name}/weight", (k, k, L.channels, L.out_channels))
@@ -109,10 +108,8 @@ def params_from_network(cfg, gs, path):
   return {"mapping": {"fc": fc}, "synthesis": synthesis}, {"w_avg": w_avg, "noise": noise}
 
 
-def load(path):
-  """Read a TF StyleGAN2 network pickle; returns (Generator, info) for Gs."""
+def read(path):
+  """Read a TF StyleGAN2 network pickle -> (config dict, params(cfg, layout), info dict) for Gs."""
   gs = _pick_gs(read_tf_pickle(path), path)
-  cfg = config_from_network(gs, path)
-  params, buffers = params_from_network(cfg, gs, path)
-  return Generator(params, buffers, cfg), {"format": "NVIDIA TensorFlow StyleGAN2 pickle",
-                                            "network": getattr(gs, "name", "Gs")}
+  info = {"format": "NVIDIA TensorFlow StyleGAN2 pickle", "network": getattr(gs, "name", "Gs")}
+  return config_from_network(gs, path), lambda cfg, layout: params_from_network(cfg, layout, gs, path), info

@@ -1,4 +1,4 @@
-"""Flags of detect_local's score rule and its default verification step (ss_jax.verified_detection).
+"""Flags of detect_local's score rule and its default verification step (ss_jax.stylespace.verified_detection).
 
   python -m experiments.detect_local --workdir=out/local                       # mass score + verification
   python -m experiments.detect_local --workdir=out/local --score=official      # the paper's rule
@@ -6,8 +6,8 @@
 """
 from absl import flags
 
-from ss_jax import detection_scores as _ds
-from ss_jax import verification as _v
+from ss_jax.stylespace import detection_scores as _ds
+from ss_jax.stylespace import verification as _v
 
 flags.DEFINE_enum("score", _ds.DEFAULT_SCORE, list(_ds.SCORES), "Detection rule: 'official' (the paper's win "
                   "fraction, --threshold/--margin), 'mass' (gradient-map mass inside the region beyond its area "
@@ -29,8 +29,9 @@ FLAGS = flags.FLAGS
 
 def verify(job, gm, result, labels_fn, source, table, progress_stream=None):
   """Runs the verification step from the flags; returns verified.json's dict."""
-  from ss_jax import sampling, stats, verified_detection
-  from ss_jax.checkpoint import load_generator
+  from ss_jax.stylegan2 import sampling
+  from ss_jax.stylespace import stats, verified_detection
+  from ss_jax.stylegan2.checkpoint import load_generator
   g = load_generator(gm.spec["checkpoint"])
   sigma = stats.load(FLAGS.stats, g.layout)["std"] if FLAGS.stats else None
   vjob = verified_detection.make_verify_job(gm.dir.parent, gm, g, source, table,

@@ -4,7 +4,7 @@
   python -m experiments.ad_comparison --workdir=out/ad_all --attributes=all --num_population=2000 \
       --num_select=16 --num_eval=32 --s_candidates=8 --num_components=8 --alphas=1,2,4,8,16,32   # the README table
 
-Protocol (ss_jax/ad_comparison.py): population of generator samples (logit stds, exemplars,
+Protocol (ss_jax/dci/ad_comparison.py): population of generator samples (logit stds, exemplars,
 InterFaceGAN, GANSpace PCA), candidates picked on selection images, AD measured on disjoint
 held-out images. Targets: attributes with held-out classifier accuracy >= --min_accuracy
 (stored with the ToyFaces classifier) and a positive rate in [--min_rate, 1 - --min_rate].
@@ -17,7 +17,7 @@ import time
 from absl import app, flags
 
 from experiments import _distributed_flags
-from ss_jax import ad_comparison
+from ss_jax.dci import ad_comparison
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("workdir", None, "Output / resume directory.")
@@ -49,10 +49,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import defaults, distributed, jobs
-  from ss_jax import attribute_dependency as ad
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.io import CheckpointError
+  from ss_jax.runtime import defaults, distributed, jobs
+  from ss_jax.dci import attribute_dependency as ad
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from converters.io import CheckpointError
   try:
     _distributed_flags.initialize()
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())

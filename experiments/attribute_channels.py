@@ -5,7 +5,7 @@
   python -m experiments.attribute_channels --logits=l.npy --bank_size=N --attribute=3 --workdir=...
   python -m experiments.attribute_channels --stats=out/stats/stats.npz --seeds=3,7,12,40 --workdir=...
 
-Bank mode (--classifier / --logits, ss_jax/attribute_bank.py): a resumable bank (seed bank_seed + i
+Bank mode (--classifier / --logits, ss_jax/dci/attribute_bank.py): a resumable bank (seed bank_seed + i
 = logits row i); ranking on the strongest exemplars; detection accuracy vs number of exemplars
 against an independent half of the bank, with and without the region's verified locally-active
 channels (--verified); edits of held-out images (classifier mode). Exemplar mode (--seeds/--codes):
@@ -16,9 +16,8 @@ import sys
 
 from absl import flags
 
-from ss_jax.runtime import cli
-
 from experiments import _distributed_flags
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("classifier", None, "Registered classifier building the bank: toyfaces.")
@@ -58,36 +57,23 @@ FLAGS = flags.FLAGS
 
 
 def bank_main(out, g, checkpoint):
-  from ss_jax import attribute_bank as ab, dci_sampling, stats
-  if FLAGS.classifier not in (None, "toyfaces"):
-    raise ValueError(f"--classifier: unknown {FLAGS.classifier!r}; registered: toyfaces")
-  clf, regions, logits, src = None, None, None, {}
-  if FLAGS.classifier:
-    from ss_jax.toyfaces import regions as toyfaces_regions
-    clf = toyfaces_regions.classifier()
-    names, regions, src = list(clf.fn.names), clf.regions, {"classifier": clf.fn.id}
-  else:
-    logits = dci_sampling.load_logits(FLAGS.logits, FLAGS.bank_size)
-    names = [f"attr_{k}" for k in range(logits.shape[1])]
-    src = {"logits_sha1": dci_sampling.file_sha1(FLAGS.logits)}
-  targets = ab.parse_targets(FLAGS.attribute, names)
-  bank = ab.make_bank(FLAGS.bank_workdir or out, g, FLAGS.bank_size, clf and clf.fn, seed=FLAGS.bank_seed,
-                      psi=FLAGS.psi, samples_per_shard=FLAGS.samples_per_shard, checkpoint=checkpoint)
-  cs = ab.CheckSettings(FLAGS.num_eval if clf else 0, FLAGS.num_exemplars, FLAGS.num_reference,
-                        num_draws=FLAGS.draws, split_seed=FLAGS.curve_seed, curve_seed=FLAGS.curve_seed,
+  from ss_jax.dci import attribute_bank as ab
+  cs = ab.CheckSettings(FLAGS.num_eval, FLAGS.num_exemplars, FLAGS.num_reference, num_draws=FLAGS.draws,
+                        split_seed=FLAGS.curve_seed, curve_seed=FLAGS.curve_seed,
                         alphas=tuple(float(a) for a in FLAGS.alphas), edit_top=FLAGS.edit_top,
                         lowest=FLAGS.lowest, include_torgb=FLAGS.include_torgb)
-  result = ab.run(g, out, bank, targets, names, cs, clf, logits, regions, FLAGS.verified,
-                  stats.load(FLAGS.stats, g.layout) if FLAGS.stats else None, FLAGS.batch_size, **src)
-  if result is not None:
-    ab.write_outputs(out, result)
+  ab.bank_mode(g, out, cs, FLAGS.attribute, FLAGS.classifier, FLAGS.logits, bank_size=FLAGS.bank_size,
+               bank_seed=FLAGS.bank_seed, bank_workdir=FLAGS.bank_workdir, psi=FLAGS.psi,
+               samples_per_shard=FLAGS.samples_per_shard, checkpoint=checkpoint, verified=FLAGS.verified,
+               stats_path=FLAGS.stats, batch_size=FLAGS.batch_size)
 
 
 def main(argv):
   del argv
   import jax
-  from ss_jax import attribute_channels as ac, defaults, jobs
-  from ss_jax.checkpoint import load_generator
+  from ss_jax.runtime import defaults, jobs
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from ss_jax.stylespace import attribute_channels as ac
   try:
     _distributed_flags.initialize()
     out = jobs.open_workdir(FLAGS.workdir, jax.process_index())  # never a folder of the user's files

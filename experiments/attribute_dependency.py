@@ -9,7 +9,7 @@ Edits: --channels (S; '6_113+6_114' moves both together), --directions (.npy, W 
 on --rows, or W+ (num_ws, w_dim)), --interfacegan (boundary fitted on the population for the
 target). Strength alpha = alpha population stds of the edited code along the edit. A
 population (seeds --population_seed..) gives the logit stds; held-out images are seeds
---eval_seed.. Writes ad.json, ad.md and ad_<attribute>.png (ss_jax/attribute_dependency.py);
+--eval_seed.. Writes ad.json, ad.md and ad_<attribute>.png (ss_jax/dci/attribute_dependency.py);
 resumable and sharded over devices / processes like the other jobs.
 """
 import sys
@@ -45,10 +45,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import attribute_dependency as ad
-  from ss_jax import defaults, directions, distributed, jobs
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.io import CheckpointError
+  from ss_jax.dci import attribute_dependency as ad
+  from ss_jax.runtime import defaults, distributed, jobs
+  from ss_jax.stylespace import directions
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from converters.io import CheckpointError
   try:
     _distributed_flags.initialize()
     fn = ad.attribute_function(FLAGS.classifier, FLAGS.attribute_names)

@@ -7,9 +7,9 @@
 Samples seeds seed .. seed + num_samples - 1 at psi 1 (as the paper), stores z, w and S in
 resumable shards (other settings are refused), scores the renders with the attribute function
 (default: the ToyFaces classifier) or reads a (num_samples, A) logits .npy (row i = seed + i),
-runs ss_jax.dci.dci per space (controls: ss_jax/dci_controls.py) and writes dci.json, dci.md,
-importance.npz and heat maps (conventions: ss_jax/dci_sampling.py). Several processes
-(docs/scaling.md): --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or
+runs ss_jax.dci.metric.dci per space (controls: ss_jax/dci/controls.py) and writes dci.json, dci.md,
+importance.npz and heat maps (conventions: ss_jax/dci/sampling.py, ss_jax/dci/results.py). Several
+processes (docs/scaling.md): --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or
 --distributed); each samples its own shards, process 0 fits and writes the outputs.
 """
 import pathlib
@@ -26,7 +26,7 @@ flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinalit
 flags.DEFINE_integer("num_samples", 100_000, "Number of samples (official: 100,000).")
 flags.DEFINE_list("spaces", ["z", "w", "wplus", "s", "w_expand", "s_rotated"],
                   "Spaces among z, w, wplus, s and the controls w_expand (W randomly expanded to S's "
-                  "size), s_rotated (S rotated within each layer); see ss_jax/dci_controls.py.")
+                  "size), s_rotated (S rotated within each layer); see ss_jax/dci/controls.py.")
 flags.DEFINE_integer("control_seed", 0, "Seed of the control spaces' random matrices.")
 flags.DEFINE_enum("method", "lasso", ["lasso", "gbt"], "Importance regressor (gbt = official, slow).")
 flags.DEFINE_string("workdir", None, "Output/resume directory.")
@@ -51,9 +51,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import dci_sampling, defaults, distributed, jobs
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.io import CheckpointError
+  from ss_jax.dci import sampling as dci_sampling
+  from ss_jax.dci import results as results_lib
+  from ss_jax.runtime import defaults, distributed
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from converters.io import CheckpointError
   try:
     _distributed_flags.initialize()
     bad = [s for s in FLAGS.spaces if s not in dci_sampling.SPACES]
@@ -61,73 +63,36 @@ def main(argv):
       raise ValueError(f"--spaces: unknown {bad}; choose from {', '.join(dci_sampling.SPACES)}")
     checkpoint = FLAGS.checkpoint or defaults.default_checkpoint()
     g = load_generator(checkpoint)
-    logits, attr_fn = None, None
-    if FLAGS.logits:
-      logits = dci_sampling.load_logits(FLAGS.logits, FLAGS.num_samples)
-      names = FLAGS.attribute_names or [f"attr_{k}" for k in range(logits.shape[1])]
-      if len(names) != logits.shape[1]:
-        raise ValueError(f"--attribute_names has {len(names)} names for {logits.shape[1]} logit columns")
-      source = {"logits_file": str(pathlib.Path(FLAGS.logits).absolute()),
-                "logits_sha1": dci_sampling.file_sha1(FLAGS.logits)}
-    else:
-      attr_fn = dci_sampling.toyfaces_attribute_function()
-      names = list(attr_fn.names)
-      source = {"attribute_fn": attr_fn.id}
+    logits, attr_fn, names, source = dci_sampling.attribute_source(FLAGS.logits, FLAGS.attribute_names,
+                                                                   FLAGS.num_samples)
     sjobs = dci_sampling.make_jobs(FLAGS.workdir, g, FLAGS.num_samples, attr_fn, seed=FLAGS.seed,
                                    psi=FLAGS.psi, samples_per_shard=FLAGS.samples_per_shard,
                                    extra_spec={"checkpoint": str(pathlib.Path(checkpoint).absolute())})
   except (CheckpointError, FileNotFoundError, ValueError) as e:  # includes SettingsMismatch
     sys.exit(f"error: {e}")
 
-  # ------------------------------------------------------------------ sampling
   log = distributed.log
   done = sjobs.done_samples()
   what = "codes + classifier logits" if attr_fn else "codes"
   log(f"DCI sampling: {FLAGS.num_samples} samples ({what}), psi={FLAGS.psi}, seed={FLAGS.seed}, "
       f"{len(sjobs.ranges)} shards, {done} samples already done, in {FLAGS.workdir}; {distributed.describe()}")
-  progress = None
-  if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
-    mine = sjobs.codes.mine()
-    size = lambda i: sjobs.ranges[i][1] - sjobs.ranges[i][0]
-    progress = jobs.Progress(sum(size(i) for i in mine), "dci sampling", "samples",
-                             done=sum(size(i) for i in mine if sjobs.done(i)))
   t0 = time.time()
   computed = dci_sampling.run_sampling(g, sjobs, attr_fn, batch_size=FLAGS.batch_size,
-                                       progress=progress, max_shards=FLAGS.max_shards)
+                                       progress=dci_sampling.main_progress(sjobs), max_shards=FLAGS.max_shards)
   sample_s = time.time() - t0
-  per_10k = sample_s / computed * 10_000 if computed else None
   if FLAGS.max_shards is not None:
     distributed.barrier("dci/max_shards")  # every process has written; then one decision for all
     if distributed.agree_max(int(not sjobs.complete())):
       log(f"stopped after {computed} samples (--max_shards); {sjobs.done_samples()}/{FLAGS.num_samples} "
           "done, rerun to continue")
       return
-  try:
-    distributed.wait_for_shards(*[j for j in (sjobs.codes, sjobs.logits) if j is not None])
-  except jobs.ShardsMissing as e:  # another process's shards never showed up
-    sys.exit(f"error: {e}")
-  if not distributed.is_main():  # process 0 fits and writes; the others are done
-    return
+  if not _distributed_flags.wait_for_shards(*[j for j in (sjobs.codes, sjobs.logits) if j is not None]):
+    return  # process 0 fits and writes; the others are done
   if logits is None:
     logits = dci_sampling.read_array(sjobs.logits, "logits")
 
-  # ------------------------------------------------------------------ DCI per space
-  results = dci_sampling.evaluate(sjobs.codes, logits, FLAGS.spaces, g.config.num_ws, FLAGS.method,
-                                  FLAGS.dci_seed, names, log=print, layout=g.layout,
-                                  control_seed=FLAGS.control_seed)
-  settings = dict(sjobs.codes.spec, method=FLAGS.method, dci_seed=FLAGS.dci_seed, spaces=FLAGS.spaces,
-                  control_seed=FLAGS.control_seed, attribute_names=names, **source)
-  timing = {"sampling_seconds": sample_s, "samples_computed": computed, "seconds_per_10k_samples": per_10k,
-            "dci_seconds": {k: r["seconds"] for k, r in results.items()}}
-  out = pathlib.Path(FLAGS.workdir)
-  drawn = dci_sampling.write_outputs(out, results, g.layout, g.config.num_ws, g.config.w_dim, settings,
-                                     timing, names)
-  print(f"\nDCI, N={FLAGS.num_samples}, method={FLAGS.method}:\n{(out / 'dci.md').read_text()}")
-  print(f"wrote dci.json, dci.md, importance.npz and {len(drawn)} heat maps to {out}")
-  if per_10k is None:
-    print("sampling: all shards were already done (no timing)")
-  else:
-    print(f"sampling: {computed} samples in {sample_s:.1f}s = {per_10k:.1f} s per 10k samples ({what})")
+  results_lib.fit_and_report(FLAGS.workdir, sjobs.codes, logits, g, FLAGS.spaces, FLAGS.method, FLAGS.dci_seed,
+                             names, source, sample_s, computed, what, control_seed=FLAGS.control_seed)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ import sys
 
 from absl import flags
 
-from ss_jax.runtime import cli
-
 from experiments import _verify_flags
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Work directory of experiments.gradient_maps.")
 flags.DEFINE_string("labels_dir", None, "Folder of label PNGs (seedNNNN.png or NNNNN.png).")
@@ -40,13 +39,16 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import images, locally_active, report, segmentation, verified_detection
-  from ss_jax.io import CheckpointError
+  from converters.io import CheckpointError
+  from ss_jax.stylespace import verified_detection
+  from ss_jax.runtime import images
+  from ss_jax.stylespace import locally_active, report, segmentation
+  from ss_jax.stylespace.gradmaps import storage
   try:
     if FLAGS.labels_dir and FLAGS.segmenter:
       raise ValueError("give either --labels_dir or --segmenter, not both")
-    gm = locally_active.open_job(FLAGS.workdir, locally_active.GRADMAPS)
-    layout, _, _ = locally_active.job_layout(gm)
+    gm = storage.open_job(FLAGS.workdir, storage.GRADMAPS)
+    layout, _, _ = storage.job_layout(gm)
     layers = locally_active.parse_layers(layout, FLAGS.layers) if FLAGS.layers else None
     table_name = FLAGS.categories
     if FLAGS.labels_dir:

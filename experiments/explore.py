@@ -30,8 +30,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   logging.basicConfig(level=logging.INFO, format="%(message)s")
-  from ss_jax import defaults
-  from ss_jax.checkpoint import load_generator
+  from ss_jax.runtime import defaults
+  from ss_jax.stylegan2.checkpoint import load_generator
   from ss_jax.explorer import app as app_lib, launch
   if not app_lib.is_loopback(FLAGS.host):
     print(f"warning: binding {FLAGS.host}: anyone who can reach this address can use the explorer "

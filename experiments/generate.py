@@ -28,10 +28,10 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   import numpy as np
-  from ss_jax import defaults, images, sampling
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.io import CheckpointError
-  from ss_jax.runtime import outputs
+  from converters.io import CheckpointError
+  from ss_jax.runtime import defaults, images, outputs
+  from ss_jax.stylegan2 import sampling
+  from ss_jax.stylegan2.checkpoint import load_generator
   out = outputs.claim(FLAGS.outdir, "images")  # never into a folder of the user's files
   try:
     seeds = sampling.parse_seeds(FLAGS.seeds)

@@ -4,7 +4,7 @@
   python -m experiments.gradient_maps --checkpoint=ffhq.pkl --seeds=0-999 --workdir=out/ffhq_local
 
 Writes WORKDIR/gradmaps/shard_*.npz (seeds, styles, uint8 images and maps (N, C, R, R);
-see ss_jax.locally_active for the layout and sizes: FFHQ 1024 conv-only is 24.8 MB per
+see ss_jax.stylespace.locally_active for the layout and sizes: FFHQ 1024 conv-only is 24.8 MB per
 image in float32). Rerunning the same command resumes after a kill (with any number of
 devices or processes); other settings in the same workdir are refused. Without
 --checkpoint the embedded ToyFaces model is used. Several processes (docs/scaling.md):
@@ -41,16 +41,19 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import defaults, distributed, gradmaps, jobs, locally_active, sampling
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.io import CheckpointError
+  from ss_jax.runtime import defaults, distributed, jobs
+  from ss_jax.stylespace.gradmaps import api as gradmaps
+  from ss_jax.stylespace.gradmaps import storage
+  from ss_jax.stylegan2 import sampling
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from converters.io import CheckpointError
   try:
     _distributed_flags.initialize()
     seeds = sampling.parse_seeds(FLAGS.seeds)
     ckpt = FLAGS.checkpoint or defaults.default_checkpoint()
     g = load_generator(ckpt)
-    locally_active.check_generator(g, FLAGS.psi)
-    gm = locally_active.gradient_map_job(FLAGS.workdir, g, seeds, ckpt, FLAGS.resolution, FLAGS.include_torgb,
+    storage.check_generator(g, FLAGS.psi)
+    gm = storage.gradient_map_job(FLAGS.workdir, g, seeds, ckpt, FLAGS.resolution, FLAGS.include_torgb,
                                          FLAGS.psi, FLAGS.class_idx, FLAGS.images_per_shard, FLAGS.dtype)
     distributed.log(f"gradient maps of {len(seeds)} images at {gm.spec['pooled']}x{gm.spec['pooled']} -> "
                     f"{gm.dir} ({sum(gm.done(i) for i in range(gm.num_shards))}/{gm.num_shards} shards done); "
@@ -63,10 +66,7 @@ def main(argv):
     gradmaps.run_job(gm, g, chunk_size=FLAGS.chunk_size, method=FLAGS.method, progress=progress)
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-  try:
-    distributed.wait_for_shards(gm)
-  except jobs.ShardsMissing as e:  # another process's shards never showed up
-    sys.exit(f"error: {e}")
+  _distributed_flags.wait_for_shards(gm)
   distributed.log(f"done: {gm.num_shards} shards in {gm.dir}")
 
 

@@ -44,8 +44,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import defaults, distributed, images, jobs, manipulate, sampling, stats
-  from ss_jax.checkpoint import load_generator
+  from ss_jax.runtime import defaults, distributed, images, jobs
+  from ss_jax.stylegan2 import sampling
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from ss_jax.stylespace import manipulate, stats
   if FLAGS.edit:
     from ss_jax.explorer import edit_spec
     try:
@@ -77,11 +79,7 @@ def main(argv):
   if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
     progress = jobs.Progress(len(job.pending()) * len(groups), "edits", "channel x shard", interval=0)
   manipulate.run_job(job, g, FLAGS.batch_size, progress=progress)
-  try:
-    distributed.wait_for_shards(job)
-  except jobs.ShardsMissing as e:  # another process's shards never showed up
-    sys.exit(f"error: {e}")
-  if not distributed.is_main():
+  if not _distributed_flags.wait_for_shards(job):
     return
   grid = manipulate.job_grid(job, min_cell=FLAGS.min_cell)
   out = pathlib.Path(FLAGS.outdir)

@@ -28,9 +28,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import face_parser
-  from ss_jax import images
-  from ss_jax.io import CheckpointError
+  from ss_jax.parser import face_parser
+  from ss_jax.runtime import images
+  from converters.io import CheckpointError
   try:
     images.image_files(FLAGS.images)  # fail on an empty folder before loading the parser
     parser = face_parser.load_parser(FLAGS.parser, input_size=FLAGS.input_size, batch_size=FLAGS.batch_size)

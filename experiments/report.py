@@ -5,7 +5,7 @@
 Per category: the detected channels with their mean gradient maps (heat maps) and
 manipulation strips (s_c + alpha * std_c), the per-layer histogram and the settings; with a
 verified.json (detect_local's default step), the verification: measured locality against a
-random baseline and edit figures on held-out seeds (ss_jax.verification_report).
+random baseline and edit figures on held-out seeds (ss_jax.stylespace.verification_report).
 index.html links PNG files next to it (relative paths, no server needed). The
 generator defaults to the checkpoint the gradient maps were computed with.
 """
@@ -32,18 +32,19 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import locally_active, report, stats
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.config import GeneratorConfig
-  from ss_jax.io import CheckpointError
+  from ss_jax.stylespace import report, stats
+  from ss_jax.stylespace.gradmaps import storage
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from ss_jax.stylegan2.config import GeneratorConfig
+  from converters.io import CheckpointError
   try:
     alphas = [float(a) for a in FLAGS.alphas]
-    gm = locally_active.open_job(FLAGS.workdir, locally_active.GRADMAPS)
+    gm = storage.open_job(FLAGS.workdir, storage.GRADMAPS)
     std = None  # the generator also draws the verification figures (held-out edits)
     g = load_generator(FLAGS.checkpoint or gm.spec["checkpoint"])
     if g.config != GeneratorConfig.from_dict(gm.spec["config"]):
       raise ValueError("the checkpoint is not the generator the gradient maps were computed with")
-    locally_active.check_generator(g)
+    storage.check_generator(g)
     if FLAGS.stats:
       std = stats.load(FLAGS.stats, g.layout)["std"]
     path = report.build_report(FLAGS.workdir, FLAGS.outdir, FLAGS.name, g, std, FLAGS.max_channels, alphas,

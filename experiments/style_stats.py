@@ -38,8 +38,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   import numpy as np
-  from ss_jax import defaults, distributed, jobs, stats
-  from ss_jax.checkpoint import load_generator
+  from ss_jax.runtime import defaults, distributed, jobs
+  from ss_jax.stylespace import stats
+  from ss_jax.stylegan2.checkpoint import load_generator
   try:
     _distributed_flags.initialize()
     checkpoint = FLAGS.checkpoint or defaults.default_checkpoint()

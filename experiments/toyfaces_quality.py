@@ -20,11 +20,11 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   import jax
-  from ss_jax import defaults, images, jobs
-  from ss_jax.checkpoint import load_generator
-  from ss_jax.generator import Generator
-  from ss_jax.runtime import outputs
-  from ss_jax.toyfaces import models, quality
+  from ss_jax.runtime import defaults, images, jobs, outputs
+  from ss_jax.stylegan2.checkpoint import load_generator
+  from ss_jax.stylegan2.generator import Generator
+  from ss_jax.toyfaces import models
+  from ss_jax.toyfaces.eval import quality
   try:
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
     classifier, segmenter = models.load_classifier(), models.load_segmenter()

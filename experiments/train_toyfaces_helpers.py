@@ -35,7 +35,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   import dataclasses
-  from ss_jax import jobs
+  from ss_jax.runtime import jobs
   from ss_jax.toyfaces import train_helpers as th
 
   def settings(steps, default_steps, default_fn, batch):

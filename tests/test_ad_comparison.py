@@ -7,8 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from ss_jax import ad_comparison, manipulate, save_generator, stats
-from ss_jax import attribute_dependency as ad
+from ss_jax.dci import ad_comparison
+from ss_jax.stylespace import manipulate
+from ss_jax.stylegan2 import sampling
+from ss_jax import save_generator
+from ss_jax.dci import attribute_dependency as ad
 
 import tiny
 
@@ -30,7 +33,7 @@ def setup(tmp_path_factory):
   d = tmp_path_factory.mktemp("adcmp")
   g = tiny.tiny_generator(5)
   save_generator(g, d / "gen")
-  feats = _features(manipulate.render(g, stats.styles_from_seeds(g, range(64), psi=1.0), batch_size=64))
+  feats = _features(manipulate.render(g, sampling.styles_from_seeds(g, range(64), psi=1.0), batch_size=64))
   m = np.random.default_rng(0).normal(size=(12, len(NAMES)))
   bias = np.median(feats @ m, axis=0)
   (d / "adtestclf.py").write_text(

@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ss_jax import attribute_bank as ab, dci_sampling, jobs, save_generator
+from ss_jax.dci import attribute_bank as ab
+from ss_jax.dci import sampling as dci_sampling
+from ss_jax.runtime import jobs
+from ss_jax import save_generator
 
 import tiny
 

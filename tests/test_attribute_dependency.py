@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ss_jax import attribute_dependency as ad
-from ss_jax import dci_sampling, line_plot
+from ss_jax.dci import attribute_dependency as ad
+from ss_jax.dci import sampling as dci_sampling
+from ss_jax.runtime import line_plot
 
 import tiny
 

@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from ss_jax import GeneratorConfig, attribute_channels as ac, attribute_detection as det, stylespace
-from ss_jax.config import style_layout
+from ss_jax import GeneratorConfig
+from ss_jax.stylespace import attribute_channels as ac, attribute_detection as det, channels as stylespace
+from ss_jax.stylegan2.config import style_layout
 
 LAYOUT = style_layout(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, channels=(16, 16, 8),
                                       mapping_layers=2))

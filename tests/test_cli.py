@@ -112,7 +112,7 @@ def call(capsys, main, *argv):
 
 
 def test_os_errors_one_line(tmp_path, capsys, monkeypatch):
-  from ss_jax import jobs
+  from ss_jax.runtime import jobs
   target = tmp_path / "out.txt"
 
   def read_only(argv):
@@ -221,7 +221,7 @@ def test_generate_run_is_quiet_and_writes_readable_files(tmp_path):
 
 def test_nan_weights_refused_naming_the_tensor():
   from converters.common import TensorSource
-  from ss_jax.io import CheckpointError
+  from converters.io import CheckpointError
   src = TensorSource({"a.weight": np.array([1.0, np.inf])}, "ckpt.pkl")
   with pytest.raises(CheckpointError, match="ckpt.pkl: tensor 'a.weight' holds 1 NaN or infinite"):
     src.get("a.weight")
@@ -245,7 +245,7 @@ def test_nan_weights_in_converted_directory_refused(tmp_path):
 
 
 def test_images_refuse_nan():
-  from ss_jax import images
+  from ss_jax.runtime import images
   with pytest.raises(ValueError, match="NaN or infinite"):
     images.to_uint8(np.full((1, 2, 2, 3), np.nan))
 

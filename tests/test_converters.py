@@ -7,8 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from converters import load_checkpoint, nvidia, rosinality
-from ss_jax.io import CheckpointError, read_nvidia_pickle, read_torch_file
+from converters import nvidia, rosinality
+from converters.io import CheckpointError, read_nvidia_pickle, read_torch_file
+from ss_jax.stylegan2 import checkpoint
+from ss_jax.stylegan2.checkpoint import load_checkpoint
+from ss_jax.stylegan2.config import GeneratorConfig, style_layout
 
 
 class _Evil:
@@ -58,14 +61,15 @@ def test_truncated_fixture_and_missing_file(fixtures_dir, tmp_path):
 def test_missing_and_misshapen_tensors_are_named(fixtures_dir):
   path = fixtures_dir / "stylegan2" / "r1" / "r1.pt"
   sd = dict(read_torch_file(path)["g_ema"])
-  cfg = rosinality.config_from_state_dict(sd, path)
+  cfg = GeneratorConfig(**rosinality.config_from_state_dict(sd, path))
+  layout = style_layout(cfg)
   bad = dict(sd)
   del bad["convs.2.conv.modulation.bias"]
   with pytest.raises(CheckpointError, match=r"missing tensor 'convs\.2\.conv\.modulation\.bias'"):
-    rosinality.params_from_state_dict(cfg, bad, path)
+    rosinality.params_from_state_dict(cfg, layout, bad, path)
   bad = dict(sd, **{"to_rgbs.1.bias": np.zeros((1, 4, 1, 1), np.float32)})
   with pytest.raises(CheckpointError, match=r"'to_rgbs\.1\.bias' has shape \(1, 4, 1, 1\), expected \(1, 3, 1, 1\)"):
-    rosinality.params_from_state_dict(cfg, bad, path)
+    rosinality.params_from_state_dict(cfg, layout, bad, path)
   with pytest.raises(CheckpointError, match="not a rosinality generator"):
     rosinality.config_from_state_dict({"foo": np.zeros(1)}, path)
 
@@ -78,9 +82,9 @@ def test_nvidia_snapshot_without_generator(fixtures_dir):
   G = snap["G_ema"]
   sd = dict(G.state_dict())
   sd["synthesis.b8.conv0.weight"] = sd["synthesis.b8.conv0.weight"][:, :5]
-  cfg = nvidia.config_from_module(G, path)
+  cfg = GeneratorConfig(**nvidia.config_from_module(G, path))
   with pytest.raises(CheckpointError, match=r"synthesis\.b8\.conv0\.weight' has shape"):
-    nvidia.params_from_state_dict(cfg, sd, path)
+    nvidia.params_from_state_dict(cfg, style_layout(cfg), sd, path)
 
 
 def test_non_ema_generator_is_not_used(fixtures_dir):
@@ -99,8 +103,8 @@ def test_rosinality_train_checkpoint_without_latent_avg_estimates_w_avg(fixtures
   ref_w_avg = obj["latent_avg"]  # mean mapping output over 4096 z in the fixture
   train_ckpt = {"g": obj["g"], "d": obj["d"], "g_ema": obj["g_ema"], "args": None}
   monkeypatch.setattr(rosinality, "read_torch_file", lambda p: train_ckpt)
-  monkeypatch.setattr(rosinality, "W_AVG_SAMPLES", 20_000)
-  g, info = rosinality.load(path)
+  monkeypatch.setattr(checkpoint, "W_AVG_SAMPLES", 20_000)
+  g, info = load_checkpoint(path)
   assert "estimated" in info["w_avg"]
   err = np.abs(np.asarray(g.w_avg) - ref_w_avg).max() / np.abs(ref_w_avg).max()
   assert err < 0.05, err

@@ -4,7 +4,7 @@ import types
 import numpy as np
 import pytest
 
-from ss_jax import dci, dci_controls
+from ss_jax.dci import metric as dci, controls as dci_controls
 
 SIZES = (8, 8, 16)  # three "style layers"
 

@@ -9,7 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ss_jax import dci_controls, dci_sampling, jobs, sampling, save_generator, stats
+from ss_jax.dci import controls as dci_controls
+from ss_jax.dci import sampling as dci_sampling
+
+from ss_jax.dci import results
+from ss_jax.runtime import jobs
+from ss_jax.stylegan2 import sampling
+from ss_jax import save_generator
 
 import tiny
 
@@ -53,7 +59,7 @@ def test_codes_follow_the_generator_and_do_not_depend_on_devices(g):
   z = sampling.z_from_seeds(list(seeds), g.config.z_dim)
   np.testing.assert_array_equal(a["z"], z)
   np.testing.assert_allclose(a["w"], np.asarray(g.mapping(z))[:, 0], rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(a["s"], stats.styles_from_seeds(g, seeds, psi=1.0), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(a["s"], sampling.styles_from_seeds(g, seeds, psi=1.0), rtol=1e-5, atol=1e-5)
   assert a["s"].shape == (14, g.num_style_channels) and a["s"].dtype == np.float32
 
 
@@ -112,9 +118,9 @@ def test_spaces_and_planted_s_logits(g, tmp_path):
   np.testing.assert_array_equal(wplus[:, 2 * w_dim:3 * w_dim], w)  # row r, dim d -> r * w_dim + d
   logits = _planted_logits(dci_sampling.read_array(sjobs.codes, "s"))
   # Wide percentiles: 512 samples leave ~10 per attribute at the official 2 / 98.
-  res = dci_sampling.evaluate(sjobs.codes, logits, ["w", "wplus", "s", "w_expand", "s_rotated"], num_ws,
-                              "lasso", attribute_names=["a", "b", "c"], low_pct=30, high_pct=70,
-                              layout=g.layout, control_seed=5)
+  res = results.evaluate(sjobs.codes, logits, ["w", "wplus", "s", "w_expand", "s_rotated"], num_ws,
+                         "lasso", attribute_names=["a", "b", "c"], low_pct=30, high_pct=70,
+                         layout=g.layout, control_seed=5)
   assert list(res) == ["W", "W+", "S", "W expanded (random)", "S rotated (per layer)"]
   rot = dci_sampling.space_codes(sjobs.codes, "s_rotated", num_ws, g.layout, 5)
   np.testing.assert_array_equal(rot, dci_controls.rotate_per_layer(
@@ -134,10 +140,10 @@ def test_outputs_and_grouped_heatmaps(g, tmp_path, monkeypatch):
   sjobs = dci_sampling.make_jobs(tmp_path / "w", g, 256, None)
   dci_sampling.run_sampling(g, sjobs, batch_size=128)
   logits = _planted_logits(dci_sampling.read_array(sjobs.codes, "s"))
-  res = dci_sampling.evaluate(sjobs.codes, logits, ["z", "wplus", "s"], g.config.num_ws,
+  res = results.evaluate(sjobs.codes, logits, ["z", "wplus", "s"], g.config.num_ws,
                               attribute_names=["a", "b", "c"], low_pct=30, high_pct=70, num_steps=100)
-  monkeypatch.setattr(dci_sampling, "MAX_FULL_CODES", 80)  # W+ (96) and S (112) -> groups + top-k
-  drawn = dci_sampling.write_outputs(tmp_path / "out", res, g.layout, g.config.num_ws, g.config.w_dim,
+  monkeypatch.setattr(results, "MAX_FULL_CODES", 80)  # W+ (96) and S (112) -> groups + top-k
+  drawn = results.write_outputs(tmp_path / "out", res, g.layout, g.config.num_ws, g.config.w_dim,
                                      {"n": 256}, {"seconds_per_10k_samples": 1.0}, ["a", "b", "c", "d"])
   assert sorted(drawn) == ["importance_s.png", "importance_s_top.png", "importance_wplus.png",
                            "importance_wplus_top.png", "importance_z.png"]
@@ -180,7 +186,7 @@ def _run_binary(*args):
 
 def test_binary_end_to_end_with_logits_file(g, tmp_path):
   save_generator(g, tmp_path / "gen")
-  s = stats.styles_from_seeds(g, range(7, 7 + 256), psi=1.0)
+  s = sampling.styles_from_seeds(g, range(7, 7 + 256), psi=1.0)
   np.save(tmp_path / "logits.npy", _planted_logits(s))
   args = [f"--checkpoint={tmp_path / 'gen'}", "--num_samples=256", "--seed=7", "--batch_size=64",
           "--samples_per_shard=100", f"--logits={tmp_path / 'logits.npy'}", "--attribute_names=a,b,c",

@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ss_jax import directions
-from ss_jax.generator import flatten_styles
+from ss_jax.stylespace import directions
+from ss_jax.stylegan2.generator import flatten_styles
 
 import tiny
 

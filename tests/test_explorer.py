@@ -12,7 +12,12 @@ import threading
 import numpy as np
 import pytest
 
-from ss_jax import gradmaps, images, manipulate, save_generator, stats, stylespace
+from ss_jax.stylespace.gradmaps import api as gradmaps
+from ss_jax.runtime import images
+from ss_jax.stylespace import manipulate, stats, channels as stylespace
+from ss_jax.runtime import fingerprints
+from ss_jax.stylegan2 import sampling
+from ss_jax import save_generator
 from ss_jax.explorer import app as app_lib
 from ss_jax.explorer import catalogue, edit_spec, renderer, state, uploads, views
 
@@ -24,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def setup():
   g = tiny.tiny_generator()
-  pop = stats.styles_from_seeds(g, range(64), psi=0.7, batch_size=64)
+  pop = sampling.styles_from_seeds(g, range(64), psi=0.7, batch_size=64)
   return g, pop, pop.astype(np.float64).std(0)
 
 
@@ -120,7 +125,7 @@ def test_edit_spec_round_trip_and_replay(setup, tmp_path):
   edited = edit_spec.apply(g.layout, base, back["edits"])
   changed = np.flatnonzero((edited != base).any(0))
   assert changed.tolist() == sorted([g.layout[3].offset + 5, g.layout[0].offset + 1])
-  # Same edit as ss_jax.manipulate (one channel at a time there): pixels agree to rounding.
+  # Same edit as ss_jax.stylespace.manipulate (one channel at a time there): pixels agree to rounding.
   one = edit_spec.make_spec(g, [edit_spec.seed_image(2, 0.7)], ["3_5"], [2.5], std)
   ref = images.to_uint8(manipulate.edited_images(g, pop[2:3], "3_5", [2.5], std))[0, 0]
   assert np.abs(edit_spec.replay(g, one)[0].astype(int) - ref).max() <= 1
@@ -248,12 +253,12 @@ def test_api_safety(client, explorer, monkeypatch):
 
 
 def test_upload_inverts_with_an_encoder(setup):
-  from ss_jax import encoder
+  from ss_jax.inversion import encoder
   import jax
   g, _, std = setup
   cfg = tiny.tiny_encoder_config(g)
   enc = encoder.Encoder(cfg, encoder.fresh_params(cfg, jax.random.key(0)),
-                        encoder.Normaliser.identity(cfg.num_style_channels, cfg.w_dim), stats.model_fingerprint(g))
+                        encoder.Normaliser.identity(cfg.num_style_channels, cfg.w_dim), fingerprints.model_fingerprint(g))
   ex = state.Explorer(g, sigma=std, encoder=enc)
   try:
     c = app_lib.create_app(ex).test_client()
@@ -289,7 +294,7 @@ def test_no_encoder_for_another_generator(setup):
 
 @pytest.mark.slow
 def test_on_the_fly_locality_with_a_fake_segmenter(setup):
-  from ss_jax import segmentation
+  from ss_jax.stylespace import segmentation
   g, _, std = setup
   table = segmentation.table_from_dict("halves", ["top", "bottom"], ["top", "bottom"],
                                        {"top": ["top"], "bottom": ["bottom"]}, default=None)

@@ -2,7 +2,7 @@
 
 Loads the page served by a real (threaded werkzeug) server on a tiny generator with a
 hand-made workdir, picks the verified channel, moves its slider with the keyboard, checks
-the new image against ss_jax.manipulate's own edit, exports, and replays the exported JSON
+the new image against ss_jax.stylespace.manipulate's own edit, exports, and replays the exported JSON
 with `experiments.manipulate --edit` to the same pixels.
 
 Needs Debian's `chromium` and `chromium-driver` (no browser download happens) and the
@@ -22,7 +22,9 @@ import time
 import numpy as np
 import pytest
 
-from ss_jax import images, manipulate, save_generator, stats, stylespace
+from ss_jax.runtime import images
+from ss_jax.stylespace import manipulate, stats, channels as stylespace
+from ss_jax import save_generator
 from ss_jax.explorer import app as app_lib
 from ss_jax.explorer import catalogue, renderer, state
 
@@ -116,8 +118,8 @@ def test_pick_slide_export_replay(browser, server):  # browser first: a missing 
   want_tag = json.dumps([{"channel": CHANNEL, "alpha": ALPHA}], separators=(",", ":")).replace("5.0", "5")
   wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "img.base").get_attribute("data-edits") == want_tag)
   after = _decode(browser.find_element(By.CSS_SELECTOR, "img.base").get_attribute("src"))
-  # Expected pixels: ss_jax.manipulate's edit of seed 0 (psi 0.7) by ALPHA sigma of the channel
-  # (seed -> S is checked against ss_jax.stats in test_explorer.py).
+  # Expected pixels: ss_jax.stylespace.manipulate's edit of seed 0 (psi 0.7) by ALPHA sigma of the channel
+  # (seed -> S is checked against ss_jax.stylespace.stats in test_explorer.py).
   s0 = renderer.seed_styles(g, [0], 0.7)
   ref = images.to_uint8(manipulate.edited_images(g, s0, CHANNEL, [0.0, ALPHA], std))[:, 0]
   assert np.abs(before.astype(int) - ref[0]).max() <= 1

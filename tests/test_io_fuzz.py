@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from ss_jax import io as sio
+from converters import io as sio
 
 SEED = 15
 MAX_SECONDS = 5.0
@@ -100,7 +100,7 @@ def _max_rss_mb():
 
 
 def run_cases(fixtures_dir, tmp_path, counts, seed, convert_every=5):
-  from converters import load_checkpoint  # the full path: detection, reader, converter
+  from ss_jax.stylegan2.checkpoint import load_checkpoint  # the full path: detection, reader, converter
   rng = np.random.default_rng(seed)
   rss0 = _max_rss_mb()
   outcomes = {"loaded": 0, "refused": 0}

@@ -1,4 +1,4 @@
-"""Small hostile files are refused quickly and in little memory (ss_jax.io.limits).
+"""Small hostile files are refused quickly and in little memory (converters.io.limits).
 
 The two attacks of issue 15, rebuilt by benchmarks/bench_hostile_files.py: a ~460-byte NVIDIA-style pickle whose module
 state nests a shared list `[x, x]` forty levels deep (2**40 leaves when expanded), and a
@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_hostile_files as hostile
-from ss_jax import io as sio
-from ss_jax.io import limits
+from converters import io as sio
+from converters.io import limits
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROBE = """
 import json, resource, sys, time
-from ss_jax import io as sio
-from converters import load_checkpoint
+from converters import io as sio
+from ss_jax.stylegan2.checkpoint import load_checkpoint
 t = time.time()
 try:
   getattr(sio, sys.argv[2])(sys.argv[1]) if sys.argv[2] != "convert" else load_checkpoint(sys.argv[1])
@@ -101,7 +101,7 @@ def test_zip_member_lying_about_its_size(tmp_path):
 
 def test_tensor_expansion_budget(tmp_path, monkeypatch):
   """Zero-stride views of one storage cannot multiply memory past the file's budget."""
-  from ss_jax.io import standins as si
+  from converters.io import standins as si
   monkeypatch.setattr(limits, "TENSOR_SLACK", 1 << 20)
   with limits.budget_for(tmp_path / "missing"):  # file size 0: 1 MiB of tensors allowed
     storage = si.Storage(np.dtype(np.float32), 4)

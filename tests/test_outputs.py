@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from ss_jax import jobs
+from ss_jax.runtime import jobs
 from ss_jax.runtime import lock, outputs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -96,19 +96,22 @@ def test_claim_workdirs(tmp_path):
 def test_every_writer_refuses_user_folder(tmp_path):
   """Library writers: generator, face-parser and encoder directories, exports, reports."""
   import jax
-  from converters import bisenet as bisenet_conv
-  from ss_jax import Generator, GeneratorConfig, bisenet, encoder, report, save_generator
-  from ss_jax import encoder_training as et
+  from ss_jax.parser import checkpoint
+  from ss_jax import Generator, GeneratorConfig, save_generator
+  from ss_jax.parser import bisenet
+  from ss_jax.inversion import encoder
+  from ss_jax.stylespace import report
+  from ss_jax.inversion import encoder_trainer
   from ss_jax.train import loop
   user = user_folder(tmp_path / "user")
   g = Generator.random(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channels=(8, 8),
                                        mapping_layers=1), jax.random.PRNGKey(0))
   writers = {
       "save_generator": lambda: save_generator(g, user),
-      "bisenet": lambda: bisenet_conv.save_converted({}, bisenet.BiSeNetConfig(), user),
+      "bisenet": lambda: checkpoint.save_converted({}, bisenet.BiSeNetConfig(), user),
       "encoder": lambda: encoder.save_encoder(user, None, {}, None, "x"),
       "export generator": lambda: loop.export_latest(tmp_path / "no_run", user),
-      "export encoder": lambda: et.export(tmp_path / "no_run", user, g),
+      "export encoder": lambda: encoder_trainer.export(tmp_path / "no_run", user, g),
       "report": lambda: report.write_report(user, {}, {}),
   }
   for name, write in writers.items():
@@ -150,7 +153,7 @@ def test_files_honour_the_umask(tmp_path):
   old = os.umask(0o022)
   try:
     jobs.atomic_write_text(tmp_path / "a.txt", "x")
-    from ss_jax import images
+    from ss_jax.runtime import images
     images.save_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     with jobs.atomic_directory(tmp_path / "d") as tmp:
       (tmp / "f").write_text("y")
@@ -197,7 +200,7 @@ def test_lock_is_exclusive_and_stale_locks_are_reported(tmp_path, capsys):
 RACER = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from ss_jax import jobs
+    from ss_jax.runtime import jobs
     workdir, value, start = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     while time.time() < start:
       time.sleep(0.001)

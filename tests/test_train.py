@@ -74,7 +74,7 @@ def test_model_shapes_and_default_size(cfg):
   logits = jax.eval_shape(lambda p: disc.discriminator(dcfg, p, jnp.zeros((4, 16, 16, 3))), params)
   assert logits.shape == (4,)
   full = configs.toyfaces_default()
-  g_params, _ = jax.eval_shape(lambda: ss_jax.generator.init_params(full.generator,
+  g_params, _ = jax.eval_shape(lambda: ss_jax.stylegan2.generator.init_params(full.generator,
                                                                     jax.random.PRNGKey(0)))
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(g_params))
   assert n * 4 <= 5 * 2**20, f"default generator is {n * 4 / 2**20:.2f} MiB"

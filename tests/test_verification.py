@@ -4,10 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from ss_jax import detection_scores as ds
-from ss_jax import ground_truth, images, jobs, locally_active as la, manipulate, segmentation, stats, stylespace
-from ss_jax import verification as V
-from ss_jax import verified_detection as vd
+from ss_jax.stylespace import detection_scores as ds
+from ss_jax.stylespace import ground_truth, locally_active as la, manipulate, segmentation, channels as stylespace
+from ss_jax.stylegan2 import sampling
+from ss_jax.stylespace.gradmaps import storage
+from ss_jax.runtime import images, jobs
+from ss_jax.stylespace import verification as V
+from ss_jax.stylespace import verified_detection as vd
 from test_locally_active import _run, tiny_generator
 
 
@@ -71,7 +74,7 @@ def test_job_matches_manipulate_and_resumes(tmp_path):
     x, y = job.read(p), ref.read(p)
     assert all(np.array_equal(x[key], y[key]) for key in x), p
   # Independent path: manipulate.edited_images + numpy.
-  styles = stats.styles_from_seeds(g, [5, 6, 7], 0.7)
+  styles = sampling.styles_from_seeds(g, [5, 6, 7], 0.7)
   p = 7
   raw = manipulate.edited_images(g, styles, [int(considered[p])], [-3.0, 3.0], sigma)
   u8 = images.to_uint8(raw)                                    # (A, N, H, W, C)
@@ -131,7 +134,7 @@ def test_verified_json_end_to_end(tmp_path):
       assert e["vis_share"]["mean"] >= 0.3 and "ci95" in e["changed"] and "ci95" in e["l1_share"]
   assert any(c["baseline"] for c in out["categories"])
   # The oracle comparison on these numbers: the verified set is a subset of the detections.
-  c = len(la.job_layout(gm)[1])
+  c = len(storage.job_layout(gm)[1])
   truth = np.zeros((c, 11), bool)
   truth[:3, 10] = True
   half = truth.copy()

@@ -2,7 +2,7 @@
 import jax
 import numpy as np
 
-from ss_jax.generator import Generator, GeneratorConfig, init_params
+from ss_jax.stylegan2.generator import Generator, GeneratorConfig, init_params
 
 TINY = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, channels=(16, 16, 8), mapping_layers=2)
 
@@ -23,6 +23,6 @@ TINY_ENCODER = dict(widths=(8, 16, 16), head_channels=8, feature_dim=32)
 
 
 def tiny_encoder_config(g):
-  """A small ss_jax.encoder.EncoderConfig for generator g (test speed, not quality)."""
-  from ss_jax import encoder  # pylint: disable=g-import-not-at-top
+  """A small ss_jax.inversion.encoder.EncoderConfig for generator g (test speed, not quality)."""
+  from ss_jax.inversion import encoder  # pylint: disable=g-import-not-at-top
   return encoder.EncoderConfig.for_generator(g, **TINY_ENCODER)

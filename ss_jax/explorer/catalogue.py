@@ -10,7 +10,7 @@ Sources, in order of precedence (a workdir is searched for the files by name):
 Without a workdir (or without some of the files) the missing parts are computed on the fly:
 sigma from `population_sigma` (a few thousand samples), and, where a segmenter is known for
 the generator, a quick locally-active detection on a few images (`measure_locality`, the
-same rule as ss_jax.locally_active with its default thresholds). Every entry says where its
+same rule as ss_jax.stylespace.locally_active with its default thresholds). Every entry says where its
 numbers come from.
 
 Catalogue dict (served to the page as JSON):
@@ -23,7 +23,8 @@ import pathlib
 
 import numpy as np
 
-from ss_jax import jobs, locally_active, segmentation, stats, stylespace
+from ss_jax.runtime import jobs
+from ss_jax.stylespace import locally_active, segmentation, stats, channels as stylespace
 
 ON_THE_FLY_SAMPLES = 2000
 ON_THE_FLY_PSI = 0.7
@@ -46,7 +47,7 @@ def find_file(workdir, name):
 
 
 def population_sigma(g, num_samples=ON_THE_FLY_SAMPLES, psi=ON_THE_FLY_PSI):
-  """(C,) float64 population std of flat S over seeds 0..num_samples-1 (ss_jax.stats conventions)."""
+  """(C,) float64 population std of flat S over seeds 0..num_samples-1 (ss_jax.stylespace.stats conventions)."""
   return stats.population_stats(g, num_samples, psi=psi, batch_size=256)["std"]
 
 
@@ -127,7 +128,7 @@ def measure_locality(g, segmenter, table, seeds=LOCALITY_SEEDS, psi=ON_THE_FLY_P
   Same maps, category reduction and decision rule as experiments.detect_local; with 16
   images the fractions are coarse (steps of 1/16), so these are candidates, not verified.
   """
-  from ss_jax import gradmaps  # heavy import, only needed here
+  from ss_jax.stylespace.gradmaps import api as gradmaps  # heavy import, only needed here
   from ss_jax.explorer import renderer
   layout = g.layout
   flat = renderer.seed_styles(g, seeds, psi)

@@ -1,7 +1,7 @@
 """The edit file: what the explorer exports and `experiments.manipulate --edit=FILE.json` replays.
 
   {"format": "ss-jax-edit", "version": 1,
-   "model": "<stats.model_fingerprint of the generator>",
+   "model": "<fingerprints.model_fingerprint of the generator>",
    "images": [{"seed": 3, "psi": 0.7, "class_idx": null},              # a generated image
               {"code": [C floats], "name": "me.png", "method": "encoder"}],   # flat S of an upload
    "edits": [{"channel": "6_113", "alpha": 2.5, "sigma": 0.0123}, ...],
@@ -20,7 +20,8 @@ import pathlib
 
 import numpy as np
 
-from ss_jax import stats, stylespace
+from ss_jax.stylespace import channels as stylespace
+from ss_jax.runtime import fingerprints
 from ss_jax.explorer import renderer
 
 FORMAT = "ss-jax-edit"
@@ -49,7 +50,7 @@ def make_spec(g, images, channels, alphas, sigma, sigma_source="", fingerprint=N
   if len(alphas) != len(idx):
     raise ValueError(f"{len(idx)} channels but {len(alphas)} alphas")
   sigma = np.asarray(sigma, np.float64)
-  spec = {"format": FORMAT, "version": VERSION, "model": fingerprint or stats.model_fingerprint(g),
+  spec = {"format": FORMAT, "version": VERSION, "model": fingerprint or fingerprints.model_fingerprint(g),
           "images": list(images),
           "edits": [{"channel": stylespace.name_of(g.layout, i), "alpha": _f32(a), "sigma": _f32(sigma[i])}
                     for i, a in zip(idx, alphas)],
@@ -123,7 +124,7 @@ def load(path, layout):
 
 
 def check_model(spec, g, fingerprint=None):
-  got = fingerprint or stats.model_fingerprint(g)
+  got = fingerprint or fingerprints.model_fingerprint(g)
   if spec["model"] != got:
     raise ValueError(f"the edit was made with generator {str(spec['model'])[:12]}..., this is {got[:12]}... "
                      "(pass the same --checkpoint as the explorer used)")
@@ -164,7 +165,7 @@ def render_each(g, flat, max_batch=renderer.DEFAULT_MAX_BATCH):
 
 def replay_file(g, path, outdir):
   """Replays an edit file into outdir/edit_<i>.png (one per image); -> the written paths."""
-  from ss_jax import images as images_lib
+  from ss_jax.runtime import images as images_lib
   spec = load(path, g.layout)
   out = pathlib.Path(outdir)
   paths = []

@@ -1,7 +1,7 @@
 """Building the explorer from command-line choices and serving it (used by experiments.explore)."""
 import logging
 
-from ss_jax import segmentation
+from ss_jax.stylespace import segmentation
 from ss_jax.explorer import app as app_lib
 from ss_jax.explorer import catalogue, state, uploads
 

@@ -7,7 +7,7 @@ device, no sharding, so a result depends only on the inputs, never on the device
   seed_styles(g, z (B, z_dim), c, psi)         -> (B, C) flat S
   channel_map(g, flat (1, C), idx, res)        -> (P, P) |d pooled image / d s_idx| averaged over
                                                   colour (the gradient-map definition of
-                                                  ss_jax.gradmaps, one column by a jvp)
+                                                  ss_jax.stylespace.gradmaps.api, one column by a jvp)
 
 The RenderService owns the render program: requests (k rows of flat S) go into one FIFO
 queue; a single worker thread takes the oldest request and every further queued request
@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ss_jax import images as images_lib
-from ss_jax import sampling, stats, stylespace
-from ss_jax.generator import flatten_styles, unflatten_styles
+from ss_jax.runtime import images as images_lib
+from ss_jax.stylegan2 import sampling
+from ss_jax.stylespace import channels as stylespace
+from ss_jax.stylegan2.generator import flatten_styles, unflatten_styles
 
 DEFAULT_MAX_BATCH = 8
 MAP_RESOLUTION = 32
@@ -45,7 +46,7 @@ def _seed_styles(g, z, c, psi):
 
 
 def _pool(img, res):
-  """(N, H, W, C) -> (N, P, P, C) box mean, P = min(res, H) (as ss_jax.gradmaps)."""
+  """(N, H, W, C) -> (N, P, P, C) box mean, P = min(res, H) (as ss_jax.stylespace.gradmaps.api)."""
   n, h, w, c = img.shape
   if h > res:
     f = h // res
@@ -88,7 +89,7 @@ def seed_styles(g, seeds, psi, class_idx=None):
   out = []
   for seed in seeds:
     z = sampling.z_from_seeds([int(seed)], g.config.z_dim)
-    c = stats.class_labels(g.config.c_dim, [int(seed)], class_idx)
+    c = sampling.class_labels(g.config.c_dim, [int(seed)], class_idx)
     out.append(np.asarray(_seed_styles(g, z, c if g.config.c_dim else None, np.float32(psi))))
   return np.concatenate(out) if out else np.zeros((0, stylespace.num_channels(g.layout)), np.float32)
 

@@ -13,7 +13,8 @@ import uuid
 
 import numpy as np
 
-from ss_jax import locally_active, segmentation, stats, stylespace
+from ss_jax.stylespace import locally_active, segmentation, stats, channels as stylespace
+from ss_jax.runtime import fingerprints
 from ss_jax.explorer import catalogue as catalogue_lib
 from ss_jax.explorer import edit_spec, renderer, uploads, views
 
@@ -46,7 +47,7 @@ class Explorer:
                sigma_samples=catalogue_lib.ON_THE_FLY_SAMPLES, measure=True):
     self.g = g
     self.name = name
-    self.fingerprint = stats.model_fingerprint(g)
+    self.fingerprint = fingerprints.model_fingerprint(g)
     self.service = renderer.RenderService(g, max_batch)
     self.resolution = int(g.config.img_resolution)
     res = workdir_results or {"categories": [], "entries": [], "mean_maps": {}, "notes": []}

@@ -5,7 +5,7 @@ never looked up by a name the browser sends), only as PNG, JPEG, WebP or BMP, wi
 pixel count checked from the header before any pixel is decoded. Errors are one-line
 ValueErrors meant for the page.
 
-Inversion uses the encoder trained for this generator (ss_jax.encoder) and, in "hybrid"
+Inversion uses the encoder trained for this generator (ss_jax.inversion.encoder) and, in "hybrid"
 mode, a few optimisation steps in S from the encoder's code (ss_jax.inversion); a
 generator without an encoder gets a clear message instead.
 """
@@ -61,7 +61,7 @@ def decode(data, size, channels=3):
 
 def load_encoder_for(g, directory=None):
   """(Encoder or None, reason when None): the encoder trained for g, if one exists."""
-  from ss_jax import encoder
+  from ss_jax.inversion import encoder
   try:
     return encoder.load_encoder(directory, generator=g), ""
   except encoder.GeneratorMismatch:
@@ -82,8 +82,8 @@ def invert(g, enc, image_uint8, mode="encoder", steps=DEFAULT_HYBRID_STEPS):
     steps = int(steps)
     if not 1 <= steps <= MAX_HYBRID_STEPS:
       raise ValueError(f"hybrid steps must be in 1..{MAX_HYBRID_STEPS}")
-    from ss_jax import images as images_lib
-    from ss_jax import inversion
+    from ss_jax.runtime import images as images_lib
+    from ss_jax.inversion import optimise as inversion
     target = images_lib.from_uint8(image_uint8[None])
     s = inversion.invert(g, target, space="s", steps=steps, init=s).styles
   return np.asarray(s[0], np.float32)

@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 
-from ss_jax import report
+from ss_jax.stylespace import report
 
 CHANGED_FRACTION = 0.1
 _OUTLINE_RGBA = (0, 255, 255, 255)

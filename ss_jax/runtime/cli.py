@@ -32,8 +32,10 @@ import traceback
 from absl import app, flags
 from absl import logging as absl_logging
 
+from ss_jax.runtime import seeds
+from ss_jax.runtime.seeds import SEED_MAX
+
 FLAGS = flags.FLAGS
-SEED_MAX = 2**32 - 1
 DEBUG_ENV = "SS_JAX_DEBUG"
 # Loggers that chat at INFO on every run (orbax on each save, JAX on backend set-up).
 _NOISY_LOGGERS = ("absl", "orbax", "jax")
@@ -81,13 +83,12 @@ def seed_span(seed_name, count_name):
 
 
 def seed_list(*names):
-  """Seed-list flags such as '0-7,10': parsed with ss_jax.sampling.parse_seeds."""
+  """Seed-list flags such as '0-7,10': parsed with runtime.seeds.parse_seeds."""
   def ok(v):
-    from ss_jax import sampling
     if v is None:
       return True
     try:
-      sampling.parse_seeds(v)
+      seeds.parse_seeds(v)
     except ValueError as e:
       raise flags.ValidationError(str(e)) from None
     return True

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from ss_jax import defaults, jobs
+from ss_jax.runtime import defaults, jobs
 from ss_jax.toyfaces import attributes as attr_lib
 from ss_jax.toyfaces import parts as parts_lib
 

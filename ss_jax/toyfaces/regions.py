@@ -1,6 +1,6 @@
 """ToyFaces attribute -> segmentation categories, and the registered ToyFaces classifier.
 
-The analysis code (ss_jax.attribute_detection, ss_jax.attribute_bank) knows no world; this
+The analysis code (ss_jax.stylespace.attribute_detection, ss_jax.dci.attribute_bank) knows no world; this
 module is where the ToyFaces world is bound to it: each attribute's region is the set of
 FFHQ-style categories (parts.CATEGORY_OF_PART) of the parts it may change
 (attributes.ATTRIBUTES[i].parts); attributes that change "all" parts, or any part outside a
@@ -8,7 +8,8 @@ local attribute's list (the global ones), get None: no locally-active restrictio
 """
 import numpy as np
 
-from ss_jax import attribute_bank, dci_sampling
+from ss_jax.dci import attribute_bank
+from ss_jax.dci import sampling as dci_sampling
 from ss_jax.toyfaces import attributes as attr_lib
 from ss_jax.toyfaces import models
 from ss_jax.toyfaces import parts as parts_lib

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ss_jax import jobs
+from ss_jax.runtime import jobs
 from ss_jax.toyfaces import models
 from ss_jax.toyfaces import parts as parts_lib
 from ss_jax.toyfaces import render as render_lib

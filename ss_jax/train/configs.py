@@ -8,7 +8,7 @@ import dataclasses
 import json
 import math
 
-from ss_jax.config import GeneratorConfig
+from ss_jax.stylegan2.config import GeneratorConfig
 from ss_jax.train.discriminator import DiscriminatorConfig
 
 # Fields that may differ between a checkpoint and the run resuming it.

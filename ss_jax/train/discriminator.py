@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ss_jax import ops
-from ss_jax.config import check_resolution_channels
+from ss_jax.stylegan2 import ops
+from ss_jax.stylegan2.config import check_resolution_channels
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,10 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ss_jax import generator as gen
-from ss_jax import jobs
-from ss_jax.checkpoint import save_generator
-from ss_jax.runtime import outputs
+from ss_jax.runtime import jobs, outputs
+from ss_jax.stylegan2 import generator as gen
+from ss_jax.stylegan2.checkpoint import save_generator
 from ss_jax.train import data as data_lib
 from ss_jax.train import step as step_lib
 from ss_jax.train.configs import RESUMABLE_OVERRIDES, TrainConfig

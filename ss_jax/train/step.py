@@ -23,7 +23,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ss_jax import generator as gen
+from ss_jax.stylegan2 import generator as gen
 from ss_jax.train import discriminator as disc
 from ss_jax.train.configs import TrainConfig
 
@@ -43,7 +43,7 @@ class TrainState:
 
   step: int32 () steps completed; rng: uint32 (4,) raw PRNG_IMPL key data, split
   every step (raw so orbax stores it as a plain array);
-  g_params / g_buffers: generator (see ss_jax.generator); g_ema: EMA of
+  g_params / g_buffers: generator (see ss_jax.stylegan2.generator); g_ema: EMA of
   g_params; d_params: discriminator; g_opt / d_opt: optax Adam states of the
   flattened (ravel_pytree) params.
   """

@@ -1,0 +1,141 @@
+"""Gradient-map planning: which exact method (forward / reverse / local) and what chunk, cut and tile
+sizes, chosen by a multiply-add model of the generator (see api.py for the methods)."""
+import dataclasses
+from typing import Optional
+
+from ss_jax.stylegan2.config import style_layout
+from ss_jax.stylespace.gradmaps.dense import considered_layers
+from ss_jax.stylespace.gradmaps.local import _contraction_tables, _crop_plan
+
+METHODS = ("auto", "forward", "reverse", "local")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """How to compute J (hashable: it is a static argument of the jitted driver).
+
+  method: "forward" | "reverse" | "local"; chunk: tangents (forward, and the
+  local mode's low layers) or cotangents (reverse) per vmapped batch; cut: first
+  layer index run on crops (local); tile: pooled pixels per tile side (local);
+  tile_batch: tiles per vmapped batch (local); macs: the model's estimate of
+  multiply-adds per image, for information.
+  """
+  method: str
+  chunk: Optional[int] = None
+  cut: int = 0
+  tile: int = 1
+  tile_batch: int = 1
+  macs: float = 0.0
+
+
+def _conv_macs(L, n=None, n_in=None):
+  """Multiply-adds of layer L on the full map, or producing an n^2 crop (from an n_in^2 input)."""
+  r = L.resolution if n is None else n
+  if L.kind == "torgb":
+    return r * r * L.channels * L.out_channels
+  if L.up:  # transposed conv: 9 taps per low-res input pixel
+    r_in = L.resolution // 2 if n_in is None else n_in
+    return r_in * r_in * 9 * L.channels * L.out_channels
+  return r * r * 9 * L.channels * L.out_channels
+
+
+def _tile_batch(cfg, layout, cut, tile, p_res, budget):
+  """Tiles per vmapped batch so that one batch's crop activations (primal and one per cotangent,
+  im2col patches included) take about `budget` bytes."""
+  pl = _crop_plan(cfg, cut, tile, p_res)
+  n_x = pl.x_cut[1]
+  floats = n_x * n_x * layout[cut].channels
+  for st in pl.steps:
+    L = layout[st.m]
+    if L.kind == "conv":
+      n_in = n_x - 2 if L.up else st.n
+      floats += n_in * n_in * 9 * L.channels + (2 * n_in if L.up else st.n) ** 2 * L.out_channels
+      n_x = st.n
+    else:
+      floats += st.n * st.n * (L.channels + L.out_channels)
+  per_tile = 4 * floats * (1 + cfg.img_channels * tile * tile)
+  b = int(max(1, min(pl.num_tiles ** 2, budget // per_tile)))
+  while (pl.num_tiles ** 2) % b:  # no remainder batch (it would be compiled separately)
+    b -= 1
+  return b
+
+
+def _default_chunk(layout, stop, budget=1 << 30):
+  """Tangents / cotangents per vmapped batch so that ~4 activation-sized buffers each fit `budget` bytes."""
+  act = max(max(L.resolution ** 2 * L.out_channels, (L.resolution // (2 if L.up else 1)) ** 2 * L.channels)
+            for L in layout[:max(stop, 1)])
+  return int(max(1, budget // (4 * 4 * act)))
+
+
+def _cut_choices(layout):
+  return [0] + [m for m, L in enumerate(layout) if L.kind == "conv" and L.up]
+
+
+def _local_macs(cfg, layout, layers, cut, tile, p_res):
+  """Multiply-add model of the local mode (crop VJPs + low-layer tangents + contraction)."""
+  pl = _crop_plan(cfg, cut, tile, p_res)
+  m_ct = cfg.img_channels * tile * tile
+  crop = 0.0
+  n_x = pl.x_cut[1]
+  for st in pl.steps:
+    L = layout[st.m]
+    crop += _conv_macs(L, st.n, n_x)
+    if L.kind == "conv":
+      n_x = st.n
+  above = pl.num_tiles ** 2 * (1 + m_ct) * crop
+  below = [m for m in layers if m < cut]
+  fwd = sum(layout[m].channels * sum(_conv_macs(layout[l]) for l in range(m + 1, cut)) for m in below)
+  c_below = sum(layout[m].channels for m in below)
+  contr = 0.0
+  if below:
+    size = layout[cut - 1].resolution
+    (pt, _, _), _ = _contraction_tables(pl.x_cut, size)
+    contr = (size * pt.shape[1]) ** 2 * m_ct * layout[cut].channels * c_below
+  return above + fwd + contr
+
+
+def plan(cfg, resolution=32, include_torgb=False, method="auto", chunk_size=None, cut_resolution=None,
+         tile=None, tile_batch=None):
+  """Choose how to compute the Jacobian; `jacobian`/`gradient_maps` accept the result as method.
+
+  method "auto" takes the cheapest of forward / reverse / local by a multiply-add
+  model. For "local", cut_resolution (layers at resolutions above it run on crops,
+  0: all layers) and tile (pooled pixels per tile side) default to the model's
+  best; tile_batch (tiles per vmapped batch) defaults to a memory budget.
+  """
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+  if chunk_size is not None and int(chunk_size) < 1:
+    raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+  layout = style_layout(cfg)
+  layers = considered_layers(layout, include_torgb)
+  p_res = min(int(resolution), cfg.img_resolution)
+  total = sum(_conv_macs(L) for L in layout)
+  n_out = cfg.img_channels * p_res * p_res
+  fwd = sum(layout[m].channels * sum(_conv_macs(layout[l]) for l in range(m + 1, len(layout))) for m in layers)
+  rev = 2.0 * n_out * total
+  # Local: try every cut (at a block boundary) and a few tile sizes.
+  best = None
+  cuts = _cut_choices(layout)
+  if cut_resolution is not None:
+    cuts = [0] if cut_resolution == 0 else [m for m in cuts if m and layout[m].resolution == 2 * cut_resolution]
+    if not cuts:
+      raise ValueError(f"cut_resolution must be 0 or a block resolution below {cfg.img_resolution}, "
+                       f"got {cut_resolution}")
+  tiles = [tile] if tile else [t for t in (1, 2, 4) if p_res % t == 0]
+  for c in cuts:
+    for t in tiles:
+      cost = _local_macs(cfg, layout, layers, c, t, p_res)
+      if best is None or cost < best[0]:
+        best = (cost, c, t)
+  if method == "auto":
+    method = min([("forward", fwd), ("reverse", rev), ("local", best[0])], key=lambda kv: kv[1])[0]
+  if method == "forward":
+    return Plan("forward", int(chunk_size or _default_chunk(layout, len(layout))), macs=fwd)
+  if method == "reverse":
+    return Plan("reverse", int(chunk_size or _default_chunk(layout, len(layout))), macs=rev)
+  cost, cut, t = best
+  chunk = int(chunk_size or _default_chunk(layout, cut))
+  if tile_batch is None:  # ~128 MiB of crop activations per vmapped batch (measured: smaller batches of
+    tile_batch = _tile_batch(cfg, layout, cut, t, p_res, 128 << 20)  # big crops underuse the matmuls)
+  return Plan("local", chunk, cut, t, int(tile_batch), cost)

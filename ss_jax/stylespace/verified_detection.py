@@ -1,0 +1,138 @@
+"""Detection under a chosen score rule, then verification of every detection by editing.
+
+The library side of `experiments.detect_local` after the shards are scored:
+
+  finalize(job, gm, score="mass", ...)   detections.json etc. (`locally_active.finalize`) under
+      the chosen rule (`detection_scores`), each entry with its gradient-mass share, each
+      category with the win rate of an average channel (the official rule's chance level).
+  verify(job, gm, result, g, labels_fn, ...)   edits every detected channel and a layer-matched
+      random baseline on held-out seeds (`verification`), writes beside detections.json:
+
+  verified.json  {"settings": {...}, "categories": [{"category": "hair", "id": 10,
+                   "detected": 12, "verified": [{"name": "6_113", "l1_share": {"mean", "std",
+                   "ci95"}, "vis_share": {...}, "changed": {...}, "n_images", ...}],
+                   "rejected": [...], "baseline": {...}}]}
+  verified.npz   positions (M,) measured map positions, every summary array (M, K),
+                 baseline (B,) positions.
+"""
+import hashlib
+import json
+
+import numpy as np
+
+from ss_jax.stylespace import detection_scores, locally_active, segmentation, channels as stylespace, verification
+from ss_jax.stylespace.gradmaps import storage
+from ss_jax.runtime import jobs
+
+
+def finalize(job, gm, score=detection_scores.DEFAULT_SCORE, threshold=0.5, margin=0.25,
+             mass_threshold=detection_scores.DEFAULT_MASS_THRESHOLD, top_k=20, layers=None):
+  """locally_active.finalize under rule `score`; returns (result, histogram) as it does."""
+  if score not in detection_scores.SCORES:
+    raise ValueError(f"unknown score {score!r}; known: {', '.join(detection_scores.SCORES)}")
+  ms = detection_scores.mass_stats(job, gm)
+  mass, area = ms.mean_mass(), ms.mean_area()
+  detector = None
+  if score != "official":
+    dets = detection_scores.detect(score, locally_active.load_stats(job).fractions(), mass, area, threshold,
+                                   margin, mass_threshold)
+    detector = dets.__getitem__
+  extra = {"score": score, "mass_threshold": mass_threshold}
+  result, hist = locally_active.finalize(job, gm, threshold, margin, top_k, layers, detector, extra)
+  frac = locally_active.load_stats(job).fractions()
+  excess = detection_scores.mass_excess(mass, area)
+  for c in result["categories"]:
+    k = c["id"]
+    c["average_channel_win_rate"] = round(float(frac[:, k].mean()), 6)
+    c["mean_area_share"] = round(float(area[k]), 6)
+    for e in c["detected"] + c["top"]:
+      e["mass"] = round(float(mass[e["position"], k]), 6)
+      e["mass_excess"] = round(float(excess[e["position"], k]), 6)
+  jobs.atomic_write_json(job.dir / "detections.json", result)
+  return result, hist
+
+
+def make_verify_job(workdir, gm, g, source, table, seeds, alphas=verification.DEFAULT_ALPHAS,
+                    visible=verification.DEFAULT_VISIBLE, sigma=None):
+  """The edit-measure job of this gradient-map job's channels on held-out `seeds`.
+
+  Its folder, WORKDIR/verify_<hash of the settings>, is shared by every analysis with the same
+  settings (so reruns with other thresholds reuse the measured channels). sigma: (S,) std,
+  default the std of the styles stored with the gradient maps.
+  """
+  _, considered, _ = storage.job_layout(gm)
+  sigma = verification.sigma_from_gradient_maps(gm) if sigma is None else sigma
+  key = hashlib.sha1(json.dumps([sorted(map(int, seeds)), list(map(float, alphas)), float(visible), source,
+                                 table.name], sort_keys=True).encode()).hexdigest()[:10]
+  return verification.make_job(workdir, g, considered, sigma, seeds, source, table, psi=gm.spec["psi"],
+                               class_idx=gm.spec["class_idx"], alphas=alphas, visible=visible,
+                               forbidden_seeds=gm.spec["seeds"], name=f"verify_{key}")
+
+
+def _stat(summary, name, p, k):
+  return {"mean": round(float(summary[f"{name}_mean"][p, k]), 5), "std": round(float(summary[f"{name}_std"][p, k]), 5),
+          "ci95": round(float(summary[f"{name}_ci"][p, k]), 5)}
+
+
+def measured(vjob, positions, num_pixels):
+  """summary dict (M, K) arrays of the given positions (verification.summarize)."""
+  return verification.summarize(verification.load(vjob, positions), num_pixels)
+
+
+def verify(job, gm, result, g, labels_fn, vjob, min_share=verification.DEFAULT_MIN_SHARE,
+           min_changed=verification.DEFAULT_MIN_CHANGED, baseline_per_layer=4, rows_per_step=64,
+           progress_stream=None):
+  """Measures the detections of `result` (and the baseline) in vjob; writes verified.json/.npz in job.dir."""
+  layout, considered, _ = storage.job_layout(gm)
+  table = segmentation.CategoryTable.from_json(job.spec["table"])
+  det = {c["id"]: np.array([e["position"] for e in c["detected"]], np.int64) for c in result["categories"]}
+  union = np.unique(np.concatenate([np.zeros(0, np.int64)] + list(det.values())))
+  base = verification.baseline_positions(layout, considered, union, baseline_per_layer) if len(union) else union
+  positions = np.union1d(union, base).astype(np.int64)
+  prog = jobs.Progress(len(positions), "verifying", "channels", stream=progress_stream) if progress_stream else None
+  verification.run_job(vjob, g, labels_fn, positions, rows_per_step, progress=prog)
+  size = g.config.img_resolution
+  summ = measured(vjob, positions, size * size) if len(positions) else None
+  row = {int(p): i for i, p in enumerate(positions)}
+  ok = verification.verified_mask(summ, min_share, min_changed) if summ is not None else None
+  layer = stylespace.layer_of_flat(layout)[considered]
+  cats = []
+  for c in result["categories"]:
+    k = c["id"]
+    entries = {"verified": [], "rejected": []}
+    for e in c["detected"]:
+      i = row[e["position"]]
+      m = {"name": e["name"], "flat": e["flat"], "position": e["position"], "layer": e["layer"],
+           "n_images": int(summ["n_images"][i, k]), **{n: _stat(summ, n, i, k) for n in verification.MEASURES}}
+      entries["verified" if ok[i, k] else "rejected"].append(m)
+    cats.append({"category": c["category"], "id": k, "detected": len(c["detected"]), **entries,
+                 "baseline": _baseline(summ, ok, row, base, layer, det[k], k) if len(det[k]) else None})
+  s = vjob.spec
+  settings = {"seeds": locally_active._seed_summary(s["seeds"]), "alphas": s["alphas"], "visible": s["visible"],
+              "min_share": min_share, "min_changed": min_changed, "baseline_per_layer": baseline_per_layer,
+              "psi": s["psi"], "labels": s["labels"], "measures": list(verification.MEASURES),
+              "store": vjob.dir.name, "rule": "vis_share >= min_share and changed >= min_changed "
+                                               "(means over held-out images)"}
+  out = {"settings": settings, "categories": cats}
+  jobs.atomic_write_json(job.dir / "verified.json", out)
+  arrays = {k: v for k, v in (summ or {}).items()}
+  jobs.atomic_save_npz(job.dir / "verified.npz", positions=positions, baseline=base,
+                       categories=np.array(table.categories), **arrays)
+  return out
+
+
+def _baseline(summ, ok, row, base, layer, det_k, k):
+  """Layer-matched baseline of category k: per layer of the detections, the mean over that layer's random
+  channels, weighted by the number of detections in the layer."""
+  w_sum, acc = 0.0, {n: 0.0 for n in verification.MEASURES + ("verified_rate",)}
+  for L, cnt in zip(*np.unique(layer[det_k], return_counts=True)):
+    b = [row[int(p)] for p in base if layer[p] == L]
+    if not b:
+      continue
+    for n in verification.MEASURES:
+      acc[n] += cnt * float(np.mean(summ[f"{n}_mean"][b, k]))
+    acc["verified_rate"] += cnt * float(np.mean(ok[b, k]))
+    w_sum += cnt
+  out = {n: round(v / w_sum, 5) for n, v in acc.items()} if w_sum else {}
+  out["num_channels"] = int(sum(layer[p] in set(layer[det_k].tolist()) for p in base))
+  return out

@@ -1,0 +1,124 @@
+"""Report pictures and HTML; end to end through the three binaries on a tiny random generator."""
+import html.parser
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ss_jax.stylespace import report, stats
+from ss_jax import save_generator
+from test_stylespace_locally_active import tiny_generator
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def quadrants(images):
+  """Stand-in segmenter: fixed CelebAMask-HQ quadrants (skin, bg / hair, nose)."""
+  n, h, w = images.shape[:3]
+  lab = np.ones((n, h, w), np.int32)
+  lab[:, :h // 2, w // 2:] = 0
+  lab[:, h // 2:, :w // 2] = 17
+  lab[:, h // 2:, w // 2:] = 10
+  return lab
+
+
+class _Links(html.parser.HTMLParser):
+  """Collects img/a targets and checks that every opened tag of interest is closed."""
+
+  def __init__(self):
+    super().__init__()
+    self.srcs, self.hrefs, self.ids, self.stack = [], [], set(), []
+
+  def handle_starttag(self, tag, attrs):
+    a = dict(attrs)
+    if tag == "img":
+      self.srcs.append(a["src"])
+      assert a.get("alt")
+    elif tag == "a":
+      self.hrefs.append(a["href"])
+    if "id" in a:
+      self.ids.add(a["id"])
+    if tag in ("table", "tr", "td", "th", "h1", "h2", "p", "pre", "a", "body", "html"):
+      self.stack.append(tag)
+
+  def handle_endtag(self, tag):
+    if tag in ("table", "tr", "td", "th", "h1", "h2", "p", "pre", "a", "body", "html"):
+      assert self.stack and self.stack[-1] == tag, (tag, self.stack[-3:])
+      self.stack.pop()
+
+
+def check_html(path):
+  p = _Links()
+  p.feed(path.read_text())
+  p.close()
+  assert not p.stack
+  for src in p.srcs:
+    assert not src.startswith(("/", "http")) and (path.parent / src).is_file(), src
+  for href in p.hrefs:
+    assert href.startswith("#") and href[1:] in p.ids, href
+  return p
+
+
+def test_heatmap_and_histogram():
+  hm = report.heatmap(np.arange(16.0).reshape(4, 4), size=32)
+  assert hm.shape == (32, 32, 3) and hm.dtype == np.uint8
+  assert hm[0, 0].sum() < hm[-1, -1].sum()
+  assert report.heatmap(np.zeros((4, 4))).max() < 10
+  hist = np.array([[1, 0, 2], [0, 0, 0], [4, 1, 0]])
+  im = report.histogram_png(hist, [0, 1, 2], ["a", "b", "c"])
+  assert im.ndim == 3 and im.shape[2] == 3 and im.dtype == np.uint8
+
+
+def _bin(name, *args, ok=True):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=f"{REPO}:{REPO / 'tests'}")
+  env.pop("XLA_FLAGS", None)
+  r = subprocess.run([sys.executable, "-m", f"experiments.{name}", *args], cwd=REPO, env=env,
+                     capture_output=True, text=True, timeout=300)
+  assert (r.returncode == 0) == ok, r.stderr[-3000:]
+  return r
+
+
+def test_binaries_end_to_end(tmp_path):
+  g = tiny_generator()
+  save_generator(g, tmp_path / "ckpt")
+  rng = np.random.RandomState(0)
+  c = g.num_style_channels
+  stats.save(tmp_path / "stats.npz", {"mean": rng.rand(c), "std": rng.rand(c) + 0.5, "count": 10}, g.layout)
+  wd = str(tmp_path / "wd")
+  _bin("gradient_maps", f"--checkpoint={tmp_path / 'ckpt'}", "--seeds=0-4", "--resolution=8",
+       f"--workdir={wd}", "--images_per_shard=3", "--method=reverse", "--dtype=float16")
+  shard = np.load(tmp_path / "wd/gradmaps/shard_00001.npz")
+  assert shard["maps"].shape == (2, 12, 8, 8) and shard["maps"].dtype == np.float16
+  assert shard["scale"].shape == (2, 12) and shard["maps"].max() == 1
+  _bin("detect_local", f"--workdir={wd}", "--segmenter=test_report:quadrants", "--categories=ffhq",
+           "--score=official", "--threshold=0.3", "--margin=0.1", "--verify_seeds=100-101")
+  det = json.loads((tmp_path / "wd/local/detections.json").read_text())
+  ver = json.loads((tmp_path / "wd/local/verified.json").read_text())
+  assert [c["category"] for c in ver["categories"]] == [c["category"] for c in det["categories"]]
+  assert [c["detected"] for c in ver["categories"]] == [len(c["detected"]) for c in det["categories"]]
+  assert [c["present_images"] for c in det["categories"]] == [0, 5, 5, 0, 0, 0, 5, 0, 0, 0, 5]
+  assert (tmp_path / "wd/local/layer_histogram.png").is_file()
+  assert np.load(tmp_path / "wd/local/local.npz")["fractions"].shape == (12, 11)
+  # Label PNGs of the wrong size: a one-line error, non-zero exit.
+  (tmp_path / "labels").mkdir()
+  for s in range(5):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "labels" / f"seed{s:04d}.png")
+  r = _bin("detect_local", f"--workdir={wd}", f"--labels_dir={tmp_path / 'labels'}", "--name=png", ok=False)
+  assert "masks of size (4, 4) do not match the images' size (8, 8)" in r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1
+  out = tmp_path / "report"
+  _bin("report", f"--workdir={wd}", f"--stats={tmp_path / 'stats.npz'}", f"--outdir={out}",
+           "--channels=2_1,0_3", "--num_images=2")
+  p = check_html(out / "index.html")
+  assert "layer_histogram.png" in p.srcs and "maps/2_1.png" in p.srcs and "strips/0_3.png" in p.srcs
+  shown = [e["name"] for c in ver["categories"] for e in (c["verified"] + c["rejected"])[:5]]
+  assert shown and all(f"verify/{n}.png" in p.srcs for n in shown)
+  with pytest.raises(ValueError, match="1_0 have no gradient maps"):  # a toRGB channel
+    report.build_report(wd, out, channels="1_0")
+  with pytest.raises(ValueError, match="bad channel name"):
+    report.build_report(wd, out, channels="2-1")
