@@ -119,7 +119,7 @@ def test_pick_slide_export_replay(browser, server):  # browser first: a missing 
   wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "img.base").get_attribute("data-edits") == want_tag)
   after = _decode(browser.find_element(By.CSS_SELECTOR, "img.base").get_attribute("src"))
   # Expected pixels: ss_jax.stylespace.manipulate's edit of seed 0 (psi 0.7) by ALPHA sigma of the channel
-  # (seed -> S is checked against ss_jax.stylespace.stats in test_explorer.py).
+  # (seed -> S is checked against ss_jax.stylespace.stats in test_explorer_app.py).
   s0 = renderer.seed_styles(g, [0], 0.7)
   ref = images.to_uint8(manipulate.edited_images(g, s0, CHANNEL, [0.0, ALPHA], std))[:, 0]
   assert np.abs(before.astype(int) - ref[0]).max() <= 1

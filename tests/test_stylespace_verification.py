@@ -11,7 +11,7 @@ from ss_jax.stylespace.gradmaps import storage
 from ss_jax.runtime import images, jobs
 from ss_jax.stylespace import verification as V
 from ss_jax.stylespace import verified_detection as vd
-from test_locally_active import _run, tiny_generator
+from test_stylespace_locally_active import _run, tiny_generator
 
 
 def _halves(seeds, index, u8):
