@@ -95,7 +95,7 @@ def test_binaries_end_to_end(tmp_path):
   shard = np.load(tmp_path / "wd/gradmaps/shard_00001.npz")
   assert shard["maps"].shape == (2, 12, 8, 8) and shard["maps"].dtype == np.float16
   assert shard["scale"].shape == (2, 12) and shard["maps"].max() == 1
-  _bin("detect_local", f"--workdir={wd}", "--segmenter=test_report:quadrants", "--categories=ffhq",
+  _bin("detect_local", f"--workdir={wd}", "--segmenter=test_stylespace_report:quadrants", "--categories=ffhq",
            "--threshold=0.3", "--margin=0.1")
   det = json.loads((tmp_path / "wd/local/detections.json").read_text())
   assert [c["present_images"] for c in det["categories"]] == [0, 5, 5, 0, 0, 0, 5, 0, 0, 0, 5]
