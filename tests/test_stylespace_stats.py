@@ -103,7 +103,7 @@ def test_multi_device_equals_single_device(g):
   np.testing.assert_allclose(a["std"], b["std"], rtol=1e-6, atol=1e-7)
   assert a["count"] == b["count"] == 27
   mesh = distributed.default_mesh()
-  step = distributed.sharded_step(stats._z_to_s, mesh, 2, 1)
+  step = distributed.sharded_step(sampling._z_to_s, mesh, 2, 1)
   out = step(g, np.zeros((8, 16), np.float32), np.zeros((8, 0), np.float32), np.float32(0.7))
   assert out.sharding.spec == P("data") and len(out.sharding.device_set) == 4
 
