@@ -14,7 +14,9 @@ same command after a kill), sharded over devices and processes like the other jo
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 from experiments import _distributed_flags
 from ss_jax.dci import ad_comparison
@@ -44,6 +46,9 @@ flags.DEFINE_list("matches", [f"{x:g}" for x in _D.matches], "Target changes (si
 flags.DEFINE_float("psi", _D.psi, "Truncation psi of every image.")
 flags.DEFINE_integer("batch_size", 128, "Renders per step and process.")
 flags.mark_flag_as_required("workdir")
+cli.finite("min_accuracy", "min_rate", "select_alpha", "psi")
+cli.positive("num_population", "num_select", "num_eval", "num_exemplars", "s_candidates", "num_components",
+             "batch_size")
 FLAGS = flags.FLAGS
 
 
@@ -88,4 +93,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

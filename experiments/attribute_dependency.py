@@ -14,7 +14,9 @@ resumable and sharded over devices / processes like the other jobs.
 """
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 from experiments import _distributed_flags
 
@@ -40,6 +42,10 @@ flags.DEFINE_float("psi", 1.0, "Truncation psi.")
 flags.DEFINE_integer("batch_size", 128, "Renders per step and process.")
 flags.DEFINE_integer("images_per_shard", 16, "Held-out images per resumable shard.")
 flags.mark_flags_as_required(["workdir", "attribute"])
+cli.finite("min_accuracy", "match", "psi")
+cli.positive("num_images", "num_population", "batch_size", "images_per_shard")
+cli.seed_span("eval_seed", "num_images")
+cli.seed_span("population_seed", "num_population")
 FLAGS = flags.FLAGS
 
 
@@ -84,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

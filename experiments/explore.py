@@ -10,7 +10,9 @@ Prints the address (http://127.0.0.1:PORT/). Binds to 127.0.0.1 unless --host sa
 import logging
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from ss_jax.runtime import cli
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("workdir", None, "Analysis folder searched for stats.npz, detections.json, verified.json.")
@@ -24,6 +26,8 @@ flags.DEFINE_integer("port", 8000, "Port (0: any free port).")
 flags.DEFINE_integer("max_batch", 8, "Most images rendered in one batch.")
 flags.DEFINE_integer("sigma_samples", 2000, "Samples for sigma when no stats.npz is given.")
 flags.DEFINE_bool("measure", True, "Measure channel locality at start when there are no detections.")
+cli.non_negative("port")
+cli.positive("max_batch", "sigma_samples")
 FLAGS = flags.FLAGS
 
 
@@ -51,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

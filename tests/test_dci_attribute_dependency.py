@@ -64,13 +64,13 @@ def _linear_classifier(g):
 def test_job_on_linear_classifier_known_answer(tmp_path):
   g = tiny.tiny_generator(3)
   attr_fn, last = _linear_classifier(g)
-  pop = ad.population(tmp_path, g, attr_fn, 64, seed=1000, samples_per_shard=32, batch_size=32)
+  pop = ad.population(tmp_path / "job", g, attr_fn, 64, seed=1000, samples_per_shard=32, batch_size=32)
   sd = ad.logit_std(pop["logits"])
   std_s = pop["s"].std(0)
   edits = [ad.channel_edit(g.layout, [last.offset], std_s),
            ad.channel_edit(g.layout, [last.offset], std_s, sign=-1.0, name="minus")]
   alphas = [1.0, 3.0]
-  job = ad.make_job(tmp_path, "heldout", g, attr_fn, range(5), edits, alphas, images_per_shard=2)
+  job = ad.make_job(tmp_path / "job", "heldout", g, attr_fn, range(5), edits, alphas, images_per_shard=2)
   assert job.num_shards == 3
   base, edited = ad.run_and_read(job, g, edits, attr_fn, batch_size=8)
   assert base.shape == (5, 3) and edited.shape == (5, 2, 2, 3)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from ss_jax.runtime import fingerprints
+from ss_jax.runtime import fingerprints, outputs
 from ss_jax.inversion import encoder as enc_lib
 from tests.tiny import TINY, tiny_encoder_config, tiny_generator
 
@@ -109,8 +109,10 @@ def test_save_load_round_trip(encoder, g, tmp_path):
     np.testing.assert_array_equal(v, loaded.normaliser.to_arrays()[k])
   x = _images(3, seed=5)
   np.testing.assert_array_equal(loaded.encode(x)["s"], encoder.encode(x)["s"])
-  # Saving again replaces the directory atomically (no leftovers).
-  encoder.save(d)
+  # Saving again is refused unless asked; then it replaces the directory atomically (no leftovers).
+  with pytest.raises(outputs.OutputError, match="--overwrite"):
+    encoder.save(d)
+  encoder.save(d, overwrite=True)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["enc"]
 
 

@@ -153,12 +153,12 @@ def test_verified_json_end_to_end(tmp_path):
 
 def test_l1_shares_agree_with_toyfaces_evaluate():
   """With unchanged labels, the L1 shares equal ss_jax.toyfaces.evaluate.locality_shares (the edit scorer)."""
-  from ss_jax.toyfaces import evaluate, parts
+  from ss_jax.toyfaces import evaluate, parts, segmenter
   rng = np.random.RandomState(1)
   before = rng.randint(0, 256, (3, 8, 8, 3)).astype(np.uint8)
   after = rng.randint(0, 256, (3, 1, 8, 8, 3)).astype(np.uint8)
   labels = rng.randint(0, len(parts.PART_NAMES), (3, 8, 8))
-  table = segmentation.toyfaces_table()
+  table = segmenter.toyfaces_table()
   cats = table.merge(labels)
   got = V.edit_measures(before, cats, after, cats[:, None], table.num_categories)
   names, shares, _ = evaluate.locality_shares(before, after[:, 0], labels)

@@ -109,7 +109,7 @@ def detect_attribute(s, logits, t: int, layout, mean, std, cs: CheckSettings, lo
     local_channels: names of the region's verified locally-active channels, or None.
 
   Returns:
-    dict of numpy arrays (one shard): sizes, acc_all, acc_local (NaN without restriction),
+    dict of numpy arrays (one shard): sizes, acc_all, acc_local (-1 without restriction: ref_local < 0),
     ref_all, ref_local, pool_top_all, pool_top_local (-1 without), top_all, theta_all,
     top_local (-1 padded), z_mean (C,), num_local (candidates after the restriction).
   """
@@ -119,7 +119,7 @@ def detect_attribute(s, logits, t: int, layout, mean, std, cs: CheckSettings, lo
   mask_all = ac.candidate_mask(layout, cs.include_torgb)
   c_all = _curve(s, logits, t, split, mean, std, mask_all, cs)
   top_local, num_local = np.full(TOP_K, -1), 0
-  acc_local, ref_local, pool_local = np.full(len(c_all["sizes"]), np.nan), -1, -1
+  acc_local, ref_local, pool_local = np.full(len(c_all["sizes"]), -1.0), -1, -1  # shards hold no NaN
   mask_local = None
   if local_channels:
     try:
@@ -252,15 +252,16 @@ def summary_row(d: Mapping, name: str, layout, attribute_names, regions=None, re
   """
   sizes = d["sizes"]
   num_local = int(d["num_local"]) if int(d["ref_local"]) >= 0 else None  # None: no restriction asked
+  acc_local = d["acc_local"] if num_local is not None else np.full(len(sizes), np.nan)
   row = {"attribute": name, "region": list((regions or {}).get(name) or []), "num_local": num_local,
          "reference_all": _name(layout, d["ref_all"]), "reference_local": _name(layout, d["ref_local"]),
          "pool_top_all": _name(layout, d["pool_top_all"]),
          "top_all": [[_name(layout, c), float(t)] for c, t in zip(d["top_all"], d["theta_all"])],
          "top_local": [_name(layout, c) for c in d["top_local"] if c >= 0],
          "curve": {"sizes": sizes.tolist(), "all": d["acc_all"].tolist(),
-                   "local": [None if np.isnan(a) else float(a) for a in d["acc_local"]]},
+                   "local": [None if np.isnan(a) else float(a) for a in acc_local]},
          "accuracy_all": {str(k): _acc(sizes, d["acc_all"], k) for k in report_sizes},
-         "accuracy_local": {str(k): _acc(sizes, d["acc_local"], k) for k in report_sizes}}
+         "accuracy_local": {str(k): _acc(sizes, acc_local, k) for k in report_sizes}}
   if "edit_target" not in d:
     return row
   chans, alphas = d["edit_channels"], d["alphas"]

@@ -39,7 +39,7 @@ import numpy as np
 from ss_jax.dci import sampling as dci_sampling
 from ss_jax.stylespace import directions, manipulate, channels as stylespace
 from ss_jax.runtime import fingerprints
-from ss_jax.runtime import distributed, jobs, line_plot
+from ss_jax.runtime import distributed, jobs, line_plot, outputs
 from ss_jax.runtime import images as images_lib
 
 POPULATION_DIR = "population"
@@ -226,6 +226,8 @@ def population(workdir, g, attribute_fn, num_samples, seed=0, psi=1.0, samples_p
 
   The DCI sampling jobs under workdir/population/ (same conventions as experiments.dci).
   """
+  if distributed.is_main():
+    outputs.claim(workdir)  # the workdir holds population/ and the edit jobs: one ss-jax folder
   sjobs = dci_sampling.make_jobs(pathlib.Path(workdir) / POPULATION_DIR, g, num_samples, attribute_fn,
                                  seed=seed, psi=psi, samples_per_shard=samples_per_shard)
   dci_sampling.run_sampling(g, sjobs, attribute_fn, batch_size=batch_size, mesh=mesh, progress=progress)

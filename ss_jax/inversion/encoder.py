@@ -349,9 +349,9 @@ class Encoder:
       raise ValueError(f"on_mismatch must be 'raise' or 'warn', got {on_mismatch!r}")
     raise GeneratorMismatch(msg + "; pass on_mismatch='warn' to use it anyway")
 
-  def save(self, directory, extra=None):
+  def save(self, directory, extra=None, overwrite=False):
     save_encoder(directory, self.config, self.params, self.normaliser,
-                 self.generator_fingerprint, extra=self.info if extra is None else extra)
+                 self.generator_fingerprint, extra=self.info if extra is None else extra, overwrite=overwrite)
 
 
 def check_compatible(config: EncoderConfig, g):
