@@ -8,10 +8,16 @@ Masks: --labels_dir holds one class-index PNG per image named seed0001.png (by s
 00001.png (by position); --segmenter is a registered name or "module:function" mapping
 images (N, H, W, 3) in [-1, 1] to (N, H, W) labels. Scores are resumable shards under
 WORKDIR/<name>/; the thresholds only affect the final step. Writes detections.json,
-local.npz, layer_histogram.json/.png and mean_maps.npz there.
+local.npz, layer_histogram.json/.png and mean_maps.npz there. Every score shard also
+holds the gradient-mass sums (ss_jax.detection_stats).
+
+After `experiments.gradient_maps --stream` (no stored maps) the statistics are already
+summed: this reads WORKDIR/gradstats and only applies the thresholds (the masks and
+--discount were fixed by that run), writing the same files plus stats.npz.
 """
-import os
+import pathlib
 import sys
+import types
 
 from absl import app, flags
 
@@ -32,28 +38,30 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax import images, locally_active, report, segmentation
+  from ss_jax import detection_stats, gradmap_stream, images, locally_active, report, segmentation
   try:
-    if FLAGS.labels_dir and FLAGS.segmenter:
-      raise ValueError("give either --labels_dir or --segmenter, not both")
-    gm = locally_active.open_job(FLAGS.workdir, locally_active.GRADMAPS)
-    layout, _, _ = locally_active.job_layout(gm)
-    layers = locally_active.parse_layers(layout, FLAGS.layers) if FLAGS.layers else None
-    table_name = FLAGS.categories
-    if FLAGS.labels_dir:
-      labels_fn = segmentation.labels_from_dir(FLAGS.labels_dir)
-      source = {"labels_dir": os.path.abspath(FLAGS.labels_dir)}
+    stream = gradmap_stream.open_stream(FLAGS.workdir)
+    if stream is not None and not (pathlib.Path(FLAGS.workdir) / locally_active.GRADMAPS).is_dir():
+      given = [f for f in ("labels_dir", "segmenter", "categories", "discount") if FLAGS[f].present]
+      if given:
+        raise ValueError(f"{stream.dir} holds streamed statistics: the masks and discount were fixed by "
+                         f"gradient_maps --stream; drop --{', --'.join(given)}")
+      layout, _, _ = locally_active.job_layout(types.SimpleNamespace(spec=stream.spec["gradient_maps"]))
+      layers = locally_active.parse_layers(layout, FLAGS.layers) if FLAGS.layers else None
+      table = segmentation.CategoryTable.from_json(stream.spec["table"])
+      job = types.SimpleNamespace(dir=stream.dir.parent / FLAGS.name)
+      result, hist = gradmap_stream.finalize(stream, job.dir, FLAGS.threshold, FLAGS.margin, FLAGS.top_k, layers)
     else:
-      seg, seg_table = segmentation.get_segmenter(FLAGS.segmenter or "toyfaces")
-      labels_fn = segmentation.labels_from_segmenter(seg)
-      source = {"segmenter": FLAGS.segmenter or "toyfaces"}
-      table_name = table_name or seg_table
-    table = segmentation.get_table(table_name or "ffhq")
-    job = locally_active.detection_job(FLAGS.workdir, gm, source, table, FLAGS.discount, FLAGS.name)
-    print(f"scoring {gm.num_shards} shards ({len(job.pending())} to do), categories: {table.name}",
-          flush=True)
-    locally_active.run_detection(job, gm, labels_fn, table, progress_stream=sys.stderr)
-    result, hist = locally_active.finalize(job, gm, FLAGS.threshold, FLAGS.margin, FLAGS.top_k, layers)
+      gm = locally_active.open_job(FLAGS.workdir, locally_active.GRADMAPS)
+      layout, _, _ = locally_active.job_layout(gm)
+      layers = locally_active.parse_layers(layout, FLAGS.layers) if FLAGS.layers else None
+      labels_fn, source, table = segmentation.labels_source(FLAGS.labels_dir, FLAGS.segmenter, FLAGS.categories)
+      job = locally_active.detection_job(FLAGS.workdir, gm, source, table, FLAGS.discount, FLAGS.name)
+      print(f"scoring {gm.num_shards} shards ({len(job.pending())} to do), categories: {table.name}",
+            flush=True)
+      locally_active.run_detection(job, gm, labels_fn, table, progress_stream=sys.stderr,
+                                   accumulate_fn=detection_stats.accumulate)
+      result, hist = locally_active.finalize(job, gm, FLAGS.threshold, FLAGS.margin, FLAGS.top_k, layers)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   images.save_png(job.dir / "layer_histogram.png",

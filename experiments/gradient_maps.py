@@ -10,6 +10,12 @@ devices or processes); other settings in the same workdir are refused. Without
 --checkpoint the embedded ToyFaces model is used. Several processes (docs/scaling.md):
 add --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or --distributed on
 a TPU pod slice / SLURM); each maps its own shards of images over all devices.
+
+--stream segments each shard's images and keeps only per-category sums (WORKDIR/gradstats,
+~55 MB at 1024 px whatever the number of images; README "Streaming"); then run
+`experiments.detect_local --workdir=...`, which reads them:
+
+  python -m experiments.gradient_maps --seeds=0-999 --workdir=out/local --stream --segmenter=toyfaces
 """
 import sys
 
@@ -30,13 +36,18 @@ flags.DEFINE_enum("dtype", "float32", ["float32", "float16"], "Storage dtype of 
                   "(float16 stores each map divided by its max, half the size).")
 flags.DEFINE_integer("chunk_size", None, "Tangents/cotangents per vmapped batch (bounds memory).")
 flags.DEFINE_string("method", "auto", "Jacobian method: auto, forward, reverse or local.")
+flags.DEFINE_bool("stream", False, "Keep per-category detection sums instead of the maps.")
+flags.DEFINE_string("labels_dir", None, "--stream: folder of label PNGs (as detect_local).")
+flags.DEFINE_string("segmenter", None, "--stream: segmenter name or module:function (default: toyfaces).")
+flags.DEFINE_string("categories", None, "--stream: category table (default: the segmenter's, else ffhq).")
+flags.DEFINE_float("discount", 2.0, "--stream: official overlap score n / area**discount.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  from ss_jax import defaults, distributed, gradmaps, jobs, locally_active, sampling
+  from ss_jax import defaults, distributed, gradmap_stream, gradmaps, jobs, locally_active, sampling, segmentation
   from ss_jax.checkpoint import load_generator
   from ss_jax.io import CheckpointError
   try:
@@ -45,23 +56,36 @@ def main(argv):
     ckpt = FLAGS.checkpoint or defaults.default_checkpoint()
     g = load_generator(ckpt)
     locally_active.check_generator(g, FLAGS.psi)
-    gm = locally_active.gradient_map_job(FLAGS.workdir, g, seeds, ckpt, FLAGS.resolution, FLAGS.include_torgb,
-                                         FLAGS.psi, FLAGS.class_idx, FLAGS.images_per_shard, FLAGS.dtype)
-    distributed.log(f"gradient maps of {len(seeds)} images at {gm.spec['pooled']}x{gm.spec['pooled']} -> "
-                    f"{gm.dir} ({sum(gm.done(i) for i in range(gm.num_shards))}/{gm.num_shards} shards done); "
+    if FLAGS.stream:
+      labels_fn, source, table = segmentation.labels_source(FLAGS.labels_dir, FLAGS.segmenter, FLAGS.categories)
+      gm = gradmap_stream.stream_job(FLAGS.workdir, g, seeds, ckpt, source, table, FLAGS.discount,
+                                     FLAGS.resolution, FLAGS.include_torgb, FLAGS.psi, FLAGS.class_idx,
+                                     FLAGS.images_per_shard)
+    else:
+      gm = locally_active.gradient_map_job(FLAGS.workdir, g, seeds, ckpt, FLAGS.resolution, FLAGS.include_torgb,
+                                           FLAGS.psi, FLAGS.class_idx, FLAGS.images_per_shard, FLAGS.dtype)
+    pooled = gm.spec.get("gradient_maps", gm.spec)["pooled"]
+    distributed.log(f"gradient maps of {len(seeds)} images at {pooled}x{pooled} -> {gm.dir} "
+                    f"({len(gm.mine()) - len(gm.pending())}/{len(gm.mine())} own shards done); "
                     f"{distributed.describe()}")
     progress = None
     if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
       size = lambda i: len(seeds[i * FLAGS.images_per_shard:(i + 1) * FLAGS.images_per_shard])
       progress = jobs.Progress(sum(size(i) for i in gm.mine()), "gradient maps", "images",
-                               done=sum(size(i) for i in gm.mine() if gm.done(i)))
-    gradmaps.run_job(gm, g, chunk_size=FLAGS.chunk_size, method=FLAGS.method, progress=progress)
+                               done=sum(size(i) for i in set(gm.mine()) - set(gm.pending())))
+    kw = dict(chunk_size=FLAGS.chunk_size, method=FLAGS.method, progress=progress)
+    if FLAGS.stream:
+      gradmap_stream.run(gm, g, labels_fn, **kw)
+    else:
+      gradmaps.run_job(gm, g, **kw)
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   try:
     distributed.wait_for_shards(gm)
   except jobs.ShardsMissing as e:  # another process's shards never showed up
     sys.exit(f"error: {e}")
+  if FLAGS.stream and distributed.is_main():
+    gm.fold()
   distributed.log(f"done: {gm.num_shards} shards in {gm.dir}")
 
 
