@@ -1,0 +1,155 @@
+"""Gradient maps + detection statistics at config-f widths, and stored vs streamed detection.
+
+  python -m benchmarks.bench_gradmap_stream                       # 1024 px: before vs now, side by side
+  python -m benchmarks.bench_gradmap_stream --resolution=256 --images=2
+  python -m benchmarks.bench_gradmap_stream --toyfaces --seeds=0-31   # stored vs --stream binaries
+
+Model cases (a random config-f-width generator, pooled 32 x 32, all conv channels;
+each case in a fresh subprocess so `peak GB` (ru_maxrss) is its own, compile
+included; cases alternate so both variants see the same machine load):
+
+  before  the previous default: local mode with direct (im2col) crop convs, maps
+          only (what stored maps cost before they are written);
+  now     the current default plan (Winograd F(2x2, 3x3) crop convs) and the
+          streaming reduction `detection_stats.accumulate` of every image's maps
+          against an 11-category map (fixed synthetic layout: the segmenter,
+          BiSeNet at 1024 px, is not part of this measurement).
+
+`s/image` is the steady-state time per image (the first image, which includes
+compilation, is reported apart as `first s`). --toyfaces runs the real binaries on
+the shipped ToyFaces model (segmenter included) both ways and reports wall time
+and disk use of the work directory.
+"""
+import argparse
+import json
+import os
+import pathlib
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+
+
+def _categories(n, p, k=11):
+  """(n, p, p) synthetic category maps: background, a face disc, two eyes, a mouth, hair band."""
+  import numpy as np
+  yy, xx = np.mgrid[:p, :p] / p
+  cats = np.ones((p, p), np.uint8)
+  cats[(yy - 0.55) ** 2 + (xx - 0.5) ** 2 < 0.12] = 2
+  cats[yy < 0.2] = 10
+  cats[((yy - 0.45) ** 2 + (xx - 0.35) ** 2 < 0.004) | ((yy - 0.45) ** 2 + (xx - 0.65) ** 2 < 0.004)] = 4
+  cats[(np.abs(yy - 0.75) < 0.04) & (np.abs(xx - 0.5) < 0.12)] = 7
+  return np.repeat(cats[None] % k, n, axis=0)
+
+
+def worker(case):
+  import jax
+  import numpy as np
+  from ss_jax import detection_stats, gradmaps
+  from ss_jax.generator import Generator, config_f
+  res, n = case["resolution"], case["images"]
+  cfg = config_f(res)
+  g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
+  z = jax.random.normal(jax.random.PRNGKey(1), (n, 512))
+  styles = jax.jit(lambda g, z: g.styles(g.mapping(z)))(g, z)
+  pl = gradmaps.plan(cfg, 32, crop_winograd=case["variant"] == "now")
+  mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  cats = _categories(1, 32)
+  times, stats = [], None
+  for i in range(n):
+    t = time.perf_counter()
+    maps = np.asarray(gradmaps.gradient_maps(g, tuple(v[i:i + 1] for v in styles), 32, method=pl, mesh=mesh))
+    if case["variant"] == "now":
+      st = detection_stats.accumulate(maps, cats, 11, with_map_sum=True)
+      stats = st if stats is None else stats + st
+    times.append(time.perf_counter() - t)
+  out = dict(case, plan=str(pl), first_s=times[0], s_per_image=float(np.mean(times[1:])) if n > 1 else None,
+             all_s=[round(t, 2) for t in times], peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+             channels=int(maps.shape[1]))
+  if stats is not None:
+    out["stats_mb"] = sum(v.nbytes for v in stats.to_arrays().values()) / 1e6
+  return out
+
+
+def _spawn(args, cwd=REPO):
+  t = time.perf_counter()
+  proc = subprocess.run([sys.executable] + args, cwd=cwd, capture_output=True, text=True)
+  return proc, time.perf_counter() - t
+
+
+def _du(path):
+  return sum(f.stat().st_size for f in pathlib.Path(path).rglob("*") if f.is_file())
+
+
+def toyfaces(seeds):
+  """Stored maps vs --stream on the shipped ToyFaces model: wall time and disk of each workdir."""
+  rows = []
+  base = pathlib.Path(tempfile.mkdtemp(prefix="bench_stream_"))
+  try:
+    for variant in ("stored", "stream"):
+      wd = base / variant
+      extra = ["--stream"] if variant == "stream" else []
+      p1, t1 = _spawn(["-m", "experiments.gradient_maps", f"--seeds={seeds}", f"--workdir={wd}"] + extra)
+      p2, t2 = _spawn(["-m", "experiments.detect_local", f"--workdir={wd}"])
+      if p1.returncode or p2.returncode:
+        raise RuntimeError((p1.stderr + p2.stderr)[-2000:])
+      det = json.loads((wd / "local" / "detections.json").read_text())
+      rows.append(dict(variant=variant, maps_s=t1, detect_s=t2, disk_mb=_du(wd) / 1e6,
+                       detected={c["category"]: len(c["detected"]) for c in det["categories"]}))
+      print(json.dumps(rows[-1]), flush=True)
+  finally:
+    shutil.rmtree(base, ignore_errors=True)
+  same = rows[0]["detected"] == rows[1]["detected"]
+  print(f"\nToyFaces, seeds {seeds}: (wall s incl. start-up and compile; disk = whole workdir)")
+  for r in rows:
+    print(f"  {r['variant']:>6}: gradient_maps {r['maps_s']:.1f} s, detect_local {r['detect_s']:.1f} s, "
+          f"disk {r['disk_mb']:.2f} MB")
+  print(f"  same detection counts per category: {same}")
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--resolution", type=int, default=1024)
+  ap.add_argument("--images", type=int, default=2, help="images per case (the first includes compilation)")
+  ap.add_argument("--rounds", type=int, default=1, help="before/now pairs, alternating")
+  ap.add_argument("--toyfaces", action="store_true", help="stored vs streamed binaries on ToyFaces")
+  ap.add_argument("--seeds", default="0-31")
+  ap.add_argument("--worker", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.worker:
+    print(json.dumps(worker(json.loads(args.worker))))
+    return
+  print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+  if args.toyfaces:
+    toyfaces(args.seeds)
+    print(f"load average now {os.getloadavg()[0]:.1f}")
+    return
+  rows = []
+  for _ in range(args.rounds):
+    for variant in ("before", "now"):
+      case = dict(resolution=args.resolution, images=args.images, variant=variant)
+      proc, _ = _spawn(["-m", "benchmarks.bench_gradmap_stream", "--worker", json.dumps(case)])
+      row = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else dict(
+          case, error=proc.stderr.strip()[-300:])
+      rows.append(row)
+      print(json.dumps(row), flush=True)
+  print(f"\n{args.resolution} px config-f widths, 32 x 32 maps, per image (load average now "
+        f"{os.getloadavg()[0]:.1f}):")
+  print(f"  {'variant':>7}  {'s/image':>8}  {'first s':>8}  {'peak GB':>8}  stats MB")
+  for r in rows:
+    if "error" in r:
+      print(f"  {r['variant']:>7}  error: {r['error']}")
+      continue
+    spi = f"{r['s_per_image']:.1f}" if r["s_per_image"] else "-"
+    print(f"  {r['variant']:>7}  {spi:>8}  {r['first_s']:8.1f}  {r['peak_gb']:8.2f}  "
+          f"{r.get('stats_mb', 0):.1f}")
+
+
+if __name__ == "__main__":
+  main()
