@@ -15,8 +15,9 @@ included; cases alternate so both variants see the same machine load):
           against an 11-category map (fixed synthetic layout: the segmenter,
           BiSeNet at 1024 px, is not part of this measurement).
 
-`s/image` is the steady-state time per image (the first image, which includes
-compilation, is reported apart as `first s`). --toyfaces runs the real binaries on
+Each image's computation is compiled ahead (`compile s`, apart), then timed:
+`s/image` wall clock, `CPU s/image` the process's CPU time (all threads; on a
+shared machine a better guide than wall time: at low load wall ~ CPU / cores). --toyfaces runs the real binaries on
 the shipped ToyFaces model (segmenter included) both ways and reports wall time
 and disk use of the work directory.
 """
@@ -51,27 +52,43 @@ def _categories(n, p, k=11):
 def worker(case):
   import jax
   import numpy as np
-  from ss_jax import detection_stats, gradmaps
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+  from ss_jax import detection_stats, gradmaps, jacobian_modes
   from ss_jax.generator import Generator, config_f
-  res, n = case["resolution"], case["images"]
+  res, n, before = case["resolution"], case["images"], case["variant"] == "before"
   cfg = config_f(res)
   g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
   z = jax.random.normal(jax.random.PRNGKey(1), (n, 512))
   styles = jax.jit(lambda g, z: g.styles(g.mapping(z)))(g, z)
-  pl = gradmaps.plan(cfg, 32, crop_winograd=case["variant"] == "now")
-  mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  if before:  # the previous default: folded 36-tap crop up-convs, no memory cap on the tile batch
+    jacobian_modes.UP_PHASES = False
+    gradmaps.TILE_MEMORY_CAP = 1 << 62
+    pl = gradmaps.plan(cfg, 32)
+  else:
+    pl = gradmaps.plan(cfg, 32)
   cats = _categories(1, 32)
-  times, stats = [], None
+  mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  put = lambda i: jax.device_put(tuple(v[i:i + 1] for v in styles), NamedSharding(mesh, P("data")))
+  g = jax.device_put(g, NamedSharding(mesh, P()))
+  kw = dict(res=32, layers=gradmaps.considered_layers(g.layout), pl=pl, maps=True, mesh=mesh, n=1)
+  t = time.perf_counter()
+  exe = gradmaps._batched.lower(g, put(0), **kw).compile()
+  compile_s = time.perf_counter() - t
+  times, cpu, stats = [], [], None
   for i in range(n):
-    t = time.perf_counter()
-    maps = np.asarray(gradmaps.gradient_maps(g, tuple(v[i:i + 1] for v in styles), 32, method=pl, mesh=mesh))
-    if case["variant"] == "now":
+    s_i = put(i)
+    t, c = time.perf_counter(), time.process_time()
+    maps = np.asarray(exe(g, s_i))
+    if not before:
       st = detection_stats.accumulate(maps, cats, 11, with_map_sum=True)
       stats = st if stats is None else stats + st
     times.append(time.perf_counter() - t)
-  out = dict(case, plan=str(pl), first_s=times[0], s_per_image=float(np.mean(times[1:])) if n > 1 else None,
-             all_s=[round(t, 2) for t in times], peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-             channels=int(maps.shape[1]))
+    cpu.append(time.process_time() - c)
+  out = dict(case, plan=str(pl), compile_s=compile_s, s_per_image=float(np.mean(times)),
+             cpu_s_per_image=float(np.mean(cpu)), all_s=[round(t, 1) for t in times],
+             peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, channels=int(maps.shape[1]),
+             load=os.getloadavg()[0])
   if stats is not None:
     out["stats_mb"] = sum(v.nbytes for v in stats.to_arrays().values()) / 1e6
   return out
@@ -118,6 +135,7 @@ def main():
   ap.add_argument("--resolution", type=int, default=1024)
   ap.add_argument("--images", type=int, default=2, help="images per case (the first includes compilation)")
   ap.add_argument("--rounds", type=int, default=1, help="before/now pairs, alternating")
+  ap.add_argument("--variants", default="before,now", help="order of the variants in each round")
   ap.add_argument("--toyfaces", action="store_true", help="stored vs streamed binaries on ToyFaces")
   ap.add_argument("--seeds", default="0-31")
   ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -132,7 +150,7 @@ def main():
     return
   rows = []
   for _ in range(args.rounds):
-    for variant in ("before", "now"):
+    for variant in args.variants.split(","):
       case = dict(resolution=args.resolution, images=args.images, variant=variant)
       proc, _ = _spawn(["-m", "benchmarks.bench_gradmap_stream", "--worker", json.dumps(case)])
       row = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else dict(
@@ -141,14 +159,13 @@ def main():
       print(json.dumps(row), flush=True)
   print(f"\n{args.resolution} px config-f widths, 32 x 32 maps, per image (load average now "
         f"{os.getloadavg()[0]:.1f}):")
-  print(f"  {'variant':>7}  {'s/image':>8}  {'first s':>8}  {'peak GB':>8}  stats MB")
+  print(f"  {'variant':>7}  {'s/image':>8}  {'CPU s/image':>11}  {'compile s':>9}  {'peak GB':>8}  stats MB  load")
   for r in rows:
     if "error" in r:
       print(f"  {r['variant']:>7}  error: {r['error']}")
       continue
-    spi = f"{r['s_per_image']:.1f}" if r["s_per_image"] else "-"
-    print(f"  {r['variant']:>7}  {spi:>8}  {r['first_s']:8.1f}  {r['peak_gb']:8.2f}  "
-          f"{r.get('stats_mb', 0):.1f}")
+    print(f"  {r['variant']:>7}  {r['s_per_image']:8.1f}  {r['cpu_s_per_image']:11.1f}  {r['compile_s']:9.1f}  "
+          f"{r['peak_gb']:8.2f}  {r.get('stats_mb', 0):8.1f}  {r['load']:.1f}")
 
 
 if __name__ == "__main__":

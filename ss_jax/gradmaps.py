@@ -293,6 +293,9 @@ def _conv_macs(L, n=None, n_in=None):
   return r * r * 9 * L.channels * L.out_channels
 
 
+TILE_MEMORY_CAP = 1 << 30
+
+
 def _tile_batch(cfg, layout, cut, tile, p_res, budget):
   """Tiles per vmapped batch so that one batch's crop activations (primal and one per cotangent,
   im2col patches included) take about `budget` bytes."""
@@ -308,7 +311,9 @@ def _tile_batch(cfg, layout, cut, tile, p_res, budget):
     else:
       floats += st.n * st.n * (L.channels + L.out_channels)
   per_tile = 4 * floats * (1 + cfg.img_channels * tile * tile)
-  b = int(max(1, min(pl.num_tiles ** 2, budget // per_tile)))
+  # Hard cap: XLA's temporaries were ~12x this estimate (config-f 64 px: 8 tiles 2.2 GB, 4 tiles
+  # 0.77 GB, compiled memory_analysis), so big crops get at most ~1 GiB in flight.
+  b = int(max(1, min(pl.num_tiles ** 2, budget // per_tile, TILE_MEMORY_CAP // (12 * per_tile))))
   while (pl.num_tiles ** 2) % b:  # no remainder batch (it would be compiled separately)
     b -= 1
   return b
