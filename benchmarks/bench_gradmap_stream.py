@@ -61,10 +61,10 @@ def worker(case):
   g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
   z = jax.random.normal(jax.random.PRNGKey(1), (n, 512))
   styles = jax.jit(lambda g, z: g.styles(g.mapping(z)))(g, z)
-  if before:  # the previous default: folded 36-tap crop up-convs, no memory cap on the tile batch
+  if before:  # the previous default: folded 36-tap crop up-convs, uncapped tile batch and tangent chunk
     jacobian_modes.UP_PHASES = False
     gradmaps.TILE_MEMORY_CAP = 1 << 62
-    pl = gradmaps.plan(cfg, 32)
+    pl = gradmaps.plan(cfg, 32, chunk_size=gradmaps._default_chunk(g.layout, gradmaps.plan(cfg, 32).cut))
   else:
     pl = gradmaps.plan(cfg, 32)
   cats = _categories(1, 32)

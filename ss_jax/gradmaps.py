@@ -40,6 +40,10 @@ at low load (benchmarks/bench_gradmaps.py; PyTorch's best is torch.func jvp):
   256 px config-f (5,760)  local 102 s/image, forward ~71 min and reverse ~58 min
                            (estimated from chunks); PyTorch ~57 min
 
+Crop up-convs run as their four stride phases plus the blur (9 taps per input pixel,
+`jacobian_modes.UP_PHASES`; before: one folded 36-tap conv): 2.1-2.3x less time in
+the crop VJPs at 1024 px config-f widths (benchmarks/bench_gradmap_stream.py).
+
 The generator is piecewise smooth (leaky ReLU, clamping): where a pre-activation
 lies within rounding of a kink, methods that round differently may take
 different one-sided derivatives there; elsewhere they agree to float32 noise.
@@ -326,6 +330,16 @@ def _default_chunk(layout, stop, budget=1 << 30):
   return int(max(1, budget // (4 * 4 * act)))
 
 
+def _contraction_chunk(cfg, layout, cut, tile, p_res, budget=128 << 20):
+  """Low-layer tangents per chunk so that the local mode's contraction product (R, R, Q, Q, M, k)
+  takes about `budget` bytes (at 1024 px config-f, k = 2048 made it 1.2 GB)."""
+  if cut == 0:
+    return 1 << 30
+  (pt, _, _), _ = _contraction_tables(_crop_plan(cfg, cut, tile, p_res).x_cut, layout[cut - 1].resolution)
+  per = 4 * (layout[cut - 1].resolution * pt.shape[1]) ** 2 * cfg.img_channels * tile * tile
+  return int(max(1, budget // per))
+
+
 def _cut_choices(layout):
   return [0] + [m for m, L in enumerate(layout) if L.kind == "conv" and L.up]
 
@@ -395,7 +409,7 @@ def plan(cfg, resolution=32, include_torgb=False, method="auto", chunk_size=None
   if method == "reverse":
     return Plan("reverse", int(chunk_size or _default_chunk(layout, len(layout))), macs=rev)
   cost, cut, t = best
-  chunk = int(chunk_size or _default_chunk(layout, cut))
+  chunk = int(chunk_size or min(_default_chunk(layout, cut), _contraction_chunk(cfg, layout, cut, t, p_res)))
   if tile_batch is None:  # ~128 MiB of crop activations per vmapped batch (measured: smaller batches of
     tile_batch = _tile_batch(cfg, layout, cut, t, p_res, 128 << 20)  # big crops underuse the matmuls)
   return Plan("local", chunk, cut, t, int(tile_batch), cost)
