@@ -95,7 +95,7 @@ def test_binaries_end_to_end(tmp_path):
   shard = np.load(tmp_path / "wd/gradmaps/shard_00001.npz")
   assert shard["maps"].shape == (2, 12, 8, 8) and shard["maps"].dtype == np.float16
   assert shard["scale"].shape == (2, 12) and shard["maps"].max() == 1
-  _bin("detect_local", f"--workdir={wd}", "--segmenter=test_report:quadrants", "--categories=ffhq",
+  _bin("detect_local", f"--workdir={wd}", "--segmenter=test_stylespace_report:quadrants", "--categories=ffhq",
            "--score=official", "--threshold=0.3", "--margin=0.1", "--verify_seeds=100-101")
   det = json.loads((tmp_path / "wd/local/detections.json").read_text())
   ver = json.loads((tmp_path / "wd/local/verified.json").read_text())
