@@ -10,9 +10,11 @@ images (N, H, W, 3) in [-1, 1] to (N, H, W) labels. Scores are resumable shards 
 WORKDIR/<name>/; the thresholds only affect the final step. Writes detections.json,
 local.npz, layer_histogram.json/.png and mean_maps.npz there, and (unless --noverify, which
 label PNGs imply) verified.json: every detection edited on held-out seeds (see
-experiments/_verify_flags.py and docs/verification.md).
+experiments/_verify_flags.py and docs/verification.md). After `experiments.gradient_maps
+--stream` (no stored maps) the sums are read from WORKDIR/gradstats (the masks and
+--discount were fixed by that run) and stats.npz is written too; --score and verification
+work the same (ss_jax.stylespace.verified_detection.score_workdir).
 """
-import os
 import sys
 
 from absl import flags
@@ -25,7 +27,7 @@ flags.DEFINE_string("labels_dir", None, "Folder of label PNGs (seedNNNN.png or N
 flags.DEFINE_string("segmenter", None, "Segmenter name or module:function (default: toyfaces).")
 flags.DEFINE_string("categories", None,
                     "Category table: ffhq | toyfaces (default: the segmenter's, else ffhq).")
-flags.DEFINE_float("discount", 2.0, "Overlap score n / area**discount.")
+flags.DEFINE_float("discount", 2.0, "Overlap score n / area**discount (stored maps only).")
 flags.DEFINE_float("threshold", 0.5, "Minimum winning fraction.")
 flags.DEFINE_float("margin", 0.25, "Minimum lead over every other category.")
 flags.DEFINE_string("layers", None, "Only rank channels of these style layers, e.g. '6,8-9'.")
@@ -42,33 +44,20 @@ def main(argv):
   from converters.io import CheckpointError
   from ss_jax.stylespace import verified_detection
   from ss_jax.runtime import images
-  from ss_jax.stylespace import locally_active, report, segmentation
+  from ss_jax.stylespace import locally_active, report
   from ss_jax.stylespace.gradmaps import storage
   try:
-    if FLAGS.labels_dir and FLAGS.segmenter:
-      raise ValueError("give either --labels_dir or --segmenter, not both")
-    gm = storage.open_job(FLAGS.workdir, storage.GRADMAPS)
+    sc = verified_detection.score_workdir(FLAGS.workdir, FLAGS.name, FLAGS.labels_dir, FLAGS.segmenter,
+                                          FLAGS.categories, FLAGS.discount if FLAGS["discount"].present else None,
+                                          sys.stderr)
+    job, gm, table = sc.job, sc.gm, sc.table
     layout, _, _ = storage.job_layout(gm)
     layers = locally_active.parse_layers(layout, FLAGS.layers) if FLAGS.layers else None
-    table_name = FLAGS.categories
-    if FLAGS.labels_dir:
-      labels_fn = segmentation.labels_from_dir(FLAGS.labels_dir)
-      source = {"labels_dir": os.path.abspath(FLAGS.labels_dir)}
-    else:
-      seg, seg_table = segmentation.get_segmenter(FLAGS.segmenter or "toyfaces")
-      labels_fn = segmentation.labels_from_segmenter(seg)
-      source = {"segmenter": FLAGS.segmenter or "toyfaces"}
-      table_name = table_name or seg_table
-    table = segmentation.get_table(table_name or "ffhq")
-    job = locally_active.detection_job(FLAGS.workdir, gm, source, table, FLAGS.discount, FLAGS.name)
-    print(f"scoring {gm.num_shards} shards ({len(job.pending())} to do), categories: {table.name}",
-          flush=True)
-    locally_active.run_detection(job, gm, labels_fn, table, progress_stream=sys.stderr)
     result, hist = verified_detection.finalize(job, gm, FLAGS.score, FLAGS.threshold, FLAGS.margin,
-                                               FLAGS.mass_threshold, FLAGS.top_k, layers)
+                                               FLAGS.mass_threshold, FLAGS.top_k, layers, sc.stats, sc.maps_fn)
     verified = None
-    if FLAGS.verify and not FLAGS.labels_dir:  # edited images need a segmenter
-      verified = _verify_flags.verify(job, gm, result, labels_fn, source, table, sys.stderr)
+    if FLAGS.verify and "labels_dir" not in sc.source:  # edited images need a segmenter
+      verified = _verify_flags.verify(job, gm, result, sc.labels_fn, sc.source, table, sys.stderr)
     elif FLAGS.verify:
       print("note: no verification: label PNGs cannot label edited images (give --segmenter)", flush=True)
   except (CheckpointError, FileNotFoundError, ValueError) as e:
@@ -81,7 +70,7 @@ def main(argv):
     ver = f", {len(verified['categories'][i]['verified'])} verified" if verified else ""
     print(f"{c['category']:>12}: {len(c['detected'])} channels{ver}{' (' + top + ', ...)' if top else ''}")
   print(f"wrote {job.dir}/detections.json, local.npz, layer_histogram.json/.png, mean_maps.npz"
-        + (", verified.json" if verified else ""))
+        + (", stats.npz" if sc.streamed else "") + (", verified.json" if verified else ""))
 
 
 if __name__ == "__main__":

@@ -4,12 +4,18 @@
   python -m experiments.gradient_maps --checkpoint=ffhq.pkl --seeds=0-999 --workdir=out/ffhq_local
 
 Writes WORKDIR/gradmaps/shard_*.npz (seeds, styles, uint8 images and maps (N, C, R, R);
-see ss_jax.stylespace.locally_active for the layout and sizes: FFHQ 1024 conv-only is 24.8 MB per
+see ss_jax.stylespace.gradmaps.storage for the layout and sizes: FFHQ 1024 conv-only is 24.8 MB per
 image in float32). Rerunning the same command resumes after a kill (with any number of
 devices or processes); other settings in the same workdir are refused. Without
 --checkpoint the embedded ToyFaces model is used. Several processes (docs/scaling.md):
 add --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or --distributed on
 a TPU pod slice / SLURM); each maps its own shards of images over all devices.
+
+--stream segments each shard's images and keeps only per-category sums (WORKDIR/gradstats,
+~55 MB at 1024 px whatever the number of images; README "Streaming"); then run
+`experiments.detect_local --workdir=...`, which reads them:
+
+  python -m experiments.gradient_maps --seeds=0-999 --workdir=out/local --stream --segmenter=toyfaces
 """
 import sys
 
@@ -31,9 +37,14 @@ flags.DEFINE_enum("dtype", "float32", ["float32", "float16"], "Storage dtype of 
                   "(float16 stores each map divided by its max, half the size).")
 flags.DEFINE_integer("chunk_size", None, "Tangents/cotangents per vmapped batch (bounds memory).")
 flags.DEFINE_string("method", "auto", "Jacobian method: auto, forward, reverse or local.")
+flags.DEFINE_bool("stream", False, "Keep per-category detection sums instead of the maps.")
+flags.DEFINE_string("labels_dir", None, "--stream: folder of label PNGs (as detect_local).")
+flags.DEFINE_string("segmenter", None, "--stream: segmenter name or module:function (default: toyfaces).")
+flags.DEFINE_string("categories", None, "--stream: category table (default: the segmenter's, else ffhq).")
+flags.DEFINE_float("discount", 2.0, "--stream: official overlap score n / area**discount.")
 flags.mark_flag_as_required("workdir")
 cli.seed_list("seeds")
-cli.finite("psi")
+cli.finite("psi", "discount")
 cli.non_negative("class_idx")
 cli.positive("resolution", "images_per_shard", "chunk_size")
 FLAGS = flags.FLAGS
@@ -42,8 +53,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from ss_jax.runtime import defaults, distributed, jobs
-  from ss_jax.stylespace.gradmaps import api as gradmaps
-  from ss_jax.stylespace.gradmaps import storage
+  from ss_jax.stylespace import segmentation
+  from ss_jax.stylespace.gradmaps import api as gradmaps, storage, stream
   from ss_jax.stylegan2 import sampling
   from ss_jax.stylegan2.checkpoint import load_generator
   from converters.io import CheckpointError
@@ -53,20 +64,30 @@ def main(argv):
     ckpt = FLAGS.checkpoint or defaults.default_checkpoint()
     g = load_generator(ckpt)
     storage.check_generator(g, FLAGS.psi)
-    gm = storage.gradient_map_job(FLAGS.workdir, g, seeds, ckpt, FLAGS.resolution, FLAGS.include_torgb,
-                                         FLAGS.psi, FLAGS.class_idx, FLAGS.images_per_shard, FLAGS.dtype)
-    distributed.log(f"gradient maps of {len(seeds)} images at {gm.spec['pooled']}x{gm.spec['pooled']} -> "
-                    f"{gm.dir} ({sum(gm.done(i) for i in range(gm.num_shards))}/{gm.num_shards} shards done); "
+    args = (FLAGS.resolution, FLAGS.include_torgb, FLAGS.psi, FLAGS.class_idx, FLAGS.images_per_shard)
+    if FLAGS.stream:
+      labels_fn, source, table = segmentation.labels_source(FLAGS.labels_dir, FLAGS.segmenter, FLAGS.categories)
+      gm = stream.stream_job(FLAGS.workdir, g, seeds, ckpt, source, table, FLAGS.discount, *args)
+    else:
+      gm = storage.gradient_map_job(FLAGS.workdir, g, seeds, ckpt, *args, FLAGS.dtype)
+    pooled = gm.spec.get("gradient_maps", gm.spec)["pooled"]
+    distributed.log(f"gradient maps of {len(seeds)} images at {pooled}x{pooled} -> {gm.dir} "
+                    f"({len(gm.mine()) - len(gm.pending())}/{len(gm.mine())} own shards done); "
                     f"{distributed.describe()}")
     progress = None
     if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
       size = lambda i: len(seeds[i * FLAGS.images_per_shard:(i + 1) * FLAGS.images_per_shard])
       progress = jobs.Progress(sum(size(i) for i in gm.mine()), "gradient maps", "images",
-                               done=sum(size(i) for i in gm.mine() if gm.done(i)))
-    gradmaps.run_job(gm, g, chunk_size=FLAGS.chunk_size, method=FLAGS.method, progress=progress)
+                               done=sum(size(i) for i in set(gm.mine()) - set(gm.pending())))
+    kw = dict(chunk_size=FLAGS.chunk_size, method=FLAGS.method, progress=progress)
+    if FLAGS.stream:
+      stream.run(gm, g, labels_fn, **kw)
+    else:
+      gradmaps.run_job(gm, g, **kw)
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-  _distributed_flags.wait_for_shards(gm)
+  if _distributed_flags.wait_for_shards(gm) and FLAGS.stream:
+    gm.fold()  # process 0 merges the other processes' shard sums
   distributed.log(f"done: {gm.num_shards} shards in {gm.dir}")
 
 

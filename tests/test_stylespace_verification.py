@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ss_jax.stylespace import detection_scores as ds
+from ss_jax.stylespace import detection_stats
 from ss_jax.stylespace import ground_truth, locally_active as la, manipulate, segmentation, channels as stylespace
 from ss_jax.stylegan2 import sampling
 from ss_jax.stylespace.gradmaps import storage
@@ -91,9 +92,10 @@ def test_mass_shares_and_rule():
   cats = np.zeros((1, 2, 2), int)
   cats[0, 0, 0] = 1
   maps = np.array([[[[3.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]])
-  share, area = ds.mass_shares(maps, cats, 3)
-  np.testing.assert_allclose(share[0], [[0.25, 0.75, 0.0], [0.0, 0.0, 0.0]])
-  np.testing.assert_allclose(area[0], [0.75, 0.25, 0.0])
+  st = detection_stats.accumulate(maps, cats, 3)               # the sums the mass rule reads
+  np.testing.assert_allclose(st.mass_share_sum, [[0.25, 0.75, 0.0], [0.0, 0.0, 0.0]])
+  np.testing.assert_allclose(st.area_share_sum, [0.75, 0.25, 0.0])
+  np.testing.assert_allclose(st.mean_area_share(), [0.75, 0.25, 0.0])
   mass = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
   area = np.array([0.7, 0.3])
   # excess = (mass - area) / (1 - area): category 1 -> 0.714, 0.143, 0.286; category 0 all below 0.

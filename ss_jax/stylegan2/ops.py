@@ -109,13 +109,15 @@ def conv3x3_winograd(x, w, precision=None):
   return y.reshape(n, h, wd, co)
 
 
-def conv2d_up(x, w, fir=DEFAULT_FIR, precision=None):
+def conv2d_up(x, w, fir=DEFAULT_FIR, precision=None, phase_conv=None):
   """Up-sampling conv: transposed 3x3 conv, stride 2, then FIR blur. (N,H,W,Ci)->(N,2H,2W,Co).
 
   The transposed conv runs as its four stride phases (2x2, 2x1, 1x2 and 1x1 taps:
   9 taps per input pixel in all, no multiplications by inserted zeros). The blur
   (pad 1, gain 4) is applied separably to those low-resolution phase maps, giving
   the four output phases directly, which are interleaved once at the end.
+  phase_conv: optional (x zero-padded, kernel (kh, kw, Ci, Co)) -> VALID correlation
+  for the phases (default lax.conv; the gradient maps use patches @ weight on crops).
   """
   n, h, wd, _ = x.shape
   g = np.asarray(fir, np.float64)
@@ -125,6 +127,8 @@ def conv2d_up(x, w, fir=DEFAULT_FIR, precision=None):
   def phase(ty, tx):
     py = (1, 1) if len(ty) == 2 else (0, 0)
     px = (1, 1) if len(tx) == 2 else (0, 0)
+    if phase_conv is not None:
+      return phase_conv(jnp.pad(x, ((0, 0), py, px, (0, 0))), w[np.ix_(ty, tx)])
     return jax.lax.conv_general_dilated(x, w[np.ix_(ty, tx)], (1, 1), (py, px),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
 

@@ -19,85 +19,48 @@
 Thresholds and the default were chosen against the edit-based ground truth of the shipped ToyFaces
 model (`benchmarks.bench_verification`, docs/verification/README.md), not on a held-out model.
 
-Mass statistics are sums over images (`MassStats`), computed from the stored gradient maps and
-the category maps of a detection job's shards (no new segmentation), so they can be computed for
-detection jobs made before this rule existed.
+Both rules read the sums of `detection_stats.DetectionStats` (defined there once, for stored and
+streamed maps): mass[c, k] is its `mean_mass_share()`, a_k its `mean_area_share()`. Detection jobs
+scored before the mass sums existed are re-summed from their stored maps (`job_stats`).
 """
 import dataclasses
 
 import numpy as np
 
 from ss_jax.runtime import jobs
+from ss_jax.stylespace import detection_stats
 
 SCORES = ("official", "mass", "union")
 DEFAULT_SCORE = "union"
 DEFAULT_MASS_THRESHOLD = 0.15
-MASS_FILE = "mass.npz"
+STATS_FILE = "detection_stats.npz"
 
 
-def mass_shares(maps, cats, num_categories):
-  """Share of each map's mass inside each category.
+def job_stats(job, gm):
+  """DetectionStats of a stored-maps detection job (official and gradient-mass sums, shard order).
 
-  Args:
-    maps: (B, C, P, P) non-negative gradient maps; cats: (B, P, P) int category ids.
-  Returns:
-    (B, C, K) float64 shares (rows sum to 1; all 0 for a zero map) and (B, K) float64 area shares.
+  Shards scored with `detection_stats.accumulate` hold every sum; older shards (official sums only)
+  are re-summed from their category maps and the stored gradient maps, cached in job.dir/STATS_FILE.
   """
-  maps = np.asarray(maps, np.float64)
-  b, c = maps.shape[:2]
-  m = maps.reshape(b, c, -1)
-  cats = np.asarray(cats).reshape(b, -1).astype(np.int64)
-  onehot = (cats[..., None] == np.arange(num_categories)).astype(np.float64)   # (B, Q, K)
-  inside = np.matmul(m, onehot)                                                  # (B, C, K)
-  total = m.sum(-1, keepdims=True)
-  share = np.divide(inside, total, out=np.zeros_like(inside), where=total > 0)
-  return share, onehot.mean(1)
-
-
-@dataclasses.dataclass
-class MassStats:
-  """Sums over images: mass_sum (C, K) of mass shares and area_sum (K,) of area shares, both over
-  images containing k; present (K,) images containing k."""
-  mass_sum: np.ndarray
-  area_sum: np.ndarray
-  present: np.ndarray
-
-  def __add__(self, o):
-    return MassStats(self.mass_sum + o.mass_sum, self.area_sum + o.area_sum, self.present + o.present)
-
-  def mean_mass(self):
-    return np.divide(self.mass_sum, self.present, out=np.zeros(self.mass_sum.shape), where=self.present > 0)
-
-  def mean_area(self):
-    return np.divide(self.area_sum, self.present, out=np.zeros(self.area_sum.shape), where=self.present > 0)
-
-
-def accumulate_mass(maps, cats, num_categories, chunk_size=16):
-  """(N, C, P, P) maps, (N, P, P) category ids -> MassStats (images in chunks of chunk_size)."""
-  total = None
-  for i in range(0, len(maps), chunk_size):
-    share, area = mass_shares(maps[i:i + chunk_size], cats[i:i + chunk_size], num_categories)
-    present = area > 0
-    st = MassStats((share * present[:, None]).sum(0), (area * present).sum(0), present.sum(0).astype(np.int64))
-    total = st if total is None else total + st
-  return total
-
-
-def mass_stats(job, gm):
-  """MassStats of a detection job (its category maps) over its gradient maps; cached in job.dir/mass.npz."""
   from ss_jax.stylespace.gradmaps import storage
-  path = job.dir / MASS_FILE
+  if all(set(detection_stats.MASS_KEYS) <= set(job.read(i).keys()) for i in range(job.num_shards)):
+    return detection_stats.load_shards(job)
+  path = job.dir / STATS_FILE
   key = np.array([job.num_shards, gm.num_shards])
   if path.is_file():
     d = jobs.load_npz(path)
-    if np.array_equal(d["key"], key):
-      return MassStats(d["mass_sum"], d["area_sum"], d["present"])
-  k = len(job.spec["table"]["categories"])
-  total = None
+    if np.array_equal(d.pop("key"), key):
+      return detection_stats.DetectionStats.from_arrays(d)
+  from ss_jax.stylespace import locally_active
+  k, total = len(job.spec["table"]["categories"]), None
   for i in range(job.num_shards):
-    st = accumulate_mass(storage.read_gradient_maps(gm, i)["maps"], job.read(i)["cats"], k)
+    d = job.read(i)
+    st = detection_stats.accumulate(storage.read_gradient_maps(gm, i)["maps"], d["cats"], k, job.spec["discount"])
+    off = locally_active.LocalStats.from_arrays(d)  # the shard's own official sums, exactly
+    st = dataclasses.replace(st, wins=off.wins, present=off.present, score_sum=off.score_sum,
+                             coverage_sum=off.coverage_sum, num_images=off.num_images)
     total = st if total is None else total + st
-  jobs.atomic_save_npz(path, key=key, mass_sum=total.mass_sum, area_sum=total.area_sum, present=total.present)
+  jobs.atomic_save_npz(path, key=key, **total.to_arrays())
   return total
 
 

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from ss_jax.stylespace import detection_scores, locally_active, segmentation, channels as stylespace, verification, verified_detection
+from ss_jax.stylespace import detection_scores, detection_stats, locally_active, segmentation, channels as stylespace, verification, verified_detection
 from ss_jax.stylespace.gradmaps import storage
 from ss_jax.runtime import jobs
 
@@ -103,14 +103,14 @@ def run_benchmark(workdir, g, checkpoint, seeds, verify_seeds, oracle_seeds, alp
   job = locally_active.detection_job(workdir, gm, source, table)
   if job.pending():
     t = time.time()
-    locally_active.run_detection(job, gm, labels_fn, table)
+    locally_active.run_detection(job, gm, labels_fn, table, accumulate_fn=detection_stats.accumulate)
     timings["scoring_s"] = timings.get("scoring_s", 0.0) + time.time() - t
     save()
   layout, considered, _ = storage.job_layout(gm)
   c, k = len(considered), table.num_categories
   frac = locally_active.load_stats(job).fractions()
-  ms = detection_scores.mass_stats(job, gm)
-  mass, area = ms.mean_mass(), ms.mean_area()
+  st = detection_scores.job_stats(job, gm)
+  mass, area = st.mean_mass_share(), st.mean_area_share()
   rules = {"official": claims(detection_scores.detect("official", frac=frac), c, k)}
   for score in ("mass", "union"):
     for th in mass_grid:

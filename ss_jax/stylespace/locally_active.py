@@ -27,18 +27,18 @@ images never need to be in memory at once. The shard jobs (gradient maps:
 `gradmaps.api.run_job`, detection: `run_detection`) are resumable `jobs.ShardedJob`s under one
 work directory:
 
-  WORKDIR/gradmaps/shard_XXXXX.npz   seeds, index (N,), styles (N, S) float32 (all
-      channels, flat S), images (N, H, W, C) uint8, maps (N, C, P, P) float32, or
-      float16 divided by scale (N, C) float32 (each map's max; ~3 significant digits
-      relative to the max, ties in the ranking become more likely). Maps take
-      C * P * P * 4 bytes per image, e.g. FFHQ 1024 conv-only 6,048 x 32 x 32 x 4 =
-      24.8 MB (24.8 GB per 1,000 images; half with float16), plus 3 MB of image.
-  WORKDIR/local/shard_XXXXX.npz      per gradmaps shard: wins, score_sum,
-      coverage_sum (C, K), present (K,), num_images (1,), cats (N, P, P) uint8.
+  WORKDIR/gradmaps/shard_XXXXX.npz   seeds, index (N,), styles (N, S) float32 (flat S),
+      images (N, H, W, C) uint8, maps (N, C, P, P) float32, or float16 divided by scale
+      (N, C) (each map's max; ~3 significant digits, ranking ties more likely). Maps take
+      C * P * P * 4 bytes per image: FFHQ 1024 conv-only 24.8 MB (24.8 GB per 1,000
+      images; half with float16; `ss_jax.stylespace.gradmaps.stream` keeps only sums instead).
+  WORKDIR/local/shard_XXXXX.npz      per gradmaps shard: wins, score_sum, coverage_sum
+      (C, K), present (K,), num_images (1,), cats (N, P, P) uint8 (+ detection_stats sums).
   WORKDIR/local/{local.npz, detections.json, layer_histogram.json, mean_maps.npz}
       written by `finalize` (cheap; thresholds can change without recomputing shards).
 """
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -247,11 +247,12 @@ def detection_job(workdir, gm, labels_source, table, discount=2.0, name="local")
   return jobs.ShardedJob(workdir, name, spec, gm.num_shards)
 
 
-def run_detection(job, gm, labels_fn, table, chunk_size=None, progress_stream=None):
+def run_detection(job, gm, labels_fn, table, chunk_size=None, progress_stream=None, accumulate_fn=None):
   """Scores the missing shards.
 
   labels_fn: (seeds (N,), index (N,), images (N, H, W, C) uint8) -> (N, H, W) parser class labels
     (segmentation.labels_from_dir / labels_from_segmenter).
+  accumulate_fn: default `accumulate`; `detection_stats.accumulate` adds the gradient-mass sums.
   """
   _, _, pooled = job_layout(gm)
   k = table.num_categories
@@ -262,7 +263,7 @@ def run_detection(job, gm, labels_fn, table, chunk_size=None, progress_stream=No
     labels = labels_fn(d["seeds"], d["index"], d["images"])
     cats = segmentation.check_labels(labels, table, d["images"].shape[1:3])
     cats = segmentation.reduce_labels(cats, pooled, k)
-    st = accumulate(d["maps"], cats, k, job.spec["discount"], chunk_size)
+    st = (accumulate_fn or accumulate)(d["maps"], cats, k, job.spec["discount"], chunk_size)
     job.write(i, cats=cats, **st.to_arrays())
     if prog:
       prog.update()
@@ -280,12 +281,10 @@ def load_stats(job):
 
 def mean_maps(gm, positions):
   """(M, P, P) float32 mean gradient map over all images of the map positions `positions`."""
-  positions = np.asarray(positions, np.int64)
-  acc, n = None, 0
+  pos, acc, n = np.asarray(positions, np.int64), 0.0, 0
   for i in range(gm.num_shards):
-    m = read_gradient_maps(gm, i)["maps"][:, positions].astype(np.float64)
-    acc = m.sum(0) if acc is None else acc + m.sum(0)
-    n += len(m)
+    m = read_gradient_maps(gm, i)["maps"][:, pos].astype(np.float64)
+    acc, n = acc + m.sum(0), n + len(m)
   return (acc / max(n, 1)).astype(np.float32)
 
 
@@ -298,19 +297,20 @@ def _entry(layout, flat, pos, top, second, score, cover):
           "mean_coverage": round(float(cover), 6)}
 
 
-def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None, detector=None, settings_extra=None):
+def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None, detector=None, settings_extra=None,
+             stats=None, maps_fn=None):
   """Applies the decision rule to the summed shards and writes the results into job.dir.
 
   layers: optional style-layer indices; only their channels are ranked and detected.
   detector: category id -> ranked positions replacing the paper's rule (`select`); settings_extra: added.
-  Returns (detections dict, as in detections.json; histogram (num_layers, K) int64). Files:
-  local.npz (fractions (C, K), wins, present, mean_score, mean_coverage, channels (C,) flat S,
-  categories), detections.json, layer_histogram.json, mean_maps.npz (positions, channels, maps
-  (M, P, P) of every detected channel).
+  stats, maps_fn: LocalStats and positions -> (M, P, P) mean maps replacing the shards' (streaming).
+  Returns (detections dict as in detections.json, histogram (num_layers, K) int64). Files: local.npz
+  (fractions (C, K), wins, present, mean_score, mean_coverage, channels (C,) flat S, categories),
+  detections.json, layer_histogram.json, mean_maps.npz (positions, channels, maps (M, P, P)).
   """
   layout, channels, _ = job_layout(gm)
   table = segmentation.CategoryTable.from_json(job.spec["table"])
-  st = load_stats(job)
+  st = load_stats(job) if stats is None else stats
   frac, score, cover = st.fractions(), st.mean_scores(), st.mean_coverage()
   allowed = np.ones(len(channels), bool)
   if layers is not None:
@@ -346,19 +346,19 @@ def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None, detecto
                           for L in layout]}
   jobs.atomic_write_json(out / "layer_histogram.json", hist_json)
   union = np.unique(np.concatenate([p for p in dets.values()] + [np.zeros(0, np.int64)])).astype(np.int64)
+  empty = np.zeros((0,) + (gm.spec["pooled"],) * 2, np.float32)
   jobs.atomic_save_npz(out / "mean_maps.npz", positions=union, channels=channels[union],
-                       maps=mean_maps(gm, union) if len(union) else np.zeros((0,) + (gm.spec["pooled"],) * 2,
-                                                                             np.float32))
+                       maps=(maps_fn or functools.partial(mean_maps, gm))(union) if len(union) else empty)
   jobs.atomic_write_json(out / "detections.json", result)
   return result, hist
 
 
-def _seed_summary(seeds):  # '0-999' style, exact
-  parts, start = [], None
-  for i, s in enumerate(seeds):
-    if start is None:
-      start = s
-    if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
-      parts.append(f"{start}" if start == s else f"{start}-{s}")
-      start = None
-  return ",".join(parts)
+def _seed_summary(seeds):
+  """Compact, exact description of a seed list ('0-999' style)."""
+  runs = []
+  for s in seeds:
+    if runs and s == runs[-1][1] + 1:
+      runs[-1][1] = s
+    else:
+      runs.append([s, s])
+  return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)

@@ -22,6 +22,7 @@ Label maps are reduced to the gradient maps' R x R grid by block majority vote
 """
 import dataclasses
 import importlib
+import os
 import pathlib
 from typing import Callable, Mapping, Sequence
 
@@ -296,3 +297,21 @@ def colorize(cats):
   """(..., H, W) category ids -> (..., H, W, 3) uint8."""
   cats = np.asarray(cats)
   return PALETTE[cats % len(PALETTE)]
+
+
+def labels_source(labels_dir=None, segmenter=None, categories=None):
+  """The masks of a detection run from its flags -> (labels_fn, plain-data source, CategoryTable).
+
+  labels_dir: folder of label PNGs; segmenter: a registered name or "module:function"
+  (default "toyfaces" when neither is given); categories: table name (default: the
+  segmenter's, else "ffhq").
+  """
+  if labels_dir and segmenter:
+    raise ValueError("give either --labels_dir or --segmenter, not both")
+  if labels_dir:
+    fn, source, table_name = labels_from_dir(labels_dir), {"labels_dir": os.path.abspath(labels_dir)}, categories
+  else:
+    seg, seg_table = get_segmenter(segmenter or "toyfaces")
+    fn, source = labels_from_segmenter(seg), {"segmenter": segmenter or "toyfaces"}
+    table_name = categories or seg_table
+  return fn, source, get_table(table_name or "ffhq")

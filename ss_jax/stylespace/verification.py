@@ -251,6 +251,14 @@ def sigma_from_gradient_maps(gm):
   return s.std(0)
 
 
+def sigma_from_seeds(g, spec):
+  """(S,) float64 std (ddof 0) of the styles of a gradient-map spec's seeds (psi, class), recomputed:
+  the same styles as the stored ones (`sigma_from_gradient_maps`) for a streamed job, which keeps none."""
+  from ss_jax.stylegan2 import sampling
+  s = sampling.styles_from_seeds(g, spec["seeds"], spec["psi"], class_idx=int(spec["class_idx"]))
+  return s.astype(np.float64).std(0)
+
+
 def baseline_positions(layout, considered, positions, per_layer=4, seed=0):
   """Layer-matched random channels: per style layer holding any of `positions`, `per_layer` random
   map positions of that layer (without replacement, fixed seed) -> sorted (B,) int64."""

@@ -1,7 +1,9 @@
 """Detection under a chosen score rule, then verification of every detection by editing.
 
-The library side of `experiments.detect_local` after the shards are scored:
+The library side of `experiments.detect_local`:
 
+  score_workdir(workdir, ...)   the detection sums of a workdir: stored gradient maps scored in
+      a resumable job, or the statistics `experiments.gradient_maps --stream` summed instead.
   finalize(job, gm, score="mass", ...)   detections.json etc. (`locally_active.finalize`) under
       the chosen rule (`detection_scores`), each entry with its gradient-mass share, each
       category with the win rate of an average channel (the official rule's chance level).
@@ -15,31 +17,37 @@ The library side of `experiments.detect_local` after the shards are scored:
   verified.npz   positions (M,) measured map positions, every summary array (M, K),
                  baseline (B,) positions.
 """
+import collections
 import hashlib
 import json
+import pathlib
+import types
 
 import numpy as np
 
-from ss_jax.stylespace import detection_scores, locally_active, segmentation, channels as stylespace, verification
-from ss_jax.stylespace.gradmaps import storage
+from ss_jax.stylespace import detection_scores, detection_stats, locally_active, segmentation, channels as stylespace, verification
+from ss_jax.stylespace.gradmaps import storage, stream
 from ss_jax.runtime import jobs
 
 
 def finalize(job, gm, score=detection_scores.DEFAULT_SCORE, threshold=0.5, margin=0.25,
-             mass_threshold=detection_scores.DEFAULT_MASS_THRESHOLD, top_k=20, layers=None):
-  """locally_active.finalize under rule `score`; returns (result, histogram) as it does."""
+             mass_threshold=detection_scores.DEFAULT_MASS_THRESHOLD, top_k=20, layers=None, stats=None,
+             maps_fn=None):
+  """locally_active.finalize under rule `score`; returns (result, histogram) as it does.
+
+  stats: DetectionStats (default: the stored job's, `detection_scores.job_stats`); maps_fn: positions
+  -> (M, P, P) mean maps (default: from the stored maps). A streamed workdir gives both (`score_workdir`).
+  """
   if score not in detection_scores.SCORES:
     raise ValueError(f"unknown score {score!r}; known: {', '.join(detection_scores.SCORES)}")
-  ms = detection_scores.mass_stats(job, gm)
-  mass, area = ms.mean_mass(), ms.mean_area()
+  st = detection_scores.job_stats(job, gm) if stats is None else stats
+  frac, mass, area = st.fractions(), st.mean_mass_share(), st.mean_area_share()
   detector = None
   if score != "official":
-    dets = detection_scores.detect(score, locally_active.load_stats(job).fractions(), mass, area, threshold,
-                                   margin, mass_threshold)
-    detector = dets.__getitem__
+    detector = detection_scores.detect(score, frac, mass, area, threshold, margin, mass_threshold).__getitem__
   extra = {"score": score, "mass_threshold": mass_threshold}
-  result, hist = locally_active.finalize(job, gm, threshold, margin, top_k, layers, detector, extra)
-  frac = locally_active.load_stats(job).fractions()
+  result, hist = locally_active.finalize(job, gm, threshold, margin, top_k, layers, detector, extra,
+                                         stats=st.official(), maps_fn=maps_fn)
   excess = detection_scores.mass_excess(mass, area)
   for c in result["categories"]:
     k = c["id"]
@@ -52,16 +60,72 @@ def finalize(job, gm, score=detection_scores.DEFAULT_SCORE, threshold=0.5, margi
   return result, hist
 
 
+Scored = collections.namedtuple("Scored", "job gm stats maps_fn labels_fn source table streamed")
+
+
+def score_workdir(workdir, name="local", labels_dir=None, segmenter=None, categories=None, discount=None,
+                  progress_stream=None):
+  """The detection sums of a workdir, stored maps or streamed statistics -> Scored.
+
+  Stored maps (WORKDIR/gradmaps): masks from labels_dir / segmenter / categories
+  (`segmentation.labels_source`); the resumable job WORKDIR/<name> sums each shard
+  (`detection_stats.accumulate`: official and gradient-mass sums; discount default 2.0).
+  Streamed statistics (WORKDIR/gradstats only, `experiments.gradient_maps --stream`): the
+  masks and discount were fixed by that run (giving any is a ValueError); job is a view with
+  dir WORKDIR/<name> (stats.npz, all sums, is written there), gm a view of the gradient-map
+  settings with dir WORKDIR/gradstats, maps_fn the streamed mean maps.
+  Both give `finalize` and `verify` what they need; labels_fn also labels edited images
+  unless the masks are label PNGs (source has "labels_dir").
+  """
+  sj = stream.open_stream(workdir)
+  if sj is not None and not (pathlib.Path(workdir) / storage.GRADMAPS).is_dir():
+    given = [f for f, v in (("labels_dir", labels_dir), ("segmenter", segmenter), ("categories", categories),
+                            ("discount", discount)) if v is not None]
+    if given:
+      raise ValueError(f"{sj.dir} holds streamed statistics: the masks and discount were fixed by "
+                       f"gradient_maps --stream; drop --{', --'.join(given)}")
+    st, source = sj.stats(), sj.spec["labels"]
+    labels_fn = _lazy_labels(source)
+    job = types.SimpleNamespace(dir=sj.dir.parent / name, spec=sj.spec)
+    job.dir.mkdir(parents=True, exist_ok=True)
+    jobs.atomic_save_npz(job.dir / "stats.npz", **st.to_arrays())
+    gm = types.SimpleNamespace(dir=sj.dir, spec=sj.spec["gradient_maps"])
+    table = segmentation.CategoryTable.from_json(sj.spec["table"])
+    return Scored(job, gm, st, st.mean_maps, labels_fn, source, table, True)
+  gm = storage.open_job(workdir, storage.GRADMAPS)
+  labels_fn, source, table = segmentation.labels_source(labels_dir, segmenter, categories)
+  job = locally_active.detection_job(workdir, gm, source, table, 2.0 if discount is None else discount, name)
+  if progress_stream is not None:  # the summary line on stdout, the progress on progress_stream
+    print(f"scoring {gm.num_shards} shards ({len(job.pending())} to do), categories: {table.name}", flush=True)
+  locally_active.run_detection(job, gm, labels_fn, table, progress_stream=progress_stream,
+                               accumulate_fn=detection_stats.accumulate)
+  return Scored(job, gm, detection_scores.job_stats(job, gm), None, labels_fn, source, table, False)
+
+
+def _lazy_labels(source):
+  """The labels_fn of a plain-data masks source, resolved (segmenter loaded) on first call."""
+  fn = []
+
+  def labels_fn(seeds, index, images):
+    if not fn:
+      fn.append(segmentation.labels_source(source.get("labels_dir"), source.get("segmenter"), "ffhq")[0])
+    return fn[0](seeds, index, images)
+
+  return labels_fn
+
+
 def make_verify_job(workdir, gm, g, source, table, seeds, alphas=verification.DEFAULT_ALPHAS,
                     visible=verification.DEFAULT_VISIBLE, sigma=None):
   """The edit-measure job of this gradient-map job's channels on held-out `seeds`.
 
   Its folder, WORKDIR/verify_<hash of the settings>, is shared by every analysis with the same
   settings (so reruns with other thresholds reuse the measured channels). sigma: (S,) std,
-  default the std of the styles stored with the gradient maps.
+  default the std of the gradient-map images' styles (stored, or recomputed from a streamed job's seeds).
   """
   _, considered, _ = storage.job_layout(gm)
-  sigma = verification.sigma_from_gradient_maps(gm) if sigma is None else sigma
+  if sigma is None:  # a stored job has the styles; a streamed one's view (no read) recomputes them
+    sigma = verification.sigma_from_gradient_maps(gm) if hasattr(gm, "read") else \
+        verification.sigma_from_seeds(g, gm.spec)
   key = hashlib.sha1(json.dumps([sorted(map(int, seeds)), list(map(float, alphas)), float(visible), source,
                                  table.name], sort_keys=True).encode()).hexdigest()[:10]
   return verification.make_job(workdir, g, considered, sigma, seeds, source, table, psi=gm.spec["psi"],

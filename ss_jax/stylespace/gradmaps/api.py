@@ -40,6 +40,10 @@ at low load (benchmarks/bench_gradmaps.py; PyTorch's best is torch.func jvp):
   256 px config-f (5,760)  local 102 s/image, forward ~71 min and reverse ~58 min
                            (estimated from chunks); PyTorch ~57 min
 
+Crop up-convs run as their four stride phases plus the blur (9 taps per input pixel,
+`stylegan2.layers.UP_PHASES`; before: one folded 36-tap conv): 2.1-2.3x less time in
+the crop VJPs at 1024 px config-f widths (benchmarks/bench_gradmap_stream.py).
+
 The generator is piecewise smooth (leaky ReLU, clamping): where a pre-activation
 lies within rounding of a kink, methods that round differently may take
 different one-sided derivatives there; elsewhere they agree to float32 noise.
@@ -65,7 +69,7 @@ from ss_jax.stylespace.gradmaps.dense import _jac_forward, _jac_reverse, conside
 from ss_jax.stylespace.gradmaps.local import _jac_local
 from ss_jax.stylespace.gradmaps.planning import METHODS, Plan, plan
 
-__all__ = ["METHODS", "Plan", "considered_layers", "gradient_maps", "jacobian", "plan", "run_job"]
+__all__ = ["METHODS", "Plan", "considered_layers", "gradient_maps", "jacobian", "map_shards", "plan", "run_job"]
 
 
 # ----------------------------------------------------------------------------- driver
@@ -188,6 +192,41 @@ def _maps_step(res, layers, pl, mesh):
   return step
 
 
+def map_shards(spec, shards, g, chunk_size=None, method="auto", mesh=None):
+  """Renders and maps shards of a gradient-map job spec, in lock-step rounds over processes.
+
+  spec: a gradient-map job's settings (`storage.gradient_map_spec`); shards:
+  this process's shard indices (e.g. job.pending()). Every process must call this
+  and consume the whole generator (see ss_jax.runtime.distributed.schedule).
+  Yields (i, index (n,), seeds (n,), flat styles (n, C_all) float32, images (n, H, W,
+  img_c) float, maps (n, C, P, P) float32) per round; i is None (and n = 0) in a
+  round where this process has nothing left.
+  """
+  from ss_jax.stylegan2 import sampling
+  seeds, per = np.asarray(spec["seeds"], np.int64), int(spec["images_per_shard"])
+  res, rgb = int(spec["resolution"]), bool(spec["include_torgb"])
+  layers = considered_layers(g.layout, rgb)
+  channels = sum(g.layout[m].channels for m in layers)
+  pooled = int(spec["pooled"])
+  pl = method if isinstance(method, Plan) else plan(g.config, res, rgb, method, chunk_size)
+  mesh = distributed.auto_axes(mesh or distributed.default_mesh())
+  g = distributed.replicate(g, mesh)
+  prepare = sampling.seed_inputs(g.config.z_dim, g.config.c_dim, int(spec["class_idx"]))
+  maps_step = _maps_step(res, layers, pl, mesh)
+  for i in distributed.schedule(shards, mesh):
+    idx = np.arange(i * per, min((i + 1) * per, len(seeds))) if i is not None else np.zeros(0, np.int64)
+    batch = seeds[idx]
+    out = list(distributed.map_batches(_render_step, g, (batch,), (np.float32(spec["psi"]),), per, mesh,
+                                       prepare))
+    flat = np.concatenate([o[0] for o in out])
+    x = np.concatenate([o[1] for o in out])
+    maps = np.concatenate(list(distributed.map_batches(maps_step, g, (flat,), (), per, mesh)))
+    if i is not None and maps.shape != (len(idx), channels, pooled, pooled):
+      raise ValueError(f"gradient maps have shape {maps.shape}, "
+                       f"expected ({len(idx)}, {channels}, {pooled}, {pooled})")
+    yield i, idx, batch, flat.astype(np.float32), x, maps.astype(np.float32)
+
+
 def run_job(gm, g, chunk_size=None, method="auto", mesh=None, progress=None):
   """Computes the missing shards of a gradient-map job on every device of every process.
 
@@ -208,35 +247,14 @@ def run_job(gm, g, chunk_size=None, method="auto", mesh=None, progress=None):
     Images mapped by this process.
   """
   from ss_jax.runtime import images as images_lib
-  from ss_jax.stylegan2 import sampling
   from ss_jax.stylespace.gradmaps import storage
-  spec = gm.spec
-  storage.check_generator(g, spec["psi"])
-  seeds, per = list(spec["seeds"]), int(spec["images_per_shard"])
-  _, channels, pooled = storage.job_layout(gm)
-  res, rgb = int(spec["resolution"]), bool(spec["include_torgb"])
-  layers = considered_layers(g.layout, rgb)
-  pl = method if isinstance(method, Plan) else plan(g.config, res, rgb, method, chunk_size)
-  mesh = distributed.auto_axes(mesh or distributed.default_mesh())
-  g = distributed.replicate(g, mesh)
-  prepare = sampling.seed_inputs(g.config.z_dim, g.config.c_dim, int(spec["class_idx"]))
-  maps_step = _maps_step(res, layers, pl, mesh)
+  storage.check_generator(g, gm.spec["psi"])
   done = 0
-  for i in distributed.schedule(gm.pending(), mesh):
-    idx = np.arange(i * per, min((i + 1) * per, len(seeds))) if i is not None else np.zeros(0, np.int64)
-    batch = np.asarray(seeds, np.int64)[idx]
-    out = list(distributed.map_batches(_render_step, g, (batch,), (np.float32(spec["psi"]),), per, mesh,
-                                       prepare))
-    flat = np.concatenate([o[0] for o in out])
-    x = np.concatenate([o[1] for o in out])
-    maps = np.concatenate(list(distributed.map_batches(maps_step, g, (flat,), (), per, mesh)))
+  for i, idx, batch, flat, x, maps in map_shards(gm.spec, gm.pending(), g, chunk_size, method, mesh):
     if i is None:
       continue
-    if maps.shape != (len(idx), len(channels), pooled, pooled):
-      raise ValueError(f"gradient maps have shape {maps.shape}, "
-                       f"expected ({len(idx)}, {len(channels)}, {pooled}, {pooled})")
-    gm.write(i, seeds=batch, index=idx, styles=flat.astype(np.float32), images=images_lib.to_uint8(x),
-             **storage.encode_maps(maps.astype(np.float32), spec["dtype"]))
+    gm.write(i, seeds=batch, index=idx, styles=flat, images=images_lib.to_uint8(x),
+             **storage.encode_maps(maps, gm.spec["dtype"]))
     done += len(idx)
     if progress is not None:
       progress.update(len(idx))

@@ -166,8 +166,8 @@ def _crop_forward(g, plan, ty, tx, x0, img0, s, noises):
   return _pool(state[1], plan.tile)[0]
 
 
-def _tile_vjps(g, s, plan, state, above, want_cut_grads, batch):
-  """Reverse mode on every tile's crops.
+def _tile_vjps(g, s, plan, state, above, want_cut_grads, batch, tiles=None):
+  """Reverse mode on every tile's crops (or on the tile ids `tiles` (k,), unshaped: benchmarks).
 
   Returns (gx, gimg, ja): d pooled tile / d (cut-state crops) as (T, T, M, n, n, C)
   and (T, T, M, n_i, n_i, img_c) (None unless want_cut_grads / no image at the cut)
@@ -212,6 +212,8 @@ def _tile_vjps(g, s, plan, state, above, want_cut_grads, batch):
       return None, None, ja
     return grads[0][:, 0], (None if grads[1] is None else grads[1][:, 0]), ja
 
+  if tiles is not None:
+    return jax.lax.map(tile_fn, tiles, batch_size=min(batch, len(tiles)))
   out = jax.lax.map(tile_fn, jnp.arange(nt * nt), batch_size=min(batch, nt * nt))
   return jax.tree.map(lambda v: v.reshape((nt, nt) + v.shape[1:]), out)
 

@@ -39,6 +39,9 @@ def _conv_macs(L, n=None, n_in=None):
   return r * r * 9 * L.channels * L.out_channels
 
 
+TILE_MEMORY_CAP = 1 << 30
+
+
 def _tile_batch(cfg, layout, cut, tile, p_res, budget):
   """Tiles per vmapped batch so that one batch's crop activations (primal and one per cotangent,
   im2col patches included) take about `budget` bytes."""
@@ -54,7 +57,9 @@ def _tile_batch(cfg, layout, cut, tile, p_res, budget):
     else:
       floats += st.n * st.n * (L.channels + L.out_channels)
   per_tile = 4 * floats * (1 + cfg.img_channels * tile * tile)
-  b = int(max(1, min(pl.num_tiles ** 2, budget // per_tile)))
+  # Hard cap: XLA's temporaries were ~12x this estimate (config-f 64 px: 8 tiles 2.2 GB, 4 tiles
+  # 0.77 GB, compiled memory_analysis), so big crops get at most ~1 GiB in flight.
+  b = int(max(1, min(pl.num_tiles ** 2, budget // per_tile, TILE_MEMORY_CAP // (12 * per_tile))))
   while (pl.num_tiles ** 2) % b:  # no remainder batch (it would be compiled separately)
     b -= 1
   return b
@@ -65,6 +70,16 @@ def _default_chunk(layout, stop, budget=1 << 30):
   act = max(max(L.resolution ** 2 * L.out_channels, (L.resolution // (2 if L.up else 1)) ** 2 * L.channels)
             for L in layout[:max(stop, 1)])
   return int(max(1, budget // (4 * 4 * act)))
+
+
+def _contraction_chunk(cfg, layout, cut, tile, p_res, budget=128 << 20):
+  """Low-layer tangents per chunk so that the local mode's contraction product (R, R, Q, Q, M, k)
+  takes about `budget` bytes (at 1024 px config-f, k = 2048 made it 1.2 GB)."""
+  if cut == 0:
+    return 1 << 30
+  (pt, _, _), _ = _contraction_tables(_crop_plan(cfg, cut, tile, p_res).x_cut, layout[cut - 1].resolution)
+  per = 4 * (layout[cut - 1].resolution * pt.shape[1]) ** 2 * cfg.img_channels * tile * tile
+  return int(max(1, budget // per))
 
 
 def _cut_choices(layout):
@@ -135,7 +150,7 @@ def plan(cfg, resolution=32, include_torgb=False, method="auto", chunk_size=None
   if method == "reverse":
     return Plan("reverse", int(chunk_size or _default_chunk(layout, len(layout))), macs=rev)
   cost, cut, t = best
-  chunk = int(chunk_size or _default_chunk(layout, cut))
+  chunk = int(chunk_size or min(_default_chunk(layout, cut), _contraction_chunk(cfg, layout, cut, t, p_res)))
   if tile_batch is None:  # ~128 MiB of crop activations per vmapped batch (measured: smaller batches of
     tile_batch = _tile_batch(cfg, layout, cut, t, p_res, 128 << 20)  # big crops underuse the matmuls)
   return Plan("local", chunk, cut, t, int(tile_batch), cost)

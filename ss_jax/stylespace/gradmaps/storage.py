@@ -76,6 +76,13 @@ def read_gradient_maps(gm, i):
 def gradient_map_job(workdir, g, seeds, checkpoint, resolution=32, include_torgb=False, psi=0.7,
                      class_idx=0, images_per_shard=8, dtype="float32"):
   """Creates or re-opens (same settings only) the gradient-map job of `seeds`."""
+  return jobs.ShardedJob(workdir, GRADMAPS, *gradient_map_spec(g, seeds, checkpoint, resolution, include_torgb,
+                                                               psi, class_idx, images_per_shard, dtype))
+
+
+def gradient_map_spec(g, seeds, checkpoint, resolution=32, include_torgb=False, psi=0.7, class_idx=0,
+                      images_per_shard=8, dtype="float32"):
+  """Checked settings of a gradient-map job of `seeds` -> (spec dict, number of shards)."""
   if dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
   if int(resolution) < 1 or int(images_per_shard) < 1:
@@ -90,7 +97,6 @@ def gradient_map_job(workdir, g, seeds, checkpoint, resolution=32, include_torgb
   seeds = [int(s) for s in seeds]
   if not seeds:
     raise ValueError("no seeds given")
-
   if pathlib.Path(checkpoint).exists():  # absolute, so report can reload it from anywhere
     checkpoint = pathlib.Path(checkpoint).resolve()
   spec = {"kind": "gradient_maps", "checkpoint": str(checkpoint), "config": g.config.to_dict(),
@@ -98,4 +104,4 @@ def gradient_map_job(workdir, g, seeds, checkpoint, resolution=32, include_torgb
           "seeds": seeds, "psi": float(psi), "class_idx": int(class_idx), "resolution": int(resolution),
           "pooled": pooled, "include_torgb": bool(include_torgb), "dtype": dtype,
           "images_per_shard": int(images_per_shard)}
-  return jobs.ShardedJob(workdir, GRADMAPS, spec, math.ceil(len(seeds) / int(images_per_shard)))
+  return spec, math.ceil(len(seeds) / int(images_per_shard))

@@ -1,0 +1,175 @@
+"""Gradient maps + detection statistics at config-f widths, and stored vs streamed detection.
+
+  python -m benchmarks.bench_gradmap_stream                       # 1024 px: before vs now, side by side
+  python -m benchmarks.bench_gradmap_stream --resolution=256 --images=2
+  python -m benchmarks.bench_gradmap_stream --toyfaces --seeds=0-31   # stored vs --stream binaries
+
+Model cases (a random config-f-width generator, pooled 32 x 32, all conv channels;
+each case in a fresh subprocess so `peak GB` (ru_maxrss) is its own, compile
+included; cases alternate so both variants see the same machine load):
+
+  before  the previous default: local mode with direct (im2col) crop convs, maps
+          only (what stored maps cost before they are written);
+  now     the current default plan (Winograd F(2x2, 3x3) crop convs) and the
+          streaming reduction `detection_stats.accumulate` of every image's maps
+          against an 11-category map (fixed synthetic layout: the segmenter,
+          BiSeNet at 1024 px, is not part of this measurement).
+
+Each image's computation is compiled ahead (`compile s`, apart), then timed:
+`s/image` wall clock, `CPU s/image` the process's CPU time (all threads; on a
+shared machine a better guide than wall time: at low load wall ~ CPU / cores). --toyfaces runs the real binaries on
+the shipped ToyFaces model (segmenter included) both ways and reports wall time
+and disk use of the work directory.
+"""
+import argparse
+import json
+import os
+import pathlib
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+
+
+def _categories(n, p, k=11):
+  """(n, p, p) synthetic category maps: background, a face disc, two eyes, a mouth, hair band."""
+  import numpy as np
+  yy, xx = np.mgrid[:p, :p] / p
+  cats = np.ones((p, p), np.uint8)
+  cats[(yy - 0.55) ** 2 + (xx - 0.5) ** 2 < 0.12] = 2
+  cats[yy < 0.2] = 10
+  cats[((yy - 0.45) ** 2 + (xx - 0.35) ** 2 < 0.004) | ((yy - 0.45) ** 2 + (xx - 0.65) ** 2 < 0.004)] = 4
+  cats[(np.abs(yy - 0.75) < 0.04) & (np.abs(xx - 0.5) < 0.12)] = 7
+  return np.repeat(cats[None] % k, n, axis=0)
+
+
+def worker(case):
+  import jax
+  import numpy as np
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+  from ss_jax.stylespace import detection_stats
+  from ss_jax.stylegan2 import layers
+  from ss_jax.stylespace.gradmaps import api as gradmaps
+  from ss_jax.stylespace.gradmaps import planning
+  from ss_jax.stylegan2.generator import Generator, config_f
+  res, n, before = case["resolution"], case["images"], case["variant"] == "before"
+  cfg = config_f(res)
+  g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
+  z = jax.random.normal(jax.random.PRNGKey(1), (n, 512))
+  styles = jax.jit(lambda g, z: g.styles(g.mapping(z)))(g, z)
+  if before:  # the previous default: folded 36-tap crop up-convs, uncapped tile batch and tangent chunk
+    layers.UP_PHASES = False
+    planning.TILE_MEMORY_CAP = 1 << 62
+    pl = planning.plan(cfg, 32, chunk_size=planning._default_chunk(g.layout, planning.plan(cfg, 32).cut))
+  else:
+    pl = planning.plan(cfg, 32)
+  cats = _categories(1, 32)
+  mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  put = lambda i: jax.device_put(tuple(v[i:i + 1] for v in styles), NamedSharding(mesh, P("data")))
+  g = jax.device_put(g, NamedSharding(mesh, P()))
+  kw = dict(res=32, layers=gradmaps.considered_layers(g.layout), pl=pl, maps=True, mesh=mesh, n=1)
+  t = time.perf_counter()
+  exe = gradmaps._batched.lower(g, put(0), **kw).compile()
+  compile_s = time.perf_counter() - t
+  times, cpu, stats = [], [], None
+  for i in range(n):
+    s_i = put(i)
+    t, c = time.perf_counter(), time.process_time()
+    maps = np.asarray(exe(g, s_i))
+    if not before:
+      st = detection_stats.accumulate(maps, cats, 11, with_map_sum=True)
+      stats = st if stats is None else stats + st
+    times.append(time.perf_counter() - t)
+    cpu.append(time.process_time() - c)
+  out = dict(case, plan=str(pl), compile_s=compile_s, s_per_image=float(np.mean(times)),
+             cpu_s_per_image=float(np.mean(cpu)), all_s=[round(t, 1) for t in times],
+             peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, channels=int(maps.shape[1]),
+             load=os.getloadavg()[0])
+  if stats is not None:
+    out["stats_mb"] = sum(v.nbytes for v in stats.to_arrays().values()) / 1e6
+  return out
+
+
+def _spawn(args, cwd=REPO):
+  t = time.perf_counter()
+  proc = subprocess.run([sys.executable] + args, cwd=cwd, capture_output=True, text=True)
+  return proc, time.perf_counter() - t
+
+
+def _du(path):
+  return sum(f.stat().st_size for f in pathlib.Path(path).rglob("*") if f.is_file())
+
+
+def toyfaces(seeds):
+  """Stored maps vs --stream on the shipped ToyFaces model: wall time and disk of each workdir."""
+  rows = []
+  base = pathlib.Path(tempfile.mkdtemp(prefix="bench_stream_"))
+  try:
+    for variant in ("stored", "stream"):
+      wd = base / variant
+      extra = ["--stream"] if variant == "stream" else []
+      p1, t1 = _spawn(["-m", "experiments.gradient_maps", f"--seeds={seeds}", f"--workdir={wd}"] + extra)
+      p2, t2 = _spawn(["-m", "experiments.detect_local", f"--workdir={wd}", "--noverify"])
+      if p1.returncode or p2.returncode:
+        raise RuntimeError((p1.stderr + p2.stderr)[-2000:])
+      det = json.loads((wd / "local" / "detections.json").read_text())
+      rows.append(dict(variant=variant, maps_s=t1, detect_s=t2, disk_mb=_du(wd) / 1e6,
+                       detected={c["category"]: len(c["detected"]) for c in det["categories"]}))
+      print(json.dumps(rows[-1]), flush=True)
+  finally:
+    shutil.rmtree(base, ignore_errors=True)
+  same = rows[0]["detected"] == rows[1]["detected"]
+  print(f"\nToyFaces, seeds {seeds}: (wall s incl. start-up and compile; disk = whole workdir)")
+  for r in rows:
+    print(f"  {r['variant']:>6}: gradient_maps {r['maps_s']:.1f} s, detect_local {r['detect_s']:.1f} s, "
+          f"disk {r['disk_mb']:.2f} MB")
+  print(f"  same detection counts per category: {same}")
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--resolution", type=int, default=1024)
+  ap.add_argument("--images", type=int, default=2, help="images per case (the first includes compilation)")
+  ap.add_argument("--rounds", type=int, default=1, help="before/now pairs, alternating")
+  ap.add_argument("--variants", default="before,now", help="order of the variants in each round")
+  ap.add_argument("--toyfaces", action="store_true", help="stored vs streamed binaries on ToyFaces")
+  ap.add_argument("--seeds", default="0-31")
+  ap.add_argument("--worker", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.worker:
+    print(json.dumps(worker(json.loads(args.worker))))
+    return
+  print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+  if args.toyfaces:
+    toyfaces(args.seeds)
+    print(f"load average now {os.getloadavg()[0]:.1f}")
+    return
+  rows = []
+  for _ in range(args.rounds):
+    for variant in args.variants.split(","):
+      case = dict(resolution=args.resolution, images=args.images, variant=variant)
+      proc, _ = _spawn(["-m", "benchmarks.bench_gradmap_stream", "--worker", json.dumps(case)])
+      row = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else dict(
+          case, error=proc.stderr.strip()[-300:])
+      rows.append(row)
+      print(json.dumps(row), flush=True)
+  print(f"\n{args.resolution} px config-f widths, 32 x 32 maps, per image (load average now "
+        f"{os.getloadavg()[0]:.1f}):")
+  print(f"  {'variant':>7}  {'s/image':>8}  {'CPU s/image':>11}  {'compile s':>9}  {'peak GB':>8}  stats MB  load")
+  for r in rows:
+    if "error" in r:
+      print(f"  {r['variant']:>7}  error: {r['error']}")
+      continue
+    print(f"  {r['variant']:>7}  {r['s_per_image']:8.1f}  {r['cpu_s_per_image']:11.1f}  {r['compile_s']:9.1f}  "
+          f"{r['peak_gb']:8.2f}  {r.get('stats_mb', 0):8.1f}  {r['load']:.1f}")
+
+
+if __name__ == "__main__":
+  main()
