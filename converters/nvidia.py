@@ -1,6 +1,7 @@
 """NVIDIA stylegan2-ada-pytorch / stylegan3 (StyleGAN2 networks) pickles -> ss-jax Generator."""
 import numpy as np
 
+from converters import nvidia_sg3
 from converters.common import TensorSource, check_fir, oihw_to_hwio
 from ss_jax.config import GeneratorConfig, style_layout
 from ss_jax.generator import Generator
@@ -88,10 +89,23 @@ def params_from_state_dict(cfg, sd, path, prefix=""):
   return {"mapping": mapping, "synthesis": synthesis}, {"w_avg": w_avg, "noise": noise}
 
 
+def _check_stylegan2(G, path):
+  """One line saying what was found when G is neither a StyleGAN2 nor a StyleGAN3 generator."""
+  syn = G.children.get("synthesis")
+  if syn is None or "b4" not in syn.children:
+    found = (f"synthesis children {list(syn.children)[:6]}" if syn is not None
+             else f"children {list(G.children)[:6]}")
+    raise CheckpointError(f"{path}: unsupported generator '{G.class_name}': not StyleGAN2 (no synthesis.b4) and "
+                          f"not StyleGAN3 (no synthesis.input with Fourier features); found {found}")
+
+
 def load(path):
-  """Read an NVIDIA PyTorch snapshot pickle; returns (Generator, info dict)."""
+  """Read an NVIDIA PyTorch snapshot pickle (StyleGAN2 or StyleGAN3 networks); returns (generator, info)."""
   snap = read_nvidia_pickle(path)
   key, G = _pick_generator(snap, path)
+  if nvidia_sg3.looks_like_stylegan3(G):
+    return nvidia_sg3.load_module(G, key, path)
+  _check_stylegan2(G, path)
   cfg = config_from_module(G, path)
   params, buffers = params_from_state_dict(cfg, G.state_dict(), path)
   info = {"format": "NVIDIA stylegan2-ada-pytorch pickle", "network": key}
