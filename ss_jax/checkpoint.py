@@ -1,7 +1,8 @@
 """Converted-generator directories (orbax params + JSON config) and `load_generator`.
 
 Layout of a converted directory:
-  DIR/config.json   {"format": "ss-jax-generator", "version": 1, "config": {...}, "source": {...}}
+  DIR/config.json   {"format": "ss-jax-generator", "version": 1, "family": "stylegan2" | "stylegan3",
+                     "config": {...}, "source": {...}}   (no family: stylegan2)
   DIR/state/        orbax PyTree checkpoint of {"params": ..., "buffers": ...}
 """
 import json
@@ -13,13 +14,16 @@ import numpy as np
 from ss_jax import jobs
 from ss_jax.config import GeneratorConfig
 from ss_jax.generator import Generator, init_params
+from ss_jax.stylegan3 import StyleGAN3Config, StyleGAN3Generator
+from ss_jax.stylegan3 import generator as sg3_generator
 
 FORMAT = "ss-jax-generator"
 VERSION = 1
 
 
 def _abstract_state(cfg):
-  params, buffers = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
+  init = sg3_generator.init_params if isinstance(cfg, StyleGAN3Config) else init_params
+  params, buffers = jax.eval_shape(lambda: init(cfg, jax.random.PRNGKey(0)))
   return {"params": params, "buffers": buffers}
 
 
@@ -30,7 +34,8 @@ def save_generator(g: Generator, directory, source=None):
     state = jax.tree.map(np.asarray, {"params": g.params, "buffers": g.buffers})
     with ocp.StandardCheckpointer() as ckpt:
       ckpt.save(tmp / "state", state)
-    meta = {"format": FORMAT, "version": VERSION, "config": g.config.to_dict(), "source": source or {}}
+    meta = {"format": FORMAT, "version": VERSION, "family": getattr(g.config, "family", "stylegan2"),
+            "config": g.config.to_dict(), "source": source or {}}
     (tmp / "config.json").write_text(json.dumps(meta, indent=2))
 
 
@@ -44,10 +49,14 @@ def load_converted(directory):
   meta = json.loads(meta_path.read_text())
   if meta.get("format") != FORMAT:
     raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
-  cfg = GeneratorConfig.from_dict(meta["config"])
+  family = meta.get("family", "stylegan2")
+  if family not in ("stylegan2", "stylegan3"):
+    raise ValueError(f"{meta_path}: unknown generator family {family!r}")
+  cls, config_cls = ((StyleGAN3Generator, StyleGAN3Config) if family == "stylegan3" else (Generator, GeneratorConfig))
+  cfg = config_cls.from_dict(meta["config"])
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(directory / "state", _abstract_state(cfg))
-  return Generator(state["params"], state["buffers"], cfg), meta
+  return cls(state["params"], state["buffers"], cfg), meta
 
 
 def load_generator(path):

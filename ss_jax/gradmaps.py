@@ -29,6 +29,9 @@ Three exact ways to get J, each one `jax.jit` over the image batch:
   tangents of the low layers (a batched matmul per position). This drops the
   dense high-resolution work that dominates both other modes.
 
+StyleGAN3 generators get "forward" or "reverse" (ss_jax.stylegan3.jacobian, which
+says why "local" is not offered for them).
+
 method="auto" takes the cheapest by the multiply-add model of `plan` (local on
 StyleGAN2 models of 32 px and up: for the 32 px fixture n1 3x fewer MACs than
 forward, at 256 px config-f widths 55x fewer). Measured on the shared 2-core CPU
@@ -65,6 +68,7 @@ from ss_jax import distributed
 from ss_jax.generator import Generator, flatten_styles
 from ss_jax.jacobian_modes import _jac_forward, _jac_reverse, considered_layers
 from ss_jax.jacobian_local import _contraction_tables, _crop_plan, _jac_local
+from ss_jax.stylegan3 import jacobian as sg3_jacobian
 
 METHODS = ("auto", "forward", "reverse", "local")
 
@@ -77,7 +81,9 @@ __all__ = ["METHODS", "Plan", "considered_layers", "gradient_maps", "jacobian", 
 
 def _per_image(g, s, *, res, layers, pl, maps):
   s = tuple(v[None] for v in s)
-  if pl.method == "forward":
+  if pl.family == "stylegan3":
+    j = sg3_jacobian.per_image(g, s, res, layers, pl.method, pl.chunk)
+  elif pl.method == "forward":
     j = _jac_forward(g, s, res, layers, pl.chunk)
   elif pl.method == "reverse":
     j = _jac_reverse(g, s, res, layers, pl.chunk)
@@ -257,7 +263,8 @@ class Plan:
   local mode's low layers) or cotangents (reverse) per vmapped batch; cut: first
   layer index run on crops (local); tile: pooled pixels per tile side (local);
   tile_batch: tiles per vmapped batch (local); macs: the model's estimate of
-  multiply-adds per image, for information.
+  multiply-adds per image, for information; family: "stylegan2" or "stylegan3"
+  (ss_jax.stylegan3.jacobian: forward / reverse only).
   """
   method: str
   chunk: Optional[int] = None
@@ -265,6 +272,7 @@ class Plan:
   tile: int = 1
   tile_batch: int = 1
   macs: float = 0.0
+  family: str = "stylegan2"
 
 
 def _conv_macs(L, n=None, n_in=None):
@@ -343,6 +351,10 @@ def plan(cfg, resolution=32, include_torgb=False, method="auto", chunk_size=None
   best; tile_batch (tiles per vmapped batch) defaults to a memory budget.
   """
   from ss_jax.config import style_layout
+  if getattr(cfg, "family", "stylegan2") == "stylegan3":
+    layers = considered_layers(sg3_jacobian.style_layout(cfg), include_torgb)
+    m, chunk, macs = sg3_jacobian.plan_method(cfg, layers, resolution, method, chunk_size)
+    return Plan(m, chunk, macs=macs, family="stylegan3")
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
   if chunk_size is not None and int(chunk_size) < 1:

@@ -203,6 +203,16 @@ def style_layout(cfg: StyleGAN3Config):
   return tuple(out)
 
 
+def is_config(cfg):
+  """True for a StyleGAN3Config."""
+  return getattr(cfg, "family", None) == "stylegan3"
+
+
+def is_config_dict(d):
+  """True when a config dict (StyleGAN3Config.to_dict) describes a StyleGAN3 generator."""
+  return "num_critical" in d and "channel_base" in d and "first_cutoff" in d
+
+
 def config_t(resolution=256, z_dim=512, w_dim=512, **kw):
   """The official config-T widths (channel_base 32768, channel_max 512, conv_kernel 3)."""
   return StyleGAN3Config(z_dim=z_dim, w_dim=w_dim, img_resolution=resolution, **kw)

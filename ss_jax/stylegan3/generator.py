@@ -18,6 +18,7 @@ S (generator order, `style_layout`): the input affine's 4 values (r_c, r_s, t_x,
 t_y), before the input normalises the rotation part; then every layer's affine
 output (its input-channel count), for toRGB before its 1/sqrt(Cin) weight gain.
 """
+import functools
 import math
 
 import flax.struct
@@ -71,11 +72,9 @@ def init_params(cfg: StyleGAN3Config, key):
   return params, buffers
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def styles(cfg, params, ws):
   """ws (N, num_ws, w_dim) -> tuple of S blocks (N, C_l) in generator order (affine outputs)."""
-  ws = jnp.asarray(ws, jnp.float32)
-  if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
-    raise ValueError(f"ws must have shape (N, {cfg.num_ws}, {cfg.w_dim}), got {ws.shape}")
   gain = 1.0 / math.sqrt(cfg.w_dim)
   syn = params["synthesis"]
   affines = [syn["input"]] + list(syn["layers"])
@@ -120,10 +119,13 @@ def layer(cfg, params, buffers, idx, x, s, precision=HIGHEST):
                             cfg.conv_clamp)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 5))
 def synthesis(cfg, params, buffers, s, input_transform=None, precision=HIGHEST):
-  """S blocks -> image (N, R, R, img_channels) float32 NHWC, raw output (x output_scale, not clipped)."""
-  s = [jnp.asarray(x, jnp.float32) for x in s]
-  check_styles(cfg, s)
+  """S blocks -> image (N, R, R, img_channels) float32 NHWC, raw output (x output_scale, not clipped).
+
+  Jitted (cfg and precision static): eagerly, the per-tap filter ops would be
+  dispatched one by one; inside another jit it is inlined.
+  """
   x = input_layer(cfg, params, buffers, s[0], input_transform, precision)
   for idx in range(cfg.num_layers + 1):
     x = layer(cfg, params, buffers, idx, x, s[idx + 1], precision)
@@ -174,6 +176,10 @@ class StyleGAN3Generator:
     return truncate(self.config, ws, self.buffers["w_avg"], psi, cutoff)
 
   def styles(self, ws):
+    """ws (N, num_ws, w_dim) -> tuple of S blocks (N, C_l), generator order."""
+    ws = jnp.asarray(ws, jnp.float32)
+    if ws.ndim != 3 or ws.shape[1:] != (self.config.num_ws, self.config.w_dim):
+      raise ValueError(f"ws must have shape (N, {self.config.num_ws}, {self.config.w_dim}), got {ws.shape}")
     return styles(self.config, self.params, ws)
 
   def synthesis(self, s, noise_mode="const", key=None, precision=HIGHEST, input_transform=None):
@@ -181,6 +187,8 @@ class StyleGAN3Generator:
     if noise_mode not in NOISE_MODES:
       raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
     del key
+    s = tuple(jnp.asarray(x, jnp.float32) for x in s)
+    check_styles(self.config, s)
     return synthesis(self.config, self.params, self.buffers, s, input_transform, precision)
 
   def __call__(self, z, c=None, psi=1.0, noise_mode="const", key=None, input_transform=None):
