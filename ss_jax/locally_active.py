@@ -45,7 +45,6 @@ import pathlib
 import numpy as np
 
 from ss_jax import jobs, segmentation, stylespace
-from ss_jax.config import GeneratorConfig, style_layout
 from ss_jax.stylegan3 import config as sg3_config
 
 GRADMAPS = "gradmaps"
@@ -241,13 +240,9 @@ def parse_layers(layout, spec):
 
 
 def check_generator(g, psi=1.0):
-  """Raises ValueError if g lacks the buffers the analysis needs (constant noise; w_avg for psi != 1).
-
-  StyleGAN3 generators have no noise inputs."""
-  noise = g.buffers.get("noise") if isinstance(g.buffers, dict) else None
-  convs = [L for L in g.layout if L.kind == "conv"]
-  if sg3_config.is_config(g.config):
-    convs = noise = []
+  """Raises ValueError if g lacks the buffers the analysis needs (constant noise (not StyleGAN3); w_avg)."""
+  noise = g.buffers.get("noise", []) if isinstance(g.buffers, dict) else None
+  convs = [] if sg3_config.is_config(g.config) else [L for L in g.layout if L.kind == "conv"]
   if noise is None or len(noise) != len(convs):
     raise ValueError(f"checkpoint has no constant noise buffers ({0 if noise is None else len(noise)} of "
                      f"{len(convs)}); gradient maps and segmented images are rendered with the stored noise")
@@ -271,9 +266,7 @@ def open_job(workdir, name):
 
 def job_layout(gm):
   """Style layout, flat S index of every map position (C,), and P of a gradient-map job."""
-  d = gm.spec["config"]
-  layout = (sg3_config.style_layout(sg3_config.StyleGAN3Config.from_dict(d)) if sg3_config.is_config_dict(d)
-            else style_layout(GeneratorConfig.from_dict(d)))
+  layout = sg3_config.any_style_layout(gm.spec["config"])
   channels = stylespace.considered_indices(layout, gm.spec["include_torgb"])
   return layout, channels, gm.spec["pooled"]
 

@@ -2,16 +2,19 @@
 
 The official maps were computed with torch.func.jvp over one-hot tangents of the
 conv styles (L0 ... L13), image rendered alone, pooled to 32 x 32 (no pooling at
-32 px). Here: the method chosen by the planner (forward), and reverse on s1 (slow).
+32 px). Here: three layers' maps of one image in the default suite; all maps with the method chosen
+by the planner (forward) and with reverse on s1 (@slow: tens of seconds per image on 2 cores).
 """
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from converters import load_checkpoint
 from ss_jax import gradmaps
+from ss_jax.stylegan3 import jacobian as sg3_jacobian
 
 MAP_ATOL = 1e-5
 
@@ -22,6 +25,21 @@ def _load(fixtures_dir, name):
   return g, ref
 
 
+@pytest.mark.parametrize("name", ["s1", "s2"])
+def test_first_middle_last_layer_maps_match_official(fixtures_dir, name):
+  """Fast check: forward-mode maps of L0, L7 and L13 for image 0 (the full maps are @slow below)."""
+  g, ref = _load(fixtures_dir, name)
+  layers = (1, 8, 14)
+  s = tuple(v[:1] for v in g.styles(ref["ws"][:1]))
+  fn = jax.jit(lambda g, s: jnp.mean(jnp.abs(sg3_jacobian.jac_forward(g, s, 32, layers, 64)), axis=1))
+  maps = np.asarray(fn(g, s))
+  offsets = np.cumsum([0] + list(ref["layer_channels"]))
+  want = np.concatenate([ref["maps"][0, offsets[m - 1]:offsets[m]] for m in layers])
+  assert maps.shape == want.shape
+  np.testing.assert_allclose(maps, want, atol=MAP_ATOL, rtol=0)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["s1", "s2"])
 def test_maps_match_official(fixtures_dir, name):
   g, ref = _load(fixtures_dir, name)

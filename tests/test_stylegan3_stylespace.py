@@ -85,3 +85,25 @@ def test_binaries_end_to_end_on_stylegan3(tmp_path):
        "--channels=2_1,1_3", "--num_images=2")
   p = check_html(out / "index.html")
   assert "maps/2_1.png" in p.srcs and "strips/1_3.png" in p.srcs
+
+
+def test_input_style_edit_equals_a_rigid_input_transform():
+  """Editing the input style's 4 values = composing a rotation + translation into input_transform."""
+  g = tiny_sg3()
+  s = list(g.styles(g.mapping(jax.random.normal(jax.random.PRNGKey(2), (2, 8)))))
+  a = np.deg2rad(20.0)
+  user = np.linalg.inv(np.array([[np.cos(a), np.sin(a), 0.1], [-np.sin(a), np.cos(a), -0.05], [0, 0, 1]]))
+  s0 = np.asarray(s[0], np.float64)
+  edited = []
+  for t in s0:
+    t = t / np.hypot(t[0], t[1])
+    m = np.array([[t[0], -t[1], 0], [t[1], t[0], 0], [0, 0, 1]]) @ np.array([[1, 0, -t[2]], [0, 1, -t[3]], [0, 0, 1]])
+    m = m @ user  # what the input layer composes: learned rotation, learned translation, user transform
+    r, b = m[:2, :2], m[:2, 2]
+    edited.append(np.concatenate([[r[0, 0], r[1, 0]], -r.T @ b]))
+  via_transform = g.synthesis(s, input_transform=user.astype(np.float32))
+  s[0] = jnp.asarray(np.array(edited, np.float32))
+  via_style = g.synthesis(s)
+  assert float(jnp.abs(via_transform - g.synthesis(g.styles(g.mapping(jax.random.normal(
+      jax.random.PRNGKey(2), (2, 8)))))).max()) > 1e-3  # the transform does move the image
+  np.testing.assert_allclose(via_style, via_transform, atol=1e-5)

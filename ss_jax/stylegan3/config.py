@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from ss_jax import config as sg2_config
+
 
 @dataclasses.dataclass(frozen=True)
 class StyleGAN3Config:
@@ -211,6 +213,13 @@ def is_config(cfg):
 def is_config_dict(d):
   """True when a config dict (StyleGAN3Config.to_dict) describes a StyleGAN3 generator."""
   return "num_critical" in d and "channel_base" in d and "first_cutoff" in d
+
+
+def any_style_layout(d):
+  """The style layout of a StyleGAN2 (ss_jax.config) or StyleGAN3 config dict (`to_dict()`)."""
+  if is_config_dict(d):
+    return style_layout(StyleGAN3Config.from_dict(d))
+  return sg2_config.style_layout(sg2_config.GeneratorConfig.from_dict(d))
 
 
 def config_t(resolution=256, z_dim=512, w_dim=512, **kw):

@@ -106,7 +106,7 @@ def layer_macs(cfg):
 def max_activation(cfg):
   """Floats of the largest per-image intermediate (the up-sampled map before the leaky ReLU)."""
   _, table = layer_table(cfg)
-  return max((t.in_size + t.conv_kernel - 1) * t.up_factor + t.padding[0] + t.padding[1]) ** 2 * t.out_channels
+  return max(((t.in_size + t.conv_kernel - 1) * t.up_factor + t.padding[0] + t.padding[1]) ** 2 * t.out_channels
              for t in table)
 
 

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ss_jax import ops as sg2_ops
+
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -119,10 +121,17 @@ def filtered_lrelu(x, b, up_filter, down_filter, spec, clamp=None):
 
 
 def conv_full(x, w, precision=HIGHEST):
-  """Correlation with padding k-1 on every side ((N,H,W,Ci), (k,k,Ci,Co) -> (N,H+k-1,W+k-1,Co))."""
+  """Correlation with padding k-1 on every side ((N,H,W,Ci), (k,k,Ci,Co) -> (N,H+k-1,W+k-1,Co)).
+
+  Odd k: a 'same' conv of the input zero-padded by (k-1)/2, through ss_jax.ops.conv2d (Winograd
+  F(2x2,3x3) for wide 3x3 layers on XLA:CPU, lax.conv otherwise).
+  """
   k = w.shape[0]
   if k == 1:
     return jnp.einsum("nhwi,io->nhwo", x, w[0, 0], precision=precision)
+  if k % 2:
+    h = (k - 1) // 2
+    return sg2_ops.conv2d(jnp.pad(x, ((0, 0), (h, h), (h, h), (0, 0))), w, precision)
   return jax.lax.conv_general_dilated(x, w, (1, 1), [(k - 1, k - 1)] * 2,
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
 
