@@ -3,9 +3,10 @@
   python -m benchmarks.bench_sg3 --torch_python /tmp/torchref/bin/python --nvidia_repo DIR
   python -m benchmarks.bench_sg3 --skip_torch          # ss-jax only
 
-Generation: images/s of a batch at 256 px (default) with config-T widths
-(channel_base 32768, max 512, 3x3 convs) and config-R widths (65536 / 1024, 1x1
-convs, radial filters), random weights, float32. Gradient maps: seconds per image
+Generation: images/s of a batch for the fixture architectures s1 (T) and s2 (R)
+at 32 px, and at 256 px (default --res) with config-T widths (channel_base
+32768, max 512, 3x3 convs) and config-R widths (65536 / 1024, 1x1 convs, radial
+filters), random weights, float32; torch at 256 px only with --torch_big. Gradient maps: seconds per image
 for the fixture architectures s1 (T) and s2 (R) at 32 px, ss-jax's planned method
 (forward) over all conv channels vs the official forward-mode method (torch.func
 jvp + vmap) on `--torch_channels` channels of every conv layer, extrapolated
@@ -73,30 +74,37 @@ def main():
   ap.add_argument("--torch_channels", type=int, default=4)
   ap.add_argument("--skip_torch", action="store_true")
   ap.add_argument("--skip_gradmaps", action="store_true")
+  ap.add_argument("--torch_big", action="store_true",
+                  help="also time torch at --res (minutes per image on a loaded 2-core CPU)")
   args = ap.parse_args()
   torch = None if args.skip_torch else Torch(args.torch_python, args.nvidia_repo, args.threads)
   load0 = os.getloadavg()
   rows = []
-  for name, cfg in (("config-T", config_t(args.res, conv_clamp=None)), ("config-R", config_r(args.res, conv_clamp=None))):
-    g = StyleGAN3Generator.random(cfg)
+  from converters import load_checkpoint
+  models = [(f"fixture {n} ({'T' if n == 's1' else 'R'}) 32px", load_checkpoint(FIXTURES / n / f"{n}.pkl")[0],
+             True) for n in ("s1", "s2")]
+  models += [(f"config-{v} {args.res}px", StyleGAN3Generator.random(f(args.res, conv_clamp=None)), args.torch_big)
+             for v, f in (("T", config_t), ("R", config_r))]
+  for name, g, with_torch in models:
+    cfg = g.config
     z = jax.random.normal(jax.random.PRNGKey(0), (args.batch, cfg.z_dim))
-    s = g.styles(g.mapping(z))
+    s = g.styles(g.mapping(z, np.eye(args.batch, cfg.c_dim, dtype=np.float32) if cfg.c_dim else None))
     fn = jax.jit(lambda g, s: g.synthesis(s))
     t = time.perf_counter()
     fn(g, s).block_until_ready()
     compile_s = time.perf_counter() - t
     ours = _timer(fn, g, s)
-    if torch:
-      torch(f"build {name} {json.dumps(official_kwargs(cfg))}")
-      torch(f"gen {name} {args.batch}")  # warm-up
+    key = name.split()[1]
+    if torch and with_torch:
+      torch(f"build {key} {json.dumps(official_kwargs(cfg))}")
+      torch(f"gen {key} {args.batch}")  # warm-up
     t_ours, t_torch = [], []
     for _ in range(args.rounds):
       t_ours.append(ours())
-      if torch:
-        t_torch.append(torch(f"gen {name} {args.batch}"))
-    rows.append((f"generate {name} {args.res}px, batch {args.batch} (s/batch)", compile_s, t_ours, t_torch))
+      if torch and with_torch:
+        t_torch.append(torch(f"gen {key} {args.batch}"))
+    rows.append((f"generate {name}, batch {args.batch} (s/batch)", compile_s, t_ours, t_torch))
   if not args.skip_gradmaps:
-    from converters import load_checkpoint
     for name in ("s1", "s2"):
       g, _ = load_checkpoint(FIXTURES / name / f"{name}.pkl")
       ref = np.load(FIXTURES / name / "ref.npz")

@@ -2,7 +2,7 @@
 
 The official maps were computed with torch.func.jvp over one-hot tangents of the
 conv styles (L0 ... L13), image rendered alone, pooled to 32 x 32 (no pooling at
-32 px). Here: three layers' maps of one image in the default suite; all maps with the method chosen
+32 px). Here: two layers' maps of one image in the default suite; all maps with the method chosen
 by the planner (forward) and with reverse on s1 (@slow: tens of seconds per image on 2 cores).
 """
 import json
@@ -26,10 +26,10 @@ def _load(fixtures_dir, name):
 
 
 @pytest.mark.parametrize("name", ["s1", "s2"])
-def test_first_middle_last_layer_maps_match_official(fixtures_dir, name):
-  """Fast check: forward-mode maps of L0, L7 and L13 for image 0 (the full maps are @slow below)."""
+def test_middle_and_last_layer_maps_match_official(fixtures_dir, name):
+  """Fast check: forward-mode maps of L7 and L13 for image 0 (the full maps are @slow below)."""
   g, ref = _load(fixtures_dir, name)
-  layers = (1, 8, 14)
+  layers = (8, 14)
   s = tuple(v[:1] for v in g.styles(ref["ws"][:1]))
   fn = jax.jit(lambda g, s: jnp.mean(jnp.abs(sg3_jacobian.jac_forward(g, s, 32, layers, 64)), axis=1))
   maps = np.asarray(fn(g, s))
