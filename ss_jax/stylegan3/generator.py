@@ -26,8 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ss_jax.generator import mapping as _mapping
-from ss_jax.generator import truncate
+from ss_jax.generator import Generator
 from ss_jax.stylegan3 import ops
 from ss_jax.stylegan3.config import StyleGAN3Config, layer_table, style_layout
 from ss_jax.stylegan3.filters import layer_filters
@@ -155,25 +154,10 @@ class StyleGAN3Generator:
   def layout(self):
     return style_layout(self.config)
 
-  @property
-  def w_avg(self):
-    return self.buffers["w_avg"]
-
-  @property
-  def num_style_channels(self):
-    last = self.layout[-1]
-    return last.offset + last.channels
-
-  def mapping(self, z, c=None, psi=1.0, cutoff=None):
-    """z (N, z_dim), c (N, c_dim) or None -> ws (N, num_ws, w_dim); psi truncates toward w_avg."""
-    z = jnp.asarray(z, jnp.float32)
-    if z.ndim != 2 or z.shape[1] != self.config.z_dim:
-      raise ValueError(f"z must have shape (N, {self.config.z_dim}), got {z.shape}")
-    w = _mapping(self.config, self.params, z, c)
-    ws = jnp.broadcast_to(w[:, None], (w.shape[0], self.config.num_ws, w.shape[1]))
-    if isinstance(psi, (int, float)) and psi == 1.0:
-      return ws
-    return truncate(self.config, ws, self.buffers["w_avg"], psi, cutoff)
+  # The StyleGAN3 mapping network is StyleGAN2's: share its z -> ws code (and w_avg / channel count).
+  w_avg = Generator.w_avg
+  num_style_channels = Generator.num_style_channels
+  mapping = Generator.mapping
 
   def styles(self, ws):
     """ws (N, num_ws, w_dim) -> tuple of S blocks (N, C_l), generator order."""
