@@ -29,7 +29,7 @@ def main(argv):
   del argv
   from ss_jax import locally_active, report, stats
   from ss_jax.checkpoint import load_generator
-  from ss_jax.config import GeneratorConfig
+  from ss_jax.stylegan3.config import any_config_from_dict
   from ss_jax.io import CheckpointError
   try:
     alphas = [float(a) for a in FLAGS.alphas]
@@ -37,7 +37,7 @@ def main(argv):
     g = std = None
     if FLAGS.stats:
       g = load_generator(FLAGS.checkpoint or gm.spec["checkpoint"])
-      if g.config != GeneratorConfig.from_dict(gm.spec["config"]):
+      if g.config != any_config_from_dict(gm.spec["config"]):
         raise ValueError("the checkpoint is not the generator the gradient maps were computed with")
       locally_active.check_generator(g)
       std = stats.load(FLAGS.stats, g.layout)["std"]

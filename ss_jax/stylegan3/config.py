@@ -215,11 +215,15 @@ def is_config_dict(d):
   return "num_critical" in d and "channel_base" in d and "first_cutoff" in d
 
 
+def any_config_from_dict(d):
+  """A StyleGAN2 (ss_jax.config.GeneratorConfig) or StyleGAN3 config from its `to_dict()`."""
+  return StyleGAN3Config.from_dict(d) if is_config_dict(d) else sg2_config.GeneratorConfig.from_dict(d)
+
+
 def any_style_layout(d):
-  """The style layout of a StyleGAN2 (ss_jax.config) or StyleGAN3 config dict (`to_dict()`)."""
-  if is_config_dict(d):
-    return style_layout(StyleGAN3Config.from_dict(d))
-  return sg2_config.style_layout(sg2_config.GeneratorConfig.from_dict(d))
+  """The style layout of a StyleGAN2 or StyleGAN3 config dict (`to_dict()`)."""
+  cfg = any_config_from_dict(d)
+  return style_layout(cfg) if is_config(cfg) else sg2_config.style_layout(cfg)
 
 
 def config_t(resolution=256, z_dim=512, w_dim=512, **kw):
