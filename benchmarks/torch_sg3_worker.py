@@ -18,8 +18,8 @@ ap.add_argument("--nvidia-repo", required=True)
 ap.add_argument("--threads", type=int, default=2)
 a = ap.parse_args()
 sys.path.insert(0, a.nvidia_repo)
-import torch  # noqa: E402
-from training.networks_stylegan3 import Generator  # noqa: E402
+import torch
+from training.networks_stylegan3 import Generator
 
 torch.set_num_threads(a.threads)
 models = {}

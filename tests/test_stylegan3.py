@@ -20,7 +20,13 @@ import ss_jax
 from converters import load_checkpoint, nvidia, nvidia_sg3
 from ss_jax import stylespace
 from ss_jax.io import CheckpointError, read_nvidia_pickle
-from ss_jax.stylegan3 import StyleGAN3Config, StyleGAN3Generator, config_r, config_t, layer_table
+from ss_jax.stylegan3 import (
+  StyleGAN3Config,
+  StyleGAN3Generator,
+  config_r,
+  config_t,
+  layer_table,
+)
 from ss_jax.stylegan3 import generator as sg3
 from ss_jax.stylegan3.filters import bessel_j1, layer_filters
 

@@ -8,7 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ss_jax import attribute_channels, gradmaps, manipulate, save_generator, stats, stylespace
+from ss_jax import (
+  attribute_channels,
+  gradmaps,
+  manipulate,
+  save_generator,
+  stats,
+  stylespace,
+)
 from ss_jax.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 
 

@@ -9,7 +9,6 @@ Everything here is static Python data (hashable), the static part of the
 `StyleGAN3Generator` pytree.
 """
 import dataclasses
-from typing import Optional
 
 import numpy as np
 
@@ -44,7 +43,7 @@ class StyleGAN3Config:
   filter_size: int = 6
   lrelu_upsampling: int = 2
   use_radial_filters: bool = False
-  conv_clamp: Optional[float] = None
+  conv_clamp: float | None = None
 
   family = "stylegan3"
   flavour = "nvidia"  # truncation as torch.lerp (shared with ss_jax.generator.truncate)

@@ -15,7 +15,6 @@ convs on a 2x pyramid without margins, whereas a StyleGAN3 pixel depends on wide
 windows (12-24 tap filters at 2-4x the sampling rate, margins of 10 px, all
 layers at the full 36-276 px maps), so crops would cover most of the map anyway.
 """
-import math
 
 import jax
 import jax.numpy as jnp
@@ -127,4 +126,4 @@ def plan_method(cfg, layers, resolution, method, chunk_size, budget=1 << 30):
   return method, chunk, float(fwd if method == "forward" else rev)
 
 
-__all__ = ["METHODS", "style_layout", "jac_forward", "jac_reverse", "layer_macs", "per_image", "plan_method"]
+__all__ = ["METHODS", "jac_forward", "jac_reverse", "layer_macs", "per_image", "plan_method", "style_layout"]
