@@ -71,7 +71,7 @@ def test_forward_and_reverse_gradient_maps_agree():
 
 @pytest.mark.slow
 def test_binaries_end_to_end_on_stylegan3(tmp_path):
-  from test_report import _bin, check_html, quadrants  # noqa: F401 (segmenter used by name)
+  from test_stylespace_report import _bin, check_html, quadrants  # noqa: F401 (segmenter used by name)
   g = tiny_sg3()
   save_generator(g, tmp_path / "ckpt")
   rng = np.random.RandomState(0)
@@ -82,7 +82,7 @@ def test_binaries_end_to_end_on_stylegan3(tmp_path):
        f"--workdir={wd}", "--images_per_shard=3")
   shard = np.load(tmp_path / "wd/gradmaps/shard_00001.npz")
   assert shard["maps"].shape == (2, 32, 8, 8)
-  _bin("detect_local", f"--workdir={wd}", "--segmenter=test_report:quadrants", "--categories=ffhq",
+  _bin("detect_local", f"--workdir={wd}", "--segmenter=test_stylespace_report:quadrants", "--categories=ffhq",
        "--threshold=0.3", "--margin=0.1")
   out = tmp_path / "report"
   _bin("report", f"--workdir={wd}", f"--stats={tmp_path / 'stats.npz'}", f"--outdir={out}",
