@@ -1,4 +1,4 @@
-"""Checkpoint converters: official StyleGAN2 / BiSeNet files -> plain configs and numpy arrays.
+"""Checkpoint converters: official StyleGAN2 / StyleGAN3 / BiSeNet files -> plain configs and numpy arrays.
 
 The untrusted-file readers (converters/io/: pickles and torch files through an allow-list of
 data-only stand-ins) and the format mappings (nvidia, tensorflow, rosinality: tensor names ->
@@ -19,6 +19,9 @@ def read_generator(path):
     (config, params_fn, info): config a dict of GeneratorConfig fields; params_fn(cfg, layout)
     -> (params, buffers) numpy trees for the library's config object and its style layout
     (buffers["w_avg"] may be None: not stored in the file); info a dict (format, network, path).
+    A StyleGAN3 network (NVIDIA stylegan3 pickle) gives a dict of StyleGAN3Config fields plus
+    "family": "stylegan3", and its params_fn takes the config's layer table instead of the
+    layout (see converters/nvidia_sg3.py).
   """
   path = pathlib.Path(path)
   if not path.is_file():

@@ -20,6 +20,8 @@ def describe(g, info):
   """Lines summarising a loaded generator (what the converter prints)."""
   cfg = g.config
   layout = g.layout
+  if getattr(cfg, "family", "stylegan2") == "stylegan3":
+    return _describe_sg3(g, info)
   conv = sum(L.channels for L in layout if L.kind == "conv")
   rgb = sum(L.channels for L in layout if L.kind == "torgb")
   lines = [f"format:          {info.get('format')} ({info.get('network')})",
@@ -30,6 +32,18 @@ def describe(g, info):
   if "w_avg" in info:
     lines.append(f"w_avg:           {info['w_avg']}")
   return lines
+
+
+def _describe_sg3(g, info):
+  cfg, layout = g.config, g.layout
+  conv = sum(L.channels for L in layout if L.kind == "conv")
+  rgb = sum(L.channels for L in layout if L.kind == "torgb")
+  return [f"format:          {info.get('format')} ({info.get('network')})",
+          f"resolution:      {cfg.img_resolution} px, {cfg.img_channels} channels, StyleGAN3-{cfg.variant}, "
+          f"{cfg.num_layers} layers + toRGB",
+          f"z_dim / w_dim:   {cfg.z_dim} / {cfg.w_dim}, c_dim {cfg.c_dim}, mapping layers {cfg.mapping_layers}",
+          f"num_ws:          {cfg.num_ws}",
+          f"style layers:    {len(layout)}; style channels {4 + conv + rgb} (4 input + {conv} conv + {rgb} toRGB)"]
 
 
 def main(argv):

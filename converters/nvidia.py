@@ -1,6 +1,7 @@
 """NVIDIA stylegan2-ada-pytorch / stylegan3 (StyleGAN2 networks) pickles -> config dict + numpy params."""
 import numpy as np
 
+from converters import nvidia_sg3
 from converters.common import TensorSource, check_fir, oihw_to_hwio
 from converters.io import CheckpointError, read_nvidia_pickle
 
@@ -90,10 +91,27 @@ def params_from_state_dict(cfg, layout, sd, path, prefix=""):
   return {"mapping": mapping, "synthesis": synthesis}, {"w_avg": w_avg, "noise": noise}
 
 
+def _check_stylegan2(G, path):
+  """One line saying what was found when G is neither a StyleGAN2 nor a StyleGAN3 generator."""
+  syn = G.children.get("synthesis")
+  if syn is None or "b4" not in syn.children:
+    found = (f"synthesis children {list(syn.children)[:6]}" if syn is not None
+             else f"children {list(G.children)[:6]}")
+    raise CheckpointError(f"{path}: unsupported generator '{G.class_name}': not StyleGAN2 (no synthesis.b4) and "
+                          f"not StyleGAN3 (no synthesis.input with Fourier features); found {found}")
+
+
 def read(path):
-  """Read an NVIDIA PyTorch snapshot pickle -> (config dict, params(cfg, layout), info dict)."""
+  """Read an NVIDIA PyTorch snapshot pickle (StyleGAN2 or StyleGAN3 networks).
+
+  Returns (config dict, params(cfg, layout), info dict); a StyleGAN3 network's config dict has
+  "family": "stylegan3" (see converters.nvidia_sg3.read_module for its params function).
+  """
   snap = read_nvidia_pickle(path)
   key, G = _pick_generator(snap, path)
+  if nvidia_sg3.looks_like_stylegan3(G):
+    return nvidia_sg3.read_module(G, key, path)
+  _check_stylegan2(G, path)
   sd = G.state_dict()
   info = {"format": "NVIDIA stylegan2-ada-pytorch pickle", "network": key}
   return config_from_module(G, path), lambda cfg, layout: params_from_state_dict(cfg, layout, sd, path), info

@@ -35,14 +35,14 @@ def main(argv):
   from ss_jax.stylespace import report, stats
   from ss_jax.stylespace.gradmaps import storage
   from ss_jax.stylegan2.checkpoint import load_generator
-  from ss_jax.stylegan2.config import GeneratorConfig
+  from ss_jax.stylegan3.config import any_config_from_dict
   from converters.io import CheckpointError
   try:
     alphas = [float(a) for a in FLAGS.alphas]
     gm = storage.open_job(FLAGS.workdir, storage.GRADMAPS)
     std = None  # the generator also draws the verification figures (held-out edits)
     g = load_generator(FLAGS.checkpoint or gm.spec["checkpoint"])
-    if g.config != GeneratorConfig.from_dict(gm.spec["config"]):
+    if g.config != any_config_from_dict(gm.spec["config"]):
       raise ValueError("the checkpoint is not the generator the gradient maps were computed with")
     storage.check_generator(g)
     if FLAGS.stats:

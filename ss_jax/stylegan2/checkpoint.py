@@ -2,7 +2,8 @@
 + JSON config), `load_generator`, and the model fingerprint that guards resumed jobs.
 
 Layout of a converted directory:
-  DIR/config.json   {"format": "ss-jax-generator", "version": 1, "config": {...}, "source": {...}}
+  DIR/config.json   {"format": "ss-jax-generator", "version": 1, "family": "stylegan2" | "stylegan3",
+                     "config": {...}, "source": {...}}   (no family: stylegan2)
   DIR/state/        orbax PyTree checkpoint of {"params": ..., "buffers": ...}
 """
 import json
@@ -15,6 +16,8 @@ import numpy as np
 from ss_jax.runtime import jobs
 from ss_jax.stylegan2.config import GeneratorConfig, style_layout
 from ss_jax.stylegan2.generator import Generator, init_params, mapping
+from ss_jax.stylegan3 import config as sg3_config
+from ss_jax.stylegan3 import generator as sg3_generator
 
 FORMAT = "ss-jax-generator"
 VERSION = 1
@@ -22,7 +25,8 @@ W_AVG_SAMPLES = 100_000  # z samples of the w_avg estimate for files that do not
 
 
 def _abstract_state(cfg):
-  params, buffers = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
+  init = sg3_generator.init_params if sg3_config.is_config(cfg) else init_params
+  params, buffers = jax.eval_shape(lambda: init(cfg, jax.random.PRNGKey(0)))
   return {"params": params, "buffers": buffers}
 
 
@@ -37,7 +41,8 @@ def save_generator(g: Generator, directory, source=None, overwrite=False):
     state = jax.tree.map(np.asarray, {"params": g.params, "buffers": g.buffers})
     with ocp.StandardCheckpointer() as ckpt:
       ckpt.save(tmp / "state", state)
-    meta = {"format": FORMAT, "version": VERSION, "config": g.config.to_dict(), "source": source or {}}
+    meta = {"format": FORMAT, "version": VERSION, "family": getattr(g.config, "family", "stylegan2"),
+            "config": g.config.to_dict(), "source": source or {}}
     (tmp / "config.json").write_text(json.dumps(meta, indent=2))
 
 
@@ -51,7 +56,12 @@ def load_converted(directory):
   meta = json.loads(meta_path.read_text())
   if meta.get("format") != FORMAT:
     raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
-  cfg = GeneratorConfig.from_dict(meta["config"])
+  family = meta.get("family", "stylegan2")
+  if family not in ("stylegan2", "stylegan3"):
+    raise ValueError(f"{meta_path}: unknown generator family {family!r}")
+  cls, config_cls = ((sg3_generator.StyleGAN3Generator, sg3_config.StyleGAN3Config) if family == "stylegan3"
+                     else (Generator, GeneratorConfig))
+  cfg = config_cls.from_dict(meta["config"])
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(directory / "state", _abstract_state(cfg))
   for keypath, leaf in jax.tree_util.tree_leaves_with_path(state):
@@ -59,7 +69,7 @@ def load_converted(directory):
       name = jax.tree_util.keystr(keypath)
       raise ValueError(f"{directory}: tensor {name} holds NaN or infinite values; refusing a generator "
                        "that would produce NaN images")
-  return Generator(state["params"], state["buffers"], cfg), meta
+  return cls(state["params"], state["buffers"], cfg), meta
 
 
 def load_generator(path):
@@ -89,13 +99,24 @@ def estimate_w_avg(cfg, params, num=None, seed=0, batch=10_000):
 
 
 def load_checkpoint(path):
-  """An official generator file (NVIDIA .pkl, PyTorch or TF; rosinality .pt) -> (Generator, info).
+  """An official generator file (NVIDIA .pkl, PyTorch or TF; rosinality .pt) -> (generator, info).
+
+  A stylegan3 network (config dict with "family": "stylegan3") gives a StyleGAN3Generator.
 
   converters/ reads the file (never executing its content) into a config dict and numpy
   arrays; the generator is built here.
   """
   import converters  # the file readers and format mappings
   config, params_fn, info = converters.read_generator(path)
+  config = dict(config)
+  if config.pop("family", "stylegan2") == "stylegan3":  # the layer table checks the stored layers
+    from converters.io import CheckpointError
+    try:
+      cfg = sg3_config.StyleGAN3Config(**config)
+    except ValueError as e:
+      raise CheckpointError(f"{path}: unsupported StyleGAN3 configuration: {e}") from None
+    params, buffers = params_fn(cfg, sg3_config.layer_table(cfg))
+    return sg3_generator.StyleGAN3Generator(params, buffers, cfg), info
   cfg = GeneratorConfig(**config)
   params, buffers = params_fn(cfg, style_layout(cfg))
   if buffers.get("w_avg") is None:

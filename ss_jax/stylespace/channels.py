@@ -21,8 +21,12 @@ def layer_of_flat(layout):
 
 
 def kind_mask(layout, include_torgb=False):
-  """(C,) bool over flat S: True for the channels an analysis considers (conv, + toRGB if asked)."""
-  return np.concatenate([np.full(L.channels, L.kind == "conv" or include_torgb) for L in layout])
+  """(C,) bool over flat S: True for the channels an analysis considers (conv, + toRGB if asked).
+
+  StyleGAN3's input-layer style (kind "input", 4 values) is never considered.
+  """
+  return np.concatenate([np.full(L.channels, L.kind == "conv" or (include_torgb and L.kind == "torgb"))
+                         for L in layout])
 
 
 def considered_indices(layout, include_torgb=False):

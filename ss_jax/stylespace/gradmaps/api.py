@@ -29,6 +29,9 @@ Three exact ways to get J, each one `jax.jit` over the image batch:
   tangents of the low layers (a batched matmul per position). This drops the
   dense high-resolution work that dominates both other modes.
 
+StyleGAN3 generators get "forward" or "reverse" (ss_jax.stylespace.gradmaps.stylegan3, which
+says why "local" is not offered for them).
+
 method="auto" takes the cheapest by the multiply-add model of `plan` (local on
 StyleGAN2 models of 32 px and up: for the 32 px fixture n1 3x fewer MACs than
 forward, at 256 px config-f widths 55x fewer). Measured on the shared 2-core CPU
@@ -68,6 +71,7 @@ from ss_jax.stylegan2.generator import Generator, flatten_styles
 from ss_jax.stylespace.gradmaps.dense import _jac_forward, _jac_reverse, considered_layers
 from ss_jax.stylespace.gradmaps.local import _jac_local
 from ss_jax.stylespace.gradmaps.planning import METHODS, Plan, plan
+from ss_jax.stylespace.gradmaps import stylegan3 as sg3_jacobian
 
 __all__ = ["METHODS", "Plan", "considered_layers", "gradient_maps", "jacobian", "map_shards", "plan", "run_job"]
 
@@ -77,7 +81,9 @@ __all__ = ["METHODS", "Plan", "considered_layers", "gradient_maps", "jacobian", 
 
 def _per_image(g, s, *, res, layers, pl, maps):
   s = tuple(v[None] for v in s)
-  if pl.method == "forward":
+  if pl.family == "stylegan3":
+    j = sg3_jacobian.per_image(g, s, res, layers, pl.method, pl.chunk)
+  elif pl.method == "forward":
     j = _jac_forward(g, s, res, layers, pl.chunk)
   elif pl.method == "reverse":
     j = _jac_reverse(g, s, res, layers, pl.chunk)

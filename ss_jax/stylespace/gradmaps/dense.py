@@ -24,7 +24,7 @@ def _pool(img, res):
 
 def considered_layers(layout, include_torgb=False):
   """Indices of the style layers that get maps (conv layers, plus toRGB if asked)."""
-  return tuple(m for m, L in enumerate(layout) if include_torgb or L.kind == "conv")
+  return tuple(m for m, L in enumerate(layout) if L.kind == "conv" or (include_torgb and L.kind == "torgb"))
 
 
 # ----------------------------------------------------------------------------- forward mode

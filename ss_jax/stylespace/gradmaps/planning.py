@@ -4,6 +4,7 @@ import dataclasses
 from typing import Optional
 
 from ss_jax.stylegan2.config import style_layout
+from ss_jax.stylespace.gradmaps import stylegan3 as sg3_jacobian
 from ss_jax.stylespace.gradmaps.dense import considered_layers
 from ss_jax.stylespace.gradmaps.local import _contraction_tables, _crop_plan
 
@@ -18,7 +19,8 @@ class Plan:
   local mode's low layers) or cotangents (reverse) per vmapped batch; cut: first
   layer index run on crops (local); tile: pooled pixels per tile side (local);
   tile_batch: tiles per vmapped batch (local); macs: the model's estimate of
-  multiply-adds per image, for information.
+  multiply-adds per image, for information; family: "stylegan2" or "stylegan3"
+  (ss_jax.stylespace.gradmaps.stylegan3: forward / reverse only).
   """
   method: str
   chunk: Optional[int] = None
@@ -26,6 +28,7 @@ class Plan:
   tile: int = 1
   tile_batch: int = 1
   macs: float = 0.0
+  family: str = "stylegan2"
 
 
 def _conv_macs(L, n=None, n_in=None):
@@ -117,7 +120,14 @@ def plan(cfg, resolution=32, include_torgb=False, method="auto", chunk_size=None
   model. For "local", cut_resolution (layers at resolutions above it run on crops,
   0: all layers) and tile (pooled pixels per tile side) default to the model's
   best; tile_batch (tiles per vmapped batch) defaults to a memory budget.
+  StyleGAN3 configs get "forward" or "reverse" (ss_jax.stylespace.gradmaps.stylegan3).
   """
+  if getattr(cfg, "family", "stylegan2") == "stylegan3":
+    if chunk_size is not None and int(chunk_size) < 1:
+      raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    layers = considered_layers(sg3_jacobian.style_layout(cfg), include_torgb)
+    m, chunk, macs = sg3_jacobian.plan_method(cfg, layers, resolution, method, chunk_size)
+    return Plan(m, chunk, macs=macs, family="stylegan3")
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
   if chunk_size is not None and int(chunk_size) < 1:

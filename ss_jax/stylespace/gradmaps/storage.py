@@ -13,7 +13,7 @@ import numpy as np
 
 from ss_jax.runtime import jobs
 from ss_jax.runtime.fingerprints import model_fingerprint
-from ss_jax.stylegan2.config import GeneratorConfig, style_layout
+from ss_jax.stylegan3 import config as sg3_config
 from ss_jax.stylespace import channels as stylespace
 
 GRADMAPS = "gradmaps"
@@ -23,9 +23,10 @@ DTYPES = ("float32", "float16")
 
 
 def check_generator(g, psi=1.0):
-  """Raises ValueError if g lacks the buffers the analysis needs (constant noise; w_avg for psi != 1)."""
-  noise = g.buffers.get("noise") if isinstance(g.buffers, dict) else None
-  convs = [L for L in g.layout if L.kind == "conv"]
+  """Raises ValueError if g lacks the buffers the analysis needs (constant noise, not for StyleGAN3, which
+  has none; w_avg for psi != 1)."""
+  noise = g.buffers.get("noise", []) if isinstance(g.buffers, dict) else None
+  convs = [] if sg3_config.is_config(g.config) else [L for L in g.layout if L.kind == "conv"]
   if noise is None or len(noise) != len(convs):
     raise ValueError(f"checkpoint has no constant noise buffers ({0 if noise is None else len(noise)} of "
                      f"{len(convs)}); gradient maps and segmented images are rendered with the stored noise")
@@ -49,7 +50,7 @@ def open_job(workdir, name):
 
 def job_layout(gm):
   """Style layout, flat S index of every map position (C,), and P of a gradient-map job."""
-  layout = style_layout(GeneratorConfig.from_dict(gm.spec["config"]))
+  layout = sg3_config.any_style_layout(gm.spec["config"])  # StyleGAN2 or StyleGAN3 config dict
   channels = stylespace.considered_indices(layout, gm.spec["include_torgb"])
   return layout, channels, gm.spec["pooled"]
 
