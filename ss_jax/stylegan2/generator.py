@@ -114,8 +114,8 @@ def styles(cfg, params, ws):
   return tuple(out)
 
 
-def _check_styles(cfg, s):
-  layout = style_layout(cfg)
+def check_style_blocks(layout, s):
+  """Validates a sequence of S blocks (each (N, C_l)) against a style layout; returns N."""
   if len(s) != len(layout):
     raise ValueError(f"expected {len(layout)} style blocks, got {len(s)}")
   n = None
@@ -141,7 +141,7 @@ def synthesis(cfg, params, buffers, s, noise_mode="const", key=None, precision=H
   if noise_mode == "random" and key is None:
     raise ValueError("noise_mode='random' needs a PRNG key")
   s = [jnp.asarray(x, jnp.float32) for x in s]
-  n = _check_styles(cfg, s)
+  n = check_style_blocks(style_layout(cfg), s)
   syn = params["synthesis"]
   state = synthesis_layers._const_state(syn, n, jnp.float32)
   conv_i = 0

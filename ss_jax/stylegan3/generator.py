@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ss_jax.stylegan2.generator import Generator
+from ss_jax.stylegan2.generator import Generator, check_style_blocks
 from ss_jax.stylegan3 import ops
 from ss_jax.stylegan3.config import StyleGAN3Config, layer_table, style_layout
 from ss_jax.stylegan3.filters import layer_filters
@@ -79,19 +79,6 @@ def styles(cfg, params, ws):
   affines = [syn["input"]] + list(syn["layers"])
   return tuple(jnp.matmul(ws[:, i], p["affine_w"] * gain, precision=HIGHEST) + p["affine_b"]
                for i, p in enumerate(affines))
-
-
-def check_styles(cfg, s):
-  """Validates a sequence of S blocks against the layout; returns the batch size."""
-  layout = style_layout(cfg)
-  if len(s) != len(layout):
-    raise ValueError(f"expected {len(layout)} style blocks, got {len(s)}")
-  n = None
-  for L, x in zip(layout, s):
-    if x.ndim != 2 or x.shape[1] != L.channels or (n is not None and x.shape[0] != n):
-      raise ValueError(f"style block {L.index} ({L.name}) must have shape (N, {L.channels}), got {x.shape}")
-    n = x.shape[0]
-  return n
 
 
 def input_layer(cfg, params, buffers, s_input, transform=None, precision=HIGHEST):
@@ -172,7 +159,7 @@ class StyleGAN3Generator:
       raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
     del key
     s = tuple(jnp.asarray(x, jnp.float32) for x in s)
-    check_styles(self.config, s)
+    check_style_blocks(style_layout(self.config), s)
     return synthesis(self.config, self.params, self.buffers, s, input_transform, precision)
 
   def __call__(self, z, c=None, psi=1.0, noise_mode="const", key=None, input_transform=None):
