@@ -13,6 +13,7 @@ same folded network transcribed with torch.nn.functional runs side by side
 (same threads, inference mode) and the max difference of the logits is
 printed; otherwise the comparison is reported as skipped.
 """
+
 import argparse
 import time
 
@@ -85,8 +86,13 @@ def bench_torch(params, x, repeats):
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError:
     return None
-  tp = {n: (torch.from_numpy(np.array(np.transpose(p["w"], (3, 2, 0, 1)), np.float32)),
-            torch.from_numpy(np.array(p["b"], np.float32))) for n, p in params.items()}
+  tp = {
+    n: (
+      torch.from_numpy(np.array(np.transpose(p["w"], (3, 2, 0, 1)), np.float32)),
+      torch.from_numpy(np.array(p["b"], np.float32)),
+    )
+    for n, p in params.items()
+  }
   xt = torch.from_numpy(np.array(np.transpose(np.asarray(x), (0, 3, 1, 2)), np.float32))
   with torch.inference_mode():
     first, med = _median_time(lambda: torch_forward(torch, tp, xt), repeats)
@@ -102,15 +108,16 @@ def main():
   args = ap.parse_args()
   params = jax.tree.map(jnp.asarray, bisenet.random_params(0))
   dev = jax.devices()[0]
-  print(f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}, {SIZE}x{SIZE}, float32, "
-        f"random weights")
+  print(f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}, {SIZE}x{SIZE}, float32, random weights")
   print(f"{'what':10s} {'batch':>5s} {'first s':>8s} {'s/batch':>8s} {'img/s':>7s}")
   rng = np.random.default_rng(0)
   for b in (int(v) for v in args.batches.split(",")):
     images = rng.uniform(-1, 1, (b, SIZE, SIZE, 3)).astype(np.float32)
     x = face_parser.preprocess(jnp.asarray(images), SIZE)
-    rows = [("network", bench_network(params, x, args.repeats)),
-            ("segmenter", bench_segmenter(params, images, args.repeats))]
+    rows = [
+      ("network", bench_network(params, x, args.repeats)),
+      ("segmenter", bench_segmenter(params, images, args.repeats)),
+    ]
     torch_res = bench_torch(params, x, args.repeats)
     if torch_res is not None:
       rows.append(("torch", torch_res[:2]))

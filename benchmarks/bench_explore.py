@@ -21,6 +21,7 @@ images and once with max_batch 1 (a plain FIFO queue, the baseline), then over l
 
 Prints the load average before and after: on a shared machine the numbers scale with it.
 """
+
 import argparse
 import http.client
 import json
@@ -46,8 +47,12 @@ def _post(conn, body):
 
 
 def _body(seeds, alpha, extras, channel):
-  return {"images": [{"seed": s, "psi": 0.7} for s in seeds], "edits": [{"channel": channel, "alpha": alpha}],
-          "delta": extras, "outline": extras}
+  return {
+    "images": [{"seed": s, "psi": 0.7} for s in seeds],
+    "edits": [{"channel": channel, "alpha": alpha}],
+    "delta": extras,
+    "outline": extras,
+  }
 
 
 def latency(port, seeds, extras, n, channel):
@@ -88,10 +93,19 @@ def throughput(port, clients, seconds, channel, max_requests=10_000):
 
 def start_server(checkpoint, max_batch):
   """`python -m experiments.explore` in a child process (its own GIL, like a real run) -> (process, port)."""
-  cmd = [sys.executable, "-m", "experiments.explore", "--port=0", "--encoder=none", "--nomeasure",
-         "--sigma_samples=500", f"--max_batch={max_batch}"] + ([f"--checkpoint={checkpoint}"] if checkpoint else [])
-  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          cwd=pathlib.Path(__file__).resolve().parents[1])
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.explore",
+    "--port=0",
+    "--encoder=none",
+    "--nomeasure",
+    "--sigma_samples=500",
+    f"--max_batch={max_batch}",
+  ] + ([f"--checkpoint={checkpoint}"] if checkpoint else [])
+  proc = subprocess.Popen(
+    cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=pathlib.Path(__file__).resolve().parents[1]
+  )
   t = time.perf_counter()
   for line in proc.stdout:
     m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -115,6 +129,7 @@ def render_buckets(checkpoint, repeats=15):
   from ss_jax.runtime import defaults
   from ss_jax.stylegan2.checkpoint import load_generator
   from ss_jax.explorer import renderer
+
   g = load_generator(checkpoint or defaults.default_checkpoint())
   flat = renderer.seed_styles(g, range(8), 0.7)
   parts = []
@@ -136,6 +151,7 @@ def browser_latency(port, seeds, n, channel):
   from selenium.webdriver.chrome.service import Service
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support.ui import WebDriverWait
+
   opts = webdriver.ChromeOptions()
   opts.binary_location = shutil.which("chromium")
   for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
@@ -156,8 +172,10 @@ def browser_latency(port, seeds, n, channel):
     for i in range(n):
       v = -10 + (i % 40) * 0.5
       v = v if v != 0 else 0.5
-      d.execute_script(f"const r = document.querySelector('input[type=range][data-name=\"{channel}\"]');"
-                       f"r.value = {v}; r.dispatchEvent(new Event('input'));")
+      d.execute_script(
+        f"const r = document.querySelector('input[type=range][data-name=\"{channel}\"]');"
+        f"r.value = {v}; r.dispatchEvent(new Event('input'));"
+      )
       tag = json.dumps([{"channel": channel, "alpha": v}], separators=(",", ":")).replace(".0}", "}")
       wait.until(lambda d, tag=tag: d.execute_script("return document.body.dataset.latencyEdits") == tag)
       out.append(float(d.execute_script("return document.body.dataset.latencyMs")) / 1e3)
@@ -184,20 +202,23 @@ def main():
       if max_batch == 8:
         for seeds, extras in (([0], False), ([0], True), ([0, 1, 2, 3], False), ([0, 1, 2, 3], True)):
           v = latency(port, seeds, extras, a.requests, a.channel)
-          print(f"slider step -> new image, {len(seeds)} image(s){' + |delta| map + outline' if extras else '':28s}: "
-                f"{ms(v)} ({len(v)} requests)")
+          print(
+            f"slider step -> new image, {len(seeds)} image(s){' + |delta| map + outline' if extras else '':28s}: "
+            f"{ms(v)} ({len(v)} requests)"
+          )
         if a.browser:
           for seeds in ([0], [0, 1, 2, 3]):
             v = browser_latency(port, seeds, a.requests, a.channel)
-            print(f"in Chromium: slider input -> edited image loaded, {len(seeds)} image(s): {ms(v)} "
-                  f"({len(v)} steps)")
+            print(f"in Chromium: slider input -> edited image loaded, {len(seeds)} image(s): {ms(v)} ({len(v)} steps)")
       for clients in (1, a.clients):
         c0 = counters(port)
         rps, lat, done = throughput(port, clients, a.seconds, a.channel)
         c1 = counters(port)
         rows = (c1["rows"] - c0["rows"]) / max(c1["batches"] - c0["batches"], 1)
-        print(f"max_batch {max_batch}, {clients} client(s): {rps:6.1f} requests/s, {ms(lat)}, requests per client "
-              f"{done}, mean rows per jitted render {rows:.2f}")
+        print(
+          f"max_batch {max_batch}, {clients} client(s): {rps:6.1f} requests/s, {ms(lat)}, requests per client "
+          f"{done}, mean rows per jitted render {rows:.2f}"
+        )
     finally:
       proc.terminate()
       proc.wait(timeout=30)

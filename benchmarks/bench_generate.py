@@ -11,6 +11,7 @@ for 256px config-f, batch 4 on this CPU (3.87 s, from
 shared/docs/performance_notes.md) is printed as a ratio too; it was measured
 elsewhere, not in this run.
 """
+
 import argparse
 import pathlib
 import time
@@ -29,15 +30,28 @@ FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures" /
 def naive_conv2d_up(x, w, fir=ops.DEFAULT_FIR, precision=None):
   """Transposed conv by zero insertion (lhs_dilation) + full 4x4 depthwise blur."""
   k = w.shape[0]
-  y = jax.lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), ((k - 1, k - 1), (k - 1, k - 1)),
-                                   lhs_dilation=(2, 2), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                   precision=precision)
+  y = jax.lax.conv_general_dilated(
+    x,
+    w[::-1, ::-1],
+    (1, 1),
+    ((k - 1, k - 1), (k - 1, k - 1)),
+    lhs_dilation=(2, 2),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=precision,
+  )
   a = np.asarray(fir, np.float32)
   f = np.outer(a, a) / np.outer(a, a).sum() * 4
   c = y.shape[-1]
   fk = jnp.broadcast_to(jnp.asarray(f)[:, :, None, None], (4, 4, 1, c))
-  return jax.lax.conv_general_dilated(y, fk, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                      feature_group_count=c, precision=precision)
+  return jax.lax.conv_general_dilated(
+    y,
+    fk,
+    (1, 1),
+    ((1, 1), (1, 1)),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    feature_group_count=c,
+    precision=precision,
+  )
 
 
 def _compiled(g, batch, patch):
@@ -60,9 +74,9 @@ def _compiled(g, batch, patch):
 
 
 VARIANTS = {
-    "ours": {},
-    "no-Winograd": {"WINOGRAD_MIN_CHANNELS": 1 << 30},
-    "naive": {"WINOGRAD_MIN_CHANNELS": 1 << 30, "conv2d_up": naive_conv2d_up},
+  "ours": {},
+  "no-Winograd": {"WINOGRAD_MIN_CHANNELS": 1 << 30},
+  "naive": {"WINOGRAD_MIN_CHANNELS": 1 << 30, "conv2d_up": naive_conv2d_up},
 }
 
 
@@ -85,6 +99,7 @@ def main():
   ap.add_argument("--skip_256", action="store_true", help="skip the 256px config-f model (slow on CPU)")
   args = ap.parse_args()
   from ss_jax.stylegan2.checkpoint import load_checkpoint
+
   models = []
   for name, f in [("n1", "n1.pkl"), ("n2", "n2.pkl"), ("r1", "r1.pt"), ("t1", "t1.pkl")]:
     if (FIXTURES / name / f).is_file():
@@ -92,15 +107,19 @@ def main():
   if not args.skip_256:
     models.append(("config-f 256px (random)", Generator.random(config_f(256))))
   print(f"device: {jax.devices()[0].device_kind}, batch {args.batch}, float32, const noise")
-  print(f"{'model':26s} {'compile s':>9s} {'s/batch':>8s} {'img/s':>8s} {'no-Winograd s':>13s} {'ratio':>6s} "
-        f"{'naive s/batch':>13s} {'ratio':>6s}")
+  print(
+    f"{'model':26s} {'compile s':>9s} {'s/batch':>8s} {'img/s':>8s} {'no-Winograd s':>13s} {'ratio':>6s} "
+    f"{'naive s/batch':>13s} {'ratio':>6s}"
+  )
   for name, g in models:
     r = run_variants(g, args.batch, args.repeats)
     (c_s, t), td, tn = r["ours"], r["no-Winograd"][1], r["naive"][1]
     print(f"{name:26s} {c_s:9.2f} {t:8.3f} {args.batch / t:8.2f} {td:13.3f} {td / t:5.2f}x {tn:13.3f} {tn / t:5.2f}x")
     if name.startswith("config-f 256") and args.batch == 4:
-      print(f"  vs NVIDIA PyTorch on this CPU (3.87 s/batch of 4, performance_notes.md): "
-            f"{TORCH_256_BATCH4_S / t:.2f}x (target >= 1.2x)")
+      print(
+        f"  vs NVIDIA PyTorch on this CPU (3.87 s/batch of 4, performance_notes.md): "
+        f"{TORCH_256_BATCH4_S / t:.2f}x (target >= 1.2x)"
+      )
 
 
 if __name__ == "__main__":

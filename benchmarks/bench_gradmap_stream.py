@@ -21,6 +21,7 @@ shared machine a better guide than wall time: at low load wall ~ CPU / cores). -
 the shipped ToyFaces model (segmenter included) both ways and reports wall time
 and disk use of the work directory.
 """
+
 import argparse
 import json
 import os
@@ -40,6 +41,7 @@ if str(REPO) not in sys.path:
 def _categories(n, p, k=11):
   """(n, p, p) synthetic category maps: background, a face disc, two eyes, a mouth, hair band."""
   import numpy as np
+
   yy, xx = np.mgrid[:p, :p] / p
   cats = np.ones((p, p), np.uint8)
   cats[(yy - 0.55) ** 2 + (xx - 0.5) ** 2 < 0.12] = 2
@@ -59,6 +61,7 @@ def worker(case):
   from ss_jax.stylespace.gradmaps import api as gradmaps
   from ss_jax.stylespace.gradmaps import planning
   from ss_jax.stylegan2.generator import Generator, config_f
+
   res, n, before = case["resolution"], case["images"], case["variant"] == "before"
   cfg = config_f(res)
   g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
@@ -72,7 +75,7 @@ def worker(case):
     pl = planning.plan(cfg, 32)
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
-  put = lambda i: jax.device_put(tuple(v[i:i + 1] for v in styles), NamedSharding(mesh, P("data")))
+  put = lambda i: jax.device_put(tuple(v[i : i + 1] for v in styles), NamedSharding(mesh, P("data")))
   g = jax.device_put(g, NamedSharding(mesh, P()))
   kw = dict(res=32, layers=gradmaps.considered_layers(g.layout), pl=pl, maps=True, mesh=mesh, n=1)
   t = time.perf_counter()
@@ -88,10 +91,17 @@ def worker(case):
       stats = st if stats is None else stats + st
     times.append(time.perf_counter() - t)
     cpu.append(time.process_time() - c)
-  out = dict(case, plan=str(pl), compile_s=compile_s, s_per_image=float(np.mean(times)),
-             cpu_s_per_image=float(np.mean(cpu)), all_s=[round(t, 1) for t in times],
-             peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, channels=int(maps.shape[1]),
-             load=os.getloadavg()[0])
+  out = dict(
+    case,
+    plan=str(pl),
+    compile_s=compile_s,
+    s_per_image=float(np.mean(times)),
+    cpu_s_per_image=float(np.mean(cpu)),
+    all_s=[round(t, 1) for t in times],
+    peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    channels=int(maps.shape[1]),
+    load=os.getloadavg()[0],
+  )
   if stats is not None:
     out["stats_mb"] = sum(v.nbytes for v in stats.to_arrays().values()) / 1e6
   return out
@@ -120,16 +130,25 @@ def toyfaces(seeds):
       if p1.returncode or p2.returncode:
         raise RuntimeError((p1.stderr + p2.stderr)[-2000:])
       det = json.loads((wd / "local" / "detections.json").read_text())
-      rows.append(dict(variant=variant, maps_s=t1, detect_s=t2, disk_mb=_du(wd) / 1e6,
-                       detected={c["category"]: len(c["detected"]) for c in det["categories"]}))
+      rows.append(
+        dict(
+          variant=variant,
+          maps_s=t1,
+          detect_s=t2,
+          disk_mb=_du(wd) / 1e6,
+          detected={c["category"]: len(c["detected"]) for c in det["categories"]},
+        )
+      )
       print(json.dumps(rows[-1]), flush=True)
   finally:
     shutil.rmtree(base, ignore_errors=True)
   same = rows[0]["detected"] == rows[1]["detected"]
   print(f"\nToyFaces, seeds {seeds}: (wall s incl. start-up and compile; disk = whole workdir)")
   for r in rows:
-    print(f"  {r['variant']:>6}: gradient_maps {r['maps_s']:.1f} s, detect_local {r['detect_s']:.1f} s, "
-          f"disk {r['disk_mb']:.2f} MB")
+    print(
+      f"  {r['variant']:>6}: gradient_maps {r['maps_s']:.1f} s, detect_local {r['detect_s']:.1f} s, "
+      f"disk {r['disk_mb']:.2f} MB"
+    )
   print(f"  same detection counts per category: {same}")
 
 
@@ -156,19 +175,23 @@ def main():
     for variant in args.variants.split(","):
       case = dict(resolution=args.resolution, images=args.images, variant=variant)
       proc, _ = _spawn(["-m", "benchmarks.bench_gradmap_stream", "--worker", json.dumps(case)])
-      row = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else dict(
-          case, error=proc.stderr.strip()[-300:])
+      row = (
+        json.loads(proc.stdout.strip().splitlines()[-1])
+        if proc.returncode == 0
+        else dict(case, error=proc.stderr.strip()[-300:])
+      )
       rows.append(row)
       print(json.dumps(row), flush=True)
-  print(f"\n{args.resolution} px config-f widths, 32 x 32 maps, per image (load average now "
-        f"{os.getloadavg()[0]:.1f}):")
+  print(f"\n{args.resolution} px config-f widths, 32 x 32 maps, per image (load average now {os.getloadavg()[0]:.1f}):")
   print(f"  {'variant':>7}  {'s/image':>8}  {'CPU s/image':>11}  {'compile s':>9}  {'peak GB':>8}  stats MB  load")
   for r in rows:
     if "error" in r:
       print(f"  {r['variant']:>7}  error: {r['error']}")
       continue
-    print(f"  {r['variant']:>7}  {r['s_per_image']:8.1f}  {r['cpu_s_per_image']:11.1f}  {r['compile_s']:9.1f}  "
-          f"{r['peak_gb']:8.2f}  {r.get('stats_mb', 0):8.1f}  {r['load']:.1f}")
+    print(
+      f"  {r['variant']:>7}  {r['s_per_image']:8.1f}  {r['cpu_s_per_image']:11.1f}  {r['compile_s']:9.1f}  "
+      f"{r['peak_gb']:8.2f}  {r.get('stats_mb', 0):8.1f}  {r['load']:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ The machine is shared: a 2048^3 matmul is timed before the cases (`matmul
 GFLOP/s`) so results can be put against the ~200 GFLOP/s the notes quote for an
 idle machine.
 """
+
 import argparse
 import json
 import os
@@ -38,12 +39,15 @@ def _load(model):
   """(generator, styles of the reference images or None, reference maps or None)."""
   import jax
   import numpy as np
+
   if model in CHECKPOINTS:
     from ss_jax.stylegan2.checkpoint import load_checkpoint
+
     g, _ = load_checkpoint(SHARED / "fixtures" / CHECKPOINTS[model])
     ref = np.load(SHARED / "fixtures" / "gradmaps" / f"{model}.npz")
     return g, ref["ws"], ref["maps"]
   from ss_jax.stylegan2.generator import Generator, config_f
+
   g = jax.jit(Generator.random, static_argnums=0)(config_f(256), jax.random.PRNGKey(0))
   z = jax.random.normal(jax.random.PRNGKey(1), (8, 512))
   return g, jax.jit(lambda g, z: g.mapping(z))(g, z), None
@@ -51,6 +55,7 @@ def _load(model):
 
 def _images(g, ws, n):
   import numpy as np
+
   reps = -(-n // ws.shape[0])
   ws = np.concatenate([ws] * reps)[:n]
   return g.styles(ws)
@@ -59,6 +64,7 @@ def _images(g, ws, n):
 def _timed(fn, repeats):
   """(output, first call seconds, best of the first and `repeats` more calls)."""
   import jax
+
   t = time.perf_counter()
   out = jax.block_until_ready(fn())
   first = best = time.perf_counter() - t
@@ -75,11 +81,13 @@ def _compiled_maps(g, s, res, include_torgb, pl):
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
   from ss_jax.stylespace.gradmaps import api as gradmaps
+
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
   s = jax.device_put(gradmaps._as_styles(g, s), NamedSharding(mesh, P("data")))
   g = jax.device_put(g, NamedSharding(mesh, P()))
-  kw = dict(res=res, layers=gradmaps.considered_layers(g.layout, include_torgb), pl=pl, maps=True, mesh=mesh,
-            n=s[0].shape[0])
+  kw = dict(
+    res=res, layers=gradmaps.considered_layers(g.layout, include_torgb), pl=pl, maps=True, mesh=mesh, n=s[0].shape[0]
+  )
   t = time.perf_counter()
   exe = gradmaps._batched.lower(g, s, **kw).compile()
   return (lambda: exe(g, s)), time.perf_counter() - t
@@ -96,6 +104,7 @@ def _estimate_reverse(g, s, res, k=8):
   from ss_jax.stylespace.gradmaps import api as gm
   from ss_jax.stylespace.gradmaps import dense as jacobian_modes
   from ss_jax.stylegan2 import layers as layers_lib
+
   layers = gm.considered_layers(g.layout)
   s1 = tuple(v[:1] for v in s)
 
@@ -105,6 +114,7 @@ def _estimate_reverse(g, s, res, k=8):
       for m, v in zip(layers, sc):
         s2[m] = v
       return jacobian_modes._pool(layers_lib._render(g, s2)[1], res)[0]
+
     y, pull = jax.vjp(f, tuple(s1[m] for m in layers))
     ct = jax.nn.one_hot(jnp.arange(k), y.size, dtype=y.dtype).reshape((k,) + y.shape)
     return jax.vmap(pull)(ct)
@@ -122,6 +132,7 @@ def _estimate_forward(g, s, res, k=8):
   from ss_jax.stylespace.gradmaps import dense as jacobian_modes
   from ss_jax.stylespace.gradmaps import planning
   from ss_jax.stylegan2 import layers as layers_lib
+
   layout = g.layout
   layers = gm.considered_layers(layout)
   s1 = tuple(v[:1] for v in s)
@@ -130,8 +141,15 @@ def _estimate_forward(g, s, res, k=8):
     st = layers_lib._initial_state(g, 1, s1[0].dtype)
     L, p = layout[0], g.params["synthesis"]["layers"][0]
     pre = layers_lib._pre(g.config, L, p, st[0], s1[0])
-    rest = lambda pre_: jacobian_modes._pool(layers_lib._render(g, s1, 1, state=layers_lib._post(
-        g.config, L, p, g.params["synthesis"], st, pre_, layers_lib._noise(g, layout, 0)))[1], res)[0]
+    rest = lambda pre_: jacobian_modes._pool(
+      layers_lib._render(
+        g,
+        s1,
+        1,
+        state=layers_lib._post(g.config, L, p, g.params["synthesis"], st, pre_, layers_lib._noise(g, layout, 0)),
+      )[1],
+      res,
+    )[0]
     _, lin = jax.linearize(rest, pre)
     return jax.vmap(lin)(jacobian_modes._entry_tangents(g, 0, st[0], s1[0], pre, 0, k)[:, None])
 
@@ -147,6 +165,7 @@ def worker(case):
   import numpy as np
   from ss_jax.stylespace.gradmaps import api as gradmaps
   from ss_jax.stylespace.gradmaps import planning
+
   model, method, n = case["model"], case["method"], case["images"]
   g, ws, ref = _load(model)
   res = 32
@@ -184,6 +203,7 @@ def _spawn(case):
 def _matmul_gflops():
   import jax
   import jax.numpy as jnp
+
   a = jnp.ones((2048, 2048), jnp.float32)
   f = jax.jit(jnp.matmul)
   f(a, a).block_until_ready()
@@ -192,21 +212,28 @@ def _matmul_gflops():
 
 
 def _table(rows):
-  head = ["model", "method", "imgs", "chans", "s/image", "chans/s", "vs torch", "compile s", "peak GB",
-          "max err"]
+  head = ["model", "method", "imgs", "chans", "s/image", "chans/s", "vs torch", "compile s", "peak GB", "max err"]
   lines = [head]
   for r in rows:
     if "error" in r:
-      lines.append([r["model"], r["method"], str(r["images"]), "-", "error: " + r["error"][:60], "", "", "", "",
-                    ""])
+      lines.append([r["model"], r["method"], str(r["images"]), "-", "error: " + r["error"][:60], "", "", "", "", ""])
       continue
     est = " est" if r.get("estimate") else ""
     speed = TORCH_BEST_S.get(r["model"])
-    lines.append([r["model"], r["method"] + est + (" +rgb" if r.get("include_torgb") else ""), str(r["images"]),
-                  str(r["channels"]), f"{r['s_per_image']:.3g}", f"{r['channels_per_s']:.4g}",
-                  f"{speed / r['s_per_image']:.2f}x" if speed and not r.get("include_torgb") else "-",
-                  f"{r['compile_s']:.1f}", f"{r['peak_gb']:.2f}",
-                  f"{r['max_err']:.1e}" if "max_err" in r else "-"])
+    lines.append(
+      [
+        r["model"],
+        r["method"] + est + (" +rgb" if r.get("include_torgb") else ""),
+        str(r["images"]),
+        str(r["channels"]),
+        f"{r['s_per_image']:.3g}",
+        f"{r['channels_per_s']:.4g}",
+        f"{speed / r['s_per_image']:.2f}x" if speed and not r.get("include_torgb") else "-",
+        f"{r['compile_s']:.1f}",
+        f"{r['peak_gb']:.2f}",
+        f"{r['max_err']:.1e}" if "max_err" in r else "-",
+      ]
+    )
   widths = [max(len(l[i]) for l in lines) for i in range(len(head))]
   return "\n".join("  ".join(c.rjust(w) for c, w in zip(l, widths)) for l in lines)
 
@@ -214,8 +241,11 @@ def _table(rows):
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--quick", action="store_true", help="n1 and r1, local and forward, 2 images")
-  ap.add_argument("--with_256", action="store_true",
-                  help="add the random config-f 256 px model (local in full: minutes; forward/reverse estimated)")
+  ap.add_argument(
+    "--with_256",
+    action="store_true",
+    help="add the random config-f 256 px model (local in full: minutes; forward/reverse estimated)",
+  )
   ap.add_argument("--only_256", action="store_true", help="only the 256 px model")
   ap.add_argument("--worker", help=argparse.SUPPRESS)
   args = ap.parse_args()
@@ -228,24 +258,33 @@ def main():
     if not args.quick:
       cases.append(dict(model=model, method="reverse", images=1, repeats=0))
   if not (args.quick or args.only_256):  # scaling with images and with channels (toRGB styles: +256)
-    cases += [dict(model="n1", method="local", images=1), dict(model="n1", method="local", images=4),
-              dict(model="n1", method="local", images=2, include_torgb=True),
-              dict(model="n1", method="forward", images=2, include_torgb=True)]
+    cases += [
+      dict(model="n1", method="local", images=1),
+      dict(model="n1", method="local", images=4),
+      dict(model="n1", method="local", images=2, include_torgb=True),
+      dict(model="n1", method="forward", images=2, include_torgb=True),
+    ]
   if args.with_256 or args.only_256:
-    cases += [dict(model="f256", method="local", images=1, repeats=0),
-              dict(model="f256", method="forward", images=1, estimate=True),
-              dict(model="f256", method="reverse", images=1, estimate=True)]
+    cases += [
+      dict(model="f256", method="local", images=1, repeats=0),
+      dict(model="f256", method="forward", images=1, estimate=True),
+      dict(model="f256", method="reverse", images=1, estimate=True),
+    ]
   load = os.getloadavg()[0]
-  print(f"matmul GFLOP/s (2048^3, float32): {_matmul_gflops():.0f}; load average {load:.1f} on "
-        f"{os.cpu_count()} CPUs", flush=True)
+  print(
+    f"matmul GFLOP/s (2048^3, float32): {_matmul_gflops():.0f}; load average {load:.1f} on {os.cpu_count()} CPUs",
+    flush=True,
+  )
   rows = []
   for case in cases:
     rows.append(_spawn(case))
     print(json.dumps(rows[-1]), flush=True)
   print()
   print(_table(rows))
-  print(f"\nload average now {os.getloadavg()[0]:.1f}. 'vs torch': PyTorch's best per image (torch.func jvp+vmap; "
-        "n1 1.4 s, r1 0.9 s; 256 px: 57 min, its best dense method) / ours.")
+  print(
+    f"\nload average now {os.getloadavg()[0]:.1f}. 'vs torch': PyTorch's best per image (torch.func jvp+vmap; "
+    "n1 1.4 s, r1 0.9 s; 256 px: 57 min, its best dense method) / ours."
+  )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Each is given to `ss_jax.stylegan2.checkpoint.load_checkpoint` in a fresh proces
 seconds and --max_gb of address space); the row shows the wall time, the peak resident
 memory (ru_maxrss) and the first 120 characters of the outcome.
 """
+
 import argparse
 import contextlib
 import json
@@ -46,6 +47,7 @@ def persistence_module():
 
   def _reconstruct_persistent_obj(meta):  # only pickled by name, never called
     raise AssertionError(meta)
+
   _reconstruct_persistent_obj.__module__ = mod.__name__
   _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
   mod._reconstruct_persistent_obj = _reconstruct_persistent_obj
@@ -68,14 +70,21 @@ def nested_module_pickle(levels=40, shared=True) -> bytes:
   shared: each level is [x, x] (the same list twice, a memo reference); else [x].
   """
   with persistence_module() as fn:
+
     class Persistent:
       def __reduce__(self):
         x = []
         for _ in range(levels):
           x = [x, x] if shared else [x]
-        meta = {"type": "class", "version": 6, "module_src": "", "class_name": "Generator",
-                "state": {"_parameters": {}, "_buffers": {}, "_modules": {}, "payload": x}}
+        meta = {
+          "type": "class",
+          "version": 6,
+          "module_src": "",
+          "class_name": "Generator",
+          "state": {"_parameters": {}, "_buffers": {}, "_modules": {}, "payload": x},
+        }
         return fn, (meta,)
+
     return pickle.dumps({"G_ema": Persistent()}, 4)
 
 
@@ -87,11 +96,14 @@ def zip_bytes(members) -> bytes:
     offset = len(out)
     out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 0x21, crc, len(data), size, len(n), 0)
     out += n + data
-    central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 0x21, crc, len(data), size,
-                           len(n), 0, 0, 0, 0, 0, offset) + n
+    central += (
+      struct.pack(
+        "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 0x21, crc, len(data), size, len(n), 0, 0, 0, 0, 0, offset
+      )
+      + n
+    )
   start = len(out)
-  out += central + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central),
-                               start, 0)
+  out += central + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), start, 0)
   return bytes(out)
 
 
@@ -120,16 +132,28 @@ def probe(path, pythonpath, timeout, max_gb):
 
   def cap():
     import resource  # pylint: disable=g-import-not-at-top
+
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
   try:
-    p = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
-                       timeout=timeout, env=env, cwd=pythonpath, preexec_fn=cap)
+    p = subprocess.run(
+      [sys.executable, "-c", PROBE, str(path)],
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      env=env,
+      cwd=pythonpath,
+      preexec_fn=cap,
+    )
   except subprocess.TimeoutExpired:
     return {"result": f"still running after {timeout} s (killed)", "seconds": timeout, "max_rss_mb": None}
   lines = p.stdout.strip().splitlines()
   if p.returncode or not lines:
-    return {"result": f"exit status {p.returncode}: {p.stderr.strip().splitlines()[-1:]}", "seconds": None,
-            "max_rss_mb": None}
+    return {
+      "result": f"exit status {p.returncode}: {p.stderr.strip().splitlines()[-1:]}",
+      "seconds": None,
+      "max_rss_mb": None,
+    }
   return json.loads(lines[-1])
 
 

@@ -22,6 +22,7 @@ overhead (per-device dispatch, padding, small per-device batches), below 1 is be
 core use than one device manages. On real accelerators the same jobs scale by the
 device count times 1 / ratio (docs/scaling.md).
 """
+
 import argparse
 import json
 import os
@@ -41,14 +42,17 @@ def _model(name):
   if name == "toyfaces":
     from ss_jax.runtime import defaults
     from ss_jax.stylegan2.checkpoint import load_generator
+
     return load_generator(defaults.default_checkpoint())
   from tests import tiny  # 16 px random generator of the test suite
+
   return tiny.tiny_generator(0)
 
 
 def worker(case):
   """One case in this process (already joined to its peers if case['coordinator'])."""
   from ss_jax.runtime import distributed
+
   if case.get("coordinator"):
     distributed.initialize(case["coordinator"], case["processes"], case["process_id"])
   import jax
@@ -56,19 +60,22 @@ def worker(case):
   from ss_jax.stylespace.gradmaps import planning
   from ss_jax.stylespace import stats
   from ss_jax.stylespace.gradmaps import storage
+
   g = _model(case["model"])
   mesh = distributed.default_mesh()
   root = pathlib.Path(case["workdir"])
-  row = dict(case, devices=jax.device_count(), local_devices=jax.local_device_count(),
-             platform=jax.devices()[0].platform)
+  row = dict(
+    case, devices=jax.device_count(), local_devices=jax.local_device_count(), platform=jax.devices()[0].platform
+  )
   for k in ("coordinator", "process_id", "workdir"):
     row.pop(k, None)
 
   def stats_job(name, seed, n):
     t = time.perf_counter()
     job = stats.make_job(root / name, g, n, 0.7, seed, case["samples_per_shard"])
-    stats.population_stats(g, n, 0.7, case["batch_size"], seed, job, samples_per_shard=case["samples_per_shard"],
-                           mesh=mesh)
+    stats.population_stats(
+      g, n, 0.7, case["batch_size"], seed, job, samples_per_shard=case["samples_per_shard"], mesh=mesh
+    )
     return time.perf_counter() - t
 
   n = case["stats_samples"]
@@ -81,8 +88,7 @@ def worker(case):
 
   def maps_job(name, seeds):
     t = time.perf_counter()
-    gm = storage.gradient_map_job(root / name, g, seeds, case["model"], case["resolution"],
-                                         images_per_shard=per)
+    gm = storage.gradient_map_job(root / name, g, seeds, case["model"], case["resolution"], images_per_shard=per)
     gradmaps.run_job(gm, g, mesh=mesh)
     distributed.wait_for_shards(gm)
     return time.perf_counter() - t
@@ -104,6 +110,7 @@ def _framework_overheads(mesh, batch_size, steps=64, width=512):
   agreement (the all-gather of every round and map_batches call), median-ish of repeats."""
   import numpy as np
   from ss_jax.runtime import distributed
+
   x = np.ones((steps * batch_size, width), np.float32)
   list(distributed.map_batches(_double, np.float32(2), (x[:batch_size],), (), batch_size, mesh))  # compile
   t = time.perf_counter()
@@ -131,8 +138,16 @@ def _spawn(case):
     coordinator = f"localhost:{_free_port()}" if case["processes"] > 1 else None
     for i in range(case["processes"]):
       c = dict(case, workdir=tmp, coordinator=coordinator, process_id=i)
-      procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.bench_scaling", "--worker", json.dumps(c)],
-                                    cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+      procs.append(
+        subprocess.Popen(
+          [sys.executable, "-m", "benchmarks.bench_scaling", "--worker", json.dumps(c)],
+          cwd=REPO,
+          env=env,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+        )
+      )
     outs = [p.communicate() for p in procs]
   out, err = outs[0]
   if procs[0].returncode or any(p.returncode for p in procs):
@@ -144,8 +159,17 @@ def _spawn(case):
 
 def _table(rows):
   base = next((r for r in rows if "error" not in r and r["devices"] == 1), None)
-  head = ["case", "devices", "stats samples/s", "ratio", "gradmaps s/image", "ratio", "warm-up s (stats, maps)",
-          "ms/step", "ms/agree"]
+  head = [
+    "case",
+    "devices",
+    "stats samples/s",
+    "ratio",
+    "gradmaps s/image",
+    "ratio",
+    "warm-up s (stats, maps)",
+    "ms/step",
+    "ms/agree",
+  ]
   lines = [head]
   for r in rows:
     name = f"{r['processes']} proc x {r['local']} dev" if r["processes"] > 1 else f"{r['local']} dev"
@@ -154,9 +178,19 @@ def _table(rows):
       continue
     rs = f"{r['stats_s'] / base['stats_s']:.2f}" if base else "-"
     rg = f"{r['gradmaps_s'] / base['gradmaps_s']:.2f}" if base else "-"
-    lines.append([name, str(r["devices"]), f"{r['stats_samples_per_s']:.0f}", rs, f"{r['gradmaps_s_per_image']:.3g}",
-                  rg, f"{r['stats_compile_s']:.1f}, {r['gradmaps_compile_s']:.1f}", f"{r['step_ms']:.2f}",
-                  f"{r['agree_ms']:.2f}"])
+    lines.append(
+      [
+        name,
+        str(r["devices"]),
+        f"{r['stats_samples_per_s']:.0f}",
+        rs,
+        f"{r['gradmaps_s_per_image']:.3g}",
+        rg,
+        f"{r['stats_compile_s']:.1f}, {r['gradmaps_compile_s']:.1f}",
+        f"{r['step_ms']:.2f}",
+        f"{r['agree_ms']:.2f}",
+      ]
+    )
   widths = [max(len(l[i]) for l in lines) for i in range(len(head))]
   return "\n".join("  ".join(c.rjust(w) for c, w in zip(l, widths)) for l in lines)
 
@@ -176,22 +210,32 @@ def main():
   if args.worker:
     print(json.dumps(worker(json.loads(args.worker))))
     return
-  common = dict(model=args.model, stats_samples=args.stats_samples, samples_per_shard=args.samples_per_shard,
-                batch_size=args.batch_size, gradmap_images=args.gradmap_images,
-                resolution=args.resolution if args.model == "toyfaces" else 8)
+  common = dict(
+    model=args.model,
+    stats_samples=args.stats_samples,
+    samples_per_shard=args.samples_per_shard,
+    batch_size=args.batch_size,
+    gradmap_images=args.gradmap_images,
+    resolution=args.resolution if args.model == "toyfaces" else 8,
+  )
   cases = [dict(common, processes=1, local=int(n)) for n in args.devices.split(",")]
   if args.processes > 1:
     cases.append(dict(common, processes=args.processes, local=2))
-  print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; model {args.model}, "
-        f"{args.stats_samples} stats samples, {args.gradmap_images} gradient-map images", flush=True)
+  print(
+    f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; model {args.model}, "
+    f"{args.stats_samples} stats samples, {args.gradmap_images} gradient-map images",
+    flush=True,
+  )
   rows = []
   for case in cases:
     rows.append(_spawn(case))
     print(json.dumps(rows[-1]), flush=True)
   print()
   print(_table(rows))
-  print(f"\nload average now {os.getloadavg()[0]:.1f}. ratio = time / time on 1 device for the same work "
-        "(fake devices share the CPU's cores: ~1 = no sharding overhead).")
+  print(
+    f"\nload average now {os.getloadavg()[0]:.1f}. ratio = time / time on 1 device for the same work "
+    "(fake devices share the CPU's cores: ~1 = no sharding overhead)."
+  )
 
 
 if __name__ == "__main__":

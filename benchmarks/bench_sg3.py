@@ -15,6 +15,7 @@ both alike; the load average is printed (the machine is shared).
 DIR is a checkout of NVlabs/stylegan3 outside this project; torch runs in a
 separate interpreter (benchmarks/torch_sg3_worker.py), never in ss-jax's.
 """
+
 import argparse
 import json
 import os
@@ -37,8 +38,12 @@ class Torch:
   """The official code in a torch interpreter, one command per line."""
 
   def __init__(self, python, repo, threads):
-    self.p = subprocess.Popen([python, str(WORKER), "--nvidia-repo", repo, "--threads", str(threads)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    self.p = subprocess.Popen(
+      [python, str(WORKER), "--nvidia-repo", repo, "--threads", str(threads)],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+    )
 
   def __call__(self, line):
     self.p.stdin.write(line + "\n")
@@ -50,10 +55,20 @@ class Torch:
 
 
 def official_kwargs(cfg):
-  return {"z_dim": cfg.z_dim, "c_dim": cfg.c_dim, "w_dim": cfg.w_dim, "img_resolution": cfg.img_resolution,
-          "img_channels": cfg.img_channels, "mapping_kwargs": {"num_layers": cfg.mapping_layers},
-          "channel_base": cfg.channel_base, "channel_max": cfg.channel_max, "conv_kernel": cfg.conv_kernel,
-          "use_radial_filters": cfg.use_radial_filters, "num_fp16_res": 0, "conv_clamp": cfg.conv_clamp}
+  return {
+    "z_dim": cfg.z_dim,
+    "c_dim": cfg.c_dim,
+    "w_dim": cfg.w_dim,
+    "img_resolution": cfg.img_resolution,
+    "img_channels": cfg.img_channels,
+    "mapping_kwargs": {"num_layers": cfg.mapping_layers},
+    "channel_base": cfg.channel_base,
+    "channel_max": cfg.channel_max,
+    "conv_kernel": cfg.conv_kernel,
+    "use_radial_filters": cfg.use_radial_filters,
+    "num_fp16_res": 0,
+    "conv_clamp": cfg.conv_clamp,
+  }
 
 
 def _timer(fn, *args):
@@ -61,6 +76,7 @@ def _timer(fn, *args):
     t = time.perf_counter()
     jax.block_until_ready(fn(*args))
     return time.perf_counter() - t
+
   return run
 
 
@@ -75,17 +91,23 @@ def main():
   ap.add_argument("--torch_channels", type=int, default=4)
   ap.add_argument("--skip_torch", action="store_true")
   ap.add_argument("--skip_gradmaps", action="store_true")
-  ap.add_argument("--torch_big", action="store_true",
-                  help="also time torch at --res (minutes per image on a loaded 2-core CPU)")
+  ap.add_argument(
+    "--torch_big", action="store_true", help="also time torch at --res (minutes per image on a loaded 2-core CPU)"
+  )
   args = ap.parse_args()
   torch = None if args.skip_torch else Torch(args.torch_python, args.nvidia_repo, args.threads)
   load0 = os.getloadavg()
   rows = []
   from ss_jax.stylegan2.checkpoint import load_checkpoint
-  models = [(f"fixture {n} ({'T' if n == 's1' else 'R'}) 32px", load_checkpoint(FIXTURES / n / f"{n}.pkl")[0],
-             True) for n in ("s1", "s2")]
-  models += [(f"config-{v} {args.res}px", StyleGAN3Generator.random(f(args.res, conv_clamp=None)), args.torch_big)
-             for v, f in (("T", config_t), ("R", config_r))]
+
+  models = [
+    (f"fixture {n} ({'T' if n == 's1' else 'R'}) 32px", load_checkpoint(FIXTURES / n / f"{n}.pkl")[0], True)
+    for n in ("s1", "s2")
+  ]
+  models += [
+    (f"config-{v} {args.res}px", StyleGAN3Generator.random(f(args.res, conv_clamp=None)), args.torch_big)
+    for v, f in (("T", config_t), ("R", config_r))
+  ]
   for name, g, with_torch in models:
     cfg = g.config
     z = jax.random.normal(jax.random.PRNGKey(0), (args.batch, cfg.z_dim))
@@ -128,8 +150,10 @@ def main():
           t_torch.append(torch(f"jvp grad-{name} {args.torch_channels}") * scale)
       rows.append((f"gradient maps {name} ({pl.method}; s/image)", compile_s, t_ours, t_torch))
   load1 = os.getloadavg()
-  print(f"device: {jax.devices()[0].device_kind}; load average before {load0[0]:.1f}, after {load1[0]:.1f} "
-        f"(1 min); {os.cpu_count()} CPUs; torch threads {args.threads}; medians of {args.rounds} interleaved rounds")
+  print(
+    f"device: {jax.devices()[0].device_kind}; load average before {load0[0]:.1f}, after {load1[0]:.1f} "
+    f"(1 min); {os.cpu_count()} CPUs; torch threads {args.threads}; medians of {args.rounds} interleaved rounds"
+  )
   print(f"{'measurement':52s} {'compile s':>9s} {'ss-jax':>9s} {'torch':>9s} {'speed-up':>8s}")
   for label, c, a, b in rows:
     ta = float(np.median(a))

@@ -9,6 +9,7 @@ rule and a grid of gradient-mass thresholds, verification of the default rule's 
 detections, and the oracle: all conv channels edited on --oracle_seeds (disjoint from both).
 Writes bench_verification.json / .md (tables of docs/verification.md) into --workdir.
 """
+
 import argparse
 import pathlib
 import sys
@@ -30,15 +31,25 @@ def main():
   from ss_jax.stylespace import ground_truth
   from ss_jax.stylegan2 import sampling
   from ss_jax.stylegan2.checkpoint import load_generator
+
   ckpt = defaults.default_checkpoint()
   g = load_generator(ckpt)
   load = os.getloadavg()
-  out = ground_truth.run_benchmark(args.workdir, g, ckpt, sampling.parse_seeds(args.seeds),
-                                   sampling.parse_seeds(args.verify_seeds), sampling.parse_seeds(args.oracle_seeds))
+  out = ground_truth.run_benchmark(
+    args.workdir,
+    g,
+    ckpt,
+    sampling.parse_seeds(args.seeds),
+    sampling.parse_seeds(args.verify_seeds),
+    sampling.parse_seeds(args.oracle_seeds),
+  )
   print((pathlib.Path(args.workdir) / "bench_verification.md").read_text())
   t = out["timings"]
-  print("timings (s):", {k: round(v, 1) if isinstance(v, float) else v for k, v in t.items()},
-        f"load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}")
+  print(
+    "timings (s):",
+    {k: round(v, 1) if isinstance(v, float) else v for k, v in t.items()},
+    f"load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}",
+  )
   print("targets (default rule + verified):")
   for cat, ok, why in out["targets"]:
     print(f"  {cat:>10}: {'met' if ok else 'NOT met'} ({why})")

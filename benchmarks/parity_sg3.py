@@ -1,7 +1,8 @@
 """Max abs errors of ss-jax's StyleGAN3 against the official references (fixtures s1, s2).
 
-  python -m benchmarks.parity_sg3     # prints the README's StyleGAN3 parity rows
+python -m benchmarks.parity_sg3     # prints the README's StyleGAN3 parity rows
 """
+
 import pathlib
 
 import numpy as np
@@ -27,19 +28,25 @@ def main():
     st = g.styles(r["ws"])
     edit = list(st)
     edit[8] = edit[8].at[:, 3].add(5.0)
-    imgs = [_err(img(st), r["img_psi1"]), _err(img(g.styles(r["ws_trunc"])), r["img_psi07"]),
-            _err(img(g.styles(r["ws_mix"])), r["img_ws_mix"]), _err(img(edit), r["img_edit"]),
-            _err(img(st, r["input_transform"]), r["img_transform"])]
+    imgs = [
+      _err(img(st), r["img_psi1"]),
+      _err(img(g.styles(r["ws_trunc"])), r["img_psi07"]),
+      _err(img(g.styles(r["ws_mix"])), r["img_ws_mix"]),
+      _err(img(edit), r["img_edit"]),
+      _err(img(st, r["input_transform"]), r["img_transform"]),
+    ]
     names = sorted(k for k in r if k.startswith("style_") and k[6:8].isdigit() and not k.endswith("psi07"))
     styles = max(_err(a, r[k]) for a, k in zip(st, names))
     s0 = g.styles(r["ws"][:1])[0]
-    feats = max(_err(np.transpose(np.asarray(sg3.input_layer(g.config, g.params, g.buffers, s0, t)), (0, 3, 1, 2)),
-                     r[k]) for k, t in (("input_features_sample0", None),
-                                        ("input_features_transform_sample0", r["input_transform"])))
+    feats = max(
+      _err(np.transpose(np.asarray(sg3.input_layer(g.config, g.params, g.buffers, s0, t)), (0, 3, 1, 2)), r[k])
+      for k, t in (("input_features_sample0", None), ("input_features_transform_sample0", r["input_transform"]))
+    )
     w = _err(g.mapping(r["z"], c), r["ws"])
     wt = _err(g.mapping(r["z"], c, psi=0.7), r["ws_trunc"])
-    print(f"| {name} ({what}) | {' / '.join(f'{e:.1e}' for e in imgs)} | {feats:.1e} | {styles:.1e} | "
-          f"{w:.1e} / {wt:.1e} |")
+    print(
+      f"| {name} ({what}) | {' / '.join(f'{e:.1e}' for e in imgs)} | {feats:.1e} | {styles:.1e} | {w:.1e} / {wt:.1e} |"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ usage: python torch_sg3_worker.py --nvidia-repo DIR   (then one command per stdi
 DIR is a checkout of NVlabs/stylegan3 outside this project (read-only, nothing copied). torch is not
 a dependency of ss-jax; this file is only run by a separate interpreter that has it.
 """
+
 import argparse
 import json
 import sys

@@ -6,6 +6,7 @@ the parameter tree). Nothing here imports ss_jax; the library builds its generat
 from what these return (ss_jax.load_generator, ss_jax.parser). Only the command line,
 `python -m converters SRC OUT` (converters/__main__.py), imports the library.
 """
+
 import pathlib
 
 from converters.io import CheckpointError, sniff_format
@@ -33,9 +34,12 @@ def read_generator(path):
     from converters import tensorflow as mod
   elif kind in ("torch_zip", "torch_legacy"):
     from converters import bisenet, rosinality as mod
+
     if bisenet.looks_like_bisenet(path):
-      raise CheckpointError(f"{path}: a BiSeNet face-parser state dict, not a generator "
-                            "(load it with ss_jax.parser.face_parser.load_parser)")
+      raise CheckpointError(
+        f"{path}: a BiSeNet face-parser state dict, not a generator "
+        "(load it with ss_jax.parser.face_parser.load_parser)"
+      )
   else:
     raise CheckpointError(f"{path}: no generator converter for format {kind!r}")
   with reading(path, "checkpoint"):  # format errors of a corrupt file -> CheckpointError

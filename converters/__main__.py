@@ -5,6 +5,7 @@ or parser and writes it). OUT must be new or empty; replacing a previous convert
 needs --overwrite, and a folder of other files is never touched. Exit status 0 on success,
 otherwise one `error: ...` line (nothing written): 1 for a failure, 2 for bad usage.
 """
+
 import sys
 
 from absl import flags
@@ -24,11 +25,13 @@ def describe(g, info):
     return _describe_sg3(g, info)
   conv = sum(L.channels for L in layout if L.kind == "conv")
   rgb = sum(L.channels for L in layout if L.kind == "torgb")
-  lines = [f"format:          {info.get('format')} ({info.get('network')})",
-           f"resolution:      {cfg.img_resolution} px, {cfg.img_channels} channels, architecture {cfg.architecture}",
-           f"z_dim / w_dim:   {cfg.z_dim} / {cfg.w_dim}, c_dim {cfg.c_dim}, mapping layers {cfg.mapping_layers}",
-           f"num_ws:          {cfg.num_ws}",
-           f"style layers:    {len(layout)}; style channels {conv + rgb} ({conv} conv + {rgb} toRGB)"]
+  lines = [
+    f"format:          {info.get('format')} ({info.get('network')})",
+    f"resolution:      {cfg.img_resolution} px, {cfg.img_channels} channels, architecture {cfg.architecture}",
+    f"z_dim / w_dim:   {cfg.z_dim} / {cfg.w_dim}, c_dim {cfg.c_dim}, mapping layers {cfg.mapping_layers}",
+    f"num_ws:          {cfg.num_ws}",
+    f"style layers:    {len(layout)}; style channels {conv + rgb} ({conv} conv + {rgb} toRGB)",
+  ]
   if "w_avg" in info:
     lines.append(f"w_avg:           {info['w_avg']}")
   return lines
@@ -38,12 +41,14 @@ def _describe_sg3(g, info):
   cfg, layout = g.config, g.layout
   conv = sum(L.channels for L in layout if L.kind == "conv")
   rgb = sum(L.channels for L in layout if L.kind == "torgb")
-  return [f"format:          {info.get('format')} ({info.get('network')})",
-          f"resolution:      {cfg.img_resolution} px, {cfg.img_channels} channels, StyleGAN3-{cfg.variant}, "
-          f"{cfg.num_layers} layers + toRGB",
-          f"z_dim / w_dim:   {cfg.z_dim} / {cfg.w_dim}, c_dim {cfg.c_dim}, mapping layers {cfg.mapping_layers}",
-          f"num_ws:          {cfg.num_ws}",
-          f"style layers:    {len(layout)}; style channels {4 + conv + rgb} (4 input + {conv} conv + {rgb} toRGB)"]
+  return [
+    f"format:          {info.get('format')} ({info.get('network')})",
+    f"resolution:      {cfg.img_resolution} px, {cfg.img_channels} channels, StyleGAN3-{cfg.variant}, "
+    f"{cfg.num_layers} layers + toRGB",
+    f"z_dim / w_dim:   {cfg.z_dim} / {cfg.w_dim}, c_dim {cfg.c_dim}, mapping layers {cfg.mapping_layers}",
+    f"num_ws:          {cfg.num_ws}",
+    f"style layers:    {len(layout)}; style channels {4 + conv + rgb} (4 input + {conv} conv + {rgb} toRGB)",
+  ]
 
 
 def main(argv):
@@ -55,6 +60,7 @@ def main(argv):
   from ss_jax.parser import checkpoint as parser_checkpoint
   from ss_jax.runtime import outputs
   from ss_jax.stylegan2.checkpoint import load_checkpoint, save_generator
+
   outputs.check_target(out, FLAGS.overwrite)  # before reading a possibly large checkpoint
   if bisenet.looks_like_bisenet(src):  # a face-parser state dict, not a generator
     parser_checkpoint.convert(src, out, FLAGS.overwrite)

@@ -6,6 +6,7 @@ with `converters.io.read_torch_file`; a stray `module.` prefix (DataParallel) is
 stripped. The parser builds its parameters from the state dict (BatchNorm folded:
 ss_jax/parser/checkpoint.py), which also reads and writes converted directories.
 """
+
 import io
 import pathlib
 import pickletools
@@ -67,7 +68,7 @@ def looks_like_bisenet(path) -> bool:
 def strip_prefix(sd):
   """The state dict without a DataParallel `module.` prefix on every key."""
   if sd and all(k.startswith(PREFIX) for k in sd):
-    return {k[len(PREFIX):]: v for k, v in sd.items()}
+    return {k[len(PREFIX) :]: v for k, v in sd.items()}
   return sd
 
 

@@ -1,4 +1,5 @@
 """Shared helpers for the checkpoint -> ss-jax parameter converters."""
+
 import numpy as np
 
 from converters.io import CheckpointError
@@ -28,8 +29,10 @@ class TensorSource:
     out = np.ascontiguousarray(a, dtype=np.float32)
     if not np.all(np.isfinite(out)):
       bad = int(out.size - np.count_nonzero(np.isfinite(out)))
-      raise CheckpointError(f"{self.path}: tensor '{full}' holds {bad} NaN or infinite value(s); "
-                            "refusing a checkpoint that would produce NaN images")
+      raise CheckpointError(
+        f"{self.path}: tensor '{full}' holds {bad} NaN or infinite value(s); "
+        "refusing a checkpoint that would produce NaN images"
+      )
     self.used.add(full)
     return out
 

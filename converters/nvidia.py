@@ -1,4 +1,5 @@
 """NVIDIA stylegan2-ada-pytorch / stylegan3 (StyleGAN2 networks) pickles -> config dict + numpy params."""
+
 import numpy as np
 
 from converters import nvidia_sg3
@@ -44,11 +45,20 @@ def config_from_module(G, path):
   hidden = int(sd["mapping.fc0.weight"].shape[0]) if num_layers > 1 else None
   embed = int(sd["mapping.embed.weight"].shape[0]) if "mapping.embed.weight" in sd else None
   return dict(
-      z_dim=int(kw["z_dim"]), w_dim=int(kw["w_dim"]), c_dim=int(kw.get("c_dim", 0)),
-      img_resolution=res, img_channels=int(kw.get("img_channels", 3)),
-      channels=tuple(channels), mapping_layers=num_layers, mapping_hidden=hidden,
-      mapping_lr=lr, embed_features=embed, architecture=arch,
-      conv_clamp=None if clamp is None else float(clamp), flavour="nvidia")
+    z_dim=int(kw["z_dim"]),
+    w_dim=int(kw["w_dim"]),
+    c_dim=int(kw.get("c_dim", 0)),
+    img_resolution=res,
+    img_channels=int(kw.get("img_channels", 3)),
+    channels=tuple(channels),
+    mapping_layers=num_layers,
+    mapping_hidden=hidden,
+    mapping_lr=lr,
+    embed_features=embed,
+    architecture=arch,
+    conv_clamp=None if clamp is None else float(clamp),
+    flavour="nvidia",
+  )
 
 
 def params_from_state_dict(cfg, layout, sd, path, prefix=""):
@@ -59,20 +69,26 @@ def params_from_state_dict(cfg, layout, sd, path, prefix=""):
   """
   t = TensorSource(sd, path, prefix)
   dims = [cfg.z_dim + cfg.embed_dim] + [cfg.hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
-  fc = [{"w": t.get(f"mapping.fc{i}.weight", (o, d)).T.copy(), "b": t.get(f"mapping.fc{i}.bias", (o,))}
-        for i, (d, o) in enumerate(zip(dims[:-1], dims[1:]))]
+  fc = [
+    {"w": t.get(f"mapping.fc{i}.weight", (o, d)).T.copy(), "b": t.get(f"mapping.fc{i}.bias", (o,))}
+    for i, (d, o) in enumerate(zip(dims[:-1], dims[1:]))
+  ]
   mapping = {"fc": fc}
   if cfg.c_dim:
-    mapping["embed"] = {"w": t.get("mapping.embed.weight", (cfg.embed_dim, cfg.c_dim)).T.copy(),
-                        "b": t.get("mapping.embed.bias", (cfg.embed_dim,))}
+    mapping["embed"] = {
+      "w": t.get("mapping.embed.weight", (cfg.embed_dim, cfg.c_dim)).T.copy(),
+      "b": t.get("mapping.embed.bias", (cfg.embed_dim,)),
+    }
   layers, noise = [], []
   for L in layout:
     mod = f"synthesis.b{L.resolution}.{L.name.split('_')[1]}"
     k = 3 if L.kind == "conv" else 1
-    p = {"affine_w": t.get(f"{mod}.affine.weight", (L.channels, cfg.w_dim)).T.copy(),
-         "affine_b": t.get(f"{mod}.affine.bias", (L.channels,)),
-         "weight": oihw_to_hwio(t.get(f"{mod}.weight", (L.out_channels, L.channels, k, k))),
-         "bias": t.get(f"{mod}.bias", (L.out_channels,))}
+    p = {
+      "affine_w": t.get(f"{mod}.affine.weight", (L.channels, cfg.w_dim)).T.copy(),
+      "affine_b": t.get(f"{mod}.affine.bias", (L.channels,)),
+      "weight": oihw_to_hwio(t.get(f"{mod}.weight", (L.out_channels, L.channels, k, k))),
+      "bias": t.get(f"{mod}.bias", (L.out_channels,)),
+    }
     if L.kind == "conv":
       p["noise_strength"] = t.get(f"{mod}.noise_strength", ())
       noise.append(t.get(f"{mod}.noise_const", (L.resolution, L.resolution)))
@@ -80,13 +96,16 @@ def params_from_state_dict(cfg, layout, sd, path, prefix=""):
         check_fir(path, prefix + f"{mod}.resample_filter", t.get(f"{mod}.resample_filter"))
     layers.append(p)
   c4 = cfg.channels_at(4)
-  synthesis = {"const": np.transpose(t.get("synthesis.b4.const", (c4, 4, 4)), (1, 2, 0)).copy(),
-               "layers": layers}
+  synthesis = {"const": np.transpose(t.get("synthesis.b4.const", (c4, 4, 4)), (1, 2, 0)).copy(), "layers": layers}
   if cfg.architecture == "resnet":
     synthesis["skips"] = [
-        {"weight": oihw_to_hwio(t.get(f"synthesis.b{2**k}.skip.weight",
-                                      (cfg.channels_at(2**k), cfg.channels_at(2**(k - 1)), 1, 1)))}
-        for k in range(3, cfg.log2_res + 1)]
+      {
+        "weight": oihw_to_hwio(
+          t.get(f"synthesis.b{2**k}.skip.weight", (cfg.channels_at(2**k), cfg.channels_at(2 ** (k - 1)), 1, 1))
+        )
+      }
+      for k in range(3, cfg.log2_res + 1)
+    ]
   w_avg = t.get("mapping.w_avg", (cfg.w_dim,))
   return {"mapping": mapping, "synthesis": synthesis}, {"w_avg": w_avg, "noise": noise}
 
@@ -95,10 +114,11 @@ def _check_stylegan2(G, path):
   """One line saying what was found when G is neither a StyleGAN2 nor a StyleGAN3 generator."""
   syn = G.children.get("synthesis")
   if syn is None or "b4" not in syn.children:
-    found = (f"synthesis children {list(syn.children)[:6]}" if syn is not None
-             else f"children {list(G.children)[:6]}")
-    raise CheckpointError(f"{path}: unsupported generator '{G.class_name}': not StyleGAN2 (no synthesis.b4) and "
-                          f"not StyleGAN3 (no synthesis.input with Fourier features); found {found}")
+    found = f"synthesis children {list(syn.children)[:6]}" if syn is not None else f"children {list(G.children)[:6]}"
+    raise CheckpointError(
+      f"{path}: unsupported generator '{G.class_name}': not StyleGAN2 (no synthesis.b4) and "
+      f"not StyleGAN3 (no synthesis.input with Fourier features); found {found}"
+    )
 
 
 def read(path):

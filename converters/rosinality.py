@@ -6,6 +6,7 @@ channel table follow from tensor names and shapes. The mapping lr multiplier
 train.py's default, is assumed. Checkpoints without `latent_avg` (train.py's) give w_avg None:
 the library estimates it from the mapping network (ss_jax.stylegan2.checkpoint).
 """
+
 import numpy as np
 
 from converters.common import TensorSource, check_fir
@@ -17,19 +18,27 @@ LR_MLP = 0.01
 def config_from_state_dict(sd, path):
   """GeneratorConfig kwargs (dict) from tensor names and shapes."""
   if "input.input" not in sd or "style.1.weight" not in sd:
-    raise CheckpointError(f"{path}: not a rosinality generator state dict "
-                          "(expected 'input.input' and 'style.1.weight')")
+    raise CheckpointError(
+      f"{path}: not a rosinality generator state dict (expected 'input.input' and 'style.1.weight')"
+    )
   n_mlp = sum(1 for k in sd if k.startswith("style.") and k.endswith(".weight"))
   style_dim = int(sd["style.1.weight"].shape[1])
   n_convs = sum(1 for k in sd if k.startswith("convs.") and k.endswith(".conv.weight"))
-  res = 4 * 2**(n_convs // 2)
+  res = 4 * 2 ** (n_convs // 2)
   channels = [int(sd["conv1.conv.weight"].shape[1])]
   for i in range(n_convs // 2):
     channels.append(int(sd[f"convs.{2 * i + 1}.conv.weight"].shape[1]))
   img_channels = int(sd["to_rgb1.conv.weight"].shape[1])
-  return dict(z_dim=style_dim, w_dim=style_dim, img_resolution=res, channels=tuple(channels),
-                         img_channels=img_channels, mapping_layers=n_mlp, mapping_lr=LR_MLP,
-                         flavour="rosinality")
+  return dict(
+    z_dim=style_dim,
+    w_dim=style_dim,
+    img_resolution=res,
+    channels=tuple(channels),
+    img_channels=img_channels,
+    mapping_layers=n_mlp,
+    mapping_lr=LR_MLP,
+    flavour="rosinality",
+  )
 
 
 def _module_name(L):
@@ -46,16 +55,20 @@ def params_from_state_dict(cfg, layout, sd, path, prefix=""):
   """g_ema's tensors -> (params, buffers) of numpy arrays (w_avg zeros); cfg, layout as in nvidia."""
   t = TensorSource(sd, path, prefix)
   sdim = cfg.w_dim
-  fc = [{"w": t.get(f"style.{i}.weight", (sdim, sdim)).T.copy(), "b": t.get(f"style.{i}.bias", (sdim,))}
-        for i in range(1, cfg.mapping_layers + 1)]
+  fc = [
+    {"w": t.get(f"style.{i}.weight", (sdim, sdim)).T.copy(), "b": t.get(f"style.{i}.bias", (sdim,))}
+    for i in range(1, cfg.mapping_layers + 1)
+  ]
   layers, noise = [], []
   for L in layout:
     mod = _module_name(L)
     k = 3 if L.kind == "conv" else 1
     w = t.get(f"{mod}.conv.weight", (1, L.out_channels, L.channels, k, k))[0]
-    p = {"affine_w": t.get(f"{mod}.conv.modulation.weight", (L.channels, sdim)).T.copy(),
-         "affine_b": t.get(f"{mod}.conv.modulation.bias", (L.channels,)),
-         "weight": np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)))}
+    p = {
+      "affine_w": t.get(f"{mod}.conv.modulation.weight", (L.channels, sdim)).T.copy(),
+      "affine_b": t.get(f"{mod}.conv.modulation.bias", (L.channels,)),
+      "weight": np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0))),
+    }
     if L.kind == "conv":
       p["bias"] = t.get(f"{mod}.activate.bias", (L.out_channels,))
       p["noise_strength"] = t.get(f"{mod}.noise.weight", (1,)).reshape(())
@@ -67,8 +80,7 @@ def params_from_state_dict(cfg, layout, sd, path, prefix=""):
     layers.append(p)
   const = t.get("input.input", (1, cfg.channels_at(4), 4, 4))[0]
   synthesis = {"const": np.transpose(const, (1, 2, 0)).copy(), "layers": layers}
-  return {"mapping": {"fc": fc}, "synthesis": synthesis}, {"w_avg": np.zeros((sdim,), np.float32),
-                                                          "noise": noise}
+  return {"mapping": {"fc": fc}, "synthesis": synthesis}, {"w_avg": np.zeros((sdim,), np.float32), "noise": noise}
 
 
 def read(path):
@@ -90,8 +102,7 @@ def read(path):
 
   def params(cfg, layout):
     p, buffers = params_from_state_dict(cfg, layout, sd, path)
-    buffers["w_avg"] = (TensorSource(obj, path).get("latent_avg", (cfg.w_dim,)).reshape(-1) if has_avg
-                        else None)
+    buffers["w_avg"] = TensorSource(obj, path).get("latent_avg", (cfg.w_dim,)).reshape(-1) if has_avg else None
     return p, buffers
 
   return config, params, info

@@ -4,14 +4,27 @@ The network is rebuilt from `static_kwargs` and variable shapes; the embedded
 build source is never executed. Numerics follow NVIDIA's PyTorch port of these
 files (stylegan2-ada-pytorch legacy.py), which is what the references use.
 """
+
 import numpy as np
 
 from converters.common import TensorSource
 from converters.io import CheckpointError, read_tf_pickle
 
-TF_DEFAULTS = dict(latent_size=512, dlatent_size=512, mapping_layers=8, mapping_fmaps=512,
-                   mapping_lrmul=0.01, fmap_base=16384, fmap_max=512, fmap_min=1, fmap_decay=1.0,
-                   architecture="skip", resample_kernel=[1, 3, 3, 1], num_channels=3, label_size=0)
+TF_DEFAULTS = dict(
+  latent_size=512,
+  dlatent_size=512,
+  mapping_layers=8,
+  mapping_fmaps=512,
+  mapping_lrmul=0.01,
+  fmap_base=16384,
+  fmap_max=512,
+  fmap_min=1,
+  fmap_decay=1.0,
+  architecture="skip",
+  resample_kernel=[1, 3, 3, 1],
+  num_channels=3,
+  label_size=0,
+)
 
 
 def _pick_gs(obj, path):
@@ -45,17 +58,25 @@ def config_from_network(gs, path):
   log2 = int(np.log2(res))
 
   def nf(stage):  # TF's channel rule: fmap_base / 2^(stage * decay), clipped.
-    return int(np.clip(int(kw["fmap_base"] / (2.0**(stage * kw["fmap_decay"]))), kw["fmap_min"], kw["fmap_max"]))
+    return int(np.clip(int(kw["fmap_base"] / (2.0 ** (stage * kw["fmap_decay"]))), kw["fmap_min"], kw["fmap_max"]))
 
   channels = tuple(nf(k - 1) for k in range(2, log2 + 1))
   fir = tuple(float(v) for v in kw["resample_kernel"])
   if len(fir) != 4:
     raise CheckpointError(f"{path}: resample_kernel {fir} is not a 4-tap filter")
   return dict(
-      z_dim=int(mkw["latent_size"]), w_dim=int(mkw["dlatent_size"]), img_resolution=res,
-      channels=channels, img_channels=int(kw["num_channels"]), mapping_layers=int(mkw["mapping_layers"]),
-      mapping_hidden=int(mkw["mapping_fmaps"]), mapping_lr=float(mkw["mapping_lrmul"]),
-      architecture=kw["architecture"], flavour="nvidia", fir=fir)
+    z_dim=int(mkw["latent_size"]),
+    w_dim=int(mkw["dlatent_size"]),
+    img_resolution=res,
+    channels=channels,
+    img_channels=int(kw["num_channels"]),
+    mapping_layers=int(mkw["mapping_layers"]),
+    mapping_hidden=int(mkw["mapping_fmaps"]),
+    mapping_lr=float(mkw["mapping_lrmul"]),
+    architecture=kw["architecture"],
+    flavour="nvidia",
+    fir=fir,
+  )
 
 
 def _tf_name(L):
@@ -80,8 +101,10 @@ def params_from_network(cfg, layout, gs, path):
   """Gs's variables -> (params, buffers) of numpy arrays; cfg, layout as in nvidia.params_from_state_dict."""
   t = TensorSource(_variables(gs), path)
   dims = [cfg.z_dim] + [cfg.hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
-  fc = [{"w": t.get(f"mapping/Dense{i}/weight", (d, o)), "b": t.get(f"mapping/Dense{i}/bias", (o,))}
-        for i, (d, o) in enumerate(zip(dims[:-1], dims[1:]))]
+  fc = [
+    {"w": t.get(f"mapping/Dense{i}/weight", (d, o)), "b": t.get(f"mapping/Dense{i}/bias", (o,))}
+    for i, (d, o) in enumerate(zip(dims[:-1], dims[1:]))
+  ]
   layers, noise = [], []
   for L in layout:
     name = "synthesis/" + _tf_name(L)
@@ -89,10 +112,13 @@ def params_from_network(cfg, layout, gs, path):
     w = t.get(f"{name}/weight", (k, k, L.channels, L.out_channels))
     if L.up:  # TF's up-sampling conv correlates with the flipped kernel of torch's transposed conv
       w = np.ascontiguousarray(w[::-1, ::-1])
-    p = {"affine_w": t.get(f"{name}/mod_weight", (cfg.w_dim, L.channels)),
-         # TF adds the constant 1 to the affine output; torch stores it in the bias.
-         "affine_b": t.get(f"{name}/mod_bias", (L.channels,)) + np.float32(1),
-         "weight": w, "bias": t.get(f"{name}/bias", (L.out_channels,))}
+    p = {
+      "affine_w": t.get(f"{name}/mod_weight", (cfg.w_dim, L.channels)),
+      # TF adds the constant 1 to the affine output; torch stores it in the bias.
+      "affine_b": t.get(f"{name}/mod_bias", (L.channels,)) + np.float32(1),
+      "weight": w,
+      "bias": t.get(f"{name}/bias", (L.out_channels,)),
+    }
     if L.kind == "conv":
       p["noise_strength"] = t.get(f"{name}/noise_strength", ()).reshape(())
       noise.append(t.get(f"synthesis/noise{len(noise)}", (1, 1, L.resolution, L.resolution))[0, 0])
@@ -101,9 +127,13 @@ def params_from_network(cfg, layout, gs, path):
   synthesis = {"const": np.transpose(const, (1, 2, 0)).copy(), "layers": layers}
   if cfg.architecture == "resnet":
     synthesis["skips"] = [
-        {"weight": t.get(f"synthesis/{2**k}x{2**k}/Skip/weight", (1, 1, cfg.channels_at(2**(k - 1)),
-                                                                  cfg.channels_at(2**k)))}
-        for k in range(3, cfg.log2_res + 1)]
+      {
+        "weight": t.get(
+          f"synthesis/{2**k}x{2**k}/Skip/weight", (1, 1, cfg.channels_at(2 ** (k - 1)), cfg.channels_at(2**k))
+        )
+      }
+      for k in range(3, cfg.log2_res + 1)
+    ]
   w_avg = t.get("dlatent_avg", (cfg.w_dim,))
   return {"mapping": {"fc": fc}, "synthesis": synthesis}, {"w_avg": w_avg, "noise": noise}
 

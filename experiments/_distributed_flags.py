@@ -6,30 +6,40 @@
 Without any of them (and without env JAX_COORDINATOR_ADDRESS) a binary is one
 process over its local devices, as before.
 """
+
 import sys
 
 from absl import flags
 
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for a multi-process run "
-                    "(default: env JAX_COORDINATOR_ADDRESS; unset: single process).")
+flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "host:port of process 0 for a multi-process run (default: env JAX_COORDINATOR_ADDRESS; unset: single process).",
+)
 flags.DEFINE_integer("num_processes", None, "Number of processes (default: env JAX_NUM_PROCESSES).")
 flags.DEFINE_integer("process_id", None, "This process's index 0..num_processes-1 (default: env JAX_PROCESS_ID).")
-flags.DEFINE_bool("distributed", False, "Join a multi-process run with JAX's cluster auto-detection "
-                  "(TPU pod slices, SLURM, Open MPI, Kubernetes).")
+flags.DEFINE_bool(
+  "distributed",
+  False,
+  "Join a multi-process run with JAX's cluster auto-detection (TPU pod slices, SLURM, Open MPI, Kubernetes).",
+)
 FLAGS = flags.FLAGS
 
 
 def initialize():
   """ss_jax.runtime.distributed.initialize from the flags; True in a multi-process run. Call first in main."""
   from ss_jax.runtime import distributed
-  return distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                                auto=FLAGS.distributed)
+
+  return distributed.initialize(
+    FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
+  )
 
 
 def wait_for_shards(*jobs_):
   """ss_jax.runtime.distributed.wait_for_shards; exits with a one-line error if another process's shards
   never show up. Returns whether this is process 0 (the one that merges and writes the outputs)."""
   from ss_jax.runtime import distributed, jobs
+
   try:
     distributed.wait_for_shards(*jobs_)
   except jobs.ShardsMissing as e:

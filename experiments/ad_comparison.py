@@ -11,6 +11,7 @@ held-out images. Targets: attributes with held-out classifier accuracy >= --min_
 Writes comparison.md / .json, ad.md / .json and ad_<attribute>.png; resumable (rerun the
 same command after a kill), sharded over devices and processes like the other jobs.
 """
+
 import sys
 import time
 
@@ -23,12 +24,20 @@ from ss_jax.dci import ad_comparison
 
 flags.DEFINE_string("checkpoint", None, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("workdir", None, "Output / resume directory.")
-flags.DEFINE_list("attributes", None, "Target attributes, or 'all' (every reliable one). Default: ToyFaces "
-                  "hair_color,clothes_color,glasses,hat,mouth_open,bangs (a short run); a custom classifier: all.")
+flags.DEFINE_list(
+  "attributes",
+  None,
+  "Target attributes, or 'all' (every reliable one). Default: ToyFaces "
+  "hair_color,clothes_color,glasses,hat,mouth_open,bangs (a short run); a custom classifier: all.",
+)
 flags.DEFINE_string("classifier", "toyfaces", "'toyfaces' or package.module:function (images -> (N, A) logits).")
 flags.DEFINE_list("attribute_names", None, "Names of a custom classifier's logits.")
-flags.DEFINE_list("reliable", None, "Reliable attributes (targets and AD); default for ToyFaces: held-out "
-                  "accuracy >= --min_accuracy; required for a custom classifier.")
+flags.DEFINE_list(
+  "reliable",
+  None,
+  "Reliable attributes (targets and AD); default for ToyFaces: held-out "
+  "accuracy >= --min_accuracy; required for a custom classifier.",
+)
 flags.DEFINE_float("min_accuracy", 0.9, "ToyFaces: reliable = the classifier's held-out accuracy >= this.")
 _D = ad_comparison.Settings()  # the flags' defaults
 flags.DEFINE_float("min_rate", _D.min_rate, "Targets need this share of positives and of negatives.")
@@ -41,14 +50,16 @@ flags.DEFINE_integer("num_exemplars", _D.num_exemplars, "Exemplars (highest logi
 flags.DEFINE_integer("s_candidates", _D.s_candidates, "Top-theta channels tried per attribute.")
 flags.DEFINE_integer("num_components", _D.num_components, "GANSpace / SeFa components per row range.")
 flags.DEFINE_list("row_ranges", None, "w row ranges for GANSpace / SeFa (default: all + thirds).")
-flags.DEFINE_list("matches", [f"{x:g}" for x in _D.matches], "Target changes (sigma of the target logit) "
-                  "at which AD is compared.")
+flags.DEFINE_list(
+  "matches", [f"{x:g}" for x in _D.matches], "Target changes (sigma of the target logit) at which AD is compared."
+)
 flags.DEFINE_float("psi", _D.psi, "Truncation psi of every image.")
 flags.DEFINE_integer("batch_size", 128, "Renders per step and process.")
 flags.mark_flag_as_required("workdir")
 cli.finite("min_accuracy", "min_rate", "select_alpha", "psi")
-cli.positive("num_population", "num_select", "num_eval", "num_exemplars", "s_candidates", "num_components",
-             "batch_size")
+cli.positive(
+  "num_population", "num_select", "num_eval", "num_exemplars", "s_candidates", "num_components", "batch_size"
+)
 FLAGS = flags.FLAGS
 
 
@@ -58,6 +69,7 @@ def main(argv):
   from ss_jax.dci import attribute_dependency as ad
   from ss_jax.stylegan2.checkpoint import load_generator
   from converters.io import CheckpointError
+
   try:
     _distributed_flags.initialize()
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
@@ -68,11 +80,19 @@ def main(argv):
     wanted = FLAGS.attributes or (ad_comparison.DEFAULT_TARGETS if FLAGS.classifier == "toyfaces" else ["all"])
     targets = None if wanted == ["all"] else ad.reliable_mask(fn.names, wanted)  # validates the names
     settings = ad_comparison.Settings(
-        num_population=FLAGS.num_population, num_select=FLAGS.num_select, num_eval=FLAGS.num_eval,
-        psi=FLAGS.psi, alphas=tuple(float(a) for a in FLAGS.alphas), select_alpha=FLAGS.select_alpha,
-        num_exemplars=FLAGS.num_exemplars, s_candidates=FLAGS.s_candidates,
-        num_components=FLAGS.num_components, row_ranges=tuple(FLAGS.row_ranges) if FLAGS.row_ranges else None,
-        matches=tuple(float(x) for x in FLAGS.matches), min_rate=FLAGS.min_rate)
+      num_population=FLAGS.num_population,
+      num_select=FLAGS.num_select,
+      num_eval=FLAGS.num_eval,
+      psi=FLAGS.psi,
+      alphas=tuple(float(a) for a in FLAGS.alphas),
+      select_alpha=FLAGS.select_alpha,
+      num_exemplars=FLAGS.num_exemplars,
+      s_candidates=FLAGS.s_candidates,
+      num_components=FLAGS.num_components,
+      row_ranges=tuple(FLAGS.row_ranges) if FLAGS.row_ranges else None,
+      matches=tuple(float(x) for x in FLAGS.matches),
+      min_rate=FLAGS.min_rate,
+    )
     settings.check()
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
@@ -80,16 +100,18 @@ def main(argv):
   progress = (lambda total, label: jobs.Progress(total, label, "renders")) if distributed.is_main() else None
   t0 = time.time()
   try:
-    result = ad_comparison.run(FLAGS.workdir, g, fn, reliable, settings, FLAGS.batch_size, log, progress,
-                               targets=targets)
+    result = ad_comparison.run(
+      FLAGS.workdir, g, fn, reliable, settings, FLAGS.batch_size, log, progress, targets=targets
+    )
   except (ValueError, jobs.ShardsMissing) as e:  # includes SettingsMismatch
     sys.exit(f"error: {e}")
   if not distributed.is_main():
     return
   md = ad_comparison.write_outputs(FLAGS.workdir, result, {"seconds": time.time() - t0})
   print(md)
-  print(f"\nwrote comparison.md/.json, ad.md/.json and ad_<attribute>.png to {FLAGS.workdir} "
-        f"in {time.time() - t0:.0f}s")
+  print(
+    f"\nwrote comparison.md/.json, ad.md/.json and ad_<attribute>.png to {FLAGS.workdir} in {time.time() - t0:.0f}s"
+  )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ against an independent half of the bank, with and without the region's verified 
 channels (--verified); edits of held-out images (classifier mode). Exemplar mode (--seeds/--codes):
 ranking.json and a self-resampling curve (stability only: its last point is 1 by construction).
 """
+
 import pathlib
 import sys
 
@@ -30,8 +31,9 @@ flags.DEFINE_integer("num_exemplars", 30, "Exemplars of the main ranking (strong
 flags.DEFINE_integer("num_reference", 200, "Strongest exemplars of the reference half (and pool draws).")
 flags.DEFINE_integer("num_eval", 128, "Held-out bank images edited per attribute.")
 flags.DEFINE_string("verified", None, "verified.json of detect_local: restrict to the region's channels.")
-flags.DEFINE_list("alphas", ["5", "10", "20"], "Edit strengths in channel stds (towards the exemplars; "
-                  "empty: no edits).")
+flags.DEFINE_list(
+  "alphas", ["5", "10", "20"], "Edit strengths in channel stds (towards the exemplars; empty: no edits)."
+)
 flags.DEFINE_integer("edit_top", 3, "Top channels of the main ranking that are edited.")
 flags.DEFINE_integer("samples_per_shard", 5_000, "Bank samples per resumable shard.")
 flags.DEFINE_string("stats", None, "stats.npz (experiments.style_stats); bank mode default: the bank's own.")
@@ -58,14 +60,36 @@ FLAGS = flags.FLAGS
 
 def bank_main(out, g, checkpoint):
   from ss_jax.dci import attribute_bank as ab
-  cs = ab.CheckSettings(FLAGS.num_eval, FLAGS.num_exemplars, FLAGS.num_reference, num_draws=FLAGS.draws,
-                        split_seed=FLAGS.curve_seed, curve_seed=FLAGS.curve_seed,
-                        alphas=tuple(float(a) for a in FLAGS.alphas), edit_top=FLAGS.edit_top,
-                        lowest=FLAGS.lowest, include_torgb=FLAGS.include_torgb)
-  ab.bank_mode(g, out, cs, FLAGS.attribute, FLAGS.classifier, FLAGS.logits, bank_size=FLAGS.bank_size,
-               bank_seed=FLAGS.bank_seed, bank_workdir=FLAGS.bank_workdir, psi=FLAGS.psi,
-               samples_per_shard=FLAGS.samples_per_shard, checkpoint=checkpoint, verified=FLAGS.verified,
-               stats_path=FLAGS.stats, batch_size=FLAGS.batch_size)
+
+  cs = ab.CheckSettings(
+    FLAGS.num_eval,
+    FLAGS.num_exemplars,
+    FLAGS.num_reference,
+    num_draws=FLAGS.draws,
+    split_seed=FLAGS.curve_seed,
+    curve_seed=FLAGS.curve_seed,
+    alphas=tuple(float(a) for a in FLAGS.alphas),
+    edit_top=FLAGS.edit_top,
+    lowest=FLAGS.lowest,
+    include_torgb=FLAGS.include_torgb,
+  )
+  ab.bank_mode(
+    g,
+    out,
+    cs,
+    FLAGS.attribute,
+    FLAGS.classifier,
+    FLAGS.logits,
+    bank_size=FLAGS.bank_size,
+    bank_seed=FLAGS.bank_seed,
+    bank_workdir=FLAGS.bank_workdir,
+    psi=FLAGS.psi,
+    samples_per_shard=FLAGS.samples_per_shard,
+    checkpoint=checkpoint,
+    verified=FLAGS.verified,
+    stats_path=FLAGS.stats,
+    batch_size=FLAGS.batch_size,
+  )
 
 
 def main(argv):
@@ -74,6 +98,7 @@ def main(argv):
   from ss_jax.runtime import defaults, jobs
   from ss_jax.stylegan2.checkpoint import load_generator
   from ss_jax.stylespace import attribute_channels as ac
+
   try:
     _distributed_flags.initialize()
     out = jobs.open_workdir(FLAGS.workdir, jax.process_index())  # never a folder of the user's files
@@ -84,8 +109,20 @@ def main(argv):
     if FLAGS.classifier or FLAGS.logits:
       return bank_main(out, g, str(pathlib.Path(checkpoint).absolute()))
     restrict = ac.channel_list(FLAGS.restrict_to) if FLAGS.restrict_to else None
-    ac.exemplar_mode(g, out, FLAGS.stats, FLAGS.seeds, FLAGS.codes, FLAGS.psi, FLAGS.include_torgb, restrict,
-                     FLAGS.top_k, FLAGS.draws, FLAGS.curve_seed, FLAGS.batch_size)
+    ac.exemplar_mode(
+      g,
+      out,
+      FLAGS.stats,
+      FLAGS.seeds,
+      FLAGS.codes,
+      FLAGS.psi,
+      FLAGS.include_torgb,
+      restrict,
+      FLAGS.top_k,
+      FLAGS.draws,
+      FLAGS.curve_seed,
+      FLAGS.batch_size,
+    )
   except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, SettingsMismatch, bad names
     sys.exit(f"error: {e}")
 

@@ -12,6 +12,7 @@ population (seeds --population_seed..) gives the logit stds; held-out images are
 --eval_seed.. Writes ad.json, ad.md and ad_<attribute>.png (ss_jax/dci/attribute_dependency.py);
 resumable and sharded over devices / processes like the other jobs.
 """
+
 import sys
 
 from absl import flags
@@ -25,8 +26,11 @@ flags.DEFINE_string("workdir", None, "Output / resume directory.")
 flags.DEFINE_string("attribute", None, "Target attribute (name).")
 flags.DEFINE_string("classifier", "toyfaces", "'toyfaces' or package.module:function (images -> (N, A) logits).")
 flags.DEFINE_list("attribute_names", None, "Names of the classifier's logits (needed for a custom classifier).")
-flags.DEFINE_list("others", None, "Attributes AD is taken over (default: ToyFaces: held-out accuracy >= "
-                  "--min_accuracy; other classifiers: all).")
+flags.DEFINE_list(
+  "others",
+  None,
+  "Attributes AD is taken over (default: ToyFaces: held-out accuracy >= --min_accuracy; other classifiers: all).",
+)
 flags.DEFINE_float("min_accuracy", 0.9, "ToyFaces: reliable = held-out accuracy >= this.")
 flags.DEFINE_list("channels", [], "S edits: channel groups, e.g. 3_43,6_113+6_114.")
 flags.DEFINE_list("directions", [], "W / W+ direction .npy files.")
@@ -56,6 +60,7 @@ def main(argv):
   from ss_jax.stylespace import directions
   from ss_jax.stylegan2.checkpoint import load_generator
   from converters.io import CheckpointError
+
   try:
     _distributed_flags.initialize()
     fn = ad.attribute_function(FLAGS.classifier, FLAGS.attribute_names)
@@ -64,26 +69,50 @@ def main(argv):
       raise ValueError(f"unknown attribute {FLAGS.attribute!r}; choose from {', '.join(names)}")
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
     others = ad.reliable_mask(names, FLAGS.others, FLAGS.classifier, FLAGS.min_accuracy)
-    if (FLAGS.eval_seed < FLAGS.population_seed + FLAGS.num_population
-        and FLAGS.population_seed < FLAGS.eval_seed + FLAGS.num_images):
+    if (
+      FLAGS.eval_seed < FLAGS.population_seed + FLAGS.num_population
+      and FLAGS.population_seed < FLAGS.eval_seed + FLAGS.num_images
+    ):
       raise ValueError("the held-out seeds overlap the population seeds: they must be disjoint")
     alphas = [float(a) for a in FLAGS.alphas]
     rows = None if FLAGS.rows == "all" else directions.parse_rows(FLAGS.rows, g.config.num_ws)
     progress = (lambda n, label: jobs.Progress(n, label, "renders")) if distributed.is_main() else (lambda *a: None)
-    pop = ad.population(FLAGS.workdir, g, fn, FLAGS.num_population, FLAGS.population_seed, FLAGS.psi,
-                        batch_size=FLAGS.batch_size, progress=progress(FLAGS.num_population, "population"))
+    pop = ad.population(
+      FLAGS.workdir,
+      g,
+      fn,
+      FLAGS.num_population,
+      FLAGS.population_seed,
+      FLAGS.psi,
+      batch_size=FLAGS.batch_size,
+      progress=progress(FLAGS.num_population, "population"),
+    )
     t = names.index(FLAGS.attribute)
     edits = ad.make_edits(g, pop, t, FLAGS.channels, FLAGS.directions, rows, FLAGS.interfacegan)
-    job = ad.make_job(FLAGS.workdir, "ad_heldout", g, fn, range(FLAGS.eval_seed, FLAGS.eval_seed + FLAGS.num_images),
-                      edits, alphas, FLAGS.psi, FLAGS.images_per_shard)
+    job = ad.make_job(
+      FLAGS.workdir,
+      "ad_heldout",
+      g,
+      fn,
+      range(FLAGS.eval_seed, FLAGS.eval_seed + FLAGS.num_images),
+      edits,
+      alphas,
+      FLAGS.psi,
+      FLAGS.images_per_shard,
+    )
     base, edited = ad.run_and_read(job, g, edits, fn, FLAGS.batch_size, progress(ad.num_renders(job), "held-out"))
-    results = ad.evaluate(base, edited, edits, [t] * len(edits), alphas, ad.logit_std(pop["logits"]), names,
-                          FLAGS.match, others)
+    results = ad.evaluate(
+      base, edited, edits, [t] * len(edits), alphas, ad.logit_std(pop["logits"]), names, FLAGS.match, others
+    )
   except (CheckpointError, FileNotFoundError, ValueError, jobs.ShardsMissing) as e:
     sys.exit(f"error: {e}")
   if distributed.is_main():
-    settings = dict(job.spec, others=None if others is None else [n for n, o in zip(names, others) if o],
-                    num_population=FLAGS.num_population, population_seed=FLAGS.population_seed)
+    settings = dict(
+      job.spec,
+      others=None if others is None else [n for n, o in zip(names, others) if o],
+      num_population=FLAGS.num_population,
+      population_seed=FLAGS.population_seed,
+    )
     pngs = ad.write_outputs(FLAGS.workdir, results, FLAGS.match, settings)
     print(ad.curves_markdown(results, FLAGS.match))
     print(f"\nwrote ad.json, ad.md and {', '.join(pngs)} to {FLAGS.workdir}")

@@ -15,6 +15,7 @@ experiments/_verify_flags.py and docs/verification.md). After `experiments.gradi
 --discount were fixed by that run) and stats.npz is written too; --score and verification
 work the same (ss_jax.stylespace.verified_detection.score_workdir).
 """
+
 import sys
 
 from absl import flags
@@ -25,8 +26,7 @@ from ss_jax.runtime import cli
 flags.DEFINE_string("workdir", None, "Work directory of experiments.gradient_maps.")
 flags.DEFINE_string("labels_dir", None, "Folder of label PNGs (seedNNNN.png or NNNNN.png).")
 flags.DEFINE_string("segmenter", None, "Segmenter name or module:function (default: toyfaces).")
-flags.DEFINE_string("categories", None,
-                    "Category table: ffhq | toyfaces (default: the segmenter's, else ffhq).")
+flags.DEFINE_string("categories", None, "Category table: ffhq | toyfaces (default: the segmenter's, else ffhq).")
 flags.DEFINE_float("discount", 2.0, "Overlap score n / area**discount (stored maps only).")
 flags.DEFINE_float("threshold", 0.5, "Minimum winning fraction.")
 flags.DEFINE_float("margin", 0.25, "Minimum lead over every other category.")
@@ -46,15 +46,32 @@ def main(argv):
   from ss_jax.runtime import images
   from ss_jax.stylespace import locally_active, report
   from ss_jax.stylespace.gradmaps import storage
+
   try:
-    sc = verified_detection.score_workdir(FLAGS.workdir, FLAGS.name, FLAGS.labels_dir, FLAGS.segmenter,
-                                          FLAGS.categories, FLAGS.discount if FLAGS["discount"].present else None,
-                                          sys.stderr)
+    sc = verified_detection.score_workdir(
+      FLAGS.workdir,
+      FLAGS.name,
+      FLAGS.labels_dir,
+      FLAGS.segmenter,
+      FLAGS.categories,
+      FLAGS.discount if FLAGS["discount"].present else None,
+      sys.stderr,
+    )
     job, gm, table = sc.job, sc.gm, sc.table
     layout, _, _ = storage.job_layout(gm)
     layers = locally_active.parse_layers(layout, FLAGS.layers) if FLAGS.layers else None
-    result, hist = verified_detection.finalize(job, gm, FLAGS.score, FLAGS.threshold, FLAGS.margin,
-                                               FLAGS.mass_threshold, FLAGS.top_k, layers, sc.stats, sc.maps_fn)
+    result, hist = verified_detection.finalize(
+      job,
+      gm,
+      FLAGS.score,
+      FLAGS.threshold,
+      FLAGS.margin,
+      FLAGS.mass_threshold,
+      FLAGS.top_k,
+      layers,
+      sc.stats,
+      sc.maps_fn,
+    )
     verified = None
     if FLAGS.verify and "labels_dir" not in sc.source:  # edited images need a segmenter
       verified = _verify_flags.verify(job, gm, result, sc.labels_fn, sc.source, table, sys.stderr)
@@ -62,15 +79,19 @@ def main(argv):
       print("note: no verification: label PNGs cannot label edited images (give --segmenter)", flush=True)
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-  images.save_png(job.dir / "layer_histogram.png",
-                  report.histogram_png(hist, [L.index for L in layout], table.categories))
+  images.save_png(
+    job.dir / "layer_histogram.png", report.histogram_png(hist, [L.index for L in layout], table.categories)
+  )
   for i, c in enumerate(result["categories"]):
     shown = verified["categories"][i]["verified"] if verified else c["detected"]
     top = ", ".join(e["name"] for e in shown[:5])
     ver = f", {len(verified['categories'][i]['verified'])} verified" if verified else ""
     print(f"{c['category']:>12}: {len(c['detected'])} channels{ver}{' (' + top + ', ...)' if top else ''}")
-  print(f"wrote {job.dir}/detections.json, local.npz, layer_histogram.json/.png, mean_maps.npz"
-        + (", stats.npz" if sc.streamed else "") + (", verified.json" if verified else ""))
+  print(
+    f"wrote {job.dir}/detections.json, local.npz, layer_histogram.json/.png, mean_maps.npz"
+    + (", stats.npz" if sc.streamed else "")
+    + (", verified.json" if verified else "")
+  )
 
 
 if __name__ == "__main__":

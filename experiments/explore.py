@@ -7,6 +7,7 @@
 Prints the address (http://127.0.0.1:PORT/). Binds to 127.0.0.1 unless --host says otherwise
 (the explorer has no authentication: another host exposes it to the network).
 """
+
 import logging
 import sys
 
@@ -37,18 +38,29 @@ def main(argv):
   from ss_jax.runtime import defaults
   from ss_jax.stylegan2.checkpoint import load_generator
   from ss_jax.explorer import app as app_lib, launch
+
   if not app_lib.is_loopback(FLAGS.host):
-    print(f"warning: binding {FLAGS.host}: anyone who can reach this address can use the explorer "
-          "(no authentication)", file=sys.stderr)
+    print(
+      f"warning: binding {FLAGS.host}: anyone who can reach this address can use the explorer (no authentication)",
+      file=sys.stderr,
+    )
   try:
     path = FLAGS.checkpoint or defaults.default_checkpoint()
     g = load_generator(path)
-    ex = launch.build_explorer(g, str(FLAGS.checkpoint or "ToyFaces (shipped)"),
-                               default_model=FLAGS.checkpoint is None, workdir=FLAGS.workdir,
-                               stats_path=FLAGS.stats, detections_path=FLAGS.detections,
-                               verified_path=FLAGS.verified, segmenter=FLAGS.segmenter, encoder=FLAGS.encoder,
-                               max_batch=FLAGS.max_batch, sigma_samples=FLAGS.sigma_samples,
-                               measure=FLAGS.measure)
+    ex = launch.build_explorer(
+      g,
+      str(FLAGS.checkpoint or "ToyFaces (shipped)"),
+      default_model=FLAGS.checkpoint is None,
+      workdir=FLAGS.workdir,
+      stats_path=FLAGS.stats,
+      detections_path=FLAGS.detections,
+      verified_path=FLAGS.verified,
+      segmenter=FLAGS.segmenter,
+      encoder=FLAGS.encoder,
+      max_batch=FLAGS.max_batch,
+      sigma_samples=FLAGS.sigma_samples,
+      measure=FLAGS.measure,
+    )
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   launch.serve(ex, FLAGS.host, FLAGS.port)

@@ -5,14 +5,18 @@
 
 Without --checkpoint the embedded ToyFaces model is used.
 """
+
 import sys
 
 from absl import flags
 
 from ss_jax.runtime import cli
 
-flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl (PyTorch/TF) or rosinality .pt; "
-                    "default: the embedded ToyFaces generator.")
+flags.DEFINE_string(
+  "checkpoint",
+  None,
+  "Converted dir, NVIDIA .pkl (PyTorch/TF) or rosinality .pt; default: the embedded ToyFaces generator.",
+)
 flags.DEFINE_string("seeds", "0-7", "Seeds, e.g. '0-7' or '1,5,10-12'.")
 flags.DEFINE_float("psi", 0.7, "Truncation psi (1 = none).")
 flags.DEFINE_integer("class_idx", 0, "Class label for conditional models.")
@@ -32,6 +36,7 @@ def main(argv):
   from ss_jax.runtime import defaults, images, outputs
   from ss_jax.stylegan2 import sampling
   from ss_jax.stylegan2.checkpoint import load_generator
+
   out = outputs.claim(FLAGS.outdir, "images")  # never into a folder of the user's files
   try:
     seeds = sampling.parse_seeds(FLAGS.seeds)

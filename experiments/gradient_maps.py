@@ -17,6 +17,7 @@ a TPU pod slice / SLURM); each maps its own shards of images over all devices.
 
   python -m experiments.gradient_maps --seeds=0-999 --workdir=out/local --stream --segmenter=toyfaces
 """
+
 import sys
 
 from absl import flags
@@ -24,8 +25,9 @@ from absl import flags
 from experiments import _distributed_flags
 from ss_jax.runtime import cli
 
-flags.DEFINE_string("checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; "
-                    "default: the embedded ToyFaces generator.")
+flags.DEFINE_string(
+  "checkpoint", None, "Converted dir, NVIDIA .pkl or rosinality .pt; default: the embedded ToyFaces generator."
+)
 flags.DEFINE_string("seeds", "0-999", "Seeds of the analysed images, e.g. '0-999'.")
 flags.DEFINE_float("psi", 0.7, "Truncation psi on every w row (the official images use 0.7).")
 flags.DEFINE_integer("class_idx", 0, "Class label for conditional models.")
@@ -33,8 +35,12 @@ flags.DEFINE_integer("resolution", 32, "Pooled gradient-map size R (must divide 
 flags.DEFINE_bool("include_torgb", False, "Also map the toRGB style channels.")
 flags.DEFINE_string("workdir", None, "Work directory (shared with detect_local and report).")
 flags.DEFINE_integer("images_per_shard", 8, "Images per resumable shard.")
-flags.DEFINE_enum("dtype", "float32", ["float32", "float16"], "Storage dtype of the maps "
-                  "(float16 stores each map divided by its max, half the size).")
+flags.DEFINE_enum(
+  "dtype",
+  "float32",
+  ["float32", "float16"],
+  "Storage dtype of the maps (float16 stores each map divided by its max, half the size).",
+)
 flags.DEFINE_integer("chunk_size", None, "Tangents/cotangents per vmapped batch (bounds memory).")
 flags.DEFINE_string("method", "auto", "Jacobian method: auto, forward, reverse or local.")
 flags.DEFINE_bool("stream", False, "Keep per-category detection sums instead of the maps.")
@@ -58,6 +64,7 @@ def main(argv):
   from ss_jax.stylegan2 import sampling
   from ss_jax.stylegan2.checkpoint import load_generator
   from converters.io import CheckpointError
+
   try:
     _distributed_flags.initialize()
     seeds = sampling.parse_seeds(FLAGS.seeds)
@@ -71,14 +78,20 @@ def main(argv):
     else:
       gm = storage.gradient_map_job(FLAGS.workdir, g, seeds, ckpt, *args, FLAGS.dtype)
     pooled = gm.spec.get("gradient_maps", gm.spec)["pooled"]
-    distributed.log(f"gradient maps of {len(seeds)} images at {pooled}x{pooled} -> {gm.dir} "
-                    f"({len(gm.mine()) - len(gm.pending())}/{len(gm.mine())} own shards done); "
-                    f"{distributed.describe()}")
+    distributed.log(
+      f"gradient maps of {len(seeds)} images at {pooled}x{pooled} -> {gm.dir} "
+      f"({len(gm.mine()) - len(gm.pending())}/{len(gm.mine())} own shards done); "
+      f"{distributed.describe()}"
+    )
     progress = None
     if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
-      size = lambda i: len(seeds[i * FLAGS.images_per_shard:(i + 1) * FLAGS.images_per_shard])
-      progress = jobs.Progress(sum(size(i) for i in gm.mine()), "gradient maps", "images",
-                               done=sum(size(i) for i in set(gm.mine()) - set(gm.pending())))
+      size = lambda i: len(seeds[i * FLAGS.images_per_shard : (i + 1) * FLAGS.images_per_shard])
+      progress = jobs.Progress(
+        sum(size(i) for i in gm.mine()),
+        "gradient maps",
+        "images",
+        done=sum(size(i) for i in set(gm.mine()) - set(gm.pending())),
+      )
     kw = dict(chunk_size=FLAGS.chunk_size, method=FLAGS.method, progress=progress)
     if FLAGS.stream:
       stream.run(gm, g, labels_fn, **kw)

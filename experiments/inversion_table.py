@@ -19,6 +19,7 @@ that file). Writes WORKDIR/table.md, results.json, figure.png (rows: images; col
 original | reconstructions | true edit | edits) and channels.json; with --pilot, pilot.md and
 pilot.json (edits of generated samples for every candidate attribute) instead.
 """
+
 import dataclasses
 import sys
 
@@ -30,8 +31,12 @@ from ss_jax.toyfaces.eval import experiment
 D = experiment.get_config()
 flags.DEFINE_string("workdir", D.workdir, "Output / resume directory.")
 flags.DEFINE_string("checkpoint", D.checkpoint, "Generator; default: the embedded ToyFaces generator.")
-flags.DEFINE_string("encoder", D.encoder, "Encoder directory (ss_jax.inversion.encoder format) or an "
-                    "experiments.train_encoder workdir (its latest checkpoint); default: the shipped one.")
+flags.DEFINE_string(
+  "encoder",
+  D.encoder,
+  "Encoder directory (ss_jax.inversion.encoder format) or an "
+  "experiments.train_encoder workdir (its latest checkpoint); default: the shipped one.",
+)
 flags.DEFINE_list("methods", D.methods, "Methods among w, wplus, s, encoder, hybrid.")
 flags.DEFINE_integer("num_images", D.num_images, "Held-out renders inverted (seeds 40,000,000 + i).")
 flags.DEFINE_integer("steps", D.steps, "Optimisation steps of w, wplus and s.")
@@ -41,20 +46,37 @@ flags.DEFINE_enum("lpips", D.lpips, ["alex", "vgg", "none"], "Perceptual loss an
 flags.DEFINE_list("attributes", D.attributes, "Edited attributes (default: inversion_eval.DEFAULT_ATTRIBUTES).")
 flags.DEFINE_integer("num_channels", D.num_channels, "Top channels moved per attribute (default: inversion_eval's).")
 flags.DEFINE_float("alpha", D.alpha, "Edit strength in population stds (default: inversion_eval's).")
-flags.DEFINE_integer("num_exemplars", D.num_exemplars, "Exemplars per attribute: the bank samples with the highest logit.")
+flags.DEFINE_integer(
+  "num_exemplars", D.num_exemplars, "Exemplars per attribute: the bank samples with the highest logit."
+)
 flags.DEFINE_integer("bank_size", D.bank_size, "Generator samples (seeds 0.., psi 1) ranked by the classifier.")
 flags.DEFINE_integer("stats_samples", D.stats_samples, "Samples (seeds 0.., psi 1) of the population mean / std of S.")
 flags.DEFINE_integer("reference_images", D.reference_images, "Fresh renders (seeds 41,000,000..) of the FD reference.")
-flags.DEFINE_integer("figure_rows", D.figure_rows, "Images shown in figure.png (image i: edit of attribute i mod count).")
+flags.DEFINE_integer(
+  "figure_rows", D.figure_rows, "Images shown in figure.png (image i: edit of attribute i mod count)."
+)
 flags.DEFINE_integer("chunk_steps", D.chunk_steps, "Optimisation steps between progress lines.")
 flags.DEFINE_integer("batch_size", D.batch_size, "Images per batch when rendering / classifying.")
 flags.DEFINE_bool("pilot", D.pilot, "Score candidate attributes on generated samples and stop (pilot.md).")
-flags.DEFINE_list("pilot_attributes", D.pilot_attributes, "Candidates of --pilot (default: every local attribute the "
-                  "classifier reads reliably).")
+flags.DEFINE_list(
+  "pilot_attributes",
+  D.pilot_attributes,
+  "Candidates of --pilot (default: every local attribute the classifier reads reliably).",
+)
 flags.DEFINE_integer("pilot_images", D.pilot_images, "Generated samples (seeds 100,000..) edited by --pilot.")
 flags.mark_flag_as_required("workdir")
-cli.positive("num_images", "stats_samples", "reference_images", "bank_size", "num_exemplars", "chunk_steps",
-             "batch_size", "pilot_images", "num_channels", "lr")
+cli.positive(
+  "num_images",
+  "stats_samples",
+  "reference_images",
+  "bank_size",
+  "num_exemplars",
+  "chunk_steps",
+  "batch_size",
+  "pilot_images",
+  "num_channels",
+  "lr",
+)
 cli.non_negative("steps", "hybrid_steps", "figure_rows")
 cli.finite("alpha")
 FLAGS = flags.FLAGS

@@ -22,6 +22,7 @@ Writes to WORKDIR:
   edits.png             with --edit_channels: rows channel x image, columns --alphas
   invert.json           settings and mean losses
 """
+
 import dataclasses
 import sys
 
@@ -34,8 +35,12 @@ D = folder.get_config()
 flags.DEFINE_string("images", D.images, "A folder of images or one image file.")
 flags.DEFINE_string("workdir", D.workdir, "Output folder (resumable).")
 flags.DEFINE_enum("space", D.space, ["w", "wplus", "s"], "Space of the codes.")
-flags.DEFINE_enum("mode", D.mode, ["optimise", "encoder", "hybrid"],
-                  "optimise: from w_avg; encoder: the encoder's code only; hybrid: encoder start + --steps.")
+flags.DEFINE_enum(
+  "mode",
+  D.mode,
+  ["optimise", "encoder", "hybrid"],
+  "optimise: from w_avg; encoder: the encoder's code only; hybrid: encoder start + --steps.",
+)
 flags.DEFINE_string("checkpoint", D.checkpoint, "Generator; default: the embedded ToyFaces generator.")
 flags.DEFINE_string("encoder", D.encoder, "Encoder directory for --mode=encoder/hybrid; default: the shipped one.")
 flags.DEFINE_integer("steps", D.steps, "Optimisation steps (default 1000 for optimise, 100 for hybrid).")

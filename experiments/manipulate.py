@@ -13,6 +13,7 @@ killed batch of many seeds resumes, with any number of devices or processes
 (--coordinator_address=HOST:PORT --num_processes=M --process_id=i, or --distributed;
 docs/scaling.md). Process 0 writes the grid.
 """
+
 import pathlib
 import sys
 
@@ -33,8 +34,12 @@ flags.DEFINE_integer("min_cell", 64, "Upscale cells narrower than this (pixels) 
 flags.DEFINE_integer("batch_size", 8, "Images per step and process (times the number of alphas).")
 flags.DEFINE_integer("images_per_shard", 16, "Seeds per resumable shard.")
 flags.DEFINE_string("outdir", "out/manipulate", "Output directory.")
-flags.DEFINE_string("edit", None, "Replay an edit JSON exported by experiments.explore (writes OUTDIR/edit_<i>.png; "
-                    "--stats and --channels are not needed: the file holds seeds or codes, alphas and sigmas).")
+flags.DEFINE_string(
+  "edit",
+  None,
+  "Replay an edit JSON exported by experiments.explore (writes OUTDIR/edit_<i>.png; "
+  "--stats and --channels are not needed: the file holds seeds or codes, alphas and sigmas).",
+)
 cli.seed_list("seeds")
 cli.finite("psi")
 cli.non_negative("class_idx")
@@ -48,8 +53,10 @@ def main(argv):
   from ss_jax.stylegan2 import sampling
   from ss_jax.stylegan2.checkpoint import load_generator
   from ss_jax.stylespace import manipulate, stats
+
   if FLAGS.edit:
     from ss_jax.explorer import edit_spec
+
     try:
       g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
       for path in edit_spec.replay_file(g, FLAGS.edit, FLAGS.outdir):
@@ -66,15 +73,26 @@ def main(argv):
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
     manipulate.resolve_channels(g.layout, FLAGS.channels)
     st = stats.load(FLAGS.stats, g.layout)
-    job = manipulate.make_job(FLAGS.outdir, g, seeds, FLAGS.channels, alphas, st["std"], psi=FLAGS.psi,
-                              class_idx=FLAGS.class_idx, joint=FLAGS.joint,
-                              images_per_shard=FLAGS.images_per_shard)
+    job = manipulate.make_job(
+      FLAGS.outdir,
+      g,
+      seeds,
+      FLAGS.channels,
+      alphas,
+      st["std"],
+      psi=FLAGS.psi,
+      class_idx=FLAGS.class_idx,
+      joint=FLAGS.joint,
+      images_per_shard=FLAGS.images_per_shard,
+    )
   except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, bad names, wrong stats
     sys.exit(f"error: {e}")
   groups = job.spec["groups"]
   names = [label for _, label in groups] if not FLAGS.joint else groups[0][1].split("+")
-  distributed.log(f"editing {', '.join(names)}{' jointly' if FLAGS.joint else ''} on {len(seeds)} images, "
-                  f"alphas {list(alphas)} -> {job.dir}; {distributed.describe()}")
+  distributed.log(
+    f"editing {', '.join(names)}{' jointly' if FLAGS.joint else ''} on {len(seeds)} images, "
+    f"alphas {list(alphas)} -> {job.dir}; {distributed.describe()}"
+  )
   progress = None
   if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
     progress = jobs.Progress(len(job.pending()) * len(groups), "edits", "channel x shard", interval=0)
@@ -85,10 +103,20 @@ def main(argv):
   out = pathlib.Path(FLAGS.outdir)
   images.save_png(out / "grid.png", grid)
   idx = [i for grp, _ in groups for i in grp]
-  jobs.atomic_write_json(out / "manipulation.json", {
-      "channels": names, "sigma": [job.spec["sigma"][str(i)] for i in idx], "alphas": list(alphas),
-      "seeds": seeds, "psi": FLAGS.psi, "joint": FLAGS.joint, "stats": FLAGS.stats,
-      "rows": [label for _, label in groups for _ in seeds], "edits": str(job.dir)})
+  jobs.atomic_write_json(
+    out / "manipulation.json",
+    {
+      "channels": names,
+      "sigma": [job.spec["sigma"][str(i)] for i in idx],
+      "alphas": list(alphas),
+      "seeds": seeds,
+      "psi": FLAGS.psi,
+      "joint": FLAGS.joint,
+      "stats": FLAGS.stats,
+      "rows": [label for _, label in groups for _ in seeds],
+      "edits": str(job.dir),
+    },
+  )
   distributed.log(f"wrote {out / 'grid.png'} ({grid.shape[1]}x{grid.shape[0]}) and manipulation.json")
 
 

@@ -8,6 +8,7 @@ readable by `detect_local --labels_dir=OUTDIR/labels`) and
 OUTDIR/overlays/<stem>.png. --parser is the official .pth or a directory
 written by `python -m converters`.
 """
+
 import sys
 
 from absl import flags
@@ -31,16 +32,18 @@ def main(argv):
   from ss_jax.parser import face_parser
   from ss_jax.runtime import images
   from converters.io import CheckpointError
+
   try:
     images.image_files(FLAGS.images)  # fail on an empty folder before loading the parser
     parser = face_parser.load_parser(FLAGS.parser, input_size=FLAGS.input_size, batch_size=FLAGS.batch_size)
-    print(f"parsing {FLAGS.images} at {FLAGS.input_size} px on {parser.mesh.devices.size} device(s)",
-          file=sys.stderr)
+    print(f"parsing {FLAGS.images} at {FLAGS.input_size} px on {parser.mesh.devices.size} device(s)", file=sys.stderr)
     out = face_parser.parse_folder(parser, FLAGS.images, FLAGS.outdir, FLAGS.resolution, FLAGS.overlays)
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-  print(f"wrote {out['images']} label maps to {out['labels']}"
-        + (f" and overlays to {out['overlays']}" if out["overlays"] else ""))
+  print(
+    f"wrote {out['images']} label maps to {out['labels']}"
+    + (f" and overlays to {out['overlays']}" if out["overlays"] else "")
+  )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ random baseline and edit figures on held-out seeds (ss_jax.stylespace.verificati
 index.html links PNG files next to it (relative paths, no server needed). The
 generator defaults to the checkpoint the gradient maps were computed with.
 """
+
 import sys
 
 from absl import flags
@@ -17,8 +18,11 @@ from ss_jax.runtime import cli
 
 flags.DEFINE_string("workdir", None, "Work directory of gradient_maps and detect_local.")
 flags.DEFINE_string("name", "local", "Analysis sub-folder (detect_local --name).")
-flags.DEFINE_string("checkpoint", None, "Generator for the strips (default: the one of the gradient maps, "
-                    "which defaults to the embedded ToyFaces model).")
+flags.DEFINE_string(
+  "checkpoint",
+  None,
+  "Generator for the strips (default: the one of the gradient maps, which defaults to the embedded ToyFaces model).",
+)
 flags.DEFINE_string("stats", None, "stats.npz (mean, std) of experiments.style_stats; without it no strips.")
 flags.DEFINE_string("outdir", None, "Output folder for index.html and its PNGs.")
 flags.DEFINE_list("alphas", ["-10", "-5", "0", "5", "10"], "Edit strengths in units of the channel's std.")
@@ -37,6 +41,7 @@ def main(argv):
   from ss_jax.stylegan2.checkpoint import load_generator
   from ss_jax.stylegan3.config import any_config_from_dict
   from converters.io import CheckpointError
+
   try:
     alphas = [float(a) for a in FLAGS.alphas]
     gm = storage.open_job(FLAGS.workdir, storage.GRADMAPS)
@@ -47,8 +52,9 @@ def main(argv):
     storage.check_generator(g)
     if FLAGS.stats:
       std = stats.load(FLAGS.stats, g.layout)["std"]
-    path = report.build_report(FLAGS.workdir, FLAGS.outdir, FLAGS.name, g, std, FLAGS.max_channels, alphas,
-                               FLAGS.num_images, FLAGS.channels)
+    path = report.build_report(
+      FLAGS.workdir, FLAGS.outdir, FLAGS.name, g, std, FLAGS.max_channels, alphas, FLAGS.num_images, FLAGS.channels
+    )
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   print(f"wrote {path}")

@@ -1,7 +1,8 @@
 """Measure a ToyFaces generator against fresh renders (README's quality table).
 
-  python -m experiments.toyfaces_quality --num_images=2000 --outdir=out/quality
+python -m experiments.toyfaces_quality --num_images=2000 --outdir=out/quality
 """
+
 import sys
 
 from absl import flags
@@ -25,13 +26,15 @@ def main(argv):
   from ss_jax.stylegan2.generator import Generator
   from ss_jax.toyfaces import models
   from ss_jax.toyfaces.eval import quality
+
   try:
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
     classifier, segmenter = models.load_classifier(), models.load_segmenter()
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-  rep = quality.quality_report(g, Generator.random(g.config, jax.random.PRNGKey(0)), classifier,
-                               segmenter, FLAGS.num_images, FLAGS.psi)
+  rep = quality.quality_report(
+    g, Generator.random(g.config, jax.random.PRNGKey(0)), classifier, segmenter, FLAGS.num_images, FLAGS.psi
+  )
   out = outputs.claim(FLAGS.outdir, "images")
   for k, v in rep.pop("images").items():
     images.save_png(out / f"{k}.png", images.make_grid(v[:64]))

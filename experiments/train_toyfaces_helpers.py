@@ -13,6 +13,7 @@ and AUC, on clean and degraded renders) and WORKDIR/*_train.npz checkpoints,
 so a rerun with the same settings resumes (or only re-evaluates).
 --install copies the models into ss_jax/assets/toyfaces/.
 """
+
 import sys
 
 from absl import flags
@@ -44,10 +45,12 @@ def main(argv):
 
   try:
     th.train_and_export(
-        FLAGS.workdir,
-        settings(FLAGS.segmenter_steps, 1200, th.default_segmenter_settings, FLAGS.segmenter_batch),
-        settings(FLAGS.classifier_steps, 2400, th.default_classifier_settings, FLAGS.classifier_batch),
-        eval_images=FLAGS.eval_images, install_assets=FLAGS.install)
+      FLAGS.workdir,
+      settings(FLAGS.segmenter_steps, 1200, th.default_segmenter_settings, FLAGS.segmenter_batch),
+      settings(FLAGS.classifier_steps, 2400, th.default_classifier_settings, FLAGS.classifier_batch),
+      eval_images=FLAGS.eval_images,
+      install_assets=FLAGS.install,
+    )
   except jobs.SettingsMismatch as e:
     sys.exit(f"error: {e}")
 

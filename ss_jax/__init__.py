@@ -11,6 +11,7 @@ stylespace/ (the analysis), dci/, inversion/, parser/ (BiSeNet), toyfaces/ (the 
 and its evaluation harness), train/, runtime/ (devices, processes, jobs, images); converters/
 (a sibling package) reads checkpoint files.
 """
+
 from ss_jax.inversion.optimise import invert
 from ss_jax.stylegan2.checkpoint import load_generator, save_generator
 from ss_jax.stylegan2.config import GeneratorConfig, StyleLayer, nvidia_channels, style_layout
@@ -21,6 +22,22 @@ from ss_jax.stylespace.gradmaps.api import gradient_maps, jacobian
 from ss_jax.stylespace.manipulate import edited_images
 from ss_jax.stylespace.stats import population_stats
 
-__all__ = ["Generator", "GeneratorConfig", "StyleLayer", "config_f", "edited_images", "find_channels",
-           "flatten_styles", "gradient_maps", "invert", "jacobian", "load_generator", "nvidia_channels",
-           "population_stats", "save_generator", "style_layout", "styles_from_seeds", "unflatten_styles"]
+__all__ = [
+  "Generator",
+  "GeneratorConfig",
+  "StyleLayer",
+  "config_f",
+  "edited_images",
+  "find_channels",
+  "flatten_styles",
+  "gradient_maps",
+  "invert",
+  "jacobian",
+  "load_generator",
+  "nvidia_channels",
+  "population_stats",
+  "save_generator",
+  "style_layout",
+  "styles_from_seeds",
+  "unflatten_styles",
+]

@@ -1,4 +1,5 @@
 """Shared test setup: fixture paths and fake CPU devices for sharding tests."""
+
 import os
 import pathlib
 
@@ -28,4 +29,5 @@ def _release_workdir_locks():
   binaries on those workdirs, so each test gives its locks back when it ends."""
   yield
   from ss_jax.runtime import lock
+
   lock.release()

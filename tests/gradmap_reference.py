@@ -1,5 +1,6 @@
 """A plain single-device gradient-map job runner: the reference `run_job` is checked against, and a
 cheap way to fill a job with stand-in maps (`maps_fn`) for the locally-active tests."""
+
 import jax
 import numpy as np
 
@@ -25,9 +26,8 @@ def run_gradient_maps(gm, g, maps_fn=None, chunk_size=None, method="auto", progr
   pending = gm.pending()
   prog = None
   if progress_stream is not None:
-    todo = sum(len(seeds[i * per:(i + 1) * per]) for i in pending)
-    prog = jobs.Progress(len(seeds), "gradient maps", "images", stream=progress_stream,
-                         done=len(seeds) - todo)
+    todo = sum(len(seeds[i * per : (i + 1) * per]) for i in pending)
+    prog = jobs.Progress(len(seeds), "gradient maps", "images", stream=progress_stream, done=len(seeds) - todo)
   render = jax.jit(_styles_and_images)
   for i in pending:
     idx = np.arange(i * per, min((i + 1) * per, len(seeds)))
@@ -36,15 +36,26 @@ def run_gradient_maps(gm, g, maps_fn=None, chunk_size=None, method="auto", progr
     z = sampling.z_from_seeds(batch, g.config.z_dim)
     c = sampling.one_hot(np.full(per, spec["class_idx"]), g.config.c_dim)
     styles, x = render(g, z, c, np.float32(spec["psi"]))
-    maps = maps_fn(g, styles, resolution=spec["resolution"], include_torgb=spec["include_torgb"],
-                   chunk_size=chunk_size, method=method)
-    maps = np.asarray(maps, np.float32)[:len(idx)]
+    maps = maps_fn(
+      g,
+      styles,
+      resolution=spec["resolution"],
+      include_torgb=spec["include_torgb"],
+      chunk_size=chunk_size,
+      method=method,
+    )
+    maps = np.asarray(maps, np.float32)[: len(idx)]
     if maps.shape[1:] != (len(channels), pooled, pooled):
-      raise ValueError(f"gradient maps have shape {maps.shape}, "
-                       f"expected (N, {len(channels)}, {pooled}, {pooled})")
-    flat = np.concatenate([np.asarray(s, np.float32) for s in styles], axis=1)[:len(idx)]
-    gm.write(i, seeds=np.array(seeds)[idx], index=idx, styles=flat,
-             images=images_lib.to_uint8(np.asarray(x)[:len(idx)]), **encode_maps(maps, spec["dtype"]))
+      raise ValueError(f"gradient maps have shape {maps.shape}, expected (N, {len(channels)}, {pooled}, {pooled})")
+    flat = np.concatenate([np.asarray(s, np.float32) for s in styles], axis=1)[: len(idx)]
+    gm.write(
+      i,
+      seeds=np.array(seeds)[idx],
+      index=idx,
+      styles=flat,
+      images=images_lib.to_uint8(np.asarray(x)[: len(idx)]),
+      **encode_maps(maps, spec["dtype"]),
+    )
     if prog:
       prog.update(len(idx))
   return gm

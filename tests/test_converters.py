@@ -1,4 +1,5 @@
 """`python -m converters`: refusals and one-line errors for bad input, nothing written."""
+
 import os
 import pickle
 import subprocess
@@ -23,8 +24,9 @@ class _Evil:
 
 
 def _convert(src, out):
-  return subprocess.run([sys.executable, "-m", "converters", str(src), str(out)], capture_output=True,
-                        text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "converters", str(src), str(out)], capture_output=True, text=True, timeout=300
+  )
 
 
 def test_malicious_pickle_is_refused_and_nothing_runs_or_is_written(tmp_path):
@@ -51,7 +53,7 @@ def test_garbage_files_give_one_line_errors(tmp_path, content):
 def test_truncated_fixture_and_missing_file(fixtures_dir, tmp_path):
   data = (fixtures_dir / "stylegan2" / "n1" / "n1.pkl").read_bytes()
   src = tmp_path / "half.pkl"
-  src.write_bytes(data[:len(data) // 2])
+  src.write_bytes(data[: len(data) // 2])
   proc = _convert(src, tmp_path / "out")
   assert proc.returncode == 1 and str(src) in proc.stderr
   proc = _convert(tmp_path / "nope.pkl", tmp_path / "out")
@@ -93,8 +95,7 @@ def test_non_ema_generator_is_not_used(fixtures_dir):
   g, info = load_checkpoint(path)
   assert info["network"] == "G_ema"
   snap = read_nvidia_pickle(path)
-  np.testing.assert_array_equal(g.params["mapping"]["fc"][0]["b"],
-                                snap["G_ema"].state_dict()["mapping.fc0.bias"])
+  np.testing.assert_array_equal(g.params["mapping"]["fc"][0]["b"], snap["G_ema"].state_dict()["mapping.fc0.bias"])
 
 
 def test_rosinality_train_checkpoint_without_latent_avg_estimates_w_avg(fixtures_dir, monkeypatch):

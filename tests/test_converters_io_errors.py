@@ -7,15 +7,14 @@ import pytest
 from converters import io as sio
 
 _FIXTURES = {
-    "n1": ("stylegan2/n1/n1.pkl", sio.read_nvidia_pickle),
-    "n2": ("stylegan2/n2/n2.pkl", sio.read_nvidia_pickle),
-    "t1": ("stylegan2/t1/t1.pkl", sio.read_tf_pickle),
-    "r1": ("stylegan2/r1/r1.pt", sio.read_torch_file),
-    "bisenet": ("bisenet/bisenet_random.pth", sio.read_torch_file),
-    "cudatag": ("bisenet/bisenet_random_conv_out32_cudatag.pth", sio.read_torch_file),
+  "n1": ("stylegan2/n1/n1.pkl", sio.read_nvidia_pickle),
+  "n2": ("stylegan2/n2/n2.pkl", sio.read_nvidia_pickle),
+  "t1": ("stylegan2/t1/t1.pkl", sio.read_tf_pickle),
+  "r1": ("stylegan2/r1/r1.pt", sio.read_torch_file),
+  "bisenet": ("bisenet/bisenet_random.pth", sio.read_torch_file),
+  "cudatag": ("bisenet/bisenet_random_conv_out32_cudatag.pth", sio.read_torch_file),
 }
-_READERS = [sio.read_nvidia_pickle, sio.read_tf_pickle, sio.read_torch_file,
-            sio.sniff_format]
+_READERS = [sio.read_nvidia_pickle, sio.read_tf_pickle, sio.read_torch_file, sio.sniff_format]
 
 
 def _assert_checkpoint_error(read, path):
@@ -31,7 +30,7 @@ def test_truncated_fixture(fixtures_dir, tmp_path, name):
   rel, read = _FIXTURES[name]
   data = (fixtures_dir / rel).read_bytes()
   path = tmp_path / ("half_" + rel.rsplit("/", 1)[1])
-  path.write_bytes(data[:len(data) // 2])
+  path.write_bytes(data[: len(data) // 2])
   _assert_checkpoint_error(read, path)
 
 
@@ -59,10 +58,10 @@ def test_garbage_and_empty(tmp_path, read):
 
 def test_wrong_kind_of_checkpoint(fixtures_dir, tmp_path):
   tf_pkl = fixtures_dir / "stylegan2/t1/t1.pkl"
-  assert "expected a dict of persistent networks" in _assert_checkpoint_error(
-      sio.read_nvidia_pickle, tf_pkl)
+  assert "expected a dict of persistent networks" in _assert_checkpoint_error(sio.read_nvidia_pickle, tf_pkl)
   assert "expected a tuple of dnnlib.tflib.network.Network" in _assert_checkpoint_error(
-      sio.read_tf_pickle, fixtures_dir / "stylegan2/n1/n1.pkl")
+    sio.read_tf_pickle, fixtures_dir / "stylegan2/n1/n1.pkl"
+  )
   assert "is not a torch.save file" in _assert_checkpoint_error(sio.read_torch_file, tf_pkl)
   plain = tmp_path / "plain.pkl"
   plain.write_bytes(pickle.dumps({"a": [1, 2]}, 4))

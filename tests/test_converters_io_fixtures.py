@@ -15,8 +15,7 @@ def _meta(fixtures_dir, name):
 
 @pytest.fixture(scope="module")
 def nvidia(fixtures_dir):
-  return {name: sio.read_nvidia_pickle(fixtures_dir / "stylegan2" / name / f"{name}.pkl")
-          for name in ("n1", "n2")}
+  return {name: sio.read_nvidia_pickle(fixtures_dir / "stylegan2" / name / f"{name}.pkl") for name in ("n1", "n2")}
 
 
 @pytest.mark.parametrize("name", ["n1", "n2"])
@@ -44,8 +43,7 @@ def test_nvidia_module_attrs_and_submodule(nvidia):
   assert conv1.class_name == "SynthesisLayer"
   assert conv1 is g_ema.children["synthesis"].children["b4"].children["conv1"]
   assert conv1.attrs["resolution"] == 4 and conv1.attrs["conv_clamp"] == 256
-  assert set(conv1.params) == {"weight", "noise_strength", "bias", "resample_filter",
-                               "noise_const"}
+  assert set(conv1.params) == {"weight", "noise_strength", "bias", "resample_filter", "noise_const"}
   assert conv1.params["noise_strength"].shape == ()
   affine = conv1.submodule("affine")
   assert type(affine.attrs["weight_gain"]) is float  # numpy float64 scalar in the file.
@@ -56,8 +54,7 @@ def test_nvidia_module_attrs_and_submodule(nvidia):
     g_ema.submodule("synthesis.b1024")
   # The non-EMA generator differs (it is G_ema plus noise).
   g = nvidia["n1"]["G"]
-  assert not np.array_equal(g.state_dict()["mapping.fc0.weight"],
-                            g_ema.state_dict()["mapping.fc0.weight"])
+  assert not np.array_equal(g.state_dict()["mapping.fc0.weight"], g_ema.state_dict()["mapping.fc0.weight"])
   assert nvidia["n1"]["D"].class_name == "Discriminator"
   assert nvidia["n2"]["G_ema"].init_kwargs["c_dim"] == 3
 
@@ -94,8 +91,7 @@ def test_tf_pickle(fixtures_dir):
   variables = gs.all_variables()
   assert list(variables) == list(meta["tf_variables"]["Gs"])
   assert {k: list(v.shape) for k, v in variables.items()} == meta["tf_variables"]["Gs"]
-  assert all(isinstance(v, np.ndarray) and v.dtype == np.float32
-             for v in variables.values())
+  assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in variables.values())
   for name in meta["tf_scalar_variables"]:
     assert variables[name].shape == ()
   assert variables["lod"] == 0
@@ -109,7 +105,8 @@ def test_bisenet_legacy_and_cuda_tagged(fixtures_dir):
   keys = json.loads((bisenet / "keys.json").read_text())
   full = sio.read_torch_file(bisenet / "bisenet_random.pth")
   assert [(k, list(v.shape), str(v.dtype)) for k, v in full.items()] == [
-      (e["key"], e["shape"], e["dtype"]) for e in keys]
+    (e["key"], e["shape"], e["dtype"]) for e in keys
+  ]
   nbt = full["cp.resnet.bn1.num_batches_tracked"]
   assert nbt.shape == () and nbt.dtype == np.int64 and int(nbt) == 80000
   assert sum(v.size for v in full.values()) == 13313119
@@ -121,13 +118,16 @@ def test_bisenet_legacy_and_cuda_tagged(fixtures_dir):
     np.testing.assert_array_equal(value, full[key])
 
 
-@pytest.mark.parametrize("rel,fmt", [
+@pytest.mark.parametrize(
+  "rel,fmt",
+  [
     ("stylegan2/n1/n1.pkl", "nvidia_pkl"),
     ("stylegan2/n2/n2.pkl", "nvidia_pkl"),
     ("stylegan2/t1/t1.pkl", "tf_pkl"),
     ("stylegan2/r1/r1.pt", "torch_zip"),
     ("bisenet/bisenet_random.pth", "torch_legacy"),
     ("bisenet/bisenet_random_conv_out32_cudatag.pth", "torch_legacy"),
-])
+  ],
+)
 def test_sniff_format(fixtures_dir, rel, fmt):
   assert sio.sniff_format(fixtures_dir / rel) == fmt

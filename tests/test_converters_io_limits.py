@@ -5,6 +5,7 @@ state nests a shared list `[x, x]` forty levels deep (2**40 leaves when expanded
 ~1 MB torch zip whose data.pkl inflates to 1 GiB. Each read runs in a subprocess that
 reports its wall time and peak memory (ru_maxrss).
 """
+
 import json
 import os
 import pathlib
@@ -38,8 +39,14 @@ print(json.dumps({"result": out, "seconds": time.time() - t,
 
 
 def probe(path, reader):
-  p = subprocess.run([sys.executable, "-c", PROBE, str(path), reader], capture_output=True, text=True,
-                     timeout=120, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+  p = subprocess.run(
+    [sys.executable, "-c", PROBE, str(path), reader],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    cwd=REPO,
+    env=dict(os.environ, PYTHONPATH=str(REPO)),
+  )
   assert p.returncode == 0, p.stderr[-2000:]
   return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -102,6 +109,7 @@ def test_zip_member_lying_about_its_size(tmp_path):
 def test_tensor_expansion_budget(tmp_path, monkeypatch):
   """Zero-stride views of one storage cannot multiply memory past the file's budget."""
   from converters.io import standins as si
+
   monkeypatch.setattr(limits, "TENSOR_SLACK", 1 << 20)
   with limits.budget_for(tmp_path / "missing"):  # file size 0: 1 MiB of tensors allowed
     storage = si.Storage(np.dtype(np.float32), 4)

@@ -15,8 +15,7 @@ from converters.io import standins
 from converters.io import torch_files
 from converters.io.safe_pickle import ALLOWED_GLOBALS
 
-LEGACY_SYS_INFO = {"protocol_version": 1001, "little_endian": True,
-                   "type_sizes": {"short": 2, "int": 4, "long": 4}}
+LEGACY_SYS_INFO = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
 
 
 class _Evil:
@@ -35,12 +34,9 @@ def _payloads(marker):
   out = []
   for proto in (2, 4):
     out += [
-        (pickle.dumps({"G_ema": _Evil(os.system, cmd)}, proto),
-         f"{os.system.__module__}.system"),
-        (pickle.dumps([_Evil(eval, f"open({str(marker)!r}, 'w').close()")], proto),
-         "builtins.eval"),
-        (pickle.dumps(_Evil(subprocess.Popen, ["touch", str(marker)]), proto),
-         "subprocess.Popen"),
+      (pickle.dumps({"G_ema": _Evil(os.system, cmd)}, proto), f"{os.system.__module__}.system"),
+      (pickle.dumps([_Evil(eval, f"open({str(marker)!r}, 'w').close()")], proto), "builtins.eval"),
+      (pickle.dumps(_Evil(subprocess.Popen, ["touch", str(marker)]), proto), "subprocess.Popen"),
     ]
   # Hand-written: GLOBAL + REDUCE, and the protocol 0 INST opcode.
   out.append((b"cos\nsystem\n(V" + cmd.encode() + b"\ntR.", "os.system"))
@@ -49,8 +45,13 @@ def _payloads(marker):
 
 
 def _legacy_stream(obj_pickle: bytes, keys=()) -> bytes:
-  return (pickle.dumps(torch_files.LEGACY_MAGIC, 2) + pickle.dumps(1001, 2)
-          + pickle.dumps(LEGACY_SYS_INFO, 2) + obj_pickle + pickle.dumps(list(keys), 2))
+  return (
+    pickle.dumps(torch_files.LEGACY_MAGIC, 2)
+    + pickle.dumps(1001, 2)
+    + pickle.dumps(LEGACY_SYS_INFO, 2)
+    + obj_pickle
+    + pickle.dumps(list(keys), 2)
+  )
 
 
 def _torch_zip(obj_pickle: bytes) -> bytes:
@@ -103,8 +104,7 @@ def test_legacy_stream_refused(tmp_path, marker):
     assert sio.sniff_format(path) == "torch_legacy"
     _assert_refused(sio.read_torch_file, path, refused, marker)
     # Also in the sys_info and storage-key pickles, which carry no globals normally.
-    path.write_bytes(pickle.dumps(torch_files.LEGACY_MAGIC, 2) + pickle.dumps(1001, 2)
-                     + payload)
+    path.write_bytes(pickle.dumps(torch_files.LEGACY_MAGIC, 2) + pickle.dumps(1001, 2) + payload)
     _assert_refused(sio.read_torch_file, path, refused, marker)
 
 
@@ -129,8 +129,13 @@ def test_non_allowlisted_module_class_refused(tmp_path, marker):
 
   class Persistent:
     def __reduce__(self):
-      meta = {"type": "class", "version": 6, "module_src": "import os; os.system('x')",
-              "class_name": "Net", "state": {"_modules": {"conv": Conv()}}}
+      meta = {
+        "type": "class",
+        "version": 6,
+        "module_src": "import os; os.system('x')",
+        "class_name": "Net",
+        "state": {"_modules": {"conv": Conv()}},
+      }
       return _fake_global("torch_utils.persistence", "_reconstruct_persistent_obj"), (meta,)
 
   path = tmp_path / "net.pkl"
@@ -150,19 +155,25 @@ def test_allowlisted_names_reject_dangerous_arguments(tmp_path):
     sio.read_nvidia_pickle(path)
 
 
-@pytest.mark.parametrize("module,name", [
-    ("collections", "OrderedDict"), ("dnnlib.util", "EasyDict"), ("torch", "FloatStorage"),
-    ("torch._utils", "_rebuild_tensor_v2"), ("dnnlib.tflib.network", "Network"),
-    ("numpy", "ndarray"), ("torch.storage", "_load_from_bytes"), ("torch", "float32"),
-])
-@pytest.mark.parametrize("state", [{"dtype": 1, "__init__": 2},
-                                   (None, {"dtype": 1, "__defaults__": (1,)})])
+@pytest.mark.parametrize(
+  "module,name",
+  [
+    ("collections", "OrderedDict"),
+    ("dnnlib.util", "EasyDict"),
+    ("torch", "FloatStorage"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("dnnlib.tflib.network", "Network"),
+    ("numpy", "ndarray"),
+    ("torch.storage", "_load_from_bytes"),
+    ("torch", "float32"),
+  ],
+)
+@pytest.mark.parametrize("state", [{"dtype": 1, "__init__": 2}, (None, {"dtype": 1, "__defaults__": (1,)})])
 def test_build_cannot_tamper_with_allowlisted_globals(tmp_path, module, name, state):
   # GLOBAL then BUILD: a default BUILD would set attributes on the shared stand-in
   # (e.g. the dtype of torch.FloatStorage) for every later read in the process.
   path = tmp_path / "tamper.pkl"
-  path.write_bytes(b"\x80\x02c" + f"{module}\n{name}\n".encode()
-                   + pickle.dumps(state, 2)[2:-1] + b"b.")
+  path.write_bytes(b"\x80\x02c" + f"{module}\n{name}\n".encode() + pickle.dumps(state, 2)[2:-1] + b"b.")
   with pytest.raises(sio.CheckpointError):
     sio.read_nvidia_pickle(path)
   assert ALLOWED_GLOBALS[("torch", "FloatStorage")].dtype == np.float32
@@ -192,6 +203,7 @@ def _fake_global(module, name):
 
 class _Pickler(pickle._Pickler):  # pylint: disable=protected-access
   """Pure-Python pickler that writes `_FakeGlobal` as GLOBAL / STACK_GLOBAL."""
+
   dispatch = dict(pickle._Pickler.dispatch)  # pylint: disable=protected-access
 
   def save_fake_global(self, obj):

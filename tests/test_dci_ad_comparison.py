@@ -1,4 +1,5 @@
 """The S-vs-W comparison and the AD binary, end to end on a tiny generator with a custom classifier."""
+
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ def _features(images):
   """(N, H, W, 3) -> (N, 12) mean colour of each image quadrant."""
   x = np.asarray(images, np.float64)
   h, w = x.shape[1] // 2, x.shape[2] // 2
-  return np.concatenate([x[:, i:i + h, j:j + w].mean((1, 2)) for i in (0, h) for j in (0, w)], axis=1)
+  return np.concatenate([x[:, i : i + h, j : j + w].mean((1, 2)) for i in (0, h) for j in (0, w)], axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +38,14 @@ def setup(tmp_path_factory):
   m = np.random.default_rng(0).normal(size=(12, len(NAMES)))
   bias = np.median(feats @ m, axis=0)
   (d / "adtestclf.py").write_text(
-      "import numpy as np\n"
-      f"M = np.array({m.tolist()})\nB = np.array({bias.tolist()})\n"
-      "def logits(images):\n"
-      "  x = np.asarray(images, np.float64)\n"
-      "  h, w = x.shape[1] // 2, x.shape[2] // 2\n"
-      "  f = np.concatenate([x[:, i:i + h, j:j + w].mean((1, 2)) for i in (0, h) for j in (0, w)], axis=1)\n"
-      "  return (f @ M - B).astype(np.float32)\n")
+    "import numpy as np\n"
+    f"M = np.array({m.tolist()})\nB = np.array({bias.tolist()})\n"
+    "def logits(images):\n"
+    "  x = np.asarray(images, np.float64)\n"
+    "  h, w = x.shape[1] // 2, x.shape[2] // 2\n"
+    "  f = np.concatenate([x[:, i:i + h, j:j + w].mean((1, 2)) for i in (0, h) for j in (0, w)], axis=1)\n"
+    "  return (f @ M - B).astype(np.float32)\n"
+  )
   np.save(d / "dir.npy", np.random.default_rng(1).normal(size=g.config.w_dim))
   return g, d
 
@@ -51,14 +53,37 @@ def setup(tmp_path_factory):
 def _run(module, d, *args):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, str(d)]), JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
-  return subprocess.run([sys.executable, "-m", module, f"--checkpoint={d / 'gen'}",
-                         "--classifier=adtestclf:logits", f"--attribute_names={','.join(NAMES)}", *args],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      module,
+      f"--checkpoint={d / 'gen'}",
+      "--classifier=adtestclf:logits",
+      f"--attribute_names={','.join(NAMES)}",
+      *args,
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
-ARGS = [f"--reliable={','.join(NAMES)}", "--num_population=64", "--num_select=4", "--num_eval=4", "--alphas=1,4",
-        "--s_candidates=2", "--num_components=2", "--row_ranges=all,0-2", "--num_exemplars=8",
-        "--matches=0.1,0.2", "--batch_size=32"]
+ARGS = [
+  f"--reliable={','.join(NAMES)}",
+  "--num_population=64",
+  "--num_select=4",
+  "--num_eval=4",
+  "--alphas=1,4",
+  "--s_candidates=2",
+  "--num_components=2",
+  "--row_ranges=all,0-2",
+  "--num_exemplars=8",
+  "--matches=0.1,0.2",
+  "--batch_size=32",
+]
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +123,20 @@ def test_comparison_binary_resume(comparison):
 @pytest.mark.slow
 def test_ad_binary_channels_direction_interfacegan(setup):
   g, d = setup
-  p = _run("experiments.attribute_dependency", d, f"--workdir={d / 'ad'}", "--attribute=a1", "--channels=0_3,2_1+2_2",
-           f"--directions={d / 'dir.npy'}", "--rows=0-1", "--interfacegan", "--alphas=1,2", "--num_images=4",
-           "--num_population=64", "--batch_size=32")
+  p = _run(
+    "experiments.attribute_dependency",
+    d,
+    f"--workdir={d / 'ad'}",
+    "--attribute=a1",
+    "--channels=0_3,2_1+2_2",
+    f"--directions={d / 'dir.npy'}",
+    "--rows=0-1",
+    "--interfacegan",
+    "--alphas=1,2",
+    "--num_images=4",
+    "--num_population=64",
+    "--batch_size=32",
+  )
   assert p.returncode == 0, p.stderr[-3000:]
   out = json.loads((d / "ad" / "ad.json").read_text())
   assert [r["edit"] for r in out["results"]] == ["S 0_3", "S 2_1+2_2", "W dir", "InterFaceGAN"]

@@ -1,4 +1,5 @@
 """Exemplar bank from a classifier, resumable attribute checks, summary table, ToyFaces regions, binary."""
+
 import json
 import os
 import subprocess
@@ -20,15 +21,25 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _colour_logits(x):
   """Stand-in classifier: 3 image statistics of (B, H, W, 3) images in [-1, 1]."""
-  return jnp.stack([x[..., 0].mean((1, 2)), x[..., 1].mean((1, 2)) - x[..., 2].mean((1, 2)),
-                    x[:, :8, :, 2].mean((1, 2)) - x[:, 8:, :, 2].mean((1, 2))], axis=1)
+  return jnp.stack(
+    [
+      x[..., 0].mean((1, 2)),
+      x[..., 1].mean((1, 2)) - x[..., 2].mean((1, 2)),
+      x[:, :8, :, 2].mean((1, 2)) - x[:, 8:, :, 2].mean((1, 2)),
+    ],
+    axis=1,
+  )
 
 
 NAMES = ("red", "green_blue", "top_bottom")
-CLF = ab.AttributeClassifier(dci_sampling.AttributeFunction(_colour_logits, NAMES, "colour", traceable=True),
-                             {"red": ("hair",), "green_blue": None, "top_bottom": ("hat",)}, np.ones(3, bool))
-CS = ab.CheckSettings(num_eval=16, num_exemplars=10, num_reference=40, sizes=(2, 5, 10, 30), num_draws=20,
-                      alphas=(10.0, 30.0), edit_top=2)
+CLF = ab.AttributeClassifier(
+  dci_sampling.AttributeFunction(_colour_logits, NAMES, "colour", traceable=True),
+  {"red": ("hair",), "green_blue": None, "top_bottom": ("hat",)},
+  np.ones(3, bool),
+)
+CS = ab.CheckSettings(
+  num_eval=16, num_exemplars=10, num_reference=40, sizes=(2, 5, 10, 30), num_draws=20, alphas=(10.0, 30.0), edit_top=2
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +68,9 @@ def test_detection_without_rendering_and_table(g):
   logits = rng.standard_normal((1000, 3))
   logits[:, 0] += 2.0 * s[:, g.layout[3].offset + 5]
   cs = ab.CheckSettings(num_eval=0, num_exemplars=20, num_reference=100, sizes=(2, 10, 30), num_draws=20)
-  d = ab.detect_attribute(s, logits, 0, g.layout, np.zeros(s.shape[1]), np.ones(s.shape[1]), cs,
-                          local_channels=["3_5", "0_1", "5_2"])
+  d = ab.detect_attribute(
+    s, logits, 0, g.layout, np.zeros(s.shape[1]), np.ones(s.shape[1]), cs, local_channels=["3_5", "0_1", "5_2"]
+  )
   assert d["ref_all"] == d["ref_local"] == d["top_all"][0] == g.layout[3].offset + 5
   assert d["num_local"] == 3 and d["acc_all"][-1] == 1.0 and d["acc_local"][0] >= d["acc_all"][0]
   row = ab.summary_row(d, "red", g.layout, NAMES, CLF.regions)
@@ -90,8 +102,17 @@ def test_bank_and_checks_resume_with_the_same_result(g, tmp_path):
   # A killed run (one attribute and the baseline lost) resumes to the same rows; other settings are refused.
   os.remove(tmp_path / ab.CHECK_JOB / "shard_00001.npz")
   os.remove(tmp_path / ab.RANDOM_JOB / "shard_00000.npz")
-  again = ab.run(g, tmp_path, ab.make_bank(tmp_path, g, 240, CLF.fn, seed=5, samples_per_shard=100), [0, 2],
-                 list(NAMES), CS, CLF, regions=CLF.regions, log=lambda *a: None)
+  again = ab.run(
+    g,
+    tmp_path,
+    ab.make_bank(tmp_path, g, 240, CLF.fn, seed=5, samples_per_shard=100),
+    [0, 2],
+    list(NAMES),
+    CS,
+    CLF,
+    regions=CLF.regions,
+    log=lambda *a: None,
+  )
   assert json.dumps(again["rows"]) == json.dumps(rows)
   with pytest.raises(jobs.SettingsMismatch, match="num_exemplars"):
     other = ab.CheckSettings(**{**CS.__dict__, "num_exemplars": 9})
@@ -100,6 +121,7 @@ def test_bank_and_checks_resume_with_the_same_result(g, tmp_path):
 
 def test_toyfaces_regions_follow_the_attribute_table():
   from ss_jax.toyfaces import regions
+
   r = regions.attribute_regions()
   assert r["hair_color"] == ("eyebrow", "hair") and r["glasses"] == ("others",)
   assert r["clothes_color"] == ("clothes", "others") and r["head_x"] is None and r["skin_tone"] is None
@@ -108,12 +130,27 @@ def test_toyfaces_regions_follow_the_attribute_table():
 
 def test_binary_smoke_toyfaces_classifier_on_a_tiny_generator(g, tmp_path):
   save_generator(g, tmp_path / "gen")
-  (tmp_path / "verified.json").write_text(json.dumps({"categories": [
-      {"category": "hair", "verified": [{"name": "2_3"}, {"name": "3_1"}, {"name": "5_0"}]}]}))
-  args = [sys.executable, "-m", "experiments.attribute_channels", f"--checkpoint={tmp_path / 'gen'}",
-          "--classifier=toyfaces", "--attribute=hair_color,head_x", "--bank_size=200", "--num_exemplars=8",
-          "--num_reference=30", "--num_eval=8", "--alphas=10", "--draws=10", "--psi=1",
-          "--samples_per_shard=100", f"--verified={tmp_path / 'verified.json'}", f"--workdir={tmp_path / 'out'}"]
+  (tmp_path / "verified.json").write_text(
+    json.dumps({"categories": [{"category": "hair", "verified": [{"name": "2_3"}, {"name": "3_1"}, {"name": "5_0"}]}]})
+  )
+  args = [
+    sys.executable,
+    "-m",
+    "experiments.attribute_channels",
+    f"--checkpoint={tmp_path / 'gen'}",
+    "--classifier=toyfaces",
+    "--attribute=hair_color,head_x",
+    "--bank_size=200",
+    "--num_exemplars=8",
+    "--num_reference=30",
+    "--num_eval=8",
+    "--alphas=10",
+    "--draws=10",
+    "--psi=1",
+    "--samples_per_shard=100",
+    f"--verified={tmp_path / 'verified.json'}",
+    f"--workdir={tmp_path / 'out'}",
+  ]
   p = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
   assert "single channel controls" in p.stdout and "| hair_color | eyebrow+hair (3) |" in p.stdout
@@ -122,15 +159,34 @@ def test_binary_smoke_toyfaces_classifier_on_a_tiny_generator(g, tmp_path):
   assert d["mean_curve"]["attributes"] == 1 and d["attributes"][1]["reference_local"] is None
   for name in ("attribute_channels.md", "accuracy_curve.png", "curve_hair_color.png", "curve_head_x.png"):
     assert (tmp_path / "out" / name).is_file(), name
-  p = subprocess.run(args[:5] + ["--attribute=hat_size", f"--workdir={tmp_path / 'out'}"], cwd=REPO,
-                     capture_output=True, text=True, timeout=300)
+  p = subprocess.run(
+    args[:5] + ["--attribute=hat_size", f"--workdir={tmp_path / 'out'}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert p.returncode != 0 and "unknown attribute 'hat_size'" in p.stderr.strip().splitlines()[-1]
   # --logits: the bank's logits from a file (row i = seed bank_seed + i), detection only.
   np.save(tmp_path / "logits.npy", np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32))
-  p = subprocess.run(args[:4] + [f"--logits={tmp_path / 'logits.npy'}", "--attribute=1", "--bank_size=200",
-                                 "--num_exemplars=8", "--num_reference=30", "--draws=10", "--psi=1",
-                                 "--samples_per_shard=100", f"--workdir={tmp_path / 'lg'}"],
-                     cwd=REPO, capture_output=True, text=True, timeout=300)
+  p = subprocess.run(
+    args[:4]
+    + [
+      f"--logits={tmp_path / 'logits.npy'}",
+      "--attribute=1",
+      "--bank_size=200",
+      "--num_exemplars=8",
+      "--num_reference=30",
+      "--draws=10",
+      "--psi=1",
+      "--samples_per_shard=100",
+      f"--workdir={tmp_path / 'lg'}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
   rows = json.loads((tmp_path / "lg" / "attribute_channels.json").read_text())["attributes"]
   assert [r["attribute"] for r in rows] == ["attr_1"] and "edits" not in rows[0]

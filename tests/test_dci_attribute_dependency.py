@@ -6,6 +6,7 @@ every pixel by delta * x_c(pixel) * gain * w_c, with w_c (3,) the channel's RGB 
 linear "classifier" that reads the image along colours orthogonal to w_c therefore cannot
 see the edit (AD 0), and one that reads 0.5 w_c + u sees exactly half the target's change.
 """
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -20,8 +21,7 @@ import tiny
 def test_ad_curves_by_hand():
   base = np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, -1.0, 0.5]])
   # K = 2 strengths; target 0; changes chosen by hand.
-  delta = np.array([[[2.0, 0.5, -1.0, 0.0], [4.0, 1.0, -2.0, 0.0]],
-                    [[1.0, -0.5, 0.0, 2.0], [2.0, -1.0, 0.0, 4.0]]])
+  delta = np.array([[[2.0, 0.5, -1.0, 0.0], [4.0, 1.0, -2.0, 0.0]], [[1.0, -0.5, 0.0, 2.0], [2.0, -1.0, 0.0, 4.0]]])
   sd = np.array([2.0, 0.5, 1.0, 4.0])
   r = ad.ad_curves(base, base[:, None] + delta, sd, target=0)
   # |delta| / sd of the others: image 0: [1, 1, 0] / [2, 2, 0]; image 1: [1, 0, .5] / [2, 0, 1].
@@ -67,8 +67,10 @@ def test_job_on_linear_classifier_known_answer(tmp_path):
   pop = ad.population(tmp_path / "job", g, attr_fn, 64, seed=1000, samples_per_shard=32, batch_size=32)
   sd = ad.logit_std(pop["logits"])
   std_s = pop["s"].std(0)
-  edits = [ad.channel_edit(g.layout, [last.offset], std_s),
-           ad.channel_edit(g.layout, [last.offset], std_s, sign=-1.0, name="minus")]
+  edits = [
+    ad.channel_edit(g.layout, [last.offset], std_s),
+    ad.channel_edit(g.layout, [last.offset], std_s, sign=-1.0, name="minus"),
+  ]
   alphas = [1.0, 3.0]
   job = ad.make_job(tmp_path / "job", "heldout", g, attr_fn, range(5), edits, alphas, images_per_shard=2)
   assert job.num_shards == 3
@@ -105,12 +107,13 @@ def test_job_on_linear_classifier_known_answer(tmp_path):
     ad.run_job(job, g, edits[:1], attr_fn, batch_size=8)
   pngs = ad.write_outputs(tmp_path / "out", res, 0.5)
   md = (tmp_path / "out" / "ad.md").read_text()
-  assert pngs == ["ad_target.png"] and "| target | minus | 3 |" in md and "| n/a | n/a | n/a |" in md  # the minus edit never reaches +0.5
+  assert (
+    pngs == ["ad_target.png"] and "| target | minus | 3 |" in md and "| n/a | n/a | n/a |" in md
+  )  # the minus edit never reaches +0.5
 
 
 def test_line_plot_draws_series():
-  img = line_plot.line_plot([("a", [0, 1, 2], [0, 1, 4]), ("b", [0, 1], [0, np.nan])], "t", "x", "y",
-                            vlines=(1.0,))
+  img = line_plot.line_plot([("a", [0, 1, 2], [0, 1, 4]), ("b", [0, 1], [0, np.nan])], "t", "x", "y", vlines=(1.0,))
   assert img.dtype == np.uint8 and img.shape == (380, 520, 3)
   assert (img != 255).any(axis=-1).mean() > 0.02  # something drawn
   both = line_plot.side_by_side([img, img[:100]])

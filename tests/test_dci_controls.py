@@ -1,4 +1,5 @@
 """DCI controls: random expansion of W, per-layer random rotation of S, and what they do to D/C."""
+
 import types
 
 import numpy as np
@@ -40,8 +41,7 @@ def test_rotation_is_orthogonal_per_layer_and_keeps_layer_norms():
   np.testing.assert_array_equal(r, dci_controls.control_codes("s_rotated", s, _layout(), seed=0))
   starts = np.cumsum((0,) + SIZES)
   for a, b in zip(starts[:-1], starts[1:]):
-    np.testing.assert_allclose(np.linalg.norm(r[:, a:b], axis=1), np.linalg.norm(s[:, a:b], axis=1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(r[:, a:b], axis=1), np.linalg.norm(s[:, a:b], axis=1), rtol=1e-5)
     assert np.abs(r[:, a:b] - s[:, a:b]).max() > 0.5  # the axes did move
   for q, c in zip(dci_controls.layer_rotations(SIZES, 0), SIZES):
     np.testing.assert_allclose(q.T.astype(np.float64) @ q, np.eye(c), atol=1e-5)

@@ -1,4 +1,5 @@
 """Tests for the DCI metric (ss_jax.dci.metric) and its regressors (ss_jax.dci.regressors)."""
+
 import math
 import sys
 
@@ -175,8 +176,10 @@ def test_lasso_ignores_constant_features_and_padding():
   rng = np.random.default_rng(2)
   z = rng.standard_normal((4000, 4))
   z[:, 3] = 5.0  # constant code
-  splits = [dci.extreme_split_indices(z[:, 0] + 0.05 * rng.standard_normal(4000), seed=0),
-            dci.extreme_split_indices(z[:, 1], high_pct=95, seed=1)]  # unequal sizes
+  splits = [
+    dci.extreme_split_indices(z[:, 0] + 0.05 * rng.standard_normal(4000), seed=0),
+    dci.extreme_split_indices(z[:, 1], high_pct=95, seed=1),
+  ]  # unequal sizes
   imp, test_acc, _ = dci_regressors.lasso_importance(z, splits, num_steps=200)
   assert np.all(imp[3] == 0.0) and np.all(np.isfinite(imp))
   np.testing.assert_array_equal(imp.argmax(0), [0, 1])

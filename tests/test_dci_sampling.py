@@ -1,4 +1,5 @@
 """DCI sampling of Z, W, W+ and S: codes, attribute logits, resume, evaluation, outputs, binary."""
+
 import json
 import os
 import subprocess
@@ -34,12 +35,19 @@ def g():
 
 def _colour_logits(x):
   """Stand-in classifier (works on numpy and jax): 3 image statistics, ~0-centred."""
-  return jnp.stack([x[..., 0].mean((1, 2)), x[..., 1].mean((1, 2)) - x[..., 2].mean((1, 2)),
-                    x[:, :8, :, 2].mean((1, 2)) - x[:, 8:, :, 2].mean((1, 2))], axis=1)
+  return jnp.stack(
+    [
+      x[..., 0].mean((1, 2)),
+      x[..., 1].mean((1, 2)) - x[..., 2].mean((1, 2)),
+      x[:, :8, :, 2].mean((1, 2)) - x[:, 8:, :, 2].mean((1, 2)),
+    ],
+    axis=1,
+  )
 
 
-TRACEABLE = dci_sampling.AttributeFunction(_colour_logits, ("red", "green_blue", "top_bottom"), "colour",
-                                           traceable=True)
+TRACEABLE = dci_sampling.AttributeFunction(
+  _colour_logits, ("red", "green_blue", "top_bottom"), "colour", traceable=True
+)
 HOST = dci_sampling.AttributeFunction(lambda x: np.asarray(_colour_logits(x)), TRACEABLE.names, "colour")
 
 
@@ -115,16 +123,26 @@ def test_spaces_and_planted_s_logits(g, tmp_path):
   w = dci_sampling.space_codes(sjobs.codes, "w", num_ws)
   wplus = dci_sampling.space_codes(sjobs.codes, "wplus", num_ws)
   assert wplus.shape == (512, num_ws * w_dim)
-  np.testing.assert_array_equal(wplus[:, 2 * w_dim:3 * w_dim], w)  # row r, dim d -> r * w_dim + d
+  np.testing.assert_array_equal(wplus[:, 2 * w_dim : 3 * w_dim], w)  # row r, dim d -> r * w_dim + d
   logits = _planted_logits(dci_sampling.read_array(sjobs.codes, "s"))
   # Wide percentiles: 512 samples leave ~10 per attribute at the official 2 / 98.
-  res = results.evaluate(sjobs.codes, logits, ["w", "wplus", "s", "w_expand", "s_rotated"], num_ws,
-                         "lasso", attribute_names=["a", "b", "c"], low_pct=30, high_pct=70,
-                         layout=g.layout, control_seed=5)
+  res = results.evaluate(
+    sjobs.codes,
+    logits,
+    ["w", "wplus", "s", "w_expand", "s_rotated"],
+    num_ws,
+    "lasso",
+    attribute_names=["a", "b", "c"],
+    low_pct=30,
+    high_pct=70,
+    layout=g.layout,
+    control_seed=5,
+  )
   assert list(res) == ["W", "W+", "S", "W expanded (random)", "S rotated (per layer)"]
   rot = dci_sampling.space_codes(sjobs.codes, "s_rotated", num_ws, g.layout, 5)
-  np.testing.assert_array_equal(rot, dci_controls.rotate_per_layer(
-      dci_sampling.read_array(sjobs.codes, "s"), [L.channels for L in g.layout], 5))
+  np.testing.assert_array_equal(
+    rot, dci_controls.rotate_per_layer(dci_sampling.read_array(sjobs.codes, "s"), [L.channels for L in g.layout], 5)
+  )
   assert res["W expanded (random)"]["num_codes"] == g.num_style_channels
   # The planted factors are S channels: rotating the layers destroys the alignment (C falls).
   assert res["S rotated (per layer)"]["C"] < res["S"]["C"] - 0.2
@@ -140,14 +158,36 @@ def test_outputs_and_grouped_heatmaps(g, tmp_path, monkeypatch):
   sjobs = dci_sampling.make_jobs(tmp_path / "w", g, 256, None)
   dci_sampling.run_sampling(g, sjobs, batch_size=128)
   logits = _planted_logits(dci_sampling.read_array(sjobs.codes, "s"))
-  res = results.evaluate(sjobs.codes, logits, ["z", "wplus", "s"], g.config.num_ws,
-                              attribute_names=["a", "b", "c"], low_pct=30, high_pct=70, num_steps=100)
+  res = results.evaluate(
+    sjobs.codes,
+    logits,
+    ["z", "wplus", "s"],
+    g.config.num_ws,
+    attribute_names=["a", "b", "c"],
+    low_pct=30,
+    high_pct=70,
+    num_steps=100,
+  )
   monkeypatch.setattr(results, "MAX_FULL_CODES", 80)  # W+ (96) and S (112) -> groups + top-k
-  drawn = results.write_outputs(tmp_path / "out", res, g.layout, g.config.num_ws, g.config.w_dim,
-                                     {"n": 256}, {"seconds_per_10k_samples": 1.0}, ["a", "b", "c", "d"])
-  assert sorted(drawn) == ["importance_s.png", "importance_s_top.png", "importance_wplus.png",
-                           "importance_wplus_top.png", "importance_z.png"]
+  drawn = results.write_outputs(
+    tmp_path / "out",
+    res,
+    g.layout,
+    g.config.num_ws,
+    g.config.w_dim,
+    {"n": 256},
+    {"seconds_per_10k_samples": 1.0},
+    ["a", "b", "c", "d"],
+  )
+  assert sorted(drawn) == [
+    "importance_s.png",
+    "importance_s_top.png",
+    "importance_wplus.png",
+    "importance_wplus_top.png",
+    "importance_z.png",
+  ]
   from PIL import Image
+
   for name in drawn:
     im = np.asarray(Image.open(tmp_path / "out" / name))
     assert im.ndim == 3 and im.shape[0] > 3 * 12 and im.shape[1] > 20
@@ -180,17 +220,25 @@ def test_load_logits_checks_shape_and_values(tmp_path):
 
 
 def _run_binary(*args):
-  return subprocess.run([sys.executable, "-m", "experiments.dci", *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.dci", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
 
 
 def test_binary_end_to_end_with_logits_file(g, tmp_path):
   save_generator(g, tmp_path / "gen")
   s = sampling.styles_from_seeds(g, range(7, 7 + 256), psi=1.0)
   np.save(tmp_path / "logits.npy", _planted_logits(s))
-  args = [f"--checkpoint={tmp_path / 'gen'}", "--num_samples=256", "--seed=7", "--batch_size=64",
-          "--samples_per_shard=100", f"--logits={tmp_path / 'logits.npy'}", "--attribute_names=a,b,c",
-          f"--workdir={tmp_path / 'w'}"]
+  args = [
+    f"--checkpoint={tmp_path / 'gen'}",
+    "--num_samples=256",
+    "--seed=7",
+    "--batch_size=64",
+    "--samples_per_shard=100",
+    f"--logits={tmp_path / 'logits.npy'}",
+    "--attribute_names=a,b,c",
+    f"--workdir={tmp_path / 'w'}",
+  ]
   p = _run_binary(*args)
   assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
   assert "s per 10k samples" in p.stdout and "| S |" in p.stdout
@@ -199,8 +247,16 @@ def test_binary_end_to_end_with_logits_file(g, tmp_path):
   assert set(d["spaces"]) == {"Z", "W", "W+", "S", *dci_controls.SPACES.values()}
   assert d["settings"]["psi"] == 1.0 and d["settings"]["control_seed"] == 0
   assert d["timing"]["seconds_per_10k_samples"] > 0 and d["settings"]["logits_sha1"]
-  for name in ("dci.md", "importance.npz", "importance_z.png", "importance_w.png", "importance_wplus.png",
-               "importance_s.png", "importance_s_rotated.png", "importance_w_expand.png"):
+  for name in (
+    "dci.md",
+    "importance.npz",
+    "importance_z.png",
+    "importance_w.png",
+    "importance_wplus.png",
+    "importance_s.png",
+    "importance_s_rotated.png",
+    "importance_w_expand.png",
+  ):
     assert (w / name).is_file(), name
   np.testing.assert_allclose(dci_sampling.read_array(_codes_job(w), "s"), s, rtol=1e-5, atol=1e-5)
   np.save(tmp_path / "short.npy", np.zeros((255, 3)))

@@ -1,4 +1,5 @@
 """experiments.invert: image reading, outputs, resume, settings guard and one-line errors."""
+
 import json
 import os
 import subprocess
@@ -21,8 +22,9 @@ CFG = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=8, channels=(16, 8), ma
 
 
 def run_binary(*args):
-  return subprocess.run([sys.executable, "-m", "experiments.invert", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.invert", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
 
 
 def last_line(p):
@@ -104,12 +106,25 @@ def model(tmp_path_factory):
 def test_binary_end_to_end_and_resume(folder, model, tmp_path):
   g, d = model
   work = tmp_path / "work"
-  base = [f"--images={folder}", f"--workdir={work}", f"--checkpoint={d / 'gen'}", "--space=s", "--steps=10",
-          "--lpips=none", "--batch_size=2", "--history_every=5", "--chunk_steps=5", "--resize"]
+  base = [
+    f"--images={folder}",
+    f"--workdir={work}",
+    f"--checkpoint={d / 'gen'}",
+    "--space=s",
+    "--steps=10",
+    "--lpips=none",
+    "--batch_size=2",
+    "--history_every=5",
+    "--chunk_steps=5",
+    "--resize",
+  ]
   p = run_binary(*base, "--edit_channels=3_5", f"--stats={d / 'stats.npz'}", "--alphas=-5,0,5")
   assert p.returncode == 0, p.stderr[-3000:]
-  for w in ("warning: b_rgba.png: alpha channel dropped", "warning: c_grey.png: greyscale, converted to RGB",
-            "warning: d_big.jpg: resized 12x10 -> 8x8"):
+  for w in (
+    "warning: b_rgba.png: alpha channel dropped",
+    "warning: c_grey.png: greyscale, converted to RGB",
+    "warning: d_big.jpg: resized 12x10 -> 8x8",
+  ):
     assert w in p.stderr
   lines = p.stderr.splitlines()
   steps_lines = [x for x in lines if x.startswith("inverting: ")]
@@ -153,8 +168,9 @@ def test_binary_errors(folder, model, tmp_path):
   base = [f"--workdir={tmp_path / 'w'}", f"--checkpoint={d / 'gen'}", "--lpips=none", "--steps=1"]
   p = run_binary(f"--images={folder}", *base)  # d_big.jpg is 12x10 and --resize is not given
   assert p.returncode == 1
-  assert last_line(p) == (f"error: {folder / 'd_big.jpg'}: image is 12x10 pixels, expected 8x8 "
-                          "(pass --resize to resize)")
+  assert last_line(p) == (
+    f"error: {folder / 'd_big.jpg'}: image is 12x10 pixels, expected 8x8 (pass --resize to resize)"
+  )
   p = run_binary(f"--images={tmp_path / 'nowhere'}", *base)
   assert p.returncode == 1 and last_line(p) == f"error: images not found: {tmp_path / 'nowhere'}"
   # Without the encoder module or its files the encoder modes stop with one line.

@@ -2,6 +2,7 @@
 
 The browser itself is driven in test_explorer_browser.py.
 """
+
 import io
 import json
 import os
@@ -68,8 +69,10 @@ def test_service_batches_concurrent_requests_and_keeps_rows_apart(setup):
     svc.render(pop[:1])
     base = svc.counters["batches"]
     results = [None] * 12
+
     def client_thread(i):
-      results[i] = svc.render(pop[i:i + 1 + i % 2])
+      results[i] = svc.render(pop[i : i + 1 + i % 2])
+
     threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(12)]
     for t in threads:
       t.start()
@@ -77,7 +80,7 @@ def test_service_batches_concurrent_requests_and_keeps_rows_apart(setup):
       t.join()
     want = renderer.render_rows(g, pop[:13], max_batch=4)
     for i, r in enumerate(results):
-      np.testing.assert_array_equal(r, want[i:i + 1 + i % 2])
+      np.testing.assert_array_equal(r, want[i : i + 1 + i % 2])
     assert svc.counters["requests"] == 13 and svc.counters["batches"] - base < 12  # some shared batches
     with pytest.raises(ValueError, match="flat S rows"):
       svc.submit(pop[:1, :5])
@@ -107,15 +110,22 @@ def test_channel_map_is_a_column_of_the_gradient_maps(setup):
   maps = gradmaps.gradient_maps(g, pop[:1], resolution=8, method="forward")  # (1, C_conv, 8, 8)
   considered = stylespace.considered_indices(g.layout)
   for pos in (0, len(considered) - 1):
-    np.testing.assert_allclose(renderer.channel_map(g, pop[0], considered[pos], res=8), maps[0, pos],
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+      renderer.channel_map(g, pop[0], considered[pos], res=8), maps[0, pos], rtol=1e-4, atol=1e-6
+    )
 
 
 def test_edit_spec_round_trip_and_replay(setup, tmp_path):
   g, pop, std = setup
   code = pop[5]
-  spec = edit_spec.make_spec(g, [edit_spec.seed_image(2, 0.7), edit_spec.code_image(code, "x.png", "encoder")],
-                             ["3_5", "0_1"], [2.5, -4.0], std, "test")
+  spec = edit_spec.make_spec(
+    g,
+    [edit_spec.seed_image(2, 0.7), edit_spec.code_image(code, "x.png", "encoder")],
+    ["3_5", "0_1"],
+    [2.5, -4.0],
+    std,
+    "test",
+  )
   path = tmp_path / "edit.json"
   path.write_text(json.dumps(spec))
   back = edit_spec.load(path, g.layout)
@@ -130,19 +140,23 @@ def test_edit_spec_round_trip_and_replay(setup, tmp_path):
   ref = images.to_uint8(manipulate.edited_images(g, pop[2:3], "3_5", [2.5], std))[0, 0]
   assert np.abs(edit_spec.replay(g, one)[0].astype(int) - ref).max() <= 1
   from PIL import Image
+
   paths = edit_spec.replay_file(g, path, tmp_path / "out")
   x = np.stack([np.asarray(Image.open(p)) for p in paths])
   np.testing.assert_array_equal(x, edit_spec.replay(g, spec))
 
 
-@pytest.mark.parametrize("mutate,match", [
+@pytest.mark.parametrize(
+  "mutate,match",
+  [
     (lambda s: s.update(format="x"), "not an ss-jax edit"),
     (lambda s: s["images"][1].update(code=[0.0] * 3), "list of"),
     (lambda s: s["images"].append({"seed": 1, "code": []}), "either"),
     (lambda s: s["edits"].append(dict(s["edits"][0])), "edited twice"),
     (lambda s: s["edits"][0].update(alpha=float("nan")), "finite"),
     (lambda s: s["edits"][0].update(channel="99_1"), "out of range"),
-])
+  ],
+)
 def test_edit_spec_errors(setup, mutate, match):
   g, pop, std = setup
   spec = edit_spec.make_spec(g, [edit_spec.seed_image(2, 0.7), edit_spec.code_image(pop[0])], ["3_5"], [1.0], std)
@@ -161,10 +175,20 @@ def test_replay_refuses_another_generator(setup):
 def test_catalogue_from_workdir_lists_verified_first(setup, tmp_path):
   g, _, std = setup
   (tmp_path / "local").mkdir()
-  det = {"settings": {}, "categories": [
-      {"category": "hair", "id": 0, "detected": [{"name": "3_5", "flat": 0, "fraction": 0.7, "margin": 0.4},
-                                                 {"name": "6_2", "fraction": 0.9, "margin": 0.5}]},
-      {"category": "mouth", "id": 1, "detected": [{"name": "0_1", "fraction": 0.8}]}]}
+  det = {
+    "settings": {},
+    "categories": [
+      {
+        "category": "hair",
+        "id": 0,
+        "detected": [
+          {"name": "3_5", "flat": 0, "fraction": 0.7, "margin": 0.4},
+          {"name": "6_2", "fraction": 0.9, "margin": 0.5},
+        ],
+      },
+      {"category": "mouth", "id": 1, "detected": [{"name": "0_1", "fraction": 0.8}]},
+    ],
+  }
   ver = {"categories": [{"category": "mouth", "verified": [{"name": "6_2", "locality": 0.81, "note": "x"}]}]}
   (tmp_path / "local" / "detections.json").write_text(json.dumps(det))
   (tmp_path / "verified.json").write_text(json.dumps(ver))
@@ -195,6 +219,7 @@ def test_views_locality_and_outline():
 
 def _png(w, h, mode="RGB"):
   from PIL import Image
+
   buf = io.BytesIO()
   Image.new(mode, (w, h), 128).save(buf, format="PNG")
   return buf.getvalue()
@@ -221,13 +246,19 @@ def test_api_render_channel_export(client, setup):
   g, pop, std = setup
   info = client.get("/api/info").get_json()
   assert info["resolution"] == 16 and not info["upload"]["available"]
-  body = {"images": [{"seed": 2, "psi": 0.7}], "edits": [{"channel": "3_5", "alpha": 5}], "delta": True,
-          "outline": True}
+  body = {
+    "images": [{"seed": 2, "psi": 0.7}],
+    "edits": [{"channel": "3_5", "alpha": 5}],
+    "delta": True,
+    "outline": True,
+  }
   r = client.post("/api/render", json=body, headers=H).get_json()
   img = r["images"][0]
   assert img["region"].startswith("|delta|") and img["max_delta"] > 0 and 0 <= img["locality"] <= 1
   ex = client.post("/api/export", json=body, headers=H).get_json()
-  assert ex["spec"]["edits"] == [{"channel": "3_5", "alpha": 5.0, "sigma": float(np.float32(std[g.layout[3].offset + 5]))}]
+  assert ex["spec"]["edits"] == [
+    {"channel": "3_5", "alpha": 5.0, "sigma": float(np.float32(std[g.layout[3].offset + 5]))}
+  ]
   assert ex["images"][0] == img["image"]  # the live view equals the exported (replayable) image
   ch = client.post("/api/channel", json={"name": "3_5", "image": {"seed": 2, "psi": 0.7}}, headers=H).get_json()
   assert ch["name"] == "3_5" and ch["map"].startswith("data:image/png") and ch["thumbnail_alphas"] == [-10, 0, 10]
@@ -243,8 +274,9 @@ def test_api_safety(client, explorer, monkeypatch):
   assert r.status_code == 400 and r.get_json() == {"error": "expected a JSON object"}
   r = client.post("/api/upload", data={"file": (io.BytesIO(_png(4, 4)), "a.png")}, headers=H)
   assert r.status_code == 400 and "no encoder" in r.get_json()["error"]
-  r = client.post("/api/upload", data={"file": (io.BytesIO(b"\0" * (uploads.MAX_BYTES + 100 * 1024)), "a.png")},
-                  headers=H)
+  r = client.post(
+    "/api/upload", data={"file": (io.BytesIO(b"\0" * (uploads.MAX_BYTES + 100 * 1024)), "a.png")}, headers=H
+  )
   assert r.status_code == 413 and "limit" in r.get_json()["error"]
   monkeypatch.setattr(explorer, "render", lambda *a: (_ for _ in ()).throw(RuntimeError("/secret/path")))
   r = client.post("/api/render", json={"images": []}, headers=H)
@@ -255,10 +287,15 @@ def test_api_safety(client, explorer, monkeypatch):
 def test_upload_inverts_with_an_encoder(setup):
   from ss_jax.inversion import encoder
   import jax
+
   g, _, std = setup
   cfg = tiny.tiny_encoder_config(g)
-  enc = encoder.Encoder(cfg, encoder.fresh_params(cfg, jax.random.key(0)),
-                        encoder.Normaliser.identity(cfg.num_style_channels, cfg.w_dim), fingerprints.model_fingerprint(g))
+  enc = encoder.Encoder(
+    cfg,
+    encoder.fresh_params(cfg, jax.random.key(0)),
+    encoder.Normaliser.identity(cfg.num_style_channels, cfg.w_dim),
+    fingerprints.model_fingerprint(g),
+  )
   ex = state.Explorer(g, sigma=std, encoder=enc)
   try:
     c = app_lib.create_app(ex).test_client()
@@ -278,11 +315,24 @@ def test_manipulate_binary_replays_an_edit_file(setup, tmp_path):
   save_generator(g, tmp_path / "gen")
   spec = edit_spec.make_spec(g, [edit_spec.seed_image(4, 0.5)], ["6_2"], [-7.5], std)
   (tmp_path / "e.json").write_text(json.dumps(spec))
-  r = subprocess.run([sys.executable, "-m", "experiments.manipulate", f"--edit={tmp_path / 'e.json'}",
-                      f"--checkpoint={tmp_path / 'gen'}", f"--outdir={tmp_path / 'out'}"],
-                     cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=300)
+  r = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.manipulate",
+      f"--edit={tmp_path / 'e.json'}",
+      f"--checkpoint={tmp_path / 'gen'}",
+      f"--outdir={tmp_path / 'out'}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, PYTHONPATH=REPO),
+    timeout=300,
+  )
   assert r.returncode == 0, r.stderr[-2000:]
   from PIL import Image
+
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "edit_0.png")), edit_spec.replay(g, spec)[0])
 
 
@@ -295,13 +345,17 @@ def test_no_encoder_for_another_generator(setup):
 @pytest.mark.slow
 def test_on_the_fly_locality_with_a_fake_segmenter(setup):
   from ss_jax.stylespace import segmentation
+
   g, _, std = setup
-  table = segmentation.table_from_dict("halves", ["top", "bottom"], ["top", "bottom"],
-                                       {"top": ["top"], "bottom": ["bottom"]}, default=None)
+  table = segmentation.table_from_dict(
+    "halves", ["top", "bottom"], ["top", "bottom"], {"top": ["top"], "bottom": ["bottom"]}, default=None
+  )
+
   def segmenter(x):  # top half class 0, bottom half class 1
     lab = np.zeros(x.shape[:3], np.int32)
-    lab[:, x.shape[1] // 2:] = 1
+    lab[:, x.shape[1] // 2 :] = 1
     return lab
+
   cats, entries, maps = catalogue.measure_locality(g, segmenter, table, seeds=range(4), resolution=8)
   assert set(cats) <= {"top", "bottom"} and entries and all(not e["verified"] for e in entries)
   for e in entries:  # the decision rule of experiments.detect_local (threshold 0.5, margin 0.25)

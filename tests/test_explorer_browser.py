@@ -9,6 +9,7 @@ Needs Debian's `chromium` and `chromium-driver` (no browser download happens) an
 `selenium` package (test extra). Skipped with the reason when they are missing, except in
 CI (CI=true), where a missing browser fails the test.
 """
+
 import base64
 import io
 import json
@@ -53,6 +54,7 @@ def _browser_paths():
 
 def _decode(data_url):
   from PIL import Image
+
   assert data_url.startswith("data:image/png;base64,")
   return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
 
@@ -63,15 +65,24 @@ def server(tmp_path_factory):
   g = tiny.tiny_generator()
   std = renderer.seed_styles(g, range(64), 0.7).astype(np.float64).std(0)  # the server's compiled program
   stats.save(tmp / "work" / "stats.npz", {"mean": std * 0, "std": std, "count": 64}, g.layout)
-  (tmp / "work" / "verified.json").write_text(json.dumps(
-      {"categories": [{"category": "hair", "verified": [{"name": CHANNEL, "locality": 0.9}]}]}))
+  (tmp / "work" / "verified.json").write_text(
+    json.dumps({"categories": [{"category": "hair", "verified": [{"name": CHANNEL, "locality": 0.9}]}]})
+  )
   (tmp / "work" / "local").mkdir()
-  (tmp / "work" / "local" / "detections.json").write_text(json.dumps(
-      {"categories": [{"category": "mouth", "detected": [{"name": "3_5", "fraction": 0.6}]}]}))
+  (tmp / "work" / "local" / "detections.json").write_text(
+    json.dumps({"categories": [{"category": "mouth", "detected": [{"name": "3_5", "fraction": 0.6}]}]})
+  )
   save_generator(g, tmp / "gen")
   res = catalogue.load_workdir(g.layout, tmp / "work")
-  ex = state.Explorer(g, name="tiny", sigma=res["std"], sigma_source=res["sigma_source"], workdir_results=res,
-                      encoder_reason="no encoder for this generator", max_batch=2)  # 2 compiled shapes
+  ex = state.Explorer(
+    g,
+    name="tiny",
+    sigma=res["std"],
+    sigma_source=res["sigma_source"],
+    workdir_results=res,
+    encoder_reason="no encoder for this generator",
+    max_batch=2,
+  )  # 2 compiled shapes
   srv = app_lib.make_server(ex, "127.0.0.1", 0)
   t = threading.Thread(target=srv.serve_forever, daemon=True)
   t.start()
@@ -85,10 +96,10 @@ def browser():
   chromium, driver_path = _browser_paths()
   from selenium import webdriver
   from selenium.webdriver.chrome.service import Service
+
   opts = webdriver.ChromeOptions()
   opts.binary_location = chromium
-  for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--window-size=1300,900"):
+  for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,900"):
     opts.add_argument(a)
   d = webdriver.Chrome(service=Service(driver_path), options=opts)
   yield d
@@ -99,6 +110,7 @@ def test_pick_slide_export_replay(browser, server):  # browser first: a missing 
   from selenium.webdriver.common.by import By
   from selenium.webdriver.common.keys import Keys
   from selenium.webdriver.support.ui import WebDriverWait
+
   t0 = time.perf_counter()
   g, std, tmp = server["g"], server["std"], server["tmp"]
   wait = WebDriverWait(browser, 60)
@@ -106,8 +118,11 @@ def test_pick_slide_export_replay(browser, server):  # browser first: a missing 
   # Catalogue: the verified channel comes first, with its badge and measure.
   first = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#channel-list .channel-item"))[0]
   assert first.get_attribute("data-name") == CHANNEL and "✓ hair" in first.text and "locality 0.9" in first.text
-  img = wait.until(lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, "img.base")
-                              if (e.get_attribute("src") or "").startswith("data:")])[0]
+  img = wait.until(
+    lambda d: [
+      e for e in d.find_elements(By.CSS_SELECTOR, "img.base") if (e.get_attribute("src") or "").startswith("data:")
+    ]
+  )[0]
   before = _decode(img.get_attribute("src"))
   # Search by name, pick, slide with the keyboard.
   browser.find_element(By.ID, "search").send_keys(CHANNEL)
@@ -129,8 +144,12 @@ def test_pick_slide_export_replay(browser, server):  # browser first: a missing 
   # Channel details and the |delta| map.
   wait.until(lambda d: d.find_elements(By.ID, "thumbnail"))
   browser.find_element(By.ID, "show-delta").click()
-  wait.until(lambda d: (d.find_element(By.CSS_SELECTOR, "img.layer-delta").get_attribute("src") or "").startswith(
-      "data:") and d.find_element(By.CSS_SELECTOR, "img.layer-delta").is_displayed())
+  wait.until(
+    lambda d: (
+      (d.find_element(By.CSS_SELECTOR, "img.layer-delta").get_attribute("src") or "").startswith("data:")
+      and d.find_element(By.CSS_SELECTOR, "img.layer-delta").is_displayed()
+    )
+  )
   # Export, then replay the JSON with the manipulate binary in a fresh process.
   browser.find_element(By.ID, "export").click()
   wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#export-links a.export-png"))
@@ -142,11 +161,24 @@ def test_pick_slide_export_replay(browser, server):  # browser first: a missing 
   (tmp / "edit.json").write_text(json.dumps(spec))
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # 1 device there, 4 fake ones here
   env["PYTHONPATH"] = REPO
-  r = subprocess.run([sys.executable, "-m", "experiments.manipulate", f"--edit={tmp / 'edit.json'}",
-                      f"--checkpoint={tmp / 'gen'}", f"--outdir={tmp / 'replay'}"], cwd=REPO, capture_output=True,
-                     text=True, env=env, timeout=300)
+  r = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.manipulate",
+      f"--edit={tmp / 'edit.json'}",
+      f"--checkpoint={tmp / 'gen'}",
+      f"--outdir={tmp / 'replay'}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
   assert r.returncode == 0, r.stderr[-2000:]
   from PIL import Image
+
   for i, x in enumerate(exported):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp / "replay" / f"edit_{i}.png")), x)
   assert stylespace.parse_name(g.layout, CHANNEL) is not None

@@ -1,4 +1,5 @@
 """Tests of ss_jax.inversion.encoder: shapes, normalisation, encode, save/load, generator checks, asset."""
+
 import json
 import warnings
 
@@ -34,10 +35,12 @@ def encoder(g, config, norm):
   params = enc_lib.fresh_params(config, jax.random.key(0))
   rs = np.random.RandomState(1)
   params = jax.tree_util.tree_map_with_path(
-      lambda path, p: (rs.randn(*p.shape).astype(np.float32) * 0.1
-                       if "head" in jax.tree_util.keystr(path) else np.asarray(p)), params)
-  return enc_lib.Encoder(config, params, norm, fingerprints.model_fingerprint(g), {"note": "test"},
-                         batch_size=4)
+    lambda path, p: (
+      rs.randn(*p.shape).astype(np.float32) * 0.1 if "head" in jax.tree_util.keystr(path) else np.asarray(p)
+    ),
+    params,
+  )
+  return enc_lib.Encoder(config, params, norm, fingerprints.model_fingerprint(g), {"note": "test"}, batch_size=4)
 
 
 def _images(n, seed=0, res=16):
@@ -68,13 +71,10 @@ def test_normalisation_round_trip(norm, g):
   rs = np.random.RandomState(0)
   s = rs.randn(5, g.num_style_channels).astype(np.float32) * 3
   w = rs.randn(5, TINY.num_ws, TINY.w_dim).astype(np.float32)
-  np.testing.assert_allclose(enc_lib.denormalise_s(norm, enc_lib.normalise_s(norm, s)), s,
-                             rtol=1e-6, atol=1e-6)
-  np.testing.assert_allclose(
-      enc_lib.denormalise_wplus(norm, enc_lib.normalise_wplus(norm, w)), w, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(enc_lib.denormalise_s(norm, enc_lib.normalise_s(norm, s)), s, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(enc_lib.denormalise_wplus(norm, enc_lib.normalise_wplus(norm, w)), w, rtol=1e-6, atol=1e-6)
   # Each normalised coordinate is (x - mean) / std, W+ rows sharing w_avg / w_std.
-  np.testing.assert_allclose(enc_lib.normalise_wplus(norm, w)[:, 3],
-                             (w[:, 3] - norm.w_avg) / norm.w_std, rtol=1e-6)
+  np.testing.assert_allclose(enc_lib.normalise_wplus(norm, w)[:, 3], (w[:, 3] - norm.w_avg) / norm.w_std, rtol=1e-6)
   floored = enc_lib.Normaliser.create(np.zeros(3), [2.0, 0.0, 1.0], np.zeros(2), [1.0, 1.0])
   assert floored.s_std.min() > 0
 
@@ -134,8 +134,10 @@ def test_wrong_generator_is_refused_or_warned(encoder, g, tmp_path):
     assert encoder.check_generator(g)
   # Other code shapes are refused even with on_mismatch="warn".
   from ss_jax.stylegan2.generator import GeneratorConfig
-  wider = tiny_generator(cfg=GeneratorConfig(z_dim=16, w_dim=8, img_resolution=16,
-                                             channels=(16, 16, 8), mapping_layers=2))
+
+  wider = tiny_generator(
+    cfg=GeneratorConfig(z_dim=16, w_dim=8, img_resolution=16, channels=(16, 16, 8), mapping_layers=2)
+  )
   with pytest.raises(enc_lib.GeneratorMismatch, match="num_ws, w_dim"):
     enc_lib.load_encoder(d, generator=wider, on_mismatch="warn")
 
@@ -145,6 +147,7 @@ def _shipped_or_skip():
     pytest.skip("shipped encoder not present")
   import ss_jax
   from ss_jax.runtime import defaults
+
   return ss_jax.load_generator(defaults.default_checkpoint())
 
 
@@ -175,6 +178,7 @@ def test_shipped_toyfaces_encoder_reconstructs_renders():
   enc = enc_lib.load_encoder(generator=g)
   # 8 held-out renders: reconstructions much closer than G(w_avg).
   from ss_jax.inversion import encoder_training as et
+
   m = et.image_metrics(enc, g, et.heldout_renders(8))
   assert m["recon_mse_s"] < 0.4 * m["recon_mse_wavg"], m
   assert m["recon_mse_wplus"] < 0.5 * m["recon_mse_wavg"], m

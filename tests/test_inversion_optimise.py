@@ -1,4 +1,5 @@
 """Inversion into W / W+ / S: schedules, noise regulariser, recovery, independence, sharding."""
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -43,6 +44,7 @@ def setup():
 @flax.struct.dataclass
 class BlurDistance:
   """Stand-in perceptual metric, a pytree: weighted MSE of 2x2 average-pooled images."""
+
   weight: jax.Array
 
   def __call__(self, x, y):
@@ -52,23 +54,30 @@ class BlurDistance:
 
 def noise_kwargs():
   """W+ runs also optimise noise maps with a perceptual stand-in (one compilation covers both)."""
-  return dict(losses=inversion.Losses(mse=1.0, perceptual=PERCEPTUAL_W, noise_reg=1.0),
-              perceptual=BlurDistance(jnp.float32(2.0)), optimize_noise=True)
+  return dict(
+    losses=inversion.Losses(mse=1.0, perceptual=PERCEPTUAL_W, noise_reg=1.0),
+    perceptual=BlurDistance(jnp.float32(2.0)),
+    optimize_noise=True,
+  )
 
 
 @pytest.fixture(scope="module")
 def runs(setup):
   g, spread, targets, _ = setup
-  return {space: inversion.invert(g, targets, space, steps=STEPS, spread=spread,
-                                  **(noise_kwargs() if space == "wplus" else {}))
-          for space in inversion.SPACES}
+  return {
+    space: inversion.invert(
+      g, targets, space, steps=STEPS, spread=spread, **(noise_kwargs() if space == "wplus" else {})
+    )
+    for space in inversion.SPACES
+  }
 
 
 def test_schedule_matches_formula():
   lr = lambda i: float(inversion.learning_rate(i, 1000, 0.1))
   # ramp-up over the first 5% (t = 0.025 -> half), flat, cosine ramp-down over the last 25%.
-  np.testing.assert_allclose([lr(0), lr(25), lr(50), lr(500), lr(750), lr(875), lr(1000)],
-                             [0, 0.05, 0.1, 0.1, 0.1, 0.05, 0], atol=1e-7)
+  np.testing.assert_allclose(
+    [lr(0), lr(25), lr(50), lr(500), lr(750), lr(875), lr(1000)], [0, 0.05, 0.1, 0.1, 0.1, 0.05, 0], atol=1e-7
+  )
   t = 0.95
   np.testing.assert_allclose(lr(950), 0.1 * (0.5 - 0.5 * np.cos(np.pi * (1 - t) / 0.25)), rtol=1e-5)
   noise = lambda i: float(inversion.latent_noise_strength(i, 1000))
@@ -117,8 +126,7 @@ def test_recovers_generated_image(setup, runs, space):
   assert res.code.shape == (2,) + shape and res.styles.shape == (2, g.num_style_channels)
   np.testing.assert_allclose(res.styles, to_styles(g, space, res.code), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(res.images, render(g, res.styles, res.noise), rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(res.losses["mse"], np.mean(np.square(res.images - targets), axis=(1, 2, 3)),
-                             rtol=1e-4)
+  np.testing.assert_allclose(res.losses["mse"], np.mean(np.square(res.images - targets), axis=(1, 2, 3)), rtol=1e-4)
   assert (res.noise is None) == (space != "wplus")
 
 
@@ -130,8 +138,16 @@ def test_chunked_equals_unchunked_and_reproducible(setup, runs):
   g, spread, targets, _ = setup
   seen = []
   # runs["w"] used loop="auto" = "host" on CPU: one jitted step per call; "fori": chunks of device loops.
-  chunked = inversion.invert(g, targets, "w", steps=STEPS, spread=spread, chunk_size=7, loop="fori",
-                             progress=lambda done, total, latest: seen.append((done, total, latest.shape)))
+  chunked = inversion.invert(
+    g,
+    targets,
+    "w",
+    steps=STEPS,
+    spread=spread,
+    chunk_size=7,
+    loop="fori",
+    progress=lambda done, total, latest: seen.append((done, total, latest.shape)),
+  )
   assert [d for d, _, _ in seen] == [7, 14, 21, 28, 35, 40] and seen[0][1:] == (STEPS, (2,))
   whole = inversion.invert(g, targets, "w", steps=STEPS, spread=spread, loop="fori")
   np.testing.assert_array_equal(chunked.code, whole.code)  # the same program: bit-identical
@@ -177,8 +193,11 @@ def test_noise_maps_and_perceptual(setup, runs):
   blur = jax.jit(lambda x, y: BlurDistance(jnp.float32(2.0))(x, y))
   np.testing.assert_allclose(res.losses["perceptual"], blur(res.images, targets), rtol=1e-4)
   np.testing.assert_allclose(res.losses["noise_reg"], regularizer(res.noise), rtol=1e-4)
-  np.testing.assert_allclose(res.losses["total"], res.losses["mse"] + PERCEPTUAL_W * res.losses["perceptual"]
-                             + res.losses["noise_reg"], rtol=1e-5)
+  np.testing.assert_allclose(
+    res.losses["total"],
+    res.losses["mse"] + PERCEPTUAL_W * res.losses["perceptual"] + res.losses["noise_reg"],
+    rtol=1e-5,
+  )
   start_reg = regularizer([np.asarray(b)[None] for b in g.buffers["noise"]])
   assert (res.losses["noise_reg"] < start_reg).all()
   # with_noise(g, noise, i) is the generator that renders image i.

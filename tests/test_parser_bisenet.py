@@ -1,4 +1,5 @@
 """BiSeNet face parser: parity with the official forward (ref.npz), converter, segmenter, folder tool."""
+
 import json
 import os
 import subprocess
@@ -58,16 +59,24 @@ def outputs(params, ref):
   """One compiled forward (with features) on the reference input, shared by the parity tests."""
   fn = jax.jit(lambda p, x: bisenet.forward(p, x, return_features=True))
   out, out16, out32, feats = fn(params, np.transpose(ref["input_norm"], (0, 2, 3, 1)))
-  return {"logits": out, "logits_out16": out16, "logits_out32": out32, "feat_res32": feats["feat32"],
-          "head_lowres": feats["head_lowres"], "head_lowres_out16": feats["head_lowres_out16"],
-          "head_lowres_out32": feats["head_lowres_out32"]}
+  return {
+    "logits": out,
+    "logits_out16": out16,
+    "logits_out32": out32,
+    "feat_res32": feats["feat32"],
+    "head_lowres": feats["head_lowres"],
+    "head_lowres_out16": feats["head_lowres_out16"],
+    "head_lowres_out32": feats["head_lowres_out32"],
+  }
 
 
 # ----------------------------------------------------------------------------- parity
 
 
-@pytest.mark.parametrize("key", ["logits", "logits_out16", "logits_out32", "head_lowres",
-                                 "head_lowres_out16", "head_lowres_out32", "feat_res32"])
+@pytest.mark.parametrize(
+  "key",
+  ["logits", "logits_out16", "logits_out32", "head_lowres", "head_lowres_out16", "head_lowres_out32", "feat_res32"],
+)
 def test_outputs_match_official_forward(outputs, ref, key):
   got = nchw(outputs[key])
   assert got.shape == ref[key].shape
@@ -93,8 +102,10 @@ def test_preprocess_matches_totensor_normalize(ref):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("src,dst", [((64, 64), (32, 32)), ((96, 96), (32, 32)), ((16, 16), (32, 32)),
-                                     ((32, 24), (32, 32)), ((40, 40), (40, 40))])
+@pytest.mark.parametrize(
+  "src,dst",
+  [((64, 64), (32, 32)), ((96, 96), (32, 32)), ((16, 16), (32, 32)), ((32, 24), (32, 32)), ((40, 40), (40, 40))],
+)
 def test_resize_matches_pil_bilinear(src, dst):
   rng = np.random.default_rng(sum(src))
   im = rng.integers(0, 256, src + (3,), dtype=np.uint8)
@@ -115,8 +126,9 @@ def test_align_corners_bilinear_matches_formula():
   y1, x1 = np.minimum(y0 + 1, 4), np.minimum(x0 + 1, 6)
   ly, lx = (ys - y0)[None, :, None, None], (xs - x0)[None, None, :, None]
   xd = x.astype(np.float64)
-  want = ((1 - ly) * ((1 - lx) * xd[:, y0][:, :, x0] + lx * xd[:, y0][:, :, x1]) +
-          ly * ((1 - lx) * xd[:, y1][:, :, x0] + lx * xd[:, y1][:, :, x1]))
+  want = (1 - ly) * ((1 - lx) * xd[:, y0][:, :, x0] + lx * xd[:, y0][:, :, x1]) + ly * (
+    (1 - lx) * xd[:, y1][:, :, x0] + lx * xd[:, y1][:, :, x1]
+  )
   np.testing.assert_allclose(got, want, atol=1e-6)
   np.testing.assert_array_equal(got[:, [0, -1]][:, :, [0, -1]], x[:, [0, -1]][:, :, [0, -1]])
 
@@ -124,8 +136,7 @@ def test_align_corners_bilinear_matches_formula():
 def test_nearest_resize_is_repeat_or_broadcast():
   x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
   np.testing.assert_array_equal(bisenet.resize_nearest(x, (8, 8)), x.repeat(2, 1).repeat(2, 2))
-  np.testing.assert_array_equal(bisenet.resize_nearest(x[:, :1, :1], (4, 4)),
-                                np.broadcast_to(x[:, :1, :1], x.shape))
+  np.testing.assert_array_equal(bisenet.resize_nearest(x[:, :1, :1], (4, 4)), np.broadcast_to(x[:, :1, :1], x.shape))
 
 
 def test_conv_specs_cover_the_state_dict(fx):
@@ -206,8 +217,9 @@ def test_detection(fx, fixtures_dir):
 
 
 def _convert(src, out):
-  return subprocess.run([sys.executable, "-m", "converters", str(src), str(out)], capture_output=True,
-                        text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "converters", str(src), str(out)], capture_output=True, text=True, timeout=300
+  )
 
 
 def test_cli_converts_and_round_trips(fx, params, tmp_path):
@@ -250,8 +262,10 @@ def test_face_parser_labels_sharded_and_padded(parser128, ref):
     np.testing.assert_array_equal(labels[i][decided[j]], ref["labels"][j][decided[j]])
   small = parser128.segment(x[:2], resolution=64)
   assert small.shape == (2, 64, 64)
-  want = np.argmax(np.asarray(jax.image.resize(np.transpose(ref["logits"], (0, 2, 3, 1)), (2, 64, 64, 19),
-                                               "linear", antialias=True)), axis=-1)
+  want = np.argmax(
+    np.asarray(jax.image.resize(np.transpose(ref["logits"], (0, 2, 3, 1)), (2, 64, 64, 19), "linear", antialias=True)),
+    axis=-1,
+  )
   assert (small == want).mean() > 0.99
   assert parser128.segment(x[:0]).shape == (0, 128, 128)
 
@@ -294,12 +308,12 @@ def test_parse_faces_cli_errors(tmp_path, fx):
   (tmp_path / "imgs").mkdir()
   Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "imgs" / "a.png")
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  run = lambda *a: subprocess.run([sys.executable, "-m", "experiments.parse_faces", *a], capture_output=True,
-                                  text=True, timeout=120, env=env)
+  run = lambda *a: subprocess.run(
+    [sys.executable, "-m", "experiments.parse_faces", *a], capture_output=True, text=True, timeout=120, env=env
+  )
   proc = run(f"--parser={tmp_path / 'nope.pth'}", f"--images={tmp_path / 'imgs'}", f"--outdir={tmp_path / 'o'}")
   assert proc.returncode != 0 and "face parser not found" in proc.stderr
   (tmp_path / "empty").mkdir()
-  proc = run(f"--parser={fx / 'bisenet_random.pth'}", f"--images={tmp_path / 'empty'}",
-             f"--outdir={tmp_path / 'o'}")
+  proc = run(f"--parser={fx / 'bisenet_random.pth'}", f"--images={tmp_path / 'empty'}", f"--outdir={tmp_path / 'o'}")
   assert proc.returncode != 0 and "no images" in proc.stderr
   assert not (tmp_path / "o").exists()

@@ -1,4 +1,5 @@
 """The README's Python blocks run as written: the generator contract on the shipped ToyFaces model."""
+
 import pathlib
 import re
 

@@ -4,6 +4,7 @@ Flag problems are refused while parsing (status 2, before any work), failures in
 main are one line (status 1), Ctrl-C is status 130; --debug / SS_JAX_DEBUG=1 show the
 traceback. Library logging is quiet unless --verbosity asks for it.
 """
+
 import errno
 import os
 import pathlib
@@ -21,8 +22,7 @@ def run(args, cwd=REPO, env_extra=None, timeout=300):
   env = dict(os.environ, PYTHONPATH=str(REPO))
   env.pop("SS_JAX_DEBUG", None)
   env.update(env_extra or {})
-  return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                        timeout=timeout, env=env)
+  return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def one_error_line(p, status, *fragments):
@@ -54,25 +54,29 @@ def run_main(tmp_path, body, *argv, env_extra=None):
 
 SLOW = pytest.mark.slow
 BAD_FLAGS = [
-    (["-m", "experiments.generate", "--psi=nan"], "--psi must be a finite number"),
-    (["-m", "experiments.style_stats", "--workdir=x", "--seed=4294967296"], "0..4294967295"),
-    (["-m", "experiments.attribute_channels", "--stats=s", "--workdir=x", "--draws=0"], "--draws must be > 0"),
-    pytest.param(["-m", "experiments.generate", "--seeds=0-4294967296"], "seeds are 0..4294967295", marks=SLOW),
-    pytest.param(["-m", "experiments.generate", "--batch_size=0"], "--batch_size must be > 0", marks=SLOW),
-    pytest.param(["-m", "experiments.style_stats", "--workdir=x", "--seed=-1"], "0..4294967295", marks=SLOW),
-    pytest.param(["-m", "experiments.report", "--workdir=x", "--outdir=y", "--num_images=0"],
-                 "--num_images must be > 0", marks=SLOW),
-    pytest.param(["-m", "experiments.train_toyfaces", "--workdir=x", "--batch_size=0"], "--batch_size must be > 0",
-                 marks=SLOW),
-    pytest.param(["-m", "experiments.invert", "--images=x", "--workdir=y", "--seed=-3"], "--seed must be",
-                 marks=SLOW),
-    pytest.param(["-m", "experiments.dci", "--workdir=x", "--num_samples=0"], "--num_samples must be > 0",
-                 marks=SLOW),
-    pytest.param(["-m", "experiments.dci", "--workdir=x", "--seed=4294967290", "--num_samples=10"],
-                 "--seed + --num_samples - 1 must be at most 4294967295", marks=SLOW),
-    pytest.param(["-m", "experiments.generate", "--no_such_flag"], "Unknown command line flag 'no_such_flag'",
-                 marks=SLOW),
-    pytest.param(["-m", "experiments.invert", "--images=x"], "--workdir", marks=SLOW),
+  (["-m", "experiments.generate", "--psi=nan"], "--psi must be a finite number"),
+  (["-m", "experiments.style_stats", "--workdir=x", "--seed=4294967296"], "0..4294967295"),
+  (["-m", "experiments.attribute_channels", "--stats=s", "--workdir=x", "--draws=0"], "--draws must be > 0"),
+  pytest.param(["-m", "experiments.generate", "--seeds=0-4294967296"], "seeds are 0..4294967295", marks=SLOW),
+  pytest.param(["-m", "experiments.generate", "--batch_size=0"], "--batch_size must be > 0", marks=SLOW),
+  pytest.param(["-m", "experiments.style_stats", "--workdir=x", "--seed=-1"], "0..4294967295", marks=SLOW),
+  pytest.param(
+    ["-m", "experiments.report", "--workdir=x", "--outdir=y", "--num_images=0"], "--num_images must be > 0", marks=SLOW
+  ),
+  pytest.param(
+    ["-m", "experiments.train_toyfaces", "--workdir=x", "--batch_size=0"], "--batch_size must be > 0", marks=SLOW
+  ),
+  pytest.param(["-m", "experiments.invert", "--images=x", "--workdir=y", "--seed=-3"], "--seed must be", marks=SLOW),
+  pytest.param(["-m", "experiments.dci", "--workdir=x", "--num_samples=0"], "--num_samples must be > 0", marks=SLOW),
+  pytest.param(
+    ["-m", "experiments.dci", "--workdir=x", "--seed=4294967290", "--num_samples=10"],
+    "--seed + --num_samples - 1 must be at most 4294967295",
+    marks=SLOW,
+  ),
+  pytest.param(
+    ["-m", "experiments.generate", "--no_such_flag"], "Unknown command line flag 'no_such_flag'", marks=SLOW
+  ),
+  pytest.param(["-m", "experiments.invert", "--images=x"], "--workdir", marks=SLOW),
 ]
 
 
@@ -92,12 +96,14 @@ def test_poisoned_workdir_impossible(tmp_path):
 
 def test_optional_dependency_checked_up_front(tmp_path):
   script = tmp_path / "no_sklearn.py"
-  script.write_text(textwrap.dedent("""
+  script.write_text(
+    textwrap.dedent("""
       import runpy, sys
       sys.modules["sklearn"] = None  # as if scikit-learn were not installed
       sys.argv = ["dci", "--workdir=" + sys.argv[1], "--method=gbt"]
       runpy.run_module("experiments.dci", run_name="__main__")
-  """))
+  """)
+  )
   p = run([str(script), str(tmp_path / "w")])
   one_error_line(p, 2, "--method=gbt needs scikit-learn")
   assert not (tmp_path / "w").exists()
@@ -106,6 +112,7 @@ def test_optional_dependency_checked_up_front(tmp_path):
 def call(capsys, main, *argv):
   """cli.call in this process: (exit status, stderr)."""
   from ss_jax.runtime import cli
+
   with pytest.raises(SystemExit) as e:
     cli.call(main, ["prog", *argv])
   return e.value.code, capsys.readouterr().err
@@ -113,45 +120,55 @@ def call(capsys, main, *argv):
 
 def test_os_errors_one_line(tmp_path, capsys, monkeypatch):
   from ss_jax.runtime import jobs
+
   target = tmp_path / "out.txt"
 
   def read_only(argv):
     raise PermissionError(errno.EACCES, "Permission denied", str(target))
+
   assert call(capsys, read_only) == (1, f"error: Permission denied: {target}\n")
 
   def full(fd):
     raise OSError(errno.ENOSPC, "No space left on device")
+
   monkeypatch.setattr(os, "fsync", full)  # the disk fills up while writing
   assert call(capsys, lambda argv: jobs.atomic_write_text(target, "data")) == (
-      1, f"error: No space left on device: {target}\n")
+    1,
+    f"error: No space left on device: {target}\n",
+  )
   assert list(tmp_path.iterdir()) == []  # no temporary file left
 
 
 def test_interrupt_and_unexpected_errors(capsys, monkeypatch):
   def interrupted(argv):
     raise KeyboardInterrupt
+
   assert call(capsys, interrupted) == (130, "error: interrupted\n")
 
   def bug(argv):
     return {}["missing"]
+
   status, err = call(capsys, bug)
   assert status == 1 and err == "error: KeyError: 'missing' (run with --debug for the traceback)\n"
   monkeypatch.setenv("SS_JAX_DEBUG", "1")
   with pytest.raises(KeyError):
     from ss_jax.runtime import cli
+
     cli.call(bug, ["prog"])
 
 
 def test_converter_disk_full_is_one_line(tmp_path, fixtures_dir):
   script = tmp_path / "full.py"
-  script.write_text(textwrap.dedent("""
+  script.write_text(
+    textwrap.dedent("""
       import errno, os, runpy, sys
       def full(src, dst, *a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))
       os.replace = full
       sys.argv = ["converters"] + sys.argv[1:]
       runpy.run_module("converters", run_name="__main__")
-  """))
+  """)
+  )
   out = tmp_path / "conv"
   p = run([str(script), str(fixtures_dir / "stylegan2/n1/n1.pkl"), str(out)])
   one_error_line(p, 1, "No space left on device")
@@ -222,6 +239,7 @@ def test_generate_run_is_quiet_and_writes_readable_files(tmp_path):
 def test_nan_weights_refused_naming_the_tensor():
   from converters.common import TensorSource
   from converters.io import CheckpointError
+
   src = TensorSource({"a.weight": np.array([1.0, np.inf])}, "ckpt.pkl")
   with pytest.raises(CheckpointError, match="ckpt.pkl: tensor 'a.weight' holds 1 NaN or infinite"):
     src.get("a.weight")
@@ -232,8 +250,10 @@ def test_nan_weights_in_converted_directory_refused(tmp_path):
   import jax
 
   from ss_jax import Generator, GeneratorConfig, load_generator, save_generator
-  g = Generator.random(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channels=(8, 8),
-                                       mapping_layers=1), jax.random.PRNGKey(0))
+
+  g = Generator.random(
+    GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channels=(8, 8), mapping_layers=1), jax.random.PRNGKey(0)
+  )
   params = jax.tree.map(np.asarray, g.params)
   leaves, treedef = jax.tree_util.tree_flatten(params)
   leaves[3] = leaves[3].copy()
@@ -246,12 +266,14 @@ def test_nan_weights_in_converted_directory_refused(tmp_path):
 
 def test_images_refuse_nan():
   from ss_jax.runtime import images
+
   with pytest.raises(ValueError, match="NaN or infinite"):
     images.to_uint8(np.full((1, 2, 2, 3), np.nan))
 
 
 def test_oserror_description():
   from ss_jax.runtime import cli
+
   e = OSError(errno.ENOSPC, "No space left on device", "/x/out.npz")
   assert cli.describe(e) == "No space left on device: /x/out.npz"
   assert cli.describe(ValueError("bad\nthing")) == "bad thing"
@@ -262,6 +284,7 @@ def test_stop_request_checkpoints_then_exits_130(capsys):
   import signal
 
   from ss_jax.runtime import cli
+
   saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
   try:
     stop = cli.StopRequest()

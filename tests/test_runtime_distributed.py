@@ -5,6 +5,7 @@ with gloo CPU collectives, 2 fake devices each) that run population statistics
 and gradient maps of a tiny generator, and compares their files with a
 single-device run, including resumes with another process and device count.
 """
+
 import json
 import os
 import pathlib
@@ -30,8 +31,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # 8 px, 5 style layers: small programs, so the workers compile in seconds.
 SMALL = GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channels=(8, 8), mapping_layers=1)
 # 5 stats shards and 3 gradient-map shards: uneven over 2 processes (rounds without work).
-JOB = dict(num_samples=40, samples_per_shard=8, batch_size=4, psi=0.7, seeds=list(range(5)), per=2, res=4,
-           method="local")
+JOB = dict(
+  num_samples=40, samples_per_shard=8, batch_size=4, psi=0.7, seeds=list(range(5)), per=2, res=4, method="local"
+)
 
 
 def _one_device():
@@ -41,10 +43,12 @@ def _one_device():
 def run_jobs(workdir, g, mesh=None):
   """The two jobs of this test in workdir (as the workers run them); returns the stats."""
   job = stats.make_job(workdir, g, JOB["num_samples"], JOB["psi"], 0, JOB["samples_per_shard"])
-  r = stats.population_stats(g, JOB["num_samples"], JOB["psi"], JOB["batch_size"], job=job,
-                             samples_per_shard=JOB["samples_per_shard"], mesh=mesh)
-  gm = storage.gradient_map_job(workdir, g, JOB["seeds"], "small", JOB["res"], psi=JOB["psi"],
-                                       images_per_shard=JOB["per"])
+  r = stats.population_stats(
+    g, JOB["num_samples"], JOB["psi"], JOB["batch_size"], job=job, samples_per_shard=JOB["samples_per_shard"], mesh=mesh
+  )
+  gm = storage.gradient_map_job(
+    workdir, g, JOB["seeds"], "small", JOB["res"], psi=JOB["psi"], images_per_shard=JOB["per"]
+  )
   gradmaps.run_job(gm, g, method=JOB["method"], mesh=mesh)
   distributed.wait_for_shards(gm)
   return r
@@ -85,8 +89,17 @@ def launch_two_processes(make_args, timeout=150):
   for k in (distributed.ENV_COORDINATOR, distributed.ENV_NUM_PROCESSES, distributed.ENV_PROCESS_ID):
     env.pop(k, None)
   coordinator = f"localhost:{_free_port()}"
-  procs = [subprocess.Popen([sys.executable, *make_args(coordinator, i)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, *make_args(coordinator, i)],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outs = []
   try:
     for p in procs:
@@ -103,8 +116,13 @@ def launch_two_processes(make_args, timeout=150):
 
 def run_workers(workdirs):
   """WORKER on two processes; their RESULT dicts."""
-  outs = launch_two_processes(lambda coordinator, i: ["-c", WORKER, json.dumps(
-      {"coordinator": coordinator, "process_id": i, "workdirs": [str(w) for w in workdirs]})])
+  outs = launch_two_processes(
+    lambda coordinator, i: [
+      "-c",
+      WORKER,
+      json.dumps({"coordinator": coordinator, "process_id": i, "workdirs": [str(w) for w in workdirs]}),
+    ]
+  )
   return [json.loads([l for l in out.splitlines() if l.startswith("RESULT ")][-1][7:]) for out, _ in outs]
 
 
@@ -173,8 +191,11 @@ def test_map_batches_pads_and_matches_one_device():
   for k in ("y", "n"):
     np.testing.assert_allclose(np.concatenate([o[k] for o in got]), one[0][k], rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(one[0]["y"], x @ g["w"] + c, rtol=1e-6, atol=1e-6)
-  prep = list(distributed.map_batches(_affine, g, (np.arange(5),), (c,), 4, mesh,
-                                      prepare=lambda i: (np.stack([i, i, i], 1).astype(np.float32),)))
+  prep = list(
+    distributed.map_batches(
+      _affine, g, (np.arange(5),), (c,), 4, mesh, prepare=lambda i: (np.stack([i, i, i], 1).astype(np.float32),)
+    )
+  )
   np.testing.assert_allclose(np.concatenate([o["n"] for o in prep]), 3 * np.arange(5))
   assert list(distributed.map_batches(_affine, g, (x[:0],), (c,), 4, mesh)) == []  # no rows, no steps
   step = distributed.sharded_step(_affine, distributed.auto_axes(mesh), 1, 1)
@@ -238,17 +259,34 @@ def test_two_processes_match_one_device_and_resume(tmp_path):
 def test_binary_on_two_processes(tmp_path):
   g = tiny.tiny_generator(1, SMALL)
   save_generator(g, tmp_path / "gen")
-  args = [f"--checkpoint={tmp_path / 'gen'}", "--num_samples=20", "--samples_per_shard=8", "--batch_size=4",
-          f"--workdir={tmp_path / 'w'}"]
-  outs = launch_two_processes(lambda coordinator, i: [
-      "-m", "experiments.style_stats", *args, f"--coordinator_address={coordinator}", "--num_processes=2",
-      f"--process_id={i}"])
+  args = [
+    f"--checkpoint={tmp_path / 'gen'}",
+    "--num_samples=20",
+    "--samples_per_shard=8",
+    "--batch_size=4",
+    f"--workdir={tmp_path / 'w'}",
+  ]
+  outs = launch_two_processes(
+    lambda coordinator, i: [
+      "-m",
+      "experiments.style_stats",
+      *args,
+      f"--coordinator_address={coordinator}",
+      "--num_processes=2",
+      f"--process_id={i}",
+    ]
+  )
   assert "process 0/2, 2 local of 4 cpu devices" in outs[0][0] and "wrote" in outs[0][0]
   said = [l for l in outs[1][0].splitlines() if l.strip() and not l.startswith("[Gloo]")]
   assert said == []  # process 1 computes its shards; process 0 alone prints and writes
   ref = stats.population_stats(g, 20, batch_size=4, samples_per_shard=8, mesh=_one_device())
   _assert_same_stats(stats.load(tmp_path / "w" / "stats.npz", g.layout), ref)
-  p = subprocess.run([sys.executable, "-m", "experiments.style_stats", *args, "--num_processes=2"], cwd=REPO,
-                     capture_output=True, text=True, timeout=120,
-                     env={k: v for k, v in os.environ.items() if k != distributed.ENV_COORDINATOR})
+  p = subprocess.run(
+    [sys.executable, "-m", "experiments.style_stats", *args, "--num_processes=2"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env={k: v for k, v in os.environ.items() if k != distributed.ENV_COORDINATOR},
+  )
   assert p.returncode != 0 and "without a coordinator" in p.stderr.strip().splitlines()[-1]

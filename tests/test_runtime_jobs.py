@@ -1,4 +1,5 @@
 """Resumable sharded jobs: atomic shards, settings guard, process split."""
+
 import numpy as np
 import pytest
 
@@ -40,6 +41,7 @@ def test_processes_split_shards(tmp_path):
 
 def test_progress_rate_excludes_compilation(monkeypatch):
   import io
+
   clock = iter([0.0, 30.0, 31.0, 33.0])  # start, first unit (compile), two more units
   monkeypatch.setattr(jobs.time, "time", lambda: next(clock))
   out = io.StringIO()

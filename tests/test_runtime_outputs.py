@@ -1,4 +1,5 @@
 """Output folders never destroy user files; one writer per workdir; files honour the umask."""
+
 import json
 import os
 import pathlib
@@ -26,8 +27,7 @@ def user_folder(path):
 
 
 def intact(path):
-  return ((path / "notes.txt").read_text() == "my notes"
-          and (path / "results" / "table.csv").read_text() == "a,b\n1,2\n")
+  return (path / "notes.txt").read_text() == "my notes" and (path / "results" / "table.csv").read_text() == "a,b\n1,2\n"
 
 
 def env():
@@ -103,16 +103,18 @@ def test_every_writer_refuses_user_folder(tmp_path):
   from ss_jax.stylespace import report
   from ss_jax.inversion import encoder_trainer
   from ss_jax.train import loop
+
   user = user_folder(tmp_path / "user")
-  g = Generator.random(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channels=(8, 8),
-                                       mapping_layers=1), jax.random.PRNGKey(0))
+  g = Generator.random(
+    GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channels=(8, 8), mapping_layers=1), jax.random.PRNGKey(0)
+  )
   writers = {
-      "save_generator": lambda: save_generator(g, user),
-      "bisenet": lambda: checkpoint.save_converted({}, bisenet.BiSeNetConfig(), user),
-      "encoder": lambda: encoder.save_encoder(user, None, {}, None, "x"),
-      "export generator": lambda: loop.export_latest(tmp_path / "no_run", user),
-      "export encoder": lambda: encoder_trainer.export(tmp_path / "no_run", user, g),
-      "report": lambda: report.write_report(user, {}, {}),
+    "save_generator": lambda: save_generator(g, user),
+    "bisenet": lambda: checkpoint.save_converted({}, bisenet.BiSeNetConfig(), user),
+    "encoder": lambda: encoder.save_encoder(user, None, {}, None, "x"),
+    "export generator": lambda: loop.export_latest(tmp_path / "no_run", user),
+    "export encoder": lambda: encoder_trainer.export(tmp_path / "no_run", user, g),
+    "report": lambda: report.write_report(user, {}, {}),
   }
   for name, write in writers.items():
     with pytest.raises(outputs.OutputError, match="did not write"):
@@ -124,8 +126,9 @@ def test_every_writer_refuses_user_folder(tmp_path):
 def test_converter_cli_never_wipes_the_cwd(tmp_path, fixtures_dir):
   src = fixtures_dir / "stylegan2" / "n1" / "n1.pkl"
   user = user_folder(tmp_path / "cwd")
-  run = lambda *a: subprocess.run([sys.executable, "-m", "converters", *map(str, a)], cwd=user,
-                                  capture_output=True, text=True, timeout=300, env=env())
+  run = lambda *a: subprocess.run(
+    [sys.executable, "-m", "converters", *map(str, a)], cwd=user, capture_output=True, text=True, timeout=300, env=env()
+  )
   p = run(src, ".")
   assert p.returncode == 1 and p.stderr.count("\n") == 1 and "did not write" in p.stderr
   assert intact(user) and sorted(x.name for x in user.iterdir()) == ["notes.txt", "results"]
@@ -138,8 +141,14 @@ def test_converter_cli_never_wipes_the_cwd(tmp_path, fixtures_dir):
 def test_converter_cli_overwrite(tmp_path, fixtures_dir):
   """A previous converted directory is replaced only with --overwrite."""
   src = fixtures_dir / "stylegan2" / "n1" / "n1.pkl"
-  run = lambda *a: subprocess.run([sys.executable, "-m", "converters", *map(str, a)], cwd=tmp_path,
-                                  capture_output=True, text=True, timeout=300, env=env())
+  run = lambda *a: subprocess.run(
+    [sys.executable, "-m", "converters", *map(str, a)],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=env(),
+  )
   assert run(src, "conv").returncode == 0
   p = run(src, "conv")
   assert p.returncode == 1 and "pass --overwrite" in p.stderr
@@ -154,6 +163,7 @@ def test_files_honour_the_umask(tmp_path):
   try:
     jobs.atomic_write_text(tmp_path / "a.txt", "x")
     from ss_jax.runtime import images
+
     images.save_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     with jobs.atomic_directory(tmp_path / "d") as tmp:
       (tmp / "f").write_text("y")
@@ -218,12 +228,20 @@ RACER = textwrap.dedent("""
 
 def test_two_runs_with_different_settings_cannot_both_succeed(tmp_path):
   import time
+
   for trial in range(1):
     w = tmp_path / f"w{trial}"
     start = time.time() + 2.0
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(w), str(v), str(start)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-             for v in (1.0, 2.0)]
+    procs = [
+      subprocess.Popen(
+        [sys.executable, "-c", RACER, str(w), str(v), str(start)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+      )
+      for v in (1.0, 2.0)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 3], outs
@@ -253,6 +271,7 @@ def test_npz_with_pickles_is_one_clean_line(tmp_path):
     jobs.load_npz(tmp_path / "obj.npz")
   assert "pickled Python objects" in str(e.value) and "unsafely" not in str(e.value)
   import pickle
+
   (tmp_path / "p.npy").write_bytes(pickle.dumps([1, 2]))
   with pytest.raises(ValueError) as e:
     jobs.load_npz(tmp_path / "p.npy")
@@ -263,10 +282,11 @@ def test_npz_with_pickles_is_one_clean_line(tmp_path):
 def test_binaries_refuse_user_folders(tmp_path):
   """Image grids (generate --outdir) and exports (train_toyfaces --export) leave user files alone."""
   user = user_folder(tmp_path / "user")
-  for args in (["-m", "experiments.generate", "--seeds=0", f"--outdir={user}"],
-               ["-m", "experiments.train_toyfaces", f"--workdir={tmp_path / 'run'}", f"--export={user}"]):
-    p = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300,
-                       env=env())
+  for args in (
+    ["-m", "experiments.generate", "--seeds=0", f"--outdir={user}"],
+    ["-m", "experiments.train_toyfaces", f"--workdir={tmp_path / 'run'}", f"--export={user}"],
+  ):
+    p = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=env())
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "did not write" in p.stderr, p.stderr[-2000:]
     assert intact(user) and sorted(x.name for x in user.iterdir()) == ["notes.txt", "results"]
   assert sorted(x.name for x in tmp_path.iterdir()) == ["user"]
@@ -274,12 +294,15 @@ def test_binaries_refuse_user_folders(tmp_path):
 
 def test_lock_copied_with_the_folder_is_stale(tmp_path, capsys):
   import shutil
+
   sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
   try:
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / lock.LOCK_NAME).write_text(json.dumps(
-        {"pid": sleeper.pid, "host": socket.gethostname(), "started": "t",
-         "workdir": str((tmp_path / "a").resolve())}))
+    (tmp_path / "a" / lock.LOCK_NAME).write_text(
+      json.dumps(
+        {"pid": sleeper.pid, "host": socket.gethostname(), "started": "t", "workdir": str((tmp_path / "a").resolve())}
+      )
+    )
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     with pytest.raises(lock.WorkdirBusy):
       lock.acquire(tmp_path / "a")  # the original: its live holder keeps it

@@ -1,4 +1,5 @@
 """Generator contract: layout, pytree transforms, noise modes, input validation."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,5 @@
 """ops: polyphase up-sampling and demodulation against direct numpy transcriptions."""
+
 import numpy as np
 import pytest
 
@@ -17,7 +18,7 @@ def _upfirdn2d_np(x, f2d, up, pad0, pad1, gain):
   out = np.zeros((n, oh, ow, c))
   for i in range(kh):
     for j in range(kw):
-      out += u[:, i:i + oh, j:j + ow] * k[i, j]
+      out += u[:, i : i + oh, j : j + ow] * k[i, j]
   return out
 
 
@@ -28,7 +29,7 @@ def _conv_transpose_np(x, w):
   out = np.zeros((n, 2 * (h - 1) + k, 2 * (wd - 1) + k, w.shape[3]))
   for i in range(h):
     for j in range(wd):
-      out[:, 2 * i:2 * i + k, 2 * j:2 * j + k] += np.einsum("nc,abco->nabo", x[:, i, j], w)
+      out[:, 2 * i : 2 * i + k, 2 * j : 2 * j + k] += np.einsum("nc,abco->nabo", x[:, i, j], w)
   return out
 
 
@@ -42,8 +43,9 @@ def test_conv2d_up_matches_transposed_conv_then_blur():
   rng = np.random.default_rng(0)
   x = rng.standard_normal((2, 5, 6, 4)).astype(np.float32)
   w = rng.standard_normal((3, 3, 4, 7)).astype(np.float32)
-  ref = _upfirdn2d_np(_conv_transpose_np(x.astype(np.float64), w.astype(np.float64)),
-                      _fir2d(), up=1, pad0=1, pad1=1, gain=4)
+  ref = _upfirdn2d_np(
+    _conv_transpose_np(x.astype(np.float64), w.astype(np.float64)), _fir2d(), up=1, pad0=1, pad1=1, gain=4
+  )
   got = np.asarray(ops.conv2d_up(x, w, precision="highest"))
   assert got.shape == (2, 10, 12, 7)
   np.testing.assert_allclose(got, ref, atol=2e-5, rtol=1e-5)
@@ -61,7 +63,7 @@ def test_demod_coefficients_match_explicit_weight_modulation():
   w = rng.standard_normal((3, 3, 5, 6)).astype(np.float32)
   s = rng.standard_normal((4, 5)).astype(np.float32)
   wm = w[None] * s[:, None, None, :, None]
-  ref = 1.0 / np.sqrt((wm.astype(np.float64)**2).sum(axis=(1, 2, 3)) + 1e-8)
+  ref = 1.0 / np.sqrt((wm.astype(np.float64) ** 2).sum(axis=(1, 2, 3)) + 1e-8)
   np.testing.assert_allclose(np.asarray(ops.demod_coefficients(w, s, precision="highest")), ref, rtol=1e-5)
 
 
@@ -82,8 +84,11 @@ def _conv3x3_np(x, w):
   """'same' 3x3 correlation in float64 numpy."""
   n, h, wd, _ = x.shape
   xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
-  return sum(np.einsum("nhwc,co->nhwo", xp[:, i:i + h, j:j + wd], w[i, j].astype(np.float64))
-             for i in range(3) for j in range(3))
+  return sum(
+    np.einsum("nhwc,co->nhwo", xp[:, i : i + h, j : j + wd], w[i, j].astype(np.float64))
+    for i in range(3)
+    for j in range(3)
+  )
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 8, 5, 7), (1, 16, 12, 32, 8), (3, 4, 6, 3, 2)])
@@ -104,10 +109,10 @@ def test_conv2d_dispatch_rule(monkeypatch):
   monkeypatch.setattr(ops, "WINOGRAD_MIN_CHANNELS", 256)
   monkeypatch.setattr(ops, "WINOGRAD_MIN_SIDE", 32)
   assert ops.use_winograd((4, 64, 64, 512), (3, 3, 512, 512))
-  assert not ops.use_winograd((4, 64, 64, 128), (3, 3, 128, 512))   # narrow input
-  assert not ops.use_winograd((4, 16, 16, 512), (3, 3, 512, 512))   # too small
-  assert not ops.use_winograd((4, 33, 33, 512), (3, 3, 512, 512))   # odd sides
-  assert not ops.use_winograd((4, 64, 64, 512), (1, 1, 512, 512))   # toRGB / 1x1
+  assert not ops.use_winograd((4, 64, 64, 128), (3, 3, 128, 512))  # narrow input
+  assert not ops.use_winograd((4, 16, 16, 512), (3, 3, 512, 512))  # too small
+  assert not ops.use_winograd((4, 33, 33, 512), (3, 3, 512, 512))  # odd sides
+  assert not ops.use_winograd((4, 64, 64, 512), (1, 1, 512, 512))  # toRGB / 1x1
   monkeypatch.setattr(ops, "WINOGRAD_MIN_CHANNELS", 1)
   monkeypatch.setattr(ops, "WINOGRAD_MIN_SIDE", 8)
   x = np.random.default_rng(4).standard_normal((1, 8, 8, 4)).astype(np.float32)

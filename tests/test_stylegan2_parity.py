@@ -5,6 +5,7 @@ orbax directory; w, truncated w, every style block and the const-noise images
 (psi 1, psi 0.7, W+, one-channel edit) must match the references computed by the
 official code: images to 1e-4 absolute, w and styles to 1e-5 relative.
 """
+
 import json
 import subprocess
 import sys
@@ -37,8 +38,11 @@ def case(request, fixtures_dir, tmp_path_factory):
   ref = dict(np.load(d / "ref.npz"))
   direct, _ = load_checkpoint(d / FIXTURES[name].split("/")[1])
   out = tmp_path_factory.mktemp(name) / "converted"
-  proc = subprocess.run([sys.executable, "-m", "converters", str(d / FIXTURES[name].split("/")[1]), str(out)],
-                        capture_output=True, text=True)
+  proc = subprocess.run(
+    [sys.executable, "-m", "converters", str(d / FIXTURES[name].split("/")[1]), str(out)],
+    capture_output=True,
+    text=True,
+  )
   assert proc.returncode == 0, proc.stderr
   assert f"num_ws:          {meta['num_ws']}" in proc.stdout
   converted = ss_jax.load_generator(out)
@@ -58,8 +62,12 @@ def test_mapping_and_styles(case, how):
   styles = g.styles(ref["ws"])
   assert len(styles) == len(meta["styles"])
   for L, st, s in zip(g.layout, meta["styles"], styles):
-    assert (L.resolution, L.channels, L.kind, L.w_index) == (st["resolution"], st["channels"], st["kind"],
-                                                            st["w_index"])
+    assert (L.resolution, L.channels, L.kind, L.w_index) == (
+      st["resolution"],
+      st["channels"],
+      st["kind"],
+      st["w_index"],
+    )
     assert _rel(s, ref[st["name"]]) <= STYLE_RTOL, st["name"]
 
 

@@ -6,6 +6,7 @@ features and the images (psi 1, psi 0.7, a one-channel edit, W+ mixing, an input
 transform at psi 1 and 0.7) must match the official references: images and input
 features to 1e-4 absolute, w and styles to 1e-5 relative; the same under jax.jit.
 """
+
 import json
 import math
 import subprocess
@@ -47,8 +48,9 @@ def case(request, fixtures_dir, tmp_path_factory):
   direct, info = load_checkpoint(d / f"{name}.pkl")
   assert info["variant"] == ("T" if name == "s1" else "R")
   out = tmp_path_factory.mktemp(name) / "converted"
-  proc = subprocess.run([sys.executable, "-m", "converters", str(d / f"{name}.pkl"), str(out)],
-                        capture_output=True, text=True)
+  proc = subprocess.run(
+    [sys.executable, "-m", "converters", str(d / f"{name}.pkl"), str(out)], capture_output=True, text=True
+  )
   assert proc.returncode == 0, proc.stderr
   assert "num_ws:          16" in proc.stdout and "StyleGAN3-" in proc.stdout
   converted = ss_jax.load_generator(out)
@@ -62,11 +64,24 @@ def test_layer_table_and_filters_match_the_official_constructor(case):
   inp, table = layer_table(g.config)
   mi = meta["layers"][0]
   assert (inp.channels, inp.size, inp.sampling_rate, inp.bandwidth) == (
-      mi["channels"], mi["size"][0], mi["sampling_rate"], mi["bandwidth"])
+    mi["channels"],
+    mi["size"][0],
+    mi["sampling_rate"],
+    mi["bandwidth"],
+  )
   for spec, m in zip(table, meta["layers"][1:], strict=True):
     assert spec.name == m["name"] and spec.padding == tuple(m["padding"])
-    for k in ("in_channels", "out_channels", "up_factor", "down_factor", "up_taps", "down_taps", "down_radial",
-              "conv_kernel", "tmp_sampling_rate"):
+    for k in (
+      "in_channels",
+      "out_channels",
+      "up_factor",
+      "down_factor",
+      "up_taps",
+      "down_taps",
+      "down_radial",
+      "conv_kernel",
+      "tmp_sampling_rate",
+    ):
       assert getattr(spec, k) == m[k], (spec.name, k)
     assert math.isclose(spec.out_cutoff, m["out_cutoff"], rel_tol=1e-12)
     up, down = layer_filters(spec)  # designed without scipy: equal to the stored float32 filters
@@ -77,15 +92,20 @@ def test_layer_table_and_filters_match_the_official_constructor(case):
         np.testing.assert_array_equal(designed, np.asarray(stored))
   # The layout: names, kinds, channels and order as meta.json's style table.
   assert [(L.name if L.kind == "input" else f"style_{L.index:02d}_{L.name}") for L in g.layout][1:] == [
-      s["name"] for s in meta["styles"]][1:]
+    s["name"] for s in meta["styles"]
+  ][1:]
   assert [(L.kind, L.channels, L.w_index) for L in g.layout] == [
-      (s["kind"], s["channels"], s["w_index"]) for s in meta["styles"]]
+    (s["kind"], s["channels"], s["w_index"]) for s in meta["styles"]
+  ]
 
 
 def test_bessel_j1_against_known_values():
   # J1 at 1, 5, 10 and its first zero (Abramowitz & Stegun tables).
-  np.testing.assert_allclose(bessel_j1([1.0, 5.0, 10.0, 3.8317059702075125]),
-                             [0.4400505857449335, -0.3275791375914652, 0.04347274616886144, 0.0], atol=1e-14)
+  np.testing.assert_allclose(
+    bessel_j1([1.0, 5.0, 10.0, 3.8317059702075125]),
+    [0.4400505857449335, -0.3275791375914652, 0.04347274616886144, 0.0],
+    atol=1e-14,
+  )
 
 
 @pytest.mark.parametrize("how", ["direct", pytest.param("converted", marks=pytest.mark.slow)])
@@ -102,9 +122,13 @@ def test_mapping_styles_and_images(case, how):
       assert _rel(s, ref[st["name"] + key]) <= STYLE_RTOL, (st["name"], key)
   synth = jax.jit(lambda g, s, t: g.synthesis(s, input_transform=t))
   eye = np.eye(3, dtype=np.float32)
-  for key, ws, t in (("img_psi1", ref["ws"], eye), ("img_psi07", ref["ws_trunc"], eye),
-                     ("img_ws_mix", ref["ws_mix"], eye), ("img_transform", ref["ws"], ref["input_transform"]),
-                     ("img_transform_psi07", ref["ws_trunc"], ref["input_transform"])):
+  for key, ws, t in (
+    ("img_psi1", ref["ws"], eye),
+    ("img_psi07", ref["ws_trunc"], eye),
+    ("img_ws_mix", ref["ws_mix"], eye),
+    ("img_transform", ref["ws"], ref["input_transform"]),
+    ("img_transform_psi07", ref["ws_trunc"], ref["input_transform"]),
+  ):
     img = synth(g, g.styles(ws), t)
     assert img.shape == (4, 32, 32, 3)
     np.testing.assert_allclose(_nchw(img), ref[key], atol=IMG_ATOL, rtol=0, err_msg=key)
@@ -140,8 +164,10 @@ def test_one_channel_edit_and_input_features(case):
   np.testing.assert_allclose(_nchw(g.synthesis(blocks)), ref["img_edit"], atol=IMG_ATOL, rtol=0)
   s0 = g.styles(ref["ws"][:1])[0]
   inp = jax.jit(sg3.input_layer, static_argnums=0)
-  for key, t in (("input_features_sample0", np.eye(3, dtype=np.float32)),
-                 ("input_features_transform_sample0", ref["input_transform"])):
+  for key, t in (
+    ("input_features_sample0", np.eye(3, dtype=np.float32)),
+    ("input_features_transform_sample0", ref["input_transform"]),
+  ):
     x = inp(g.config, g.params, g.buffers, s0, t)
     np.testing.assert_allclose(_nchw(x), ref[key], atol=IMG_ATOL, rtol=0, err_msg=key)
 
@@ -154,7 +180,7 @@ def test_stylespace_addressing_skips_input_and_torgb(case):
   conv = stylespace.kind_mask(layout)
   assert conv.sum() == sum(L.channels for L in layout if L.kind == "conv") and not conv[:4].any()
   with_rgb = stylespace.kind_mask(layout, include_torgb=True)
-  assert not with_rgb[:4].any() and with_rgb[-layout[-1].channels:].all()
+  assert not with_rgb[:4].any() and with_rgb[-layout[-1].channels :].all()
 
 
 def test_unsupported_network_is_one_line(fixtures_dir):

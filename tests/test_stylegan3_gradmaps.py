@@ -5,6 +5,7 @@ conv styles (L0 ... L13), image rendered alone, pooled to 32 x 32 (no pooling at
 32 px). Here: two layers' maps of one image of s1 in the default suite (s2 @slow); all maps with the method chosen
 by the planner (forward) and with reverse on s1 (@slow: tens of seconds per image on 2 cores).
 """
+
 import json
 
 import jax
@@ -35,7 +36,7 @@ def test_middle_and_last_layer_maps_match_official(fixtures_dir, name):
   fn = jax.jit(lambda g, s: jnp.mean(jnp.abs(sg3_jacobian.jac_forward(g, s, 32, layers, 64)), axis=1))
   maps = np.asarray(fn(g, s))
   offsets = np.cumsum([0] + list(ref["layer_channels"]))
-  want = np.concatenate([ref["maps"][0, offsets[m - 1]:offsets[m]] for m in layers])
+  want = np.concatenate([ref["maps"][0, offsets[m - 1] : offsets[m]] for m in layers])
   assert maps.shape == want.shape
   np.testing.assert_allclose(maps, want, atol=MAP_ATOL, rtol=0)
 
@@ -68,4 +69,4 @@ def test_reverse_mode_matches_official(fixtures_dir):
   np.testing.assert_allclose(maps, ref["maps"][:1], atol=MAP_ATOL, rtol=0)
   j = np.asarray(gradmaps.jacobian(g, g.styles(ref["ws"][:1]), include_torgb=True, method="forward"))
   assert j.shape[1] == ref["maps"].shape[1] + g.layout[-1].channels
-  np.testing.assert_allclose(np.abs(j[0, :-g.layout[-1].channels]).mean(1), ref["maps"][0], atol=MAP_ATOL)
+  np.testing.assert_allclose(np.abs(j[0, : -g.layout[-1].channels]).mean(1), ref["maps"][0], atol=MAP_ATOL)

@@ -1,4 +1,5 @@
 """Attribute-specific channels: theta, ranking masks, planted channel, resampling curve, binary."""
+
 import json
 import os
 import subprocess
@@ -45,8 +46,8 @@ def test_theta_by_hand():
   mean, std = np.zeros(c), np.ones(c)
   mean[1], std[1] = 1.0, 2.0
   s = np.zeros((3, c))
-  s[:, 0] = [1, 2, 3]   # z = 1,2,3: |mean| 2, std sqrt(2/3)
-  s[:, 1] = [1, 3, 5]   # z = 0,1,2: |mean| 1, std sqrt(2/3)
+  s[:, 0] = [1, 2, 3]  # z = 1,2,3: |mean| 2, std sqrt(2/3)
+  s[:, 1] = [1, 3, 5]  # z = 0,1,2: |mean| 1, std sqrt(2/3)
   s[:, 2] = [-4, -4, -4]  # all exemplars agree: std 0 -> inf
   r = ac.find_channels(s, mean, std, layout)
   np.testing.assert_allclose(r["theta"][:2], [2 / np.sqrt(2 / 3), 1 / np.sqrt(2 / 3)])
@@ -125,6 +126,7 @@ def test_exemplars_from_codes_and_bank(g, tmp_path):
   bright = lambda x: np.stack([np.asarray(x).mean((1, 2, 3)), -np.asarray(x).mean((1, 2, 3))], 1)
   sel = ac.select_exemplars(g, bright, 0, 3, range(10), batch_size=2)  # N=2 renders, as test_manipulate
   from ss_jax.stylespace import manipulate
+
   bank = sampling.styles_from_seeds(g, range(10), batch_size=2)  # shapes as compiled by select_exemplars
   means = manipulate.render(g, bank, batch_size=2).mean((1, 2, 3))
   assert list(sel["seeds"]) == list(np.argsort(-means)[:3])
@@ -134,8 +136,13 @@ def test_exemplars_from_codes_and_bank(g, tmp_path):
 
 
 def run_binary(*args):
-  return subprocess.run([sys.executable, "-m", "experiments.attribute_channels", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.attribute_channels", *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
 
 
 def test_binary_end_to_end(g, population, tmp_path):

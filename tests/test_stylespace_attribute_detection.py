@@ -1,4 +1,5 @@
 """Checking attribute channels: bank split, independent-bank accuracy curve, verified.json, edit scores."""
+
 import json
 
 import numpy as np
@@ -8,8 +9,7 @@ from ss_jax import GeneratorConfig
 from ss_jax.stylespace import attribute_channels as ac, attribute_detection as det, channels as stylespace
 from ss_jax.stylegan2.config import style_layout
 
-LAYOUT = style_layout(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, channels=(16, 16, 8),
-                                      mapping_layers=2))
+LAYOUT = style_layout(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, channels=(16, 16, 8), mapping_layers=2))
 C = stylespace.num_channels(LAYOUT)
 PLANTED = LAYOUT[3].offset + 5  # conv channel '3_5'
 
@@ -45,14 +45,30 @@ def _bank(planted_weight, n=4000, seed=0):
 def test_planted_channel_is_found_against_an_independent_bank():
   s, logit, pool, ref = _bank(1.0)
   mask = ac.candidate_mask(LAYOUT)
-  cur = det.accuracy_curve(s[det.strongest(logit, pool, 200)], s[det.strongest(logit, ref, 200)],
-                           np.zeros(C), np.ones(C), mask, sizes=(2, 5, 20, 100, 400), num_draws=50, seed=1)
+  cur = det.accuracy_curve(
+    s[det.strongest(logit, pool, 200)],
+    s[det.strongest(logit, ref, 200)],
+    np.zeros(C),
+    np.ones(C),
+    mask,
+    sizes=(2, 5, 20, 100, 400),
+    num_draws=50,
+    seed=1,
+  )
   assert cur["reference"] == PLANTED and cur["pool_top"] == PLANTED
   assert cur["sizes"].tolist() == [2, 5, 20, 100]  # 400 > pool size: dropped
   acc = cur["accuracy"]
   assert acc[0] < 0.8 and acc[-1] == 1.0 and np.all(np.diff(acc) >= -0.05)
-  again = det.accuracy_curve(s[det.strongest(logit, pool, 200)], s[det.strongest(logit, ref, 200)],
-                             np.zeros(C), np.ones(C), mask, sizes=(2, 5, 20, 100), num_draws=50, seed=1)
+  again = det.accuracy_curve(
+    s[det.strongest(logit, pool, 200)],
+    s[det.strongest(logit, ref, 200)],
+    np.zeros(C),
+    np.ones(C),
+    mask,
+    sizes=(2, 5, 20, 100),
+    num_draws=50,
+    seed=1,
+  )
   np.testing.assert_array_equal(again["top"], cur["top"])
 
 
@@ -70,25 +86,52 @@ def test_without_a_controlling_channel_the_last_point_is_not_one():
 def test_restriction_to_local_channels_can_only_pick_candidates():
   s, logit, pool, ref = _bank(0.3)
   local = ac.candidate_mask(LAYOUT, restrict_to=["3_5", "3_6", "2_0"])
-  cur = det.accuracy_curve(s[det.strongest(logit, pool, 100)], s[det.strongest(logit, ref, 100)],
-                           np.zeros(C), np.ones(C), local, sizes=(2, 10, 50), num_draws=50)
+  cur = det.accuracy_curve(
+    s[det.strongest(logit, pool, 100)],
+    s[det.strongest(logit, ref, 100)],
+    np.zeros(C),
+    np.ones(C),
+    local,
+    sizes=(2, 10, 50),
+    num_draws=50,
+  )
   assert cur["reference"] == PLANTED and set(cur["top"].ravel()) <= set(np.flatnonzero(local))
-  full = det.accuracy_curve(s[det.strongest(logit, pool, 100)], s[det.strongest(logit, ref, 100)],
-                            np.zeros(C), np.ones(C), ac.candidate_mask(LAYOUT), sizes=(2, 10, 50),
-                            num_draws=50)
+  full = det.accuracy_curve(
+    s[det.strongest(logit, pool, 100)],
+    s[det.strongest(logit, ref, 100)],
+    np.zeros(C),
+    np.ones(C),
+    ac.candidate_mask(LAYOUT),
+    sizes=(2, 10, 50),
+    num_draws=50,
+  )
   assert np.all(cur["accuracy"] >= full["accuracy"])  # fewer distractors
 
 
 def test_verified_channels_reads_the_detect_local_format(tmp_path):
   path = tmp_path / "verified.json"
-  path.write_text(json.dumps({"categories": [
-      {"category": "hair", "verified": [{"name": "6_113", "score": 0.9}, {"name": "3_4"}]},
-      {"category": "eyebrow", "verified": [{"name": "3_4"}, {"name": "10_2"}]},
-      {"category": "mouth", "verified": []}]}))
+  path.write_text(
+    json.dumps(
+      {
+        "categories": [
+          {"category": "hair", "verified": [{"name": "6_113", "score": 0.9}, {"name": "3_4"}]},
+          {"category": "eyebrow", "verified": [{"name": "3_4"}, {"name": "10_2"}]},
+          {"category": "mouth", "verified": []},
+        ]
+      }
+    )
+  )
   assert det.verified_channels(path, ["hair", "eyebrow"]) == (["3_4", "6_113", "10_2"], "verified")
   assert det.verified_channels(path, ["mouth", "nose"]) == ([], "verified")
-  (tmp_path / "detections.json").write_text(json.dumps({"categories": [  # detect_local's own output
-      {"category": "hair", "detected": [{"name": "2_1"}], "top": [{"name": "9_9"}]}]}))
+  (tmp_path / "detections.json").write_text(
+    json.dumps(
+      {
+        "categories": [  # detect_local's own output
+          {"category": "hair", "detected": [{"name": "2_1"}], "top": [{"name": "9_9"}]}
+        ]
+      }
+    )
+  )
   assert det.verified_channels(tmp_path / "detections.json", ["hair"]) == (["2_1"], "detected")
   (tmp_path / "bad.json").write_text(json.dumps([{"category": "hair"}]))
   with pytest.raises(ValueError, match="categories"):
@@ -131,8 +174,11 @@ def test_edit_metrics_by_hand():
 
 
 def test_single_channel_verdict():
-  m = {"target": np.array([[0.5, 2.0], [1.5, 3.0]]), "flips": np.array([[0.9, 0.9], [0.6, np.nan]]),
-       "leak_max": np.array([[0.0, 1.5], [0.3, 0.1]])}
+  m = {
+    "target": np.array([[0.5, 2.0], [1.5, 3.0]]),
+    "flips": np.array([[0.9, 0.9], [0.6, np.nan]]),
+    "leak_max": np.array([[0.0, 1.5], [0.3, 0.1]]),
+  }
   assert det.single_channel_verdict(m) == (1, 0)  # (0,0) too weak, (0,1) leaks, (1,1) no flips
   m["leak_max"][1, 0] = 1.0
   assert det.single_channel_verdict(m) is None

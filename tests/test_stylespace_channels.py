@@ -1,4 +1,5 @@
 """S addressing: names, flat indices, masks and their errors."""
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,7 @@ def test_roundtrip_and_paper_names():
   idx = np.arange(0, 9088, 97)
   layer, ch = stylespace.to_layer_channel(LAYOUT, idx)
   assert [stylespace.to_flat(LAYOUT, int(l), int(c)) for l, c in zip(layer, ch)] == idx.tolist()
-  np.testing.assert_array_equal(stylespace.parse_names(LAYOUT, "6_202, 9_11"),
-                                [flat, LAYOUT[9].offset + 11])
+  np.testing.assert_array_equal(stylespace.parse_names(LAYOUT, "6_202, 9_11"), [flat, LAYOUT[9].offset + 11])
 
 
 def test_masks():
@@ -29,8 +29,15 @@ def test_masks():
   assert all(LAYOUT[l].kind == "conv" for l in np.unique(layers))
 
 
-@pytest.mark.parametrize("name,match", [("6-202", "bad channel name"), ("26_0", "layer 26 out of range"),
-                                        ("6_512", "channel 512 out of range"), ("", "no channel names")])
+@pytest.mark.parametrize(
+  "name,match",
+  [
+    ("6-202", "bad channel name"),
+    ("26_0", "layer 26 out of range"),
+    ("6_512", "channel 512 out of range"),
+    ("", "no channel names"),
+  ],
+)
 def test_bad_names(name, match):
   with pytest.raises(ValueError, match=match):
     stylespace.parse_names(LAYOUT, name)

@@ -1,4 +1,5 @@
 """W / W+ baselines: InterFaceGAN, GANSpace, SeFa on problems with known answers; W -> S map."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -68,8 +69,7 @@ def test_sefa_matches_numpy_eigh_of_affine_map(g):
   eye[np.arange(cfg.w_dim), :, np.arange(cfg.w_dim)] = 1.0
   s = np.asarray(flatten_styles(g.styles(jnp.asarray(eye))), np.float64)
   cols = s[:-1] - s[-1]  # (w_dim, C)
-  sel = np.concatenate([np.arange(g.layout[i].offset, g.layout[i].offset + g.layout[i].channels)
-                        for i in layers])
+  sel = np.concatenate([np.arange(g.layout[i].offset, g.layout[i].offset + g.layout[i].channels) for i in layers])
   a = cols[:, sel].T  # (sum C_l, w_dim)
   a = a / np.linalg.norm(a, axis=1, keepdims=True)
   vals, vecs = np.linalg.eigh(a.T @ a)
@@ -95,7 +95,7 @@ def test_w_to_s_equals_explicit_wplus_edit(g):
   d = directions.w_to_s(g, u, rows)
   np.testing.assert_allclose(explicit, np.broadcast_to(2.5 * d, explicit.shape), atol=2e-5)
   untouched = [L for L in g.layout if L.w_index not in rows]
-  assert all(np.all(d[L.offset:L.offset + L.channels] == 0) for L in untouched)
+  assert all(np.all(d[L.offset : L.offset + L.channels] == 0) for L in untouched)
   assert directions.default_row_ranges(cfg.num_ws)[0] == "all"
   assert directions.layers_of_rows(g.layout, range(cfg.num_ws)) == [L.index for L in g.layout if L.kind == "conv"]
   with pytest.raises(ValueError, match="out of range"):

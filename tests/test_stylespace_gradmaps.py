@@ -1,4 +1,5 @@
 """Gradient maps: every method against jacrev, finite differences, the PyTorch references, sharding."""
+
 import functools
 import json
 import os
@@ -22,16 +23,18 @@ def _tiny_cached(items):
   rng = np.random.RandomState(3)
   # Random values in the initialiser's structure (jitting the initialiser itself takes
   # ~15 s to compile); non-zero biases and noise strengths exercise every term.
-  fill = {"affine_b": lambda shape: 1.0 + 0.2 * rng.randn(*shape), "bias": lambda shape: 0.2 * rng.randn(*shape),
-          "noise_strength": lambda shape: np.full(shape, 0.3)}
+  fill = {
+    "affine_b": lambda shape: 1.0 + 0.2 * rng.randn(*shape),
+    "bias": lambda shape: 0.2 * rng.randn(*shape),
+    "noise_strength": lambda shape: np.full(shape, 0.3),
+  }
 
   def leaf(path, a):
     name = getattr(path[-1], "key", None)
     return jnp.asarray(fill.get(name, lambda shape: rng.randn(*shape))(a.shape), jnp.float32)
 
   params, buffers = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
-  g = Generator(jax.tree_util.tree_map_with_path(leaf, params), jax.tree_util.tree_map_with_path(leaf, buffers),
-                cfg)
+  g = Generator(jax.tree_util.tree_map_with_path(leaf, params), jax.tree_util.tree_map_with_path(leaf, buffers), cfg)
   s = tuple(jnp.asarray(1.0 + 0.5 * rng.randn(2, L.channels), jnp.float32) for L in g.layout)
   return g, s
 
@@ -48,7 +51,7 @@ def _jacrev_reference(g, s, res, include_torgb):
   layers = gradmaps.considered_layers(g.layout, include_torgb)
   out = []
   for i in range(s[0].shape[0]):
-    si = [v[i:i + 1] for v in s]
+    si = [v[i : i + 1] for v in s]
 
     def f(sc):
       s2 = list(si)
@@ -126,6 +129,7 @@ def test_float64_central_differences():
 @pytest.mark.parametrize("name,ckpt", [("n1", "n1/n1.pkl"), ("r1", "r1/r1.pt")])
 def test_shared_fixture_maps(fixtures_dir, name, ckpt):
   from ss_jax.stylegan2.checkpoint import load_checkpoint
+
   g, _ = load_checkpoint(fixtures_dir / "stylegan2" / ckpt)
   ref = np.load(fixtures_dir / "gradmaps" / f"{name}.npz")
   names = json.loads(str(ref["layer_names"]))
@@ -149,8 +153,7 @@ def test_sharded_over_four_devices_matches_one_and_flat_styles():
   assert a.shape == b.shape == (3, 20, 4, 4) and a.dtype == jnp.float32
   np.testing.assert_allclose(a, b, atol=1e-6)
   flat = jnp.concatenate(s, axis=1)
-  np.testing.assert_allclose(gradmaps.gradient_maps(g, flat, resolution=4, method="reverse", mesh=four), b,
-                             atol=1e-6)
+  np.testing.assert_allclose(gradmaps.gradient_maps(g, flat, resolution=4, method="reverse", mesh=four), b, atol=1e-6)
   with pytest.raises(ValueError):
     gradmaps.gradient_maps(g, flat[:, :-1])
   with pytest.raises(ValueError):
@@ -163,6 +166,7 @@ def test_run_job_equals_run_gradient_maps_on_any_device_count(tmp_path):
   from gradmap_reference import run_gradient_maps
   from ss_jax.runtime import distributed
   from ss_jax.stylespace.gradmaps import storage
+
   g, _ = _tiny()
   ref = storage.gradient_map_job(tmp_path / "ref", g, range(5), "tiny", 4, images_per_shard=2)
   run_gradient_maps(ref, g, method="reverse")
@@ -186,6 +190,7 @@ def test_run_job_equals_run_gradient_maps_on_any_device_count(tmp_path):
 
 def test_plan_prefers_local_on_fixture_like_models():
   from ss_jax.stylegan2.generator import config_f
+
   n1_like = GeneratorConfig(z_dim=64, w_dim=64, img_resolution=32, channels=(64,) * 4, mapping_layers=2)
   assert planning.plan(n1_like).method == "local"
   big = planning.plan(config_f(256))

@@ -1,4 +1,5 @@
 """Streamed detection statistics: same detections as stored maps, resumable, bounded disk."""
+
 import functools
 import json
 
@@ -31,9 +32,9 @@ def _toyfaces_labels(seeds, index, images):
 def test_mass_sums_match_a_loop():
   rng = np.random.RandomState(0)
   maps = rng.exponential(size=(3, 5, 4, 4)).astype(np.float32)
-  maps[1, 2] = 0.0                                      # an all-zero map: share 0
+  maps[1, 2] = 0.0  # an all-zero map: share 0
   cats = rng.randint(0, 3, size=(3, 4, 4))
-  cats[2] = 0                                           # categories 1, 2 absent in image 2
+  cats[2] = 0  # categories 1, 2 absent in image 2
   st = detection_stats.accumulate(maps, cats, 4, with_map_sum=True)
   share, inside, total, area = (np.zeros((5, 4)) for _ in range(4))
   for i in range(3):
@@ -70,8 +71,9 @@ def _stored(workdir, g, seeds, labels_fn, table, method, mesh, res):
 
 
 def _streamed(workdir, g, seeds, labels_fn, table, method, mesh, res):
-  job = gradmap_stream.stream_job(workdir, g, seeds, "tiny", {"segmenter": "test"}, table, resolution=res,
-                                  images_per_shard=2)
+  job = gradmap_stream.stream_job(
+    workdir, g, seeds, "tiny", {"segmenter": "test"}, table, resolution=res, images_per_shard=2
+  )
   gradmap_stream.run(job, g, labels_fn, method=method, mesh=mesh)
   distributed.wait_for_shards(job)
   job.fold()
@@ -102,7 +104,7 @@ def test_stream_equals_stored_and_resumes(tmp_path):
   want = detection_stats.load_shards(ref_job).to_arrays()
   have = jobs.load_npz(tmp_path / "b" / "local" / "stats.npz")
   for k, v in want.items():
-    np.testing.assert_array_equal(have[k], v, err_msg=k)    # bit-identical sums
+    np.testing.assert_array_equal(have[k], v, err_msg=k)  # bit-identical sums
   # Disk: the spec, one total and shard 0's examples; no per-shard files left.
   assert sorted(p.name for p in sj.dir.iterdir()) == ["examples.npz", "spec.json", "total_00004.npz"]
   _scores_and_verification(tmp_path, g, ref_job, ref_gm)
@@ -124,8 +126,9 @@ def test_stream_equals_stored_and_resumes(tmp_path):
   for k, v in want.items():
     np.testing.assert_array_equal(jobs.load_npz(tmp_path / "c" / "local" / "stats.npz")[k], v, err_msg=k)
   with pytest.raises(jobs.SettingsMismatch):
-    gradmap_stream.stream_job(tmp_path / "c", g, range(8), "tiny", {"segmenter": "test"}, table,
-                              resolution=8, images_per_shard=2)
+    gradmap_stream.stream_job(
+      tmp_path / "c", g, range(8), "tiny", {"segmenter": "test"}, table, resolution=8, images_per_shard=2
+    )
 
 
 def _scores_and_verification(tmp_path, g, ref_job, ref_gm):
@@ -142,14 +145,15 @@ def _scores_and_verification(tmp_path, g, ref_job, ref_gm):
     assert got["settings"]["score"] == score
     _same_outputs(ref_job.dir, sc.job.dir)
   assert sum(len(c["detected"]) for c in got["categories"]) > sum(
-      len(c["detected"]) for c in la.finalize(ref_job, ref_gm, threshold=0.3, margin=0.1)[0]["categories"])
+    len(c["detected"]) for c in la.finalize(ref_job, ref_gm, threshold=0.3, margin=0.1)[0]["categories"]
+  )
   # Verification: the edits' std recomputed from the seeds equals the stored styles' std.
-  np.testing.assert_allclose(V.sigma_from_seeds(g, sc.gm.spec), V.sigma_from_gradient_maps(ref_gm),
-                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(
+    V.sigma_from_seeds(g, sc.gm.spec), V.sigma_from_gradient_maps(ref_gm), rtol=1e-5, atol=1e-7
+  )
   table = segmentation.CategoryTable.from_json(sc.job.spec["table"])
   vjob = vd.make_verify_job(tmp_path / "b", sc.gm, g, sc.source, table, [100, 101], alphas=(-5.0, 5.0))
-  out = vd.verify(sc.job, sc.gm, got, g, _toyfaces_labels, vjob, min_share=0.3, min_changed=0.0,
-                  baseline_per_layer=1)
+  out = vd.verify(sc.job, sc.gm, got, g, _toyfaces_labels, vjob, min_share=0.3, min_changed=0.0, baseline_per_layer=1)
   assert [c["detected"] for c in out["categories"]] == [len(c["detected"]) for c in got["categories"]]
   assert json.loads((sc.job.dir / "verified.json").read_text()) == json.loads(json.dumps(out))
 
@@ -158,8 +162,12 @@ def test_fold_in_shard_order_with_two_processes(tmp_path):
   """Shards written by two processes in any order fold to the single-process total."""
   spec = {"kind": "test"}
   rng = np.random.RandomState(1)
-  parts = [detection_stats.accumulate(rng.rand(2, 3, 4, 4).astype(np.float32), rng.randint(0, 2, (2, 4, 4)), 2,
-                                      with_map_sum=True) for _ in range(5)]
+  parts = [
+    detection_stats.accumulate(
+      rng.rand(2, 3, 4, 4).astype(np.float32), rng.randint(0, 2, (2, 4, 4)), 2, with_map_sum=True
+    )
+    for _ in range(5)
+  ]
   p0 = gradmap_stream.StreamJob(tmp_path, spec, 5, process_index=0, process_count=2)
   p1 = gradmap_stream.StreamJob(tmp_path, spec, 5, process_index=1, process_count=2)
   assert p0.pending() == [0, 2, 4] and p1.pending() == [1, 3]

@@ -1,4 +1,5 @@
 """Locally-active channel scoring, decision rule, streaming and the resumable jobs."""
+
 import numpy as np
 import pytest
 
@@ -30,8 +31,8 @@ def reference_stats(maps, cats, k, d):
       order = sorted(range(m.size), key=lambda j: (-m[j], j))
       scores = np.full(k, -np.inf)
       for cat in np.flatnonzero(area):
-        top = [j for j in order[:area[cat]] if m[j] > 0]
-        scores[cat] = np.sum(lab[top] == cat) / area[cat]**d
+        top = [j for j in order[: area[cat]] if m[j] > 0]
+        scores[cat] = np.sum(lab[top] == cat) / area[cat] ** d
       if scores.max() > 0:
         wins[ch, np.argmax(scores)] += 1
   return wins, present
@@ -39,10 +40,10 @@ def reference_stats(maps, cats, k, d):
 
 def test_concentrated_map_wins_its_region():
   cats = np.zeros((1, 4, 4), int)
-  cats[0, :2, :2] = 1           # category 1: top-left quadrant; 0: the rest
+  cats[0, :2, :2] = 1  # category 1: top-left quadrant; 0: the rest
   maps = np.full((1, 2, 4, 4), 0.01, np.float32)
-  maps[0, 0, :2, :2] = 1.0      # channel 0 lives on region 1
-  maps[0, 1, 2:, :] = 1.0       # channel 1 lives on region 0
+  maps[0, 0, :2, :2] = 1.0  # channel 0 lives on region 1
+  maps[0, 1, 2:, :] = 1.0  # channel 1 lives on region 0
   n, area = la.overlap_counts(maps, cats, 3)
   np.testing.assert_array_equal(area, [[12, 4, 0]])
   # Channel 1: its 8 hot cells + the first 4 cold cells in row-major order (2 of them in region 1).
@@ -54,11 +55,11 @@ def test_concentrated_map_wins_its_region():
 
 def test_discount_prefers_small_regions():
   cats = np.zeros((1, 4, 4), int)
-  cats[0, 0] = 1                 # small region: 4 cells; big region: 12 cells
+  cats[0, 0] = 1  # small region: 4 cells; big region: 12 cells
   m = np.zeros((4, 4), np.float32)
   m[0] = [1.0, 1.0, 0.05, 0.05]  # half of the small region is hot
   m[1:] = 0.9
-  m[3, 1:] = 0.01                # 9 of the 12 big-region cells are warm
+  m[3, 1:] = 0.01  # 9 of the 12 big-region cells are warm
   n, area = la.overlap_counts(m[None, None], cats, 2)
   np.testing.assert_array_equal(n[0, 0], [9, 2])
   got = {d: int(la.winners(la.overlap_scores(n, area, d))[0, 0]) for d in (0.0, 1.0, 2.0)}
@@ -67,22 +68,22 @@ def test_discount_prefers_small_regions():
 
 def test_ties_and_zero_maps():
   cats = np.array([[[0, 1], [1, 1]]])
-  flat = np.ones((1, 1, 2, 2), np.float32)   # all tied: the top-k cells are the first k (row-major)
+  flat = np.ones((1, 1, 2, 2), np.float32)  # all tied: the top-k cells are the first k (row-major)
   n, _ = la.overlap_counts(flat, cats, 2)
   np.testing.assert_array_equal(n[0, 0], [1, 2])
   zero = np.zeros((1, 1, 2, 2), np.float32)  # zero cells never count -> no winner
   n, area = la.overlap_counts(zero, cats, 2)
   assert n.sum() == 0 and la.winners(la.overlap_scores(n, area))[0, 0] == -1
-  tie = np.array([[[1.0, 1.0]]])             # equal scores -> lowest category id
+  tie = np.array([[[1.0, 1.0]]])  # equal scores -> lowest category id
   assert la.winners(tie)[0, 0] == 0
 
 
 def test_vectorised_matches_loop_and_streaming_matches_batch():
   rng = np.random.RandomState(3)
   maps = rng.rand(10, 7, 8, 8).astype(np.float32) ** 4
-  maps[2, 3] = 0                                           # a dead channel in one image
+  maps[2, 3] = 0  # a dead channel in one image
   cats = rng.randint(0, 4, (10, 8, 8))
-  cats[:5][cats[:5] == 3] = 2                              # category 3 absent from half the images
+  cats[:5][cats[:5] == 3] = 2  # category 3 absent from half the images
   wins, present = reference_stats(maps, cats, 5, 2.0)
   full = la.accumulate(maps, cats, 5, 2.0)
   np.testing.assert_array_equal(full.wins, wins)
@@ -99,11 +100,15 @@ def test_vectorised_matches_loop_and_streaming_matches_batch():
 
 
 def test_decision_rule():
-  frac = np.array([[0.9, 0.5, 0.0],    # margin 0.4: active for 0
-                   [0.6, 0.4, 0.1],    # margin only 0.2
-                   [0.5, 0.0, 0.0],    # not > 0.5
-                   [0.95, 0.1, 0.0],   # best for 0
-                   [0.3, 0.3, 0.7]])   # active for 2
+  frac = np.array(
+    [
+      [0.9, 0.5, 0.0],  # margin 0.4: active for 0
+      [0.6, 0.4, 0.1],  # margin only 0.2
+      [0.5, 0.0, 0.0],  # not > 0.5
+      [0.95, 0.1, 0.0],  # best for 0
+      [0.3, 0.3, 0.7],
+    ]
+  )  # active for 2
   pos, top, second = la.select(frac, 0)
   np.testing.assert_array_equal(pos, [3, 0])
   np.testing.assert_allclose(second[:2], [0.5, 0.4])
@@ -152,9 +157,9 @@ def _standin_maps(g, styles, resolution, include_torgb, chunk_size, method):
 def _quadrants(seeds, index, images):
   lab = np.zeros(images.shape[:3], np.int32)
   h, w = lab.shape[1:]
-  lab[:, :h // 2, w // 2:] = 1
-  lab[:, h // 2:, :w // 2] = 17
-  lab[:, h // 2:, w // 2:] = 10
+  lab[:, : h // 2, w // 2 :] = 1
+  lab[:, h // 2 :, : w // 2] = 17
+  lab[:, h // 2 :, w // 2 :] = 10
   return lab
 
 

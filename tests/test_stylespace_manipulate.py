@@ -1,4 +1,5 @@
 """Channel edits in S: alpha sweeps, locality of edits, labelled grids, binary."""
+
 import json
 import os
 import subprocess
@@ -69,11 +70,11 @@ def test_grid_layout_and_labels(setup):
   assert grid.shape[0] > rows * (h + pad) + pad and grid.shape[1] > 3 * (h + pad) + pad
   # The bottom-right cell is image 1 edited along 6_2 by alpha=+5.
   last = images.to_uint8(manipulate.edited_images(g, s, "6_2", alphas, std))[2, 1]
-  np.testing.assert_array_equal(grid[-pad - h:-pad, -pad - h:-pad], last)
+  np.testing.assert_array_equal(grid[-pad - h : -pad, -pad - h : -pad], last)
   assert (grid[:, :10] < 128).any()  # row labels drawn in the left margin
   big = manipulate.manipulation_grid(g, s, "3_5,6_2", alphas, std, joint=True, min_cell=32)
   assert big.shape[0] > 2 * (32 + pad) + pad and big.shape[1] > 3 * (32 + pad) + pad
-  cell = big[-pad - 32:-pad, -pad - 32:-pad]  # nearest-neighbour x2: pixels come in 2x2 blocks
+  cell = big[-pad - 32 : -pad, -pad - 32 : -pad]  # nearest-neighbour x2: pixels come in 2x2 blocks
   np.testing.assert_array_equal(cell[::2, ::2], cell[1::2, 1::2])
 
 
@@ -94,6 +95,7 @@ def test_errors(setup):
 
 def test_batch_job_equals_grid_and_resumes_on_other_devices(setup, tmp_path):
   import jax
+
   g, _, std = setup
   seeds, alphas = range(3), [-5, 0, 5]
   job = manipulate.make_job(tmp_path, g, seeds, "3_5,6_2", alphas, std, images_per_shard=2)
@@ -113,21 +115,27 @@ def test_batch_job_equals_grid_and_resumes_on_other_devices(setup, tmp_path):
   assert manipulate.run_job(again, g, batch_size=2, mesh=one) == 2
   assert np.abs(again.read(0)["images"].astype(int) - first).max() <= 1
   joint = manipulate.make_job(tmp_path, g, seeds, "3_5,6_2", alphas, std, joint=True, images_per_shard=2)
-  assert joint.dir != job.dir and joint.spec["groups"] == [[[g.layout[3].offset + 5, g.layout[6].offset + 2],
-                                                            "3_5+6_2"]]
+  assert joint.dir != job.dir and joint.spec["groups"] == [
+    [[g.layout[3].offset + 5, g.layout[6].offset + 2], "3_5+6_2"]
+  ]
 
 
 def run_binary(*args):
-  return subprocess.run([sys.executable, "-m", "experiments.manipulate", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.manipulate", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
 
 
 def test_binary_end_to_end(setup, tmp_path):
   g, _, std = setup
   save_generator(g, tmp_path / "gen")
   stats.save(tmp_path / "stats.npz", {"mean": np.zeros_like(std), "std": std, "count": 64}, g.layout)
-  base = [f"--checkpoint={tmp_path / 'gen'}", f"--stats={tmp_path / 'stats.npz'}", "--seeds=0-1",
-          f"--outdir={tmp_path / 'out'}"]
+  base = [
+    f"--checkpoint={tmp_path / 'gen'}",
+    f"--stats={tmp_path / 'stats.npz'}",
+    "--seeds=0-1",
+    f"--outdir={tmp_path / 'out'}",
+  ]
   p = run_binary(*base, "--channels=3_5,6_2", "--alphas=-10,0,10")
   assert p.returncode == 0, p.stderr[-2000:]
   meta = json.loads((tmp_path / "out" / "manipulation.json").read_text())

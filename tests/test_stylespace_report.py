@@ -1,4 +1,5 @@
 """Report pictures and HTML; end to end through the three binaries on a tiny random generator."""
+
 import html.parser
 import json
 import os
@@ -21,9 +22,9 @@ def quadrants(images):
   """Stand-in segmenter: fixed CelebAMask-HQ quadrants (skin, bg / hair, nose)."""
   n, h, w = images.shape[:3]
   lab = np.ones((n, h, w), np.int32)
-  lab[:, :h // 2, w // 2:] = 0
-  lab[:, h // 2:, :w // 2] = 17
-  lab[:, h // 2:, w // 2:] = 10
+  lab[:, : h // 2, w // 2 :] = 0
+  lab[:, h // 2 :, : w // 2] = 17
+  lab[:, h // 2 :, w // 2 :] = 10
   return lab
 
 
@@ -77,8 +78,9 @@ def test_heatmap_and_histogram():
 def _bin(name, *args, ok=True):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=f"{REPO}:{REPO / 'tests'}")
   env.pop("XLA_FLAGS", None)
-  r = subprocess.run([sys.executable, "-m", f"experiments.{name}", *args], cwd=REPO, env=env,
-                     capture_output=True, text=True, timeout=300)
+  r = subprocess.run(
+    [sys.executable, "-m", f"experiments.{name}", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+  )
   assert (r.returncode == 0) == ok, r.stderr[-3000:]
   return r
 
@@ -90,13 +92,29 @@ def test_binaries_end_to_end(tmp_path):
   c = g.num_style_channels
   stats.save(tmp_path / "stats.npz", {"mean": rng.rand(c), "std": rng.rand(c) + 0.5, "count": 10}, g.layout)
   wd = str(tmp_path / "wd")
-  _bin("gradient_maps", f"--checkpoint={tmp_path / 'ckpt'}", "--seeds=0-4", "--resolution=8",
-       f"--workdir={wd}", "--images_per_shard=3", "--method=reverse", "--dtype=float16")
+  _bin(
+    "gradient_maps",
+    f"--checkpoint={tmp_path / 'ckpt'}",
+    "--seeds=0-4",
+    "--resolution=8",
+    f"--workdir={wd}",
+    "--images_per_shard=3",
+    "--method=reverse",
+    "--dtype=float16",
+  )
   shard = np.load(tmp_path / "wd/gradmaps/shard_00001.npz")
   assert shard["maps"].shape == (2, 12, 8, 8) and shard["maps"].dtype == np.float16
   assert shard["scale"].shape == (2, 12) and shard["maps"].max() == 1
-  _bin("detect_local", f"--workdir={wd}", "--segmenter=test_stylespace_report:quadrants", "--categories=ffhq",
-           "--score=official", "--threshold=0.3", "--margin=0.1", "--verify_seeds=100-101")
+  _bin(
+    "detect_local",
+    f"--workdir={wd}",
+    "--segmenter=test_stylespace_report:quadrants",
+    "--categories=ffhq",
+    "--score=official",
+    "--threshold=0.3",
+    "--margin=0.1",
+    "--verify_seeds=100-101",
+  )
   det = json.loads((tmp_path / "wd/local/detections.json").read_text())
   ver = json.loads((tmp_path / "wd/local/verified.json").read_text())
   assert [c["category"] for c in ver["categories"]] == [c["category"] for c in det["categories"]]
@@ -112,8 +130,14 @@ def test_binaries_end_to_end(tmp_path):
   assert "masks of size (4, 4) do not match the images' size (8, 8)" in r.stderr
   assert len(r.stderr.strip().splitlines()) == 1
   out = tmp_path / "report"
-  _bin("report", f"--workdir={wd}", f"--stats={tmp_path / 'stats.npz'}", f"--outdir={out}",
-           "--channels=2_1,0_3", "--num_images=2")
+  _bin(
+    "report",
+    f"--workdir={wd}",
+    f"--stats={tmp_path / 'stats.npz'}",
+    f"--outdir={out}",
+    "--channels=2_1,0_3",
+    "--num_images=2",
+  )
   p = check_html(out / "index.html")
   assert "layer_histogram.png" in p.srcs and "maps/2_1.png" in p.srcs and "strips/0_3.png" in p.srcs
   shown = [e["name"] for c in ver["categories"] for e in (c["verified"] + c["rejected"])[:5]]

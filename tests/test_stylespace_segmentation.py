@@ -1,4 +1,5 @@
 """Category tables, label sources and the block-majority reduction."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,8 +26,9 @@ def test_ffhq_table_matches_official_merge():
 
 
 def test_table_from_dict_and_errors():
-  t = segmentation.table_from_dict("t", ["rest", "a", "b"], ["x", "y", "z", "w"], {"a": ["x", 3], "b": ["y"]},
-                                   default="rest")
+  t = segmentation.table_from_dict(
+    "t", ["rest", "a", "b"], ["x", "y", "z", "w"], {"a": ["x", 3], "b": ["y"]}, default="rest"
+  )
   assert t.lut == (1, 2, 0, 1)
   assert segmentation.CategoryTable.from_json(t.to_dict()) == t
   with pytest.raises(ValueError, match="two categories"):
@@ -47,10 +49,7 @@ def test_toyfaces_table_uses_ffhq_categories():
 
 
 def test_majority_vote_by_hand():
-  lab = np.array([[1, 1, 2, 2],
-                  [1, 3, 2, 3],
-                  [0, 0, 3, 3],
-                  [2, 2, 1, 1]])[None]
+  lab = np.array([[1, 1, 2, 2], [1, 3, 2, 3], [0, 0, 3, 3], [2, 2, 1, 1]])[None]
   # Blocks: {1,1,1,3} -> 1; {2,2,2,3} -> 2; {0,0,2,2} tie -> 0 (lowest id); {3,3,1,1} tie -> 1.
   np.testing.assert_array_equal(segmentation.reduce_labels(lab, 2, 4)[0], [[1, 2], [0, 1]])
   np.testing.assert_array_equal(segmentation.reduce_labels(lab, 4, 4), lab)
@@ -87,12 +86,13 @@ def test_segmenter_registry_and_import_path():
 
 def _halves(images):
   lab = np.zeros(images.shape[:3], np.int32)
-  lab[:, :, images.shape[2] // 2:] = 1
+  lab[:, :, images.shape[2] // 2 :] = 1
   return lab
 
 
 def test_toyfaces_segmenter_is_registered(monkeypatch):
   from ss_jax.toyfaces import models
+
   monkeypatch.setattr(models, "load_segmenter", lambda: _halves)  # the shipped weights may be absent
   fn, table = segmentation.get_segmenter("toyfaces")
   assert fn is _halves and table == "toyfaces"

@@ -1,4 +1,5 @@
 """Population statistics of S: Chan merge, sharded/resumable computation, stats.npz, binary."""
+
 import dataclasses
 import os
 import shutil
@@ -128,8 +129,10 @@ def test_uncoordinated_processes_split_the_shards(g, tmp_path):
 def test_conditional_labels_follow_the_seed():
   g = tiny_generator(c_dim=3)
   a = sampling.styles_from_seeds(g, range(5, 12), batch_size=4)
-  b = np.concatenate([sampling.styles_from_seeds(g, [s], batch_size=4) for s in (5, 6, 7)]
-                     + [sampling.styles_from_seeds(g, range(8, 12), batch_size=4)])
+  b = np.concatenate(
+    [sampling.styles_from_seeds(g, [s], batch_size=4) for s in (5, 6, 7)]
+    + [sampling.styles_from_seeds(g, range(8, 12), batch_size=4)]
+  )
   np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)  # label = seed % 3, whatever the batching
   fixed = sampling.styles_from_seeds(g, range(5, 12), batch_size=4, class_idx=2)
   np.testing.assert_allclose(fixed[0], a[0], rtol=1e-6, atol=1e-6)  # seed 5 -> class 2
@@ -152,14 +155,18 @@ def test_save_load_roundtrip_and_errors(g, tmp_path):
 
 
 def run_binary(module, *args):
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
-                        timeout=120)
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 def test_binary_end_to_end_and_resume(g, tmp_path):
   save_generator(g, tmp_path / "gen")
-  args = [f"--checkpoint={tmp_path / 'gen'}", "--num_samples=24", "--samples_per_shard=8", "--batch_size=8",
-          f"--workdir={tmp_path / 'w'}"]
+  args = [
+    f"--checkpoint={tmp_path / 'gen'}",
+    "--num_samples=24",
+    "--samples_per_shard=8",
+    "--batch_size=8",
+    f"--workdir={tmp_path / 'w'}",
+  ]
   p = run_binary("experiments.style_stats", *args)
   assert p.returncode == 0, p.stderr[-2000:]
   d = stats.load(tmp_path / "w" / "stats.npz", g.layout)
@@ -170,8 +177,9 @@ def test_binary_end_to_end_and_resume(g, tmp_path):
   shutil.copy(tmp_path / "w" / "stats.npz", tmp_path / "first.npz")
   p = run_binary("experiments.style_stats", *args)
   assert p.returncode == 0 and "16 samples already done" in p.stdout, p.stdout + p.stderr[-2000:]
-  np.testing.assert_array_equal(stats.load(tmp_path / "w" / "stats.npz")["mean"],
-                                stats.load(tmp_path / "first.npz")["mean"])
+  np.testing.assert_array_equal(
+    stats.load(tmp_path / "w" / "stats.npz")["mean"], stats.load(tmp_path / "first.npz")["mean"]
+  )
   p = run_binary("experiments.style_stats", *args[:-1], "--psi=0.5", args[-1])  # other settings
   assert p.returncode != 0 and p.stderr.strip().splitlines()[-1].startswith("error:")
   assert "different settings (psi)" in p.stderr

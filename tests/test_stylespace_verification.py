@@ -1,4 +1,5 @@
 """Verification by editing, the gradient-mass score, verified.json and the ground-truth comparison."""
+
 import json
 
 import numpy as np
@@ -41,12 +42,16 @@ def test_edit_measures_match_loops():
 
 def test_summarize_and_rule():
   # One channel, 2 images, 1 alpha, 2 categories; category 1 absent in image 1.
-  d = {"l1_in": np.array([[[[3.0, 1.0]], [[2.0, 0.0]]]]), "l1_total": np.array([[[4.0], [4.0]]]),
-       "vis_in": np.array([[[[6, 2]], [[0, 0]]]]), "vis_total": np.array([[[8], [0]]]),
-       "present": np.array([[[True, True], [True, False]]])}
+  d = {
+    "l1_in": np.array([[[[3.0, 1.0]], [[2.0, 0.0]]]]),
+    "l1_total": np.array([[[4.0], [4.0]]]),
+    "vis_in": np.array([[[[6, 2]], [[0, 0]]]]),
+    "vis_total": np.array([[[8], [0]]]),
+    "present": np.array([[[True, True], [True, False]]]),
+  }
   s = V.summarize(d, num_pixels=100)
   np.testing.assert_allclose(s["l1_share_mean"], [[(0.75 + 0.5) / 2, 0.25]])
-  np.testing.assert_allclose(s["vis_share_mean"], [[0.75 / 2, 0.25]])   # no visible change: share 0
+  np.testing.assert_allclose(s["vis_share_mean"], [[0.75 / 2, 0.25]])  # no visible change: share 0
   np.testing.assert_allclose(s["changed_mean"], [[0.04, 0.08]])
   np.testing.assert_array_equal(s["n_images"], [[2, 1]])
   np.testing.assert_allclose(s["l1_share_std"][0, 0], 0.125)
@@ -65,11 +70,17 @@ def test_job_matches_manipulate_and_resumes(tmp_path):
   job = V.make_job(tmp_path / "a", *args, alphas=(-3.0, 3.0))
   V.run_job(job, g, _halves, [0, 5], rows_per_step=6)
   assert job.done(0) and job.done(5) and not job.done(1)
-  V.run_job(job, g, _halves, range(len(considered)), rows_per_step=6)     # resume after a partial run
+  V.run_job(job, g, _halves, range(len(considered)), rows_per_step=6)  # resume after a partial run
   for proc in (1, 0):  # two processes' round-robin shares (each over this process's 4 fake devices)
     ref = V.make_job(tmp_path / "b", *args, alphas=(-3.0, 3.0))
-    ref = jobs.ShardedJob(tmp_path / "b", ref.dir.name, {k: v for k, v in ref.spec.items() if k != "num_shards"},
-                          ref.num_shards, process_index=proc, process_count=2)
+    ref = jobs.ShardedJob(
+      tmp_path / "b",
+      ref.dir.name,
+      {k: v for k, v in ref.spec.items() if k != "num_shards"},
+      ref.num_shards,
+      process_index=proc,
+      process_count=2,
+    )
     assert V.run_job(ref, g, _halves, range(len(considered)), rows_per_step=6) == len(ref.mine())
   for p in range(len(considered)):
     x, y = job.read(p), ref.read(p)
@@ -78,7 +89,7 @@ def test_job_matches_manipulate_and_resumes(tmp_path):
   styles = sampling.styles_from_seeds(g, [5, 6, 7], 0.7)
   p = 7
   raw = manipulate.edited_images(g, styles, [int(considered[p])], [-3.0, 3.0], sigma)
-  u8 = images.to_uint8(raw)                                    # (A, N, H, W, C)
+  u8 = images.to_uint8(raw)  # (A, N, H, W, C)
   base = images.to_uint8(manipulate.render(g, styles))
   d = np.abs(u8.astype(float) - base[None].astype(float)) / 127.5
   got = job.read(p)
@@ -92,7 +103,7 @@ def test_mass_shares_and_rule():
   cats = np.zeros((1, 2, 2), int)
   cats[0, 0, 0] = 1
   maps = np.array([[[[3.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]])
-  st = detection_stats.accumulate(maps, cats, 3)               # the sums the mass rule reads
+  st = detection_stats.accumulate(maps, cats, 3)  # the sums the mass rule reads
   np.testing.assert_allclose(st.mass_share_sum, [[0.25, 0.75, 0.0], [0.0, 0.0, 0.0]])
   np.testing.assert_allclose(st.area_share_sum, [0.75, 0.25, 0.0])
   np.testing.assert_allclose(st.mean_area_share(), [0.75, 0.25, 0.0])
@@ -103,7 +114,7 @@ def test_mass_shares_and_rule():
   np.testing.assert_array_equal(ds.select_mass(mass, area, 1, 0.5)[0], [0])
   np.testing.assert_array_equal(ds.select_mass(mass, area, 1, 0.2)[0], [0, 2])
   np.testing.assert_array_equal(ds.select_mass(mass, area, 0, 0.0)[0], [])
-  frac = np.array([[0.0, 0.0], [0.9, 0.0], [0.0, 0.0]])     # the paper's rule: channel 1 for category 0
+  frac = np.array([[0.0, 0.0], [0.9, 0.0], [0.0, 0.0]])  # the paper's rule: channel 1 for category 0
   got = ds.detect("union", frac, mass, area, mass_threshold=0.2)
   assert {k: v.tolist() for k, v in got.items()} == {0: [1], 1: [0, 2]}
   assert {k: v.tolist() for k, v in ds.detect("official", frac).items()} == {0: [1], 1: []}
@@ -122,7 +133,8 @@ def test_verified_json_end_to_end(tmp_path):
   official, _ = vd.finalize(job, gm, "official", threshold=0.3, margin=0.1)
   assert official == json.loads((job.dir / "detections.json").read_text())
   assert [[e["name"] for e in c["detected"]] for c in official["categories"]] == [
-      [e["name"] for e in c["detected"]] for c in la.finalize(job, gm, threshold=0.3, margin=0.1)[0]["categories"]]
+    [e["name"] for e in c["detected"]] for c in la.finalize(job, gm, threshold=0.3, margin=0.1)[0]["categories"]
+  ]
   table = segmentation.FFHQ
   with pytest.raises(ValueError, match="overlap"):
     vd.make_verify_job(tmp_path, gm, g, {"segmenter": "halves"}, table, [3, 100])
@@ -141,21 +153,21 @@ def test_verified_json_end_to_end(tmp_path):
   truth[:3, 10] = True
   half = truth.copy()
   half[0, 10] = False
-  half[5, 0] = half[6, 0] = True     # two claims where nothing is local
-  rows = ground_truth.compare(truth, {"r": truth.copy(), "half": half, "none": np.zeros_like(truth)},
-                              table.categories)
+  half[5, 0] = half[6, 0] = True  # two claims where nothing is local
+  rows = ground_truth.compare(truth, {"r": truth.copy(), "half": half, "none": np.zeros_like(truth)}, table.categories)
   assert rows[10]["r"]["precision"] == 1.0 and rows[10]["none"]["claimed"] == 0
   np.testing.assert_allclose([rows[10]["half"]["precision"], rows[10]["half"]["recall"]], [1.0, 2 / 3])
   assert "| hair | 3 |" in ground_truth.markdown(rows, ["r", "none"])
   assert dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "r"))["hair"]
   t = dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "half"))
-  assert t["hair"] and not t["others"] and t["skin"]          # recall 2/3 >= 0.5; 2 claims > 1
+  assert t["hair"] and not t["others"] and t["skin"]  # recall 2/3 >= 0.5; 2 claims > 1
   assert not dict((c, ok) for c, ok, _ in ground_truth.targets(rows, "none"))["hair"]
 
 
 def test_l1_shares_agree_with_toyfaces_evaluate():
   """With unchanged labels, the L1 shares equal ss_jax.toyfaces.evaluate.locality_shares (the edit scorer)."""
   from ss_jax.toyfaces import evaluate, parts, segmenter
+
   rng = np.random.RandomState(1)
   before = rng.randint(0, 256, (3, 8, 8, 3)).astype(np.uint8)
   after = rng.randint(0, 256, (3, 1, 8, 8, 3)).astype(np.uint8)

@@ -1,4 +1,5 @@
 """ToyFaces inversion evaluation: metrics with known answers, edit plan, tables, a tiny end-to-end run."""
+
 import os
 import subprocess
 import sys
@@ -78,17 +79,24 @@ def test_toggle_directions_and_toggled_attributes():
   moved = ie.toggled_attributes(attrs, HAIR_COLOR)[:, HAIR_COLOR] - attrs[:, HAIR_COLOR]
   np.testing.assert_allclose(np.abs(moved), 0.5, rtol=1e-6)  # half of its [0, 1] range
   assert ((moved > 0) == (ie.toggle_directions(attrs, HAIR_COLOR) > 0)).all()
-  np.testing.assert_array_equal(ie.plan_directions(attrs, [_edit(HAT), _edit(HAIR_COLOR)])[1],
-                                ie.toggle_directions(attrs, HAIR_COLOR))
+  np.testing.assert_array_equal(
+    ie.plan_directions(attrs, [_edit(HAT), _edit(HAIR_COLOR)])[1], ie.toggle_directions(attrs, HAIR_COLOR)
+  )
   logits = np.zeros((3, attr_lib.NUM_ATTRIBUTES))
   logits[:, HAT] = [-1.0, 2.0, 0.0]
   np.testing.assert_array_equal(ie.decision_directions(logits, [_edit(HAT)]), [[1, -1, 1]])
 
 
 def _edit(attribute, channels=(0,), signs=(1,)):
-  return ie.Edit(attribute, attr_lib.ATTRIBUTE_NAMES[attribute], tuple(channels),
-                 tuple(str(c) for c in channels), tuple(signs), (1.0,) * len(channels),
-                 tuple(attr_lib.ATTRIBUTES[attribute].parts))
+  return ie.Edit(
+    attribute,
+    attr_lib.ATTRIBUTE_NAMES[attribute],
+    tuple(channels),
+    tuple(str(c) for c in channels),
+    tuple(signs),
+    (1.0,) * len(channels),
+    tuple(attr_lib.ATTRIBUTES[attribute].parts),
+  )
 
 
 def test_edit_styles_moves_only_the_channels():
@@ -130,7 +138,7 @@ def test_outside_change_and_pooled_share():
   region = np.zeros((3, 4, 4), bool)
   region[:, :2] = True  # top half
   after = before.copy()
-  after[0, :2] = 0.5       # image 0: change only inside the region
+  after[0, :2] = 0.5  # image 0: change only inside the region
   after[1, 2:, :, 0] = 1.0  # image 1: only outside
   # image 2: unchanged
   share, total = ie.outside_change(before, after, region)
@@ -149,11 +157,11 @@ def test_logit_effects_known_values():
   np.testing.assert_array_equal(same["others"], 0)
   np.testing.assert_array_equal(same["flipped"], [False, True])  # logit 0 reads as "absent"
   after = before.copy()
-  after[:, HAT] = 4.0   # +2 sigma
-  after[:, 0] = -2.0    # another attribute: -1 sigma
+  after[:, HAT] = 4.0  # +2 sigma
+  after[:, 0] = -2.0  # another attribute: -1 sigma
   reliable = np.ones(a, bool)
   reliable[1] = False
-  after[:, 1] = 100.0   # unreliable: ignored
+  after[:, 1] = 100.0  # unreliable: ignored
   eff = ie.logit_effects(before, after, std, HAT, [1, -1], reliable)
   np.testing.assert_allclose(eff["target"], [2.0, -2.0])
   np.testing.assert_array_equal(eff["flipped"], [True, False])
@@ -199,9 +207,17 @@ def test_edit_plan_finds_a_planted_channel():
 
 
 def _row(**kw):
-  r = {"mse": 0.01234, "perceptual": 0.2, "fd_recon": 10.0, "target": 1.5, "flipped": 0.75, "others": 0.123,
-       "outside": 0.25, "fd_edits": 20.04, "per_attribute": {"hat": {"target": 1.0, "flipped": 0.5,
-                                                                     "others": 0.1, "outside": 0.0}}}
+  r = {
+    "mse": 0.01234,
+    "perceptual": 0.2,
+    "fd_recon": 10.0,
+    "target": 1.5,
+    "flipped": 0.75,
+    "others": 0.123,
+    "outside": 0.25,
+    "fd_edits": 20.04,
+    "per_attribute": {"hat": {"target": 1.0, "flipped": 0.5, "others": 0.1, "outside": 0.0}},
+  }
   r.update(kw)
   return r
 
@@ -268,8 +284,10 @@ def test_end_to_end_tiny():
   assert targets.shape == (6, 8, 8, 3) and targets.dtype == np.float32 and -1 <= targets.min() <= targets.max() <= 1
   spread = inversion.latent_spread(g, num_samples=500)
   enc = StandInEncoder(g)
-  outs = {m: ie.invert_method(g, m, targets, steps=3, hybrid_steps=2, perceptual=None, encoder=enc, spread=spread)
-          for m in ("encoder", "hybrid")}  # one optimisation (hybrid = S from the encoder's start) keeps it fast
+  outs = {
+    m: ie.invert_method(g, m, targets, steps=3, hybrid_steps=2, perceptual=None, encoder=enc, spread=spread)
+    for m in ("encoder", "hybrid")
+  }  # one optimisation (hybrid = S from the encoder's start) keeps it fast
   for o in outs.values():
     assert o["styles"].shape == (6, g.num_style_channels) and o["images"].shape == targets.shape
   np.testing.assert_allclose(outs["encoder"]["styles"], enc.encode(targets)["s"])
@@ -281,8 +299,16 @@ def test_end_to_end_tiny():
   clf = StandInClassifier()
   bank = np.asarray(inversion.start_code(g, "s", 1)) + np.random.RandomState(1).randn(64, g.num_style_channels)
   mean, std = bank.mean(0), bank.std(0)
-  plan = ie.edit_plan(bank, np.random.RandomState(2).randn(64, attr_lib.NUM_ATTRIBUTES), [HAT, HAIR_COLOR],
-                      mean, std, g.layout, num_exemplars=8, num_channels=2)
+  plan = ie.edit_plan(
+    bank,
+    np.random.RandomState(2).randn(64, attr_lib.NUM_ATTRIBUTES),
+    [HAT, HAIR_COLOR],
+    mean,
+    std,
+    g.layout,
+    num_exemplars=8,
+    num_channels=2,
+  )
   logit_std = np.ones(attr_lib.NUM_ATTRIBUTES)
   d = ie.plan_directions(attrs, plan)
   ref = clf.outputs(ie.heldout_renders(40, CFG.img_resolution, ie.REFERENCE_SEED0)[0])[1]
@@ -297,8 +323,12 @@ def test_end_to_end_tiny():
   ev = ie.evaluate_edits(g, hyb["styles"], hyb["images"], d, plan, std, 5.0, clf, stand_in_segmenter, logit_std)
   assert ev["edited"].shape == (2, 6, 8, 8, 3) and ev["features"].shape == (12, 12)
   assert np.abs(ev["edited"] - hyb["images"][None]).max() > 1e-3
-  row = inversion_table.summarize(ie.reconstruction_errors(targets, hyb["images"], mean_abs), ev, ref,
-                     ie.code_rms_z(hyb["styles"], mean, std, g.layout))
+  row = inversion_table.summarize(
+    ie.reconstruction_errors(targets, hyb["images"], mean_abs),
+    ev,
+    ref,
+    ie.code_rms_z(hyb["styles"], mean, std, g.layout),
+  )
   assert row["rms_z"] > 0
   gt = ie.evaluate_ground_truth(targets, attrs, plan, clf, stand_in_segmenter, logit_std)
   truth = inversion_table.summarize({"mse": np.zeros(6), "perceptual": np.zeros(6)}, gt, ref)
@@ -309,12 +339,19 @@ def test_end_to_end_tiny():
   assert row["mse"] > 0 and truth["mse"] == 0
   text = inversion_table.format_table({ie.GROUND_TRUTH: truth, ie.METHOD_LABELS["hybrid"]: row})
   assert "| encoder + optimise S |" in text and "| ground truth |" in text
-  fig = inversion_table.figure(targets, {"hyb": hyb["images"]}, {"true": gt["edited"], "hyb": ev["edited"]}, plan, rows=3)
+  fig = inversion_table.figure(
+    targets, {"hyb": hyb["images"]}, {"true": gt["edited"], "hyb": ev["edited"]}, plan, rows=3
+  )
   assert fig.dtype == np.uint8 and fig.ndim == 3 and fig.shape[1] > 4 * 8 and fig.shape[0] > 3 * 8
 
 
 def test_binary_refuses_bad_flags(tmp_path):
-  p = subprocess.run([sys.executable, "-m", "experiments.inversion_table", f"--workdir={tmp_path}",
-                      "--methods=w,z"], cwd=REPO, capture_output=True, text=True, timeout=120)
+  p = subprocess.run(
+    [sys.executable, "-m", "experiments.inversion_table", f"--workdir={tmp_path}", "--methods=w,z"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert p.returncode != 0 and p.stderr.strip().splitlines()[-1].startswith("error: unknown method(s) ['z']")
   assert not any(tmp_path.iterdir())  # refused before writing anything

@@ -1,4 +1,5 @@
 """The shipped ToyFaces generator: loads, varies (not collapsed), and is closer to renders than noise."""
+
 import jax
 import numpy as np
 import pytest
@@ -28,8 +29,7 @@ def test_generated_attributes_vary(shipped):
 
 def test_quality_orders_generated_between_renders_and_random(shipped):
   g, classifier, segmenter = shipped
-  rep = quality.quality_report(g, Generator.random(g.config, jax.random.PRNGKey(0)), classifier, segmenter,
-                               num=192)
+  rep = quality.quality_report(g, Generator.random(g.config, jax.random.PRNGKey(0)), classifier, segmenter, num=192)
   fd = rep["frechet_distance"]
   assert fd["renders_b vs renders_a"] < fd["generated vs renders_a"] < fd["random_init vs renders_a"]
   areas = rep["part_areas"]

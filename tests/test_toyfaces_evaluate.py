@@ -1,4 +1,5 @@
 """Tests of ToyFaces edit scoring, Fréchet distance and distribution helpers."""
+
 import numpy as np
 import pytest
 
@@ -35,8 +36,8 @@ def test_locality_shares_merge_parts_and_weight_by_change():
   labels[0, 1, 0] = parts.PART_INDEX["hat"]  # glasses + hat -> "others".
   before = np.zeros((1, 2, 2, 3), np.float32)
   after = before.copy()
-  after[0, 0, 0, 0] = 1.0   # glasses: |d| 1
-  after[0, 1, 0, :] = 1.0   # hat: |d| 3 (summed over colour)
+  after[0, 0, 0, 0] = 1.0  # glasses: |d| 1
+  after[0, 1, 0, :] = 1.0  # hat: |d| 3 (summed over colour)
   after[0, 1, 1, 2] = -4.0  # background: |d| 4
   loc = ev.locality(before, after, labels)
   assert loc["others"] == pytest.approx(0.5)
@@ -69,13 +70,11 @@ def test_attribute_dependency_units():
   logits = np.array([[0.0, 1.0], [2.0, 1.0]])
   np.testing.assert_allclose(ev.population_std(logits), [1.0, 1e-6])
   batches = [logits[:1], logits[1:]]
-  np.testing.assert_allclose(ev.population_logit_std(lambda x: x, batches),
-                             [1.0, 1e-6])
+  np.testing.assert_allclose(ev.population_logit_std(lambda x: x, batches), [1.0, 1e-6])
 
 
 def test_frechet_distance_identical_sets_is_zero():
-  x = np.random.default_rng(0).normal(size=(200, 8)) @ np.diag(
-      np.arange(1, 9.0))
+  x = np.random.default_rng(0).normal(size=(200, 8)) @ np.diag(np.arange(1, 9.0))
   assert ev.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
 
 
@@ -95,11 +94,9 @@ def test_frechet_distance_matches_scipy_sqrtm():
   mu1, c1 = ev.feature_stats(xa)
   mu2, c2 = ev.feature_stats(xb)
   covmean = np.real(scipy_linalg.sqrtm(c1 @ c2))
-  want = (np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2)
-          - 2 * np.trace(covmean))
+  want = np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2) - 2 * np.trace(covmean)
   assert ev.frechet_distance(xa, xb) == pytest.approx(want, rel=1e-9)
-  np.testing.assert_allclose(ev.sqrtm_psd(c1), np.real(scipy_linalg.sqrtm(c1)),
-                             atol=1e-10)
+  np.testing.assert_allclose(ev.sqrtm_psd(c1), np.real(scipy_linalg.sqrtm(c1)), atol=1e-10)
   # Rank-deficient covariances (fewer samples than dims) stay finite.
   d = ev.frechet_distance(xa[:4], xb[:4])
   assert np.isfinite(d) and d >= 0
@@ -120,6 +117,5 @@ def test_part_areas_and_attribute_rates(faces):
   logits = np.array([[1.0, -1.0], [1.0, 2.0]])
   np.testing.assert_allclose(ev.attribute_rates(logits), [1.0, 0.5])
   rates = ev.compare_attribute_rates(logits, -logits, names=("a", "b"))
-  assert rates == {"a": {"a": 1.0, "b": 0.0, "diff": -1.0},
-                   "b": {"a": 0.5, "b": 0.5, "diff": 0.0}}
+  assert rates == {"a": {"a": 1.0, "b": 0.0, "diff": -1.0}, "b": {"a": 0.5, "b": 0.5, "diff": 0.0}}
   assert "| a | 1.000 | 0.000 | -1.000 |" in ev.format_comparison(rates)

@@ -1,4 +1,5 @@
 """Tests of the ToyFaces helper models: shipped quality, interfaces, training."""
+
 import json
 
 import jax
@@ -33,8 +34,7 @@ def classifier():
 
 
 def test_shipped_files_are_small_and_described():
-  for d, kind in ((models.SEGMENTER_DIR, "segmenter"),
-                  (models.CLASSIFIER_DIR, "classifier")):
+  for d, kind in ((models.SEGMENTER_DIR, "segmenter"), (models.CLASSIFIER_DIR, "classifier")):
     meta = json.loads((d / "config.json").read_text())
     assert meta["kind"] == kind
     assert "heldout_metrics" in meta["extra"]
@@ -129,8 +129,7 @@ def test_binary_targets_threshold_at_median():
   rates = y.mean(0)
   cont = ~attributes.BINARY
   np.testing.assert_allclose(rates[cont], 0.5, atol=0.05)
-  np.testing.assert_array_equal(y[:, attributes.BINARY],
-                                attrs[:, attributes.BINARY])
+  np.testing.assert_array_equal(y[:, attributes.BINARY], attrs[:, attributes.BINARY])
 
 
 def test_augment_identity_and_consistent_shift():
@@ -149,8 +148,7 @@ def test_augment_identity_and_consistent_shift():
         want_y = np.roll(labels[i], (dy, dx), axis=(0, 1))
         want_x = np.roll(images[i], (dy, dx), axis=(0, 1))
         # Compare away from the border, where edge padding differs from roll.
-        if (np.array_equal(y[i, 1:-1, 1:-1], want_y[1:-1, 1:-1]) and
-            np.allclose(x[i, 1:-1, 1:-1], want_x[1:-1, 1:-1])):
+        if np.array_equal(y[i, 1:-1, 1:-1], want_y[1:-1, 1:-1]) and np.allclose(x[i, 1:-1, 1:-1], want_x[1:-1, 1:-1]):
           ok = True
     assert ok
   x, _ = th.augment(key, images, None, th.AugmentSettings())
@@ -190,18 +188,15 @@ def test_training_resumes_exactly(tmp_path, monkeypatch):
   def save_then_die(*args):
     real_save(*args)
     raise KeyboardInterrupt  # Killed right after the step-2 checkpoint.
+
   monkeypatch.setattr(th, "_save_state", save_then_die)
   with pytest.raises(KeyboardInterrupt):
-    th.train_segmenter(settings, config, checkpoint=ckpt, checkpoint_every=2,
-                       log=quiet)
+    th.train_segmenter(settings, config, checkpoint=ckpt, checkpoint_every=2, log=quiet)
   monkeypatch.undo()
   lines = []
-  resumed = th.train_segmenter(settings, config, checkpoint=ckpt,
-                               checkpoint_every=2, log=lines.append)
+  resumed = th.train_segmenter(settings, config, checkpoint=ckpt, checkpoint_every=2, log=lines.append)
   assert "segmenter: resuming at step 2" in lines
-  for a, b in zip(jax.tree_util.tree_leaves(full),
-                  jax.tree_util.tree_leaves(resumed)):
+  for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="other settings"):
-    th.train_segmenter(th.TrainSettings(steps=5, batch_size=2), config,
-                       checkpoint=ckpt, log=quiet)
+    th.train_segmenter(th.TrainSettings(steps=5, batch_size=2), config, checkpoint=ckpt, log=quiet)

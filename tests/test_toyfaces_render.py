@@ -17,7 +17,7 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
   h, w = mask.shape[1:]
   for dy in range(2 * r + 1):
     for dx in range(2 * r + 1):
-      out |= p[:, dy:dy + h, dx:dx + w]
+      out |= p[:, dy : dy + h, dx : dx + w]
   return out
 
 
@@ -135,8 +135,7 @@ def test_windows_never_clip_parts(res):
   attrs[:16, _IDX["head_roll"]] = np.where(np.arange(16) % 2, 1.0, -1.0)
   attrs[:16, _IDX["head_x"]] = np.where(np.arange(16) % 4 < 2, 1.0, -1.0)
   attrs[:16, _IDX["head_y"]] = np.where(np.arange(16) % 3, 1.0, -1.0)
-  for name in ("face_width", "hair_volume", "hair_length", "ear_size",
-               "eye_size", "nose_size", "eyebrow_thickness"):
+  for name in ("face_width", "hair_volume", "hair_length", "ear_size", "eye_size", "nose_size", "eyebrow_thickness"):
     attrs[:16, _IDX[name]] = tf.ATTRIBUTES[_IDX[name]].high
   for name in ("glasses", "hat", "earrings", "mouth_open"):
     attrs[:8, _IDX[name]] = 1.0
@@ -154,8 +153,7 @@ def test_background_hint_is_exact(monkeypatch):
   attrs[:16, _IDX["eyebrow_thickness"]] = 1.0
   fast = rd.render_attributes(attrs, 32)[0]
   paint = rd.cv.Canvas.paint
-  monkeypatch.setattr(rd.cv.Canvas, "paint",
-                      lambda self, *a, **k: paint(self, *a[:4]))
+  monkeypatch.setattr(rd.cv.Canvas, "paint", lambda self, *a, **k: paint(self, *a[:4]))
   np.testing.assert_array_equal(fast, rd.render_attributes(attrs, 32)[0])
 
 
@@ -201,13 +199,16 @@ def test_labels_match_painted_colours():
   iris = pal.palette(pal.IRIS, attrs[:, _IDX["iris_color"]])
   lips = pal.palette(pal.LIPS, attrs[:, _IDX["lip_color"]])
   hair = pal.palette(pal.HAIR, attrs[:, _IDX["hair_color"]])
-  eye_colors = np.stack([const(pal.SCLERA), iris, const(pal.PUPIL),
-                         const(pal.LASH)], 1)
-  mouth_colors = np.stack([lips, 0.85 * lips, 0.55 * lips,
-                           const(pal.MOUTH_INSIDE), const(pal.TEETH),
-                           const(pal.TONGUE)], 1)
-  cases = {"eye": (eye_colors, 0.9), "mouth": (mouth_colors, 0.9),
-           "skin": (skin[:, None], 0.99), "hair": (hair[:, None], 0.99)}
+  eye_colors = np.stack([const(pal.SCLERA), iris, const(pal.PUPIL), const(pal.LASH)], 1)
+  mouth_colors = np.stack(
+    [lips, 0.85 * lips, 0.55 * lips, const(pal.MOUTH_INSIDE), const(pal.TEETH), const(pal.TONGUE)], 1
+  )
+  cases = {
+    "eye": (eye_colors, 0.9),
+    "mouth": (mouth_colors, 0.9),
+    "skin": (skin[:, None], 0.99),
+    "hair": (hair[:, None], 0.99),
+  }
   for part, (colors, min_share) in cases.items():
     mask = _interior(labels, tf.PART_INDEX[part])
     assert mask.sum() > 100, part
@@ -260,8 +261,7 @@ def test_global_attribute_moves_the_face():
   la, lb = rd.render_attributes(a, 64)[1], rd.render_attributes(b, 64)[1]
   skin = tf.PART_INDEX["skin"]
   cols = np.arange(64)
-  mean_x = lambda lab: ((lab == skin) * cols).sum((1, 2)) / (lab == skin).sum(
-      (1, 2))
+  mean_x = lambda lab: ((lab == skin) * cols).sum((1, 2)) / (lab == skin).sum((1, 2))
   assert np.all(mean_x(lb) - mean_x(la) > 3)
 
 

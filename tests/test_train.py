@@ -3,6 +3,7 @@
 Everything uses configs.smoke() (16 px) so the few step compilations are
 shared across tests (make_train_step caches them per config and mesh).
 """
+
 import json
 
 import jax
@@ -36,23 +37,28 @@ def first_step(cfg):
   mesh = step_lib.make_mesh(cfg.batch_size, jax.devices()[:1])
   train_step = step_lib.make_train_step(cfg, mesh, FAST_COMPILE)
   state0 = train_step.init()
-  real = data_lib.toyfaces_source(cfg.resolution)(
-      data_lib.step_seeds(0, cfg.batch_size, cfg.data_seed_offset))
+  real = data_lib.toyfaces_source(cfg.resolution)(data_lib.step_seeds(0, cfg.batch_size, cfg.data_seed_offset))
   state1, metrics = train_step(state0, real, host_step=0)
   main1, main_metrics = train_step.main(state0, train_step.put_batch(real))
-  return dict(state0=state0, state1=jax.device_get(state1), metrics=jax.device_get(metrics),
-              real=real, main1=jax.device_get(main1), main_metrics=jax.device_get(main_metrics))
+  return dict(
+    state0=state0,
+    state1=jax.device_get(state1),
+    metrics=jax.device_get(metrics),
+    real=real,
+    main1=jax.device_get(main1),
+    main_metrics=jax.device_get(main_metrics),
+  )
 
 
 def test_blur_and_downsample_match_direct_fir():
   x = np.random.RandomState(0).randn(2, 8, 8, 3).astype(np.float32)
   f = np.array([1, 3, 3, 1], np.float64)
-  k = np.outer(f, f) / f.sum()**2
+  k = np.outer(f, f) / f.sum() ** 2
   xp = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
   ref = np.zeros((2, 9, 9, 3))
   for i in range(9):
     for j in range(9):
-      ref[:, i, j] = np.einsum("nhwc,hw->nc", xp[:, i:i + 4, j:j + 4], k)
+      ref[:, i, j] = np.einsum("nhwc,hw->nc", xp[:, i : i + 4, j : j + 4], k)
   np.testing.assert_allclose(disc.blur(jnp.asarray(x), (1, 3, 3, 1), 2), ref, atol=1e-5)
   # down-sampling = blur with 1 pixel of padding, even outputs
   ref1 = ref[:, 1:-1, 1:-1][:, ::2, ::2]
@@ -74,8 +80,7 @@ def test_model_shapes_and_default_size(cfg):
   logits = jax.eval_shape(lambda p: disc.discriminator(dcfg, p, jnp.zeros((4, 16, 16, 3))), params)
   assert logits.shape == (4,)
   full = configs.toyfaces_default()
-  g_params, _ = jax.eval_shape(lambda: ss_jax.stylegan2.generator.init_params(full.generator,
-                                                                    jax.random.PRNGKey(0)))
+  g_params, _ = jax.eval_shape(lambda: ss_jax.stylegan2.generator.init_params(full.generator, jax.random.PRNGKey(0)))
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(g_params))
   assert n * 4 <= 5 * 2**20, f"default generator is {n * 4 / 2**20:.2f} MiB"
 
@@ -102,8 +107,7 @@ def test_step_on_four_devices_matches_one(first_step, cfg):
   assert mesh.devices.size == 4
   train_step = step_lib.make_train_step(cfg, mesh, FAST_COMPILE)
   # The main step (the R1 step is the same D code on the same sharded reals).
-  out, m4 = train_step.main(train_step.put_state(first_step["state0"]),
-                            train_step.put_batch(first_step["real"]))
+  out, m4 = train_step.main(train_step.put_state(first_step["state0"]), train_step.put_batch(first_step["real"]))
   state1, metrics = first_step["main1"], first_step["main_metrics"]
   assert len(out.g_params["synthesis"]["const"].sharding.device_set) == 4
   for k in metrics:
@@ -114,8 +118,13 @@ def test_step_on_four_devices_matches_one(first_step, cfg):
 
 
 def test_resume_matches_uninterrupted_run_and_exports(cfg, tmp_path):
-  kw = dict(log_every_s=0.0, sample_every_kimg=None, devices=jax.devices()[:1],
-            compiler_options=FAST_COMPILE, log=lambda *a: None)
+  kw = dict(
+    log_every_s=0.0,
+    sample_every_kimg=None,
+    devices=jax.devices()[:1],
+    compiler_options=FAST_COMPILE,
+    log=lambda *a: None,
+  )
   full, _ = loop.train(cfg, tmp_path / "full", max_steps=3, **kw)
   part, meta = loop.train(cfg, tmp_path / "split", max_steps=2, **kw)
   assert meta["step"] == 2
@@ -145,15 +154,15 @@ def test_resume_matches_uninterrupted_run_and_exports(cfg, tmp_path):
 
 
 def test_time_budget_stops_and_checkpoints(cfg, tmp_path):
-  _, meta = loop.train(cfg, tmp_path, max_minutes=0.0, devices=jax.devices()[:1],
-                       compiler_options=FAST_COMPILE, log=lambda *a: None)
+  _, meta = loop.train(
+    cfg, tmp_path, max_minutes=0.0, devices=jax.devices()[:1], compiler_options=FAST_COMPILE, log=lambda *a: None
+  )
   assert meta["step"] == 0
   assert (tmp_path / "checkpoints" / "0").is_dir()
 
 
 def test_prefetcher_is_ordered_and_deterministic():
-  fn = lambda seeds: np.broadcast_to((seeds % 251).astype(np.uint8)[:, None, None, None],
-                                     (len(seeds), 2, 2, 3))
+  fn = lambda seeds: np.broadcast_to((seeds % 251).astype(np.uint8)[:, None, None, None], (len(seeds), 2, 2, 3))
   with data_lib.Prefetcher(fn, 5, 4, 100, workers=2) as p:
     batches = [p.next() for _ in range(3)]
   for i, b in enumerate(batches):

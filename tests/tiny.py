@@ -1,4 +1,5 @@
 """Tiny random generators for tests, built with numpy (eager jax init is slow on CPU)."""
+
 import jax
 import numpy as np
 
@@ -25,4 +26,5 @@ TINY_ENCODER = dict(widths=(8, 16, 16), head_channels=8, feature_dim=32)
 def tiny_encoder_config(g):
   """A small ss_jax.inversion.encoder.EncoderConfig for generator g (test speed, not quality)."""
   from ss_jax.inversion import encoder  # pylint: disable=g-import-not-at-top
+
   return encoder.EncoderConfig.for_generator(g, **TINY_ENCODER)

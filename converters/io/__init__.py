@@ -15,12 +15,12 @@ from converters.io.tf_pickle import read_tf_pickle
 from converters.io.torch_files import read_torch_file
 
 __all__ = [
-    "CheckpointError",
-    "TFNetwork",
-    "TorchModule",
-    "UnsafePickleError",
-    "read_nvidia_pickle",
-    "read_tf_pickle",
-    "read_torch_file",
-    "sniff_format",
+  "CheckpointError",
+  "TFNetwork",
+  "TorchModule",
+  "UnsafePickleError",
+  "read_nvidia_pickle",
+  "read_tf_pickle",
+  "read_torch_file",
+  "sniff_format",
 ]

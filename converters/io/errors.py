@@ -32,5 +32,6 @@ class UnsafePickleError(CheckpointError):
     self.name = name
     self.path = str(path)
     super().__init__(
-        f"refused to load global '{module}.{name}' from {path}: not in the allow-list "
-        "(checkpoints are read as data only; no code is imported or executed)")
+      f"refused to load global '{module}.{name}' from {path}: not in the allow-list "
+      "(checkpoints are read as data only; no code is imported or executed)"
+    )

@@ -44,14 +44,17 @@ class Budget:
   def charge_objects(self, n):
     self.objects -= n
     if self.objects < 0:
-      raise CheckpointError(f"{self.path}: refused: the pickle creates more than {MAX_OBJECTS:,} "
-                            "objects (a real checkpoint has far fewer)")
+      raise CheckpointError(
+        f"{self.path}: refused: the pickle creates more than {MAX_OBJECTS:,} objects (a real checkpoint has far fewer)"
+      )
 
   def charge_tensor_bytes(self, n, what="tensors"):
     self.tensor_bytes -= int(n)
     if self.tensor_bytes < 0:
-      raise CheckpointError(f"{self.path}: refused: {what} would take more memory than "
-                            f"{TENSOR_FACTOR}x the file size (views or strides expanding data)")
+      raise CheckpointError(
+        f"{self.path}: refused: {what} would take more memory than "
+        f"{TENSOR_FACTOR}x the file size (views or strides expanding data)"
+      )
 
 
 _current = contextvars.ContextVar("converters_io_budget", default=None)
@@ -84,8 +87,11 @@ def check_zip_member(path, info, limit=None):
   """Refuses a zip member whose declared sizes are implausible (a decompression bomb)."""
   size, packed = info.file_size, info.compress_size
   if size > ZIP_RATIO_FREE and size > MAX_ZIP_RATIO * max(packed, 1):
-    raise CheckpointError(f"{path}: refused zip member {info.filename}: it would inflate "
-                          f"{packed:,} bytes to {size:,} (more than {MAX_ZIP_RATIO}x)")
+    raise CheckpointError(
+      f"{path}: refused zip member {info.filename}: it would inflate "
+      f"{packed:,} bytes to {size:,} (more than {MAX_ZIP_RATIO}x)"
+    )
   if limit is not None and size > limit:
-    raise CheckpointError(f"{path}: refused zip member {info.filename}: {size:,} bytes, more "
-                          f"than the {limit:,} it may hold")
+    raise CheckpointError(
+      f"{path}: refused zip member {info.filename}: {size:,} bytes, more than the {limit:,} it may hold"
+    )

@@ -22,13 +22,15 @@ _DTYPE_SPEC = re.compile(r"b1|[iu][1248]|f(2|4|8|12|16)|c(8|16|24|32)|[SU][0-9]{
 
 class DTypeProxy(si.StandIn):
   """`numpy.dtype(spec, align, copy)` followed by BUILD of its state tuple."""
+
   __slots__ = ("dtype",)
 
   def __init__(self, spec, align=False, copy=True):
     del align, copy
     if not isinstance(spec, str) or not _DTYPE_SPEC.fullmatch(spec):
-      raise CheckpointError(f"unsupported numpy dtype {spec!r:.40} (only numeric, bool and "
-                            "fixed-width string dtypes are read)")
+      raise CheckpointError(
+        f"unsupported numpy dtype {spec!r:.40} (only numeric, bool and fixed-width string dtypes are read)"
+      )
     self.dtype = np.dtype(spec)
 
   def __setstate__(self, state):
@@ -65,6 +67,7 @@ def numpy_scalar(dtype, data=None):
 
 class NDArrayType(si.StandIn):
   """Marker for the `numpy.ndarray` global; only valid as `_reconstruct`'s subtype."""
+
   __slots__ = ()
 
   def finalize(self, fn):
@@ -80,8 +83,9 @@ NDARRAY = NDArrayType()
 def _array_from_bytes(raw, dt, shape, order) -> np.ndarray:
   count = math.prod(shape)
   if len(raw) != count * dt.itemsize:
-    raise CheckpointError(f"numpy array of shape {shape} and dtype {dt} needs "
-                          f"{count * dt.itemsize} bytes, found {len(raw)}")
+    raise CheckpointError(
+      f"numpy array of shape {shape} and dtype {dt} needs {count * dt.itemsize} bytes, found {len(raw)}"
+    )
   arr = np.frombuffer(raw, dt).reshape(shape, order=order)
   # Copy: writable, C-contiguous, native byte order.
   return np.array(arr, dtype=dt.newbyteorder("="), order="C")
@@ -92,6 +96,7 @@ class ArrayProxy(si.StandIn):
 
   The BUILD state is (version, shape, dtype, is_fortran, raw_bytes).
   """
+
   __slots__ = ("array",)
 
   def __init__(self):
@@ -103,9 +108,12 @@ class ArrayProxy(si.StandIn):
     if not isinstance(state, tuple) or len(state) != 4:
       raise CheckpointError(f"unexpected numpy array state of type {type(state).__name__}")
     shape, dtype, is_fortran, raw = state
-    self.array = _array_from_bytes(si.as_bytes(raw, "numpy array data"), _dtype_of(dtype),
-                                   si.check_shape(shape, "numpy array shape"),
-                                   "F" if is_fortran else "C")
+    self.array = _array_from_bytes(
+      si.as_bytes(raw, "numpy array data"),
+      _dtype_of(dtype),
+      si.check_shape(shape, "numpy array shape"),
+      "F" if is_fortran else "C",
+    )
 
   def finalize(self, fn):
     if self.array is None:
@@ -125,5 +133,8 @@ def numpy_frombuffer(buf, dtype, shape, order="C"):
   """`numpy.core.numeric._frombuffer`, which protocol 5 uses for arrays."""
   if order not in ("C", "F"):
     raise CheckpointError(f"unexpected numpy array order {order!r:.10}")
-  return si.Ready(_array_from_bytes(si.as_bytes(buf, "numpy array data"), _dtype_of(dtype),
-                                    si.check_shape(shape, "numpy array shape"), order))
+  return si.Ready(
+    _array_from_bytes(
+      si.as_bytes(buf, "numpy array data"), _dtype_of(dtype), si.check_shape(shape, "numpy array shape"), order
+    )
+  )

@@ -8,7 +8,6 @@ built from that state alone; the source is ignored and nothing is imported or ru
 Tensor storages are embedded legacy torch streams (`torch.storage._load_from_bytes`).
 """
 
-
 from converters.io.errors import CheckpointError
 from converters.io.records import TorchModule
 from converters.io.safe_pickle import read_pickle_file
@@ -32,8 +31,6 @@ def read_nvidia_pickle(path) -> dict:
   """
   obj = read_pickle_file(path, "NVIDIA network pickle")
   if not isinstance(obj, dict) or not any(isinstance(v, TorchModule) for v in obj.values()):
-    found = (f"a dict with keys {list(obj)[:8]}" if isinstance(obj, dict)
-             else f"a {type(obj).__name__}")
-    raise CheckpointError(f"{path}: expected a dict of persistent networks (G, D, G_ema, "
-                          f"...), found {found}")
+    found = f"a dict with keys {list(obj)[:8]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+    raise CheckpointError(f"{path}: expected a dict of persistent networks (G, D, G_ema, ...), found {found}")
   return obj

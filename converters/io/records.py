@@ -16,8 +16,16 @@ from converters.io.standins import StandIn
 
 # Keys of a torch module `__dict__` that are not plain attributes.
 _MODULE_INTERNALS = frozenset(
-    ["_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_init_args",
-     "_init_kwargs", "_is_full_backward_hook"])
+  [
+    "_parameters",
+    "_buffers",
+    "_modules",
+    "_non_persistent_buffers_set",
+    "_init_args",
+    "_init_kwargs",
+    "_is_full_backward_hook",
+  ]
+)
 
 
 def _pythonize(value, memo=None, depth=0):
@@ -66,6 +74,7 @@ class TorchModule:
     init_kwargs: keyword constructor arguments (`_init_kwargs`, EasyDicts as dicts).
     non_persistent_buffers: buffer names torch leaves out of `state_dict()`.
   """
+
   class_name: str
   params: dict
   children: dict
@@ -76,8 +85,7 @@ class TorchModule:
 
   def state_dict(self, prefix: str = "") -> dict:
     """Flat `{dotted_name: array}` in torch order (own tensors, then children)."""
-    out = {prefix + k: v for k, v in self.params.items()
-           if k not in self.non_persistent_buffers}
+    out = {prefix + k: v for k, v in self.params.items() if k not in self.non_persistent_buffers}
     for name, child in self.children.items():
       out.update(child.state_dict(f"{prefix}{name}."))
     return out
@@ -87,8 +95,9 @@ class TorchModule:
     module = self
     for part in path.split(".") if path else ():
       if part not in module.children:
-        raise KeyError(f"{module.class_name} has no submodule {part!r} (path {path!r}); "
-                       f"children: {_summary(module.children)}")
+        raise KeyError(
+          f"{module.class_name} has no submodule {part!r} (path {path!r}); children: {_summary(module.children)}"
+        )
       module = module.children[part]
     return module
 
@@ -99,8 +108,7 @@ class TorchModule:
       yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
   def __repr__(self):
-    return (f"TorchModule({self.class_name}, params=[{_summary(self.params)}], "
-            f"children=[{_summary(self.children)}])")
+    return f"TorchModule({self.class_name}, params=[{_summary(self.params)}], children=[{_summary(self.children)}])"
 
 
 def torch_module_from_meta(meta) -> TorchModule:
@@ -108,9 +116,11 @@ def torch_module_from_meta(meta) -> TorchModule:
   class_name = meta.get("class_name")
   state = meta.get("state")
   if not isinstance(class_name, str) or not isinstance(state, dict):
-    raise CheckpointError("persistent object meta needs a str 'class_name' and a dict "
-                          f"'state', found {type(class_name).__name__} and "
-                          f"{type(state).__name__}")
+    raise CheckpointError(
+      "persistent object meta needs a str 'class_name' and a dict "
+      f"'state', found {type(class_name).__name__} and "
+      f"{type(state).__name__}"
+    )
   params = {}
   for group in ("_parameters", "_buffers"):
     tensors = state.get(group) or {}
@@ -120,32 +130,35 @@ def torch_module_from_meta(meta) -> TorchModule:
       if value is None:
         continue
       if not isinstance(value, np.ndarray):
-        raise CheckpointError(f"{class_name}.{group}[{name!r}] is a {type(value).__name__}, "
-                              "not a tensor")
+        raise CheckpointError(f"{class_name}.{group}[{name!r}] is a {type(value).__name__}, not a tensor")
       params[name] = value
   children = {}
   for name, child in (state.get("_modules") or {}).items():
     if child is None:
       continue
     if not isinstance(child, TorchModule):
-      raise CheckpointError(f"submodule {name!r} of {class_name} is a "
-                            f"{type(child).__name__}, not a persistent module")
+      raise CheckpointError(f"submodule {name!r} of {class_name} is a {type(child).__name__}, not a persistent module")
     children[name] = child
   memo = {}
-  attrs = {k: _pythonize(v, memo) for k, v in state.items()
-           if k not in _MODULE_INTERNALS and "hook" not in k}
+  attrs = {k: _pythonize(v, memo) for k, v in state.items() if k not in _MODULE_INTERNALS and "hook" not in k}
   init_args = state.get("_init_args", ())
   init_kwargs = state.get("_init_kwargs", {})
   if not isinstance(init_args, (tuple, list)) or not isinstance(init_kwargs, dict):
     raise CheckpointError(f"{class_name}: _init_args / _init_kwargs are not a tuple / dict")
   return TorchModule(
-      class_name=class_name, params=params, children=children, attrs=attrs,
-      init_args=tuple(_pythonize(list(init_args), memo)), init_kwargs=_pythonize(init_kwargs, memo),
-      non_persistent_buffers=frozenset(state.get("_non_persistent_buffers_set") or ()))
+    class_name=class_name,
+    params=params,
+    children=children,
+    attrs=attrs,
+    init_args=tuple(_pythonize(list(init_args), memo)),
+    init_kwargs=_pythonize(init_kwargs, memo),
+    non_persistent_buffers=frozenset(state.get("_non_persistent_buffers_set") or ()),
+  )
 
 
 class PersistentObjStandIn(StandIn):
   """Result of `_reconstruct_persistent_obj(meta)`; finalizes to a TorchModule."""
+
   __slots__ = ("meta",)
 
   def __init__(self, meta):
@@ -163,8 +176,7 @@ def reconstruct_persistent_obj(meta):
   if not isinstance(meta, dict):
     raise CheckpointError(f"persistent object meta is a {type(meta).__name__}, not a dict")
   if meta.get("type") != "class":
-    raise CheckpointError(f"persistent object of type {meta.get('type')!r:.40}: only "
-                          "'class' objects are supported")
+    raise CheckpointError(f"persistent object of type {meta.get('type')!r:.40}: only 'class' objects are supported")
   return PersistentObjStandIn(meta)
 
 
@@ -182,6 +194,7 @@ class TFNetwork:
     build_func_name: module-relative name of the build function, e.g. 'G_main'.
     version: pickle format version of the network state (4 for StyleGAN2).
   """
+
   name: str
   static_kwargs: dict
   components: dict
@@ -197,44 +210,57 @@ class TFNetwork:
     return out
 
   def __repr__(self):
-    return (f"TFNetwork({self.name}, build_func_name={self.build_func_name!r}, "
-            f"variables=[{_summary(self.variables)}], "
-            f"components=[{_summary(self.components)}])")
+    return (
+      f"TFNetwork({self.name}, build_func_name={self.build_func_name!r}, "
+      f"variables=[{_summary(self.variables)}], "
+      f"components=[{_summary(self.components)}])"
+    )
 
 
 def tf_network_from_state(state) -> TFNetwork:
   """Builds a TFNetwork from a finalized `Network.__getstate__` dict (versions 2-4)."""
   version = state.get("version")
   if type(version) is not int or not 2 <= version <= 4:
-    raise CheckpointError(f"unsupported TF network state version {version!r:.20} "
-                          "(expected 2, 3 or 4)")
+    raise CheckpointError(f"unsupported TF network state version {version!r:.20} (expected 2, 3 or 4)")
   name = state.get("name")
   static_kwargs = state.get("static_kwargs", {})
   components = state.get("components", {})
   build_func_name = state.get("build_func_name", "")
-  if not (isinstance(name, str) and isinstance(static_kwargs, dict)
-          and isinstance(components, dict) and isinstance(build_func_name, str)):
-    raise CheckpointError("TF network state has malformed name / static_kwargs / "
-                          "components / build_func_name")
+  if not (
+    isinstance(name, str)
+    and isinstance(static_kwargs, dict)
+    and isinstance(components, dict)
+    and isinstance(build_func_name, str)
+  ):
+    raise CheckpointError("TF network state has malformed name / static_kwargs / components / build_func_name")
   for key, comp in components.items():
     if not isinstance(comp, TFNetwork):
-      raise CheckpointError(f"component {key!r} of TF network {name!r} is a "
-                            f"{type(comp).__name__}, not a network")
+      raise CheckpointError(f"component {key!r} of TF network {name!r} is a {type(comp).__name__}, not a network")
   variables = {}
   for item in state.get("variables", []):
-    if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
-            and isinstance(item[1], (np.ndarray, np.generic))):
+    if not (
+      isinstance(item, (tuple, list))
+      and len(item) == 2
+      and isinstance(item[0], str)
+      and isinstance(item[1], (np.ndarray, np.generic))
+    ):
       raise CheckpointError(f"TF network {name!r}: variables must be (name, array) pairs")
     if item[0] in variables:
       raise CheckpointError(f"TF network {name!r}: duplicate variable {item[0]!r}")
     variables[item[0]] = np.asarray(item[1]) if isinstance(item[1], np.generic) else item[1]
-  return TFNetwork(name=name, static_kwargs=_pythonize(static_kwargs),
-                   components=dict(components), variables=variables,
-                   build_func_name=build_func_name, version=version)
+  return TFNetwork(
+    name=name,
+    static_kwargs=_pythonize(static_kwargs),
+    components=dict(components),
+    variables=variables,
+    build_func_name=build_func_name,
+    version=version,
+  )
 
 
 class TFNetworkStandIn(StandIn):
   """`dnnlib.tflib.network.Network`: NEWOBJ with no arguments, then BUILD(state)."""
+
   __slots__ = ("state",)
 
   def __setstate__(self, state):

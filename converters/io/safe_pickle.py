@@ -35,24 +35,23 @@ from converters.io.errors import UnsafePickleError
 def _build_allow_list() -> dict:
   """(module, name) -> data-only stand-in, for every global a checkpoint may use."""
   table = {
-      ("collections", "OrderedDict"): si.OrderedDictStandIn,
-      ("dnnlib.util", "EasyDict"): si.EasyDictStandIn,
-      ("argparse", "Namespace"): si.NamespaceStandIn,
-      ("_codecs", "encode"): si.codecs_encode,
-      ("torch._utils", "_rebuild_tensor_v2"): si.rebuild_tensor_v2,
-      ("torch._utils", "_rebuild_tensor"): si.rebuild_tensor,
-      ("torch._utils", "_rebuild_parameter"): si.rebuild_parameter,
-      ("torch._utils", "_rebuild_parameter_with_state"): si.rebuild_parameter,
-      ("torch.storage", "UntypedStorage"): si.STORAGE_TYPE_MARKERS["UntypedStorage"],
-      ("torch_utils.persistence", "_reconstruct_persistent_obj"):
-          records.reconstruct_persistent_obj,
-      ("dnnlib.tflib.network", "Network"): records.TFNetworkStandIn,
-      ("numpy", "dtype"): ns.DTypeProxy,
-      ("numpy", "ndarray"): ns.NDARRAY,
-      ("builtins", "set"): si.make_set,
-      ("builtins", "frozenset"): si.make_frozenset,
-      ("builtins", "bytearray"): si.make_bytearray,
-      ("builtins", "bytes"): si.make_bytes,
+    ("collections", "OrderedDict"): si.OrderedDictStandIn,
+    ("dnnlib.util", "EasyDict"): si.EasyDictStandIn,
+    ("argparse", "Namespace"): si.NamespaceStandIn,
+    ("_codecs", "encode"): si.codecs_encode,
+    ("torch._utils", "_rebuild_tensor_v2"): si.rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): si.rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): si.rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): si.rebuild_parameter,
+    ("torch.storage", "UntypedStorage"): si.STORAGE_TYPE_MARKERS["UntypedStorage"],
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): records.reconstruct_persistent_obj,
+    ("dnnlib.tflib.network", "Network"): records.TFNetworkStandIn,
+    ("numpy", "dtype"): ns.DTypeProxy,
+    ("numpy", "ndarray"): ns.NDARRAY,
+    ("builtins", "set"): si.make_set,
+    ("builtins", "frozenset"): si.make_frozenset,
+    ("builtins", "bytearray"): si.make_bytearray,
+    ("builtins", "bytes"): si.make_bytes,
   }
   # NumPy 1.x writes numpy.core, NumPy 2.x numpy._core.
   for core in ("numpy.core", "numpy._core"):
@@ -107,8 +106,7 @@ class SafeUnpickler(pickle.Unpickler):
 
   def persistent_load(self, pid):
     if self._persistent_handler is None:
-      raise CheckpointError(f"{self._path}: unexpected persistent id {pid!r:.80} in a plain "
-                            "pickle")
+      raise CheckpointError(f"{self._path}: unexpected persistent id {pid!r:.80} in a plain pickle")
     return self._persistent_handler(pid)
 
 
@@ -118,14 +116,28 @@ def _load_from_bytes(data, path):
     raise CheckpointError(f"_load_from_bytes expects bytes, found {type(data).__name__}")
   obj = load_legacy_stream(io.BytesIO(data), path)
   if not isinstance(obj, si.Storage):
-    raise CheckpointError(f"embedded storage blob holds a {type(obj).__name__}, not a "
-                          "storage")
+    raise CheckpointError(f"embedded storage blob holds a {type(obj).__name__}, not a storage")
   return obj
 
 
 # Opcodes that create no object (framing, memo bookkeeping, stack marks).
-_FREE_OPS = frozenset(["PROTO", "FRAME", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET",
-                       "BINGET", "LONG_BINGET", "MARK", "POP", "POP_MARK", "STOP"])
+_FREE_OPS = frozenset(
+  [
+    "PROTO",
+    "FRAME",
+    "PUT",
+    "BINPUT",
+    "LONG_BINPUT",
+    "MEMOIZE",
+    "GET",
+    "BINGET",
+    "LONG_BINGET",
+    "MARK",
+    "POP",
+    "POP_MARK",
+    "STOP",
+  ]
+)
 
 
 def count_objects(file) -> int:
@@ -201,10 +213,24 @@ def finalize(obj, memo=None, depth=0):
 
 
 # Exceptions that corrupt or truncated input can raise inside pickle / numpy / zipfile.
-_FORMAT_ERRORS = (pickle.UnpicklingError, EOFError, struct.error, ValueError, TypeError,
-                  KeyError, IndexError, AttributeError, OverflowError, MemoryError,
-                  RecursionError, UnicodeError, zipfile.BadZipFile,
-                  zipfile.LargeZipFile, zlib.error, NotImplementedError)
+_FORMAT_ERRORS = (
+  pickle.UnpicklingError,
+  EOFError,
+  struct.error,
+  ValueError,
+  TypeError,
+  KeyError,
+  IndexError,
+  AttributeError,
+  OverflowError,
+  MemoryError,
+  RecursionError,
+  UnicodeError,
+  zipfile.BadZipFile,
+  zipfile.LargeZipFile,
+  zlib.error,
+  NotImplementedError,
+)
 FORMAT_ERRORS = _FORMAT_ERRORS + (CheckpointError,)  # what reading a corrupt file may raise
 
 
@@ -220,14 +246,12 @@ def reading(path, what="checkpoint"):
       raise
     raise CheckpointError(f"cannot read {what} {path}: {e}") from e
   except _FORMAT_ERRORS as e:
-    raise CheckpointError(f"cannot read {what} {path}: corrupt or truncated data "
-                          f"({type(e).__name__}: {e})") from e
+    raise CheckpointError(f"cannot read {what} {path}: corrupt or truncated data ({type(e).__name__}: {e})") from e
   except OSError as e:
     if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
       raise  # the file itself, not its content
     # e.g. zipfile seeking to a negative offset named by a corrupt directory
-    raise CheckpointError(f"cannot read {what} {path}: corrupt data ({type(e).__name__}: "
-                          f"{e})") from e
+    raise CheckpointError(f"cannot read {what} {path}: corrupt data ({type(e).__name__}: {e})") from e
 
 
 def read_pickle_file(path, what):
@@ -248,7 +272,7 @@ def read_pickle_file(path, what):
 # The legacy torch.save stream (see torch_files.py) lives here because the unpickler itself needs
 # it: NVIDIA network pickles embed every storage as one (`torch.storage._load_from_bytes`).
 
-LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
 
 
@@ -265,12 +289,10 @@ def load_legacy_stream(f, path):
   Storages referenced by the object pickle are filled from the records that follow.
   """
   if load_pickle(f, path) != LEGACY_MAGIC:
-    raise CheckpointError(f"{path} is not a torch.save file (expected zip archive or "
-                          "legacy magic number)")
+    raise CheckpointError(f"{path} is not a torch.save file (expected zip archive or legacy magic number)")
   version = load_pickle(f, path)
   if version != LEGACY_PROTOCOL_VERSION:
-    raise CheckpointError(f"{path}: legacy torch protocol version {version!r:.20}, expected "
-                          f"{LEGACY_PROTOCOL_VERSION}")
+    raise CheckpointError(f"{path}: legacy torch protocol version {version!r:.20}, expected {LEGACY_PROTOCOL_VERSION}")
   sys_info = load_pickle(f, path)
   little_endian = sys_info.get("little_endian") if isinstance(sys_info, dict) else None
   if not isinstance(little_endian, bool):
@@ -280,8 +302,10 @@ def load_legacy_stream(f, path):
 
   def persistent_load(pid):
     if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
-      raise CheckpointError(f"{path}: unsupported legacy persistent id {pid!r:.80} (only "
-                            "tensors and storages are read, not saved module classes)")
+      raise CheckpointError(
+        f"{path}: unsupported legacy persistent id {pid!r:.80} (only "
+        "tensors and storages are read, not saved module classes)"
+      )
     _, stype, key, _location, numel, view = pid  # Location ('cpu', 'cuda:0') is ignored.
     dtype = storage_type(stype, pid).dtype
     if not isinstance(key, str):
@@ -298,8 +322,7 @@ def load_legacy_stream(f, path):
   obj = load_pickle(f, path, persistent_load)
   keys = load_pickle(f, path)
   if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-    raise CheckpointError(f"{path}: expected the list of storage keys, found "
-                          f"{type(keys).__name__}")
+    raise CheckpointError(f"{path}: expected the list of storage keys, found {type(keys).__name__}")
   order = "little" if little_endian else "big"
   for key in keys:
     storage = roots.get(key)
@@ -310,8 +333,7 @@ def load_legacy_stream(f, path):
       raise CheckpointError(f"{path}: file ends before storage record {key} (truncated?)")
     numel = int.from_bytes(header, order, signed=True)
     if numel != storage.numel:
-      raise CheckpointError(f"{path}: storage {key} has {numel} elements on disk, expected "
-                            f"{storage.numel}")
+      raise CheckpointError(f"{path}: storage {key} has {numel} elements on disk, expected {storage.numel}")
     nbytes = numel * storage.dtype.itemsize
     storage.set_bytes(f.read(nbytes), little_endian)
   missing = [k for k, s in roots.items() if not s.loaded]

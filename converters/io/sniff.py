@@ -8,14 +8,16 @@ from converters.io.torch_files import ZIP_MAGIC
 from converters.io.torch_files import has_legacy_magic
 
 FORMATS = ("nvidia_pkl", "tf_pkl", "torch_zip", "torch_legacy")
-_SUPPORTED = ("supported: 'nvidia_pkl' (stylegan2-ada-pytorch / stylegan3 .pkl), 'tf_pkl' "
-              "(StyleGAN2 TensorFlow .pkl), 'torch_zip' (torch.save zip archive), "
-              "'torch_legacy' (legacy torch.save file)")
+_SUPPORTED = (
+  "supported: 'nvidia_pkl' (stylegan2-ada-pytorch / stylegan3 .pkl), 'tf_pkl' "
+  "(StyleGAN2 TensorFlow .pkl), 'torch_zip' (torch.save zip archive), "
+  "'torch_legacy' (legacy torch.save file)"
+)
 # Global modules that identify a pickle's format.
-_MODULE_FORMATS = (("torch_utils.persistence", "nvidia_pkl"),
-                   ("dnnlib.tflib.network", "tf_pkl"))
-_STRING_OPS = frozenset(["SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
-                         "STRING", "BINSTRING", "SHORT_BINSTRING"])
+_MODULE_FORMATS = (("torch_utils.persistence", "nvidia_pkl"), ("dnnlib.tflib.network", "tf_pkl"))
+_STRING_OPS = frozenset(
+  ["SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"]
+)
 _NEUTRAL_OPS = frozenset(["PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"])
 
 
@@ -74,8 +76,9 @@ def sniff_format(path) -> str:
               if module == prefix or module.startswith(prefix + "."):
                 return fmt
         except ValueError as e:
-          raise CheckpointError(f"{path}: unrecognized checkpoint format, pickle stream is "
-                                f"corrupt ({e}); {_SUPPORTED}") from e
+          raise CheckpointError(
+            f"{path}: unrecognized checkpoint format, pickle stream is corrupt ({e}); {_SUPPORTED}"
+          ) from e
       # An unknown file still goes through the allow-list reader, so a pickle that names
       # a refused global (a payload) is reported as such rather than as "unrecognized".
       f.seek(0)

@@ -20,6 +20,7 @@ from converters.io.errors import CheckpointError
 
 try:  # jax depends on ml_dtypes; only needed for bfloat16 torch storages.
   import ml_dtypes
+
   _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 except ImportError:  # pragma: no cover
   _BFLOAT16 = None
@@ -44,6 +45,7 @@ class FrozenClass(type):
 
 class StandIn(metaclass=FrozenClass):
   """Base of placeholders that `safe_pickle.finalize` replaces by final values."""
+
   __slots__ = ()
 
   def finalize(self, fn):
@@ -60,6 +62,7 @@ class DataOnlyCallable(StandIn):
   """Wraps an allow-listed function: callable with positional arguments only, and,
   unlike a bare function, immune to BUILD (no `__dict__`, `__defaults__` to overwrite).
   """
+
   __slots__ = ("_fn",)
 
   def __init__(self, fn):
@@ -77,6 +80,7 @@ class DataOnlyCallable(StandIn):
 
 class Ready(StandIn):
   """A final value (numpy array or scalar) shielded from BUILD until `finalize`."""
+
   __slots__ = ("value",)
 
   def __init__(self, value):
@@ -96,8 +100,7 @@ def _check_int(value, what, minimum=0):
 def check_shape(value, what):
   """Validates a size / stride / shape: a short sequence of ints >= 0, as a tuple."""
   if not isinstance(value, (tuple, list)) or len(value) > _MAX_NDIM:
-    raise CheckpointError(f"expected {what} to be a tuple of at most {_MAX_NDIM} ints, "
-                          f"found {value!r:.80}")
+    raise CheckpointError(f"expected {what} to be a tuple of at most {_MAX_NDIM} ints, found {value!r:.80}")
   return tuple(_check_int(v, what) for v in value)
 
 
@@ -114,19 +117,41 @@ def as_bytes(data, what):
 # torch: dtypes, storages, tensors.
 
 _TORCH_DTYPES = {
-    "float64": "float64", "double": "float64", "float32": "float32", "float": "float32",
-    "float16": "float16", "half": "float16", "bfloat16": "bfloat16",
-    "int64": "int64", "long": "int64", "int32": "int32", "int": "int32",
-    "int16": "int16", "short": "int16", "int8": "int8", "uint8": "uint8", "bool": "bool",
-    "complex64": "complex64", "cfloat": "complex64",
-    "complex128": "complex128", "cdouble": "complex128",
+  "float64": "float64",
+  "double": "float64",
+  "float32": "float32",
+  "float": "float32",
+  "float16": "float16",
+  "half": "float16",
+  "bfloat16": "bfloat16",
+  "int64": "int64",
+  "long": "int64",
+  "int32": "int32",
+  "int": "int32",
+  "int16": "int16",
+  "short": "int16",
+  "int8": "int8",
+  "uint8": "uint8",
+  "bool": "bool",
+  "complex64": "complex64",
+  "cfloat": "complex64",
+  "complex128": "complex128",
+  "cdouble": "complex128",
 }
 STORAGE_TYPES = {
-    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
-    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
-    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
-    "BoolStorage": "bool", "ComplexFloatStorage": "complex64",
-    "ComplexDoubleStorage": "complex128", "UntypedStorage": "uint8",
+  "DoubleStorage": "float64",
+  "FloatStorage": "float32",
+  "HalfStorage": "float16",
+  "BFloat16Storage": "bfloat16",
+  "LongStorage": "int64",
+  "IntStorage": "int32",
+  "ShortStorage": "int16",
+  "CharStorage": "int8",
+  "ByteStorage": "uint8",
+  "BoolStorage": "bool",
+  "ComplexFloatStorage": "complex64",
+  "ComplexDoubleStorage": "complex128",
+  "UntypedStorage": "uint8",
 }
 
 
@@ -140,6 +165,7 @@ def _numpy_dtype(name: str) -> np.dtype:
 
 class TorchDType(StandIn):
   """A `torch.float32`-style dtype global; finalizes to the numpy dtype."""
+
   __slots__ = ("name", "dtype")
 
   def __init__(self, name: str):
@@ -162,6 +188,7 @@ class StorageType(StandIn):
   It is never instantiated as a real storage; calling it (which a malicious pickle
   could try through REDUCE) fails because it is not callable.
   """
+
   __slots__ = ("name", "dtype")
 
   def __init__(self, name: str):
@@ -183,6 +210,7 @@ class Storage(StandIn):
 
   A legacy view (`view_metadata`) shares the bytes of its root storage.
   """
+
   __slots__ = ("dtype", "numel", "_data", "_base", "_offset")
 
   def __init__(self, dtype: np.dtype, numel: int, base=None, offset: int = 0):
@@ -196,8 +224,9 @@ class Storage(StandIn):
     """Attaches raw storage bytes (`numel * itemsize` of them)."""
     nbytes = self.numel * self.dtype.itemsize
     if len(raw) != nbytes:
-      raise CheckpointError(f"storage of {self.numel} {self.dtype} elements needs {nbytes} "
-                            f"bytes, found {len(raw)} (file truncated?)")
+      raise CheckpointError(
+        f"storage of {self.numel} {self.dtype} elements needs {nbytes} bytes, found {len(raw)} (file truncated?)"
+      )
     data = np.frombuffer(raw, self.dtype)
     if little_endian != (sys.byteorder == "little"):
       data = data.byteswap()
@@ -206,8 +235,7 @@ class Storage(StandIn):
   def view(self, offset, numel) -> "Storage":
     _check_int(offset, "storage view offset")
     if offset + _check_int(numel, "storage view size") > self.numel:
-      raise CheckpointError(f"storage view [{offset}, {offset + numel}) exceeds its storage "
-                            f"of {self.numel} elements")
+      raise CheckpointError(f"storage view [{offset}, {offset + numel}) exceeds its storage of {self.numel} elements")
     return Storage(self.dtype, numel, base=self, offset=offset)
 
   @property
@@ -217,7 +245,7 @@ class Storage(StandIn):
   def array(self) -> np.ndarray:
     """The storage as a read-only 1-d array."""
     if self._base is not None:
-      return self._base.array()[self._offset:self._offset + self.numel]
+      return self._base.array()[self._offset : self._offset + self.numel]
     if self._data is None:
       raise CheckpointError("a tensor storage was referenced but its bytes were never found")
     return self._data
@@ -228,6 +256,7 @@ class Storage(StandIn):
 
 class LazyTensor(StandIn):
   """A tensor view (offset, size, stride in elements) into a `Storage`."""
+
   __slots__ = ("storage", "offset", "size", "stride")
 
   def __init__(self, storage, offset, size, stride):
@@ -251,24 +280,23 @@ class LazyTensor(StandIn):
     last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
     if last >= data.size:
       raise CheckpointError(
-          f"tensor of size {self.size}, stride {self.stride}, offset {self.offset} reads "
-          f"element {last} of a storage with only {data.size} elements")
+        f"tensor of size {self.size}, stride {self.stride}, offset {self.offset} reads "
+        f"element {last} of a storage with only {data.size} elements"
+      )
     count = math.prod(self.size)
     if count > max(data.size, _MAX_EXPANDED):
       # Zero strides can expand a tiny storage into a memory bomb; real checkpoints
       # store dense tensors, so refuse anything far larger than its storage.
-      raise CheckpointError(f"tensor of size {self.size} expands a storage of {data.size} "
-                            "elements implausibly")
+      raise CheckpointError(f"tensor of size {self.size} expands a storage of {data.size} elements implausibly")
     itemsize = data.dtype.itemsize
     limits.current().charge_tensor_bytes(count * itemsize)
     view = np.lib.stride_tricks.as_strided(
-        data[self.offset:], shape=self.size,
-        strides=tuple(s * itemsize for s in self.stride), writeable=False)
+      data[self.offset :], shape=self.size, strides=tuple(s * itemsize for s in self.stride), writeable=False
+    )
     return np.array(view, order="C")
 
 
-def rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                      backward_hooks=None, metadata=None):
+def rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
   """Stand-in for `torch._utils._rebuild_tensor_v2`; hooks and metadata are ignored."""
   del requires_grad, backward_hooks, metadata
   return LazyTensor(storage, storage_offset, size, stride)
@@ -290,6 +318,7 @@ def rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None
 # ---------------------------------------------------------------------------------
 # Python containers.
 
+
 class OrderedDictStandIn(dict, metaclass=FrozenClass):
   """`collections.OrderedDict`: a dict whose instances accept BUILD attributes.
 
@@ -304,6 +333,7 @@ class EasyDictStandIn(dict, metaclass=FrozenClass):
 
 class NamespaceStandIn(StandIn):
   """`argparse.Namespace`: NEWOBJ, then BUILD with the attribute dict."""
+
   __slots__ = ("attrs",)  # No instance __dict__: BUILD cannot shadow methods.
 
   def __setstate__(self, state):

@@ -7,7 +7,6 @@ variables). Variable values are numpy arrays and numpy float32 scalars. The TF l
 exec()s `build_module_src`; here it is dropped and each network becomes a `TFNetwork`.
 """
 
-
 from converters.io.errors import CheckpointError
 from converters.io.records import TFNetwork
 from converters.io.safe_pickle import read_pickle_file
@@ -34,5 +33,6 @@ def read_tf_pickle(path) -> tuple:
     return (obj,)
   if isinstance(obj, (tuple, list)) and obj and all(isinstance(n, TFNetwork) for n in obj):
     return tuple(obj)
-  raise CheckpointError(f"{path}: expected a tuple of dnnlib.tflib.network.Network "
-                        f"(G, D, Gs), found a {type(obj).__name__}")
+  raise CheckpointError(
+    f"{path}: expected a tuple of dnnlib.tflib.network.Network (G, D, Gs), found a {type(obj).__name__}"
+  )

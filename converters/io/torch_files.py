@@ -70,12 +70,12 @@ def _read_zip(path):
       raise CheckpointError(f"{path}: refused: zip archive with {len(names):,} members")
     tops = sorted({n.split("/", 1)[0] for n in names})
     if len(tops) != 1:
-      raise CheckpointError(f"{path}: expected every zip member under one folder, found "
-                            f"{tops[:5]}")
+      raise CheckpointError(f"{path}: expected every zip member under one folder, found {tops[:5]}")
     top = tops[0]
     if f"{top}/data.pkl" not in names:
-      raise CheckpointError(f"{path}: zip archive has no {top}/data.pkl (not a torch.save "
-                            "file; TorchScript archives are not supported)")
+      raise CheckpointError(
+        f"{path}: zip archive has no {top}/data.pkl (not a torch.save file; TorchScript archives are not supported)"
+      )
     little_endian = True  # Files without a byteorder record are little-endian.
     if f"{top}/byteorder" in names:
       byteorder = read_member(zf, f"{top}/byteorder", path).decode("ascii", "replace").strip()
@@ -128,8 +128,7 @@ def read_torch_file(path) -> object:
       if head.startswith(ZIP_MAGIC):
         return _read_zip(path)
       if not has_legacy_magic(head):
-        raise CheckpointError(f"{path} is not a torch.save file (expected zip archive or "
-                              "legacy magic number)")
+        raise CheckpointError(f"{path} is not a torch.save file (expected zip archive or legacy magic number)")
       f.seek(0)
       # In memory: reads of attacker-given lengths then never allocate past the file.
       return finalize(load_legacy_stream(io.BytesIO(f.read()), path))

@@ -1,8 +1,9 @@
 """Takes the README's explorer screenshots (headless Chromium + Selenium) from a running explorer.
 
-  python -m experiments.explore --port=8765 &          # shipped ToyFaces model, no workdir
-  python docs/explorer/screenshots.py http://127.0.0.1:8765/ docs/explorer
+python -m experiments.explore --port=8765 &          # shipped ToyFaces model, no workdir
+python docs/explorer/screenshots.py http://127.0.0.1:8765/ docs/explorer
 """
+
 import pathlib
 import sys
 import tempfile
@@ -34,8 +35,12 @@ def main(url, outdir):
   d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
   wait = WebDriverWait(d, 300)
   d.get(url)
-  wait.until(lambda d: "measuring" not in d.find_element(By.ID, "catalogue-note").text and
-             d.find_elements(By.CSS_SELECTOR, ".channel-item"))
+  wait.until(
+    lambda d: (
+      "measuring" not in d.find_element(By.ID, "catalogue-note").text
+      and d.find_elements(By.CSS_SELECTOR, ".channel-item")
+    )
+  )
   seeds = d.find_element(By.ID, "seeds")
   seeds.clear()
   seeds.send_keys("0,1,2")
@@ -61,6 +66,7 @@ def main(url, outdir):
   shot(d, out / "delta_outline.png")
   d.find_element(By.ID, "show-delta").click()
   from ss_jax.toyfaces import render  # an unseen render to upload
+
   img = render.render([40_000_123])[0][0]
   with tempfile.TemporaryDirectory() as tmp:
     p = pathlib.Path(tmp) / "face.png"

@@ -29,6 +29,7 @@ The protocol (`run`), for every target attribute t that the classifier reads rel
 Selection and evaluation are resumable `attribute_dependency` jobs; results are deterministic
 for given settings (kill and rerun gives the same numbers).
 """
+
 import dataclasses
 import pathlib
 
@@ -46,6 +47,7 @@ DEFAULT_TARGETS = ["hair_color", "clothes_color", "glasses", "hat", "mouth_open"
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Sizes and seeds of one comparison (all of them go into the jobs' settings)."""
+
   num_population: int = 1000
   population_seed: int = 0
   num_select: int = 8
@@ -68,8 +70,11 @@ class Settings:
     pop = range(self.population_seed, self.population_seed + self.num_population)
     sel = range(self.select_seed, self.select_seed + self.num_select)
     ev = range(self.eval_seed, self.eval_seed + self.num_eval)
-    for a, b, what in ((pop, sel, "population and selection"), (pop, ev, "population and evaluation"),
-                       (sel, ev, "selection and evaluation")):
+    for a, b, what in (
+      (pop, sel, "population and selection"),
+      (pop, ev, "population and evaluation"),
+      (sel, ev, "selection and evaluation"),
+    ):
       if a.start < b.stop and b.start < a.stop:
         raise ValueError(f"the {what} seeds overlap: the sets must be disjoint")
     if min(self.num_population, self.num_select, self.num_eval) < 2:
@@ -98,15 +103,26 @@ def w_candidates(g, w, settings: Settings):
   for spec in ranges:
     rows = directions.parse_rows(spec, g.config.num_ws)
     for j, u in enumerate(pca["components"]):
-      out["GANSpace"].append(ad.w_edit(g, u, ad.direction_std(w, u), rows, f"GANSpace pc{j} rows {spec}",
-                                       meta={"component": j, "method": "GANSpace"}))
+      out["GANSpace"].append(
+        ad.w_edit(
+          g, u, ad.direction_std(w, u), rows, f"GANSpace pc{j} rows {spec}", meta={"component": j, "method": "GANSpace"}
+        )
+      )
     layers = directions.layers_of_rows(g.layout, rows)
     if not layers:
       continue
     sf = directions.sefa(g, layers, settings.num_components)
     for j, u in enumerate(sf["components"]):
-      out["SeFa"].append(ad.w_edit(g, u, ad.direction_std(w, u), rows, f"SeFa ev{j} rows {spec}",
-                                   meta={"component": j, "layers": layers, "method": "SeFa"}))
+      out["SeFa"].append(
+        ad.w_edit(
+          g,
+          u,
+          ad.direction_std(w, u),
+          rows,
+          f"SeFa ev{j} rows {spec}",
+          meta={"component": j, "layers": layers, "method": "SeFa"},
+        )
+      )
   return out
 
 
@@ -116,7 +132,7 @@ def s_candidates(g, pop, t, settings: Settings):
   ex = attribute_channels.top_by_attribute(pop["logits"], int(t), settings.num_exemplars)
   r = attribute_channels.find_channels(pop["s"][ex], mean, std, g.layout)
   out = []
-  for rank, f in enumerate(r["ranking"][:settings.s_candidates]):
+  for rank, f in enumerate(r["ranking"][: settings.s_candidates]):
     e = ad.channel_edit(g.layout, [int(f)], std, sign=np.sign(r["z_mean"][f]) or 1.0)
     e.meta.update(theta=float(r["theta"][f]), theta_rank=rank + 1)
     out.append(e)
@@ -125,8 +141,14 @@ def s_candidates(g, pop, t, settings: Settings):
 
 def interfacegan_edit(g, pop, t, name):
   fit = directions.interfacegan(pop["w"], pop["logits"][:, int(t)] > 0)
-  return ad.w_edit(g, fit["direction"], ad.direction_std(pop["w"], fit["direction"]), None,
-                   f"InterFaceGAN {name}", meta={k: fit[k] for k in ("train_accuracy", "holdout_accuracy", "l2")})
+  return ad.w_edit(
+    g,
+    fit["direction"],
+    ad.direction_std(pop["w"], fit["direction"]),
+    None,
+    f"InterFaceGAN {name}",
+    meta={k: fit[k] for k in ("train_accuracy", "holdout_accuracy", "l2")},
+  )
 
 
 def _unique(edits):
@@ -150,8 +172,17 @@ def _best(candidates, base, edited, column, t, sd):
   return best, score
 
 
-def run(workdir, g, attribute_fn, reliable, settings: Settings = Settings(), batch_size=128, log=print,
-        progress=None, targets=None):
+def run(
+  workdir,
+  g,
+  attribute_fn,
+  reliable,
+  settings: Settings = Settings(),
+  batch_size=128,
+  log=print,
+  progress=None,
+  targets=None,
+):
   """The comparison; returns the result dict (also written by `write_outputs` on process 0).
 
   Args:
@@ -168,14 +199,26 @@ def run(workdir, g, attribute_fn, reliable, settings: Settings = Settings(), bat
   workdir = pathlib.Path(workdir)
   mk = (lambda total, label: progress(total, label)) if progress else (lambda total, label: None)
   log(f"population: {settings.num_population} samples (w, S, logits)")
-  pop = ad.population(workdir, g, attribute_fn, settings.num_population, settings.population_seed, settings.psi,
-                      settings.population_per_shard, batch_size, mk(settings.num_population, "population"))
+  pop = ad.population(
+    workdir,
+    g,
+    attribute_fn,
+    settings.num_population,
+    settings.population_seed,
+    settings.psi,
+    settings.population_per_shard,
+    batch_size,
+    mk(settings.num_population, "population"),
+  )
   sd = ad.logit_std(pop["logits"])
   rate = (pop["logits"] > 0).mean(0)
   wanted = np.ones(len(names), bool) if targets is None else np.asarray(targets, bool)
   usable = [t for t in range(len(names)) if reliable[t] and settings.min_rate <= rate[t] <= 1 - settings.min_rate]
-  skipped = {names[t]: ("unreliable classifier head" if not reliable[t] else f"positive rate {rate[t]:.3f}")
-             for t in range(len(names)) if t not in usable and wanted[t]}
+  skipped = {
+    names[t]: ("unreliable classifier head" if not reliable[t] else f"positive rate {rate[t]:.3f}")
+    for t in range(len(names))
+    if t not in usable and wanted[t]
+  }
   targets = [t for t in usable if wanted[t]]
   if not targets:
     raise ValueError("no target attribute is reliable with a usable positive rate")
@@ -185,40 +228,76 @@ def run(workdir, g, attribute_fn, reliable, settings: Settings = Settings(), bat
   ifg = {t: interfacegan_edit(g, pop, t, names[t]) for t in targets}
   cands = _unique(wc["GANSpace"] + wc["SeFa"] + [e for t in targets for e in sc[t]])
   a = float(settings.select_alpha)
-  sel_job = ad.make_job(workdir, "ad_select", g, attribute_fn,
-                        range(settings.select_seed, settings.select_seed + settings.num_select), cands, [-a, a],
-                        settings.psi, settings.images_per_shard, {"settings": settings.job_spec()})
-  log(f"selection: {len(cands)} candidate edits x 2 signs on {settings.num_select} images "
-      f"({ad.num_renders(sel_job)} renders)")
+  sel_job = ad.make_job(
+    workdir,
+    "ad_select",
+    g,
+    attribute_fn,
+    range(settings.select_seed, settings.select_seed + settings.num_select),
+    cands,
+    [-a, a],
+    settings.psi,
+    settings.images_per_shard,
+    {"settings": settings.job_spec()},
+  )
+  log(
+    f"selection: {len(cands)} candidate edits x 2 signs on {settings.num_select} images "
+    f"({ad.num_renders(sel_job)} renders)"
+  )
   base, edited = ad.run_and_read(sel_job, g, cands, attribute_fn, batch_size, mk(ad.num_renders(sel_job), "select"))
   col = {e.name: j for j, e in enumerate(cands)}
   chosen = {}
   for t in targets:
     theta_top = sc[t][0]
-    chosen[t] = {"S best": _best(sc[t], base, edited, col, t, sd), "S theta-top": (theta_top, None),
-                 "InterFaceGAN": (ifg[t], None), "GANSpace": _best(wc["GANSpace"], base, edited, col, t, sd),
-                 "SeFa": _best(wc["SeFa"], base, edited, col, t, sd)}
+    chosen[t] = {
+      "S best": _best(sc[t], base, edited, col, t, sd),
+      "S theta-top": (theta_top, None),
+      "InterFaceGAN": (ifg[t], None),
+      "GANSpace": _best(wc["GANSpace"], base, edited, col, t, sd),
+      "SeFa": _best(wc["SeFa"], base, edited, col, t, sd),
+    }
   evals = _unique([e for t in targets for e, _ in chosen[t].values()])
-  ev_job = ad.make_job(workdir, "ad_eval", g, attribute_fn,
-                       range(settings.eval_seed, settings.eval_seed + settings.num_eval), evals, settings.alphas,
-                       settings.psi, settings.images_per_shard, {"settings": settings.job_spec()})
-  log(f"evaluation: {len(evals)} edits x {len(settings.alphas)} strengths on {settings.num_eval} images "
-      f"({ad.num_renders(ev_job)} renders)")
+  ev_job = ad.make_job(
+    workdir,
+    "ad_eval",
+    g,
+    attribute_fn,
+    range(settings.eval_seed, settings.eval_seed + settings.num_eval),
+    evals,
+    settings.alphas,
+    settings.psi,
+    settings.images_per_shard,
+    {"settings": settings.job_spec()},
+  )
+  log(
+    f"evaluation: {len(evals)} edits x {len(settings.alphas)} strengths on {settings.num_eval} images "
+    f"({ad.num_renders(ev_job)} renders)"
+  )
   base, edited = ad.run_and_read(ev_job, g, evals, attribute_fn, batch_size, mk(ad.num_renders(ev_job), "evaluate"))
   col = {e.name: j for j, e in enumerate(evals)}
   rows = []
   for t in targets:
     for method in METHODS:
       e, score = chosen[t][method]
-      r = ad.evaluate(base, edited[:, [col[e.name]]], [e], [t], settings.alphas, sd, names,
-                      settings.matches[0], others=reliable)[0]
+      r = ad.evaluate(
+        base, edited[:, [col[e.name]]], [e], [t], settings.alphas, sd, names, settings.matches[0], others=reliable
+      )[0]
       r.update(method=method, selection_target_change=score)
       rows.append(r)
-  return {"rows": rows, "targets": [names[t] for t in targets], "skipped": skipped,
-          "others": [n for n, r in zip(names, reliable) if r], "logit_std": dict(zip(names, sd.tolist())),
-          "positive_rate": dict(zip(names, rate.tolist())), "settings": dataclasses.asdict(settings),
-          "num_candidates": {"S (per attribute)": settings.s_candidates, "GANSpace": len(wc["GANSpace"]),
-                             "SeFa": len(wc["SeFa"])}}
+  return {
+    "rows": rows,
+    "targets": [names[t] for t in targets],
+    "skipped": skipped,
+    "others": [n for n, r in zip(names, reliable) if r],
+    "logit_std": dict(zip(names, sd.tolist())),
+    "positive_rate": dict(zip(names, rate.tolist())),
+    "settings": dataclasses.asdict(settings),
+    "num_candidates": {
+      "S (per attribute)": settings.s_candidates,
+      "GANSpace": len(wc["GANSpace"]),
+      "SeFa": len(wc["SeFa"]),
+    },
+  }
 
 
 # ----------------------------------------------------------------------------- tables
@@ -228,8 +307,13 @@ def summary_table(result, x_star, key="mean_ad") -> str:
   """Markdown: attribute x method, `key` at target change x_star (interpolated); lowest in bold."""
   head = "| attribute | " + " | ".join(METHODS) + " | lowest |"
   label = key.replace("_ad", "-AD")
-  lines = [f"{label} at target change {x_star:g} σ (n/a: the edit never got there; in brackets the largest "
-           "target change it reached)", "", head, "|---" * (len(METHODS) + 2) + "|"]
+  lines = [
+    f"{label} at target change {x_star:g} σ (n/a: the edit never got there; in brackets the largest "
+    "target change it reached)",
+    "",
+    head,
+    "|---" * (len(METHODS) + 2) + "|",
+  ]
   wins = dict.fromkeys(METHODS, 0)
   for target in result["targets"]:
     rows = {r["method"]: r["summary"] for r in result["rows"] if r["target"] == target}
@@ -253,10 +337,13 @@ def pairwise_table(result, x_star, key="mean_ad", s_method="S best") -> str:
   SE: standard errors over images of both values, interpolated like the values and combined
   as if independent (the images are shared, so this is conservative)."""
   label = key.replace("_ad", "-AD")
-  lines = [f"{s_method} vs each method, {label} at target change {x_star:g} σ (counts of attributes)", "",
-           f"| method | both reach it | {s_method} lower | of which by > 2 SE | method lower | of which by > 2 SE "
-           f"| equal (same edit) | only {s_method} reaches it | only the method reaches it | neither |",
-           "|---" * 10 + "|"]
+  lines = [
+    f"{s_method} vs each method, {label} at target change {x_star:g} σ (counts of attributes)",
+    "",
+    f"| method | both reach it | {s_method} lower | of which by > 2 SE | method lower | of which by > 2 SE "
+    f"| equal (same edit) | only {s_method} reaches it | only the method reaches it | neither |",
+    "|---" * 10 + "|",
+  ]
   value = lambda s, k=key: ad.at_target(s["alphas"], s["target_change"], s[k], x_star)[0]
   for m in METHODS:
     if m == s_method:
@@ -279,12 +366,16 @@ def pairwise_table(result, x_star, key="mean_ad", s_method="S best") -> str:
 
 def edits_table(result) -> str:
   """Markdown: which edit every method chose per attribute, with its selection score."""
-  lines = ["| attribute | method | edit | selection target change (σ) | max target change (σ) |",
-           "|---|---|---|---|---|"]
+  lines = [
+    "| attribute | method | edit | selection target change (σ) | max target change (σ) |",
+    "|---|---|---|---|---|",
+  ]
   for r in result["rows"]:
     sel = r["selection_target_change"]
-    lines.append(f"| {r['target']} | {r['method']} | {r['edit']} | {'-' if sel is None else f'{sel:.2f}'} | "
-                 f"{r['summary']['max_target_change']:.2f} |")
+    lines.append(
+      f"| {r['target']} | {r['method']} | {r['edit']} | {'-' if sel is None else f'{sel:.2f}'} | "
+      f"{r['summary']['max_target_change']:.2f} |"
+    )
   return "\n".join(lines)
 
 
@@ -294,11 +385,19 @@ def write_outputs(outdir, result, timing=None):
   rows = [dict(r, edit=f"{r['method']}: {r['edit']}") for r in result["rows"]]
   matches = result["settings"]["matches"]
   pngs = ad.write_outputs(out, rows, matches[0], result["settings"])
-  tables = [t for x in matches for key in ("mean_ad", "max_ad")
-            for t in (summary_table(result, x, key), pairwise_table(result, x, key))]
-  md = "\n\n".join(tables + [edits_table(result), "Skipped targets: " + (
-      ", ".join(f"{k} ({v})" for k, v in result["skipped"].items()) or "none")])
+  tables = [
+    t
+    for x in matches
+    for key in ("mean_ad", "max_ad")
+    for t in (summary_table(result, x, key), pairwise_table(result, x, key))
+  ]
+  md = "\n\n".join(
+    tables
+    + [
+      edits_table(result),
+      "Skipped targets: " + (", ".join(f"{k} ({v})" for k, v in result["skipped"].items()) or "none"),
+    ]
+  )
   jobs.atomic_write_text(out / "comparison.md", md + "\n")
   jobs.atomic_write_json(out / "comparison.json", dict(result, timing=timing or {}, plots=pngs))
   return md
-

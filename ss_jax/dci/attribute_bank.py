@@ -15,6 +15,7 @@ ss_jax.stylespace.attribute_detection for the definitions. The world-specific pa
 names, regions, reliable attributes) arrive in an `AttributeClassifier`, built by the
 caller (for ToyFaces: ss_jax.toyfaces.regions.classifier()).
 """
+
 import dataclasses
 import importlib
 import pathlib
@@ -47,6 +48,7 @@ class AttributeClassifier:
       locally-active channels may carry it; None or absent: a global attribute (no restriction).
     reliable: (A,) bool, attributes the classifier reads well enough to count as leaks.
   """
+
   fn: dci_sampling.AttributeFunction
   regions: Mapping[str, tuple | None]
   reliable: np.ndarray
@@ -55,6 +57,7 @@ class AttributeClassifier:
 @dataclasses.dataclass(frozen=True)
 class CheckSettings:
   """Everything that determines one attribute's check (part of the job's spec)."""
+
   num_eval: int = 128  # held-out images edited per attribute
   num_exemplars: int = 30  # exemplars of the main ranking (strongest of the pool)
   num_reference: int = 200  # strongest exemplars of the reference bank (and the pool draws)
@@ -73,16 +76,19 @@ def has_edits(clf, cs: CheckSettings) -> bool:
   return clf is not None and cs.num_eval > 0 and len(cs.alphas) > 0
 
 
-def make_bank(workdir, g, num_samples, attribute_fn=None, *, seed=0, psi=1.0, samples_per_shard=5_000,
-              checkpoint=None) -> dci_sampling.SamplingJobs:
+def make_bank(
+  workdir, g, num_samples, attribute_fn=None, *, seed=0, psi=1.0, samples_per_shard=5_000, checkpoint=None
+) -> dci_sampling.SamplingJobs:
   """The bank's ShardedJobs (codes, and logits when attribute_fn is given); see dci_sampling.make_jobs."""
   extra = {"checkpoint": str(checkpoint)} if checkpoint is not None else None
-  return dci_sampling.make_jobs(workdir, g, num_samples, attribute_fn, seed=seed, psi=psi,
-                                samples_per_shard=samples_per_shard, extra_spec=extra)
+  return dci_sampling.make_jobs(
+    workdir, g, num_samples, attribute_fn, seed=seed, psi=psi, samples_per_shard=samples_per_shard, extra_spec=extra
+  )
 
 
-def make_check_job(workdir, attributes: Sequence[str], settings: CheckSettings, bank_spec: Mapping,
-                   **extra) -> jobs.ShardedJob:
+def make_check_job(
+  workdir, attributes: Sequence[str], settings: CheckSettings, bank_spec: Mapping, **extra
+) -> jobs.ShardedJob:
   """One shard per attribute; refuses to resume with other settings, bank or restriction."""
   spec = dict(dataclasses.asdict(settings), attributes=list(attributes), bank=dict(bank_spec), **extra)
   return jobs.ShardedJob(workdir, CHECK_JOB, spec, len(attributes))
@@ -96,9 +102,16 @@ def _curve(s, logits, t, split, mean, std, mask, cs: CheckSettings):
   _, pool, ref = split
   largest = not cs.lowest
   n_ref = min(cs.num_reference, len(pool), len(ref))
-  return det.accuracy_curve(_strongest_styles(s, logits, t, pool, n_ref, largest),
-                            _strongest_styles(s, logits, t, ref, n_ref, largest), mean, std, mask, cs.sizes,
-                            cs.num_draws, [cs.curve_seed, t])
+  return det.accuracy_curve(
+    _strongest_styles(s, logits, t, pool, n_ref, largest),
+    _strongest_styles(s, logits, t, ref, n_ref, largest),
+    mean,
+    std,
+    mask,
+    cs.sizes,
+    cs.num_draws,
+    [cs.curve_seed, t],
+  )
 
 
 def detect_attribute(s, logits, t: int, layout, mean, std, cs: CheckSettings, local_channels=None) -> dict:
@@ -131,12 +144,22 @@ def detect_attribute(s, logits, t: int, layout, mean, std, cs: CheckSettings, lo
     c_loc = _curve(s, logits, t, split, mean, std, mask_local, cs)
     acc_local, ref_local, pool_local = c_loc["accuracy"], c_loc["reference"], c_loc["pool_top"]
     order = ac.rank(main["theta"], mask_local)[:TOP_K]
-    top_local[:len(order)] = order
+    top_local[: len(order)] = order
   top = main["ranking"][:TOP_K]
-  return {"sizes": c_all["sizes"], "acc_all": c_all["accuracy"], "acc_local": acc_local,
-          "ref_all": c_all["reference"], "ref_local": ref_local, "pool_top_all": c_all["pool_top"],
-          "pool_top_local": pool_local, "top_all": top, "theta_all": main["theta"][top],
-          "top_local": top_local, "z_mean": main["z_mean"], "num_local": num_local}
+  return {
+    "sizes": c_all["sizes"],
+    "acc_all": c_all["accuracy"],
+    "acc_local": acc_local,
+    "ref_all": c_all["reference"],
+    "ref_local": ref_local,
+    "pool_top_all": c_all["pool_top"],
+    "pool_top_local": pool_local,
+    "top_all": top,
+    "theta_all": main["theta"][top],
+    "top_local": top_local,
+    "z_mean": main["z_mean"],
+    "num_local": num_local,
+  }
 
 
 def edit_channels(d: Mapping, edit_top: int) -> np.ndarray:
@@ -149,8 +172,9 @@ def edit_channels(d: Mapping, edit_top: int) -> np.ndarray:
   return np.array(out, np.int64)
 
 
-def check_attribute(g, s, logits, t, clf: AttributeClassifier, mean, std, cs: CheckSettings,
-                    local_channels=None, mesh=None) -> dict:
+def check_attribute(
+  g, s, logits, t, clf: AttributeClassifier, mean, std, cs: CheckSettings, local_channels=None, mesh=None
+) -> dict:
   """detect_attribute + edits of edit_channels on the held-out images, scored by clf."""
   d = detect_attribute(s, logits, t, g.layout, mean, std, cs, local_channels)
   chans = edit_channels(d, cs.edit_top)
@@ -158,16 +182,31 @@ def check_attribute(g, s, logits, t, clf: AttributeClassifier, mean, std, cs: Ch
   eval_s = s[det.split_bank(len(s), cs.num_eval, cs.split_seed)[0]]
   rows = det.edited_styles(eval_s, chans, dirs, cs.alphas, std).reshape(-1, s.shape[1])
   out = dci_sampling.attribute_logits(g, np.concatenate([eval_s, rows]), clf.fn, mesh=mesh)
-  base, edited = out[:len(eval_s)], out[len(eval_s):].reshape(len(chans), len(cs.alphas), len(eval_s), -1)
+  base, edited = out[: len(eval_s)], out[len(eval_s) :].reshape(len(chans), len(cs.alphas), len(eval_s), -1)
   m = det.edit_metrics(base, edited, t, -1.0 if cs.lowest else 1.0, logits.std(0), clf.reliable)
-  d.update(edit_channels=chans, edit_directions=dirs, alphas=np.asarray(cs.alphas, np.float64),
-           **{f"edit_{k}": v for k, v in m.items()})
+  d.update(
+    edit_channels=chans,
+    edit_directions=dirs,
+    alphas=np.asarray(cs.alphas, np.float64),
+    **{f"edit_{k}": v for k, v in m.items()},
+  )
   return d
 
 
-def run_checks(g, s, logits, targets: Sequence[int], clf: AttributeClassifier | None, check: jobs.ShardedJob,
-               mean, std, cs: CheckSettings, local: Mapping[int, Sequence[str] | None], mesh=None,
-               progress=None) -> int:
+def run_checks(
+  g,
+  s,
+  logits,
+  targets: Sequence[int],
+  clf: AttributeClassifier | None,
+  check: jobs.ShardedJob,
+  mean,
+  std,
+  cs: CheckSettings,
+  local: Mapping[int, Sequence[str] | None],
+  mesh=None,
+  progress=None,
+) -> int:
   """Computes this process's missing attribute shards (shard i = targets[i]); returns how many.
 
   Without edits (see has_edits: clf None, no eval images or no strengths): detection only.
@@ -194,8 +233,9 @@ def run_checks(g, s, logits, targets: Sequence[int], clf: AttributeClassifier | 
   return done
 
 
-def random_channel_edits(g, s, clf: AttributeClassifier | None, std, cs: CheckSettings, job: jobs.ShardedJob,
-                         mesh=None) -> None:
+def random_channel_edits(
+  g, s, clf: AttributeClassifier | None, std, cs: CheckSettings, job: jobs.ShardedJob, mesh=None
+) -> None:
   """The baseline: NUM_RANDOM random conv channels (random signs) edited on the held-out images.
 
   Writes job's one shard: channels (R,), directions (R,), base (n, A) and edited (R, S, n, A)
@@ -211,22 +251,24 @@ def random_channel_edits(g, s, clf: AttributeClassifier | None, std, cs: CheckSe
       dci_sampling.attribute_logits(gg, np.zeros((0, s.shape[1]), np.float32), clf.fn, mesh=mesh)
       continue
     rng = np.random.default_rng([cs.split_seed, 99])
-    chans = np.sort(rng.choice(np.flatnonzero(ac.candidate_mask(g.layout, cs.include_torgb)), NUM_RANDOM,
-                               replace=False))
+    chans = np.sort(
+      rng.choice(np.flatnonzero(ac.candidate_mask(g.layout, cs.include_torgb)), NUM_RANDOM, replace=False)
+    )
     dirs = rng.choice([-1.0, 1.0], NUM_RANDOM)
     eval_s = s[det.split_bank(len(s), cs.num_eval, cs.split_seed)[0]]
     rows = det.edited_styles(eval_s, chans, dirs, cs.alphas, std).reshape(-1, s.shape[1])
     out = dci_sampling.attribute_logits(gg, np.concatenate([eval_s, rows]), clf.fn, mesh=mesh)
     n = len(eval_s)
-    job.write(i, channels=chans, directions=dirs, base=out[:n],
-              edited=out[n:].reshape(NUM_RANDOM, len(cs.alphas), n, -1))
+    job.write(
+      i, channels=chans, directions=dirs, base=out[:n], edited=out[n:].reshape(NUM_RANDOM, len(cs.alphas), n, -1)
+    )
 
 
 def bank_moments(s):
   """(C,) float64 mean and std (ddof 0) of the bank's styles, by chunks of rows."""
   m = stats.empty_moments(s.shape[1])
   for a in range(0, len(s), 4096):
-    m = stats.merge_moments(m, stats.batch_moments(s[a:a + 4096]))
+    m = stats.merge_moments(m, stats.batch_moments(s[a : a + 4096]))
   count, mean, m2 = m
   return mean, np.sqrt(m2 / count)
 
@@ -243,8 +285,9 @@ def _acc(sizes, acc, k):
   return None if not len(hit) or np.isnan(acc[hit[0]]) else float(acc[hit[0]])
 
 
-def summary_row(d: Mapping, name: str, layout, attribute_names, regions=None, report_sizes=(5, 10, 30),
-                random=None) -> dict:
+def summary_row(
+  d: Mapping, name: str, layout, attribute_names, regions=None, report_sizes=(5, 10, 30), random=None
+) -> dict:
   """JSON-ready summary of one attribute's shard (d: detect_attribute / check_attribute arrays).
 
   random: edit_metrics (R, S) of the random-channel baseline for this attribute (direction +1),
@@ -253,25 +296,37 @@ def summary_row(d: Mapping, name: str, layout, attribute_names, regions=None, re
   sizes = d["sizes"]
   num_local = int(d["num_local"]) if int(d["ref_local"]) >= 0 else None  # None: no restriction asked
   acc_local = d["acc_local"] if num_local is not None else np.full(len(sizes), np.nan)
-  row = {"attribute": name, "region": list((regions or {}).get(name) or []), "num_local": num_local,
-         "reference_all": _name(layout, d["ref_all"]), "reference_local": _name(layout, d["ref_local"]),
-         "pool_top_all": _name(layout, d["pool_top_all"]),
-         "top_all": [[_name(layout, c), float(t)] for c, t in zip(d["top_all"], d["theta_all"])],
-         "top_local": [_name(layout, c) for c in d["top_local"] if c >= 0],
-         "curve": {"sizes": sizes.tolist(), "all": d["acc_all"].tolist(),
-                   "local": [None if np.isnan(a) else float(a) for a in acc_local]},
-         "accuracy_all": {str(k): _acc(sizes, d["acc_all"], k) for k in report_sizes},
-         "accuracy_local": {str(k): _acc(sizes, acc_local, k) for k in report_sizes}}
+  row = {
+    "attribute": name,
+    "region": list((regions or {}).get(name) or []),
+    "num_local": num_local,
+    "reference_all": _name(layout, d["ref_all"]),
+    "reference_local": _name(layout, d["ref_local"]),
+    "pool_top_all": _name(layout, d["pool_top_all"]),
+    "top_all": [[_name(layout, c), float(t)] for c, t in zip(d["top_all"], d["theta_all"])],
+    "top_local": [_name(layout, c) for c in d["top_local"] if c >= 0],
+    "curve": {
+      "sizes": sizes.tolist(),
+      "all": d["acc_all"].tolist(),
+      "local": [None if np.isnan(a) else float(a) for a in acc_local],
+    },
+    "accuracy_all": {str(k): _acc(sizes, d["acc_all"], k) for k in report_sizes},
+    "accuracy_local": {str(k): _acc(sizes, acc_local, k) for k in report_sizes},
+  }
   if "edit_target" not in d:
     return row
   chans, alphas = d["edit_channels"], d["alphas"]
   edits = []
   for i, c in enumerate(chans):
     for j, a in enumerate(alphas):
-      edits.append({"channel": _name(layout, c), "alpha": float(a * d["edit_directions"][i]),
-                    **{k: float(d[f"edit_{k}"][i, j]) for k in ("target", "flips", "leak_max", "leak_mean")},
-                    "largest_leak": [attribute_names[int(d["edit_leak_attr"][i, j])],
-                                     float(d["edit_leak_attr_std"][i, j])]})
+      edits.append(
+        {
+          "channel": _name(layout, c),
+          "alpha": float(a * d["edit_directions"][i]),
+          **{k: float(d[f"edit_{k}"][i, j]) for k in ("target", "flips", "leak_max", "leak_mean")},
+          "largest_leak": [attribute_names[int(d["edit_leak_attr"][i, j])], float(d["edit_leak_attr_std"][i, j])],
+        }
+      )
   row["edits"] = edits
   metrics = {k: d[f"edit_{k}"] for k in ("target", "flips", "leak_max")}
   best = det.single_channel_verdict(metrics)
@@ -281,9 +336,12 @@ def summary_row(d: Mapping, name: str, layout, attribute_names, regions=None, re
   row["best_edit"] = edits[int(best[0]) * len(alphas) + int(best[1])]
   if random is not None:
     j = int(best[1])
-    row["random_channels"] = {"alpha": float(alphas[j]), "count": len(random["target"]),
-                              "abs_target": float(np.abs(random["target"][:, j]).mean()),
-                              "leak_max": float(random["leak_max"][:, j].mean())}
+    row["random_channels"] = {
+      "alpha": float(alphas[j]),
+      "count": len(random["target"]),
+      "abs_target": float(np.abs(random["target"][:, j]).mean()),
+      "leak_max": float(random["leak_max"][:, j].mean()),
+    }
   return row
 
 
@@ -294,25 +352,33 @@ def _fmt(x, digits=2):
 def markdown_table(rows: Sequence[Mapping], report_sizes=(5, 10, 30)) -> str:
   """One line per attribute: references, accuracies with/without restriction, best edit, verdict."""
   ks = " / ".join(str(k) for k in report_sizes)
-  head = (f"| attribute | region (local channels) | reference, all | acc. k={ks}, all | reference, local | "
-          f"acc. k={ks}, local |")
+  head = (
+    f"| attribute | region (local channels) | reference, all | acc. k={ks}, all | reference, local | "
+    f"acc. k={ks}, local |"
+  )
   edits = any("best_edit" in r for r in rows)
   if edits:
-    head += (" best edit (channel, α) | Δtarget (σ) | flips | max leak (σ) | largest other |"
-             " random channels, same α: \\|Δtarget\\| / max leak | single channel? |")
+    head += (
+      " best edit (channel, α) | Δtarget (σ) | flips | max leak (σ) | largest other |"
+      " random channels, same α: \\|Δtarget\\| / max leak | single channel? |"
+    )
   lines = [head, "|" + "---|" * head.count(" |")]
   for r in rows:
     acc = lambda key: " / ".join(_fmt(r[key][str(k)]) for k in report_sizes)
     region = "+".join(r["region"]) if r["region"] else "global"
     region += f" ({r['num_local']})" if r["num_local"] is not None else ""
-    line = (f"| {r['attribute']} | {region} | {r['reference_all']} | {acc('accuracy_all')} | "
-            f"{r['reference_local'] or '–'} | {acc('accuracy_local')} |")
+    line = (
+      f"| {r['attribute']} | {region} | {r['reference_all']} | {acc('accuracy_all')} | "
+      f"{r['reference_local'] or '–'} | {acc('accuracy_local')} |"
+    )
     if edits:
       e, b = r["best_edit"], r.get("random_channels")
       rnd = f"{b['abs_target']:.2f} / {b['leak_max']:.2f}" if b else "–"
-      line += (f" {e['channel']}, {e['alpha']:+g} | {e['target']:.2f} | {_fmt(e['flips'])} | "
-               f"{e['leak_max']:.2f} | {e['largest_leak'][0]} {e['largest_leak'][1]:.2f} | {rnd} | "
-               f"{'**yes**' if r['single_channel'] else 'no'} |")
+      line += (
+        f" {e['channel']}, {e['alpha']:+g} | {e['target']:.2f} | {_fmt(e['flips'])} | "
+        f"{e['leak_max']:.2f} | {e['largest_leak'][0]} {e['largest_leak'][1]:.2f} | {rnd} | "
+        f"{'**yes**' if r['single_channel'] else 'no'} |"
+      )
     lines.append(line)
   return "\n".join(lines)
 
@@ -344,9 +410,22 @@ def parse_targets(spec, names: Sequence[str]) -> list[int]:
   return out
 
 
-def run(g, workdir, bank: dci_sampling.SamplingJobs, targets: Sequence[int], names: Sequence[str],
-        cs: CheckSettings, clf: AttributeClassifier | None = None, logits=None, regions=None, verified=None,
-        population=None, batch_size=256, log=print, **spec_extra):
+def run(
+  g,
+  workdir,
+  bank: dci_sampling.SamplingJobs,
+  targets: Sequence[int],
+  names: Sequence[str],
+  cs: CheckSettings,
+  clf: AttributeClassifier | None = None,
+  logits=None,
+  regions=None,
+  verified=None,
+  population=None,
+  batch_size=256,
+  log=print,
+  **spec_extra,
+):
   """Samples the bank's missing shards, checks every target attribute (resumable), returns summary rows.
 
   Args:
@@ -375,12 +454,24 @@ def run(g, workdir, bank: dci_sampling.SamplingJobs, targets: Sequence[int], nam
   for t in targets:
     cats = (regions or {}).get(names[t])
     local[t], key = det.verified_channels(verified, cats) if verified and cats else (None, key)
-  check = make_check_job(workdir, [names[t] for t in targets], cs, bank.codes.spec, local_list=key,
-                         local_channels={names[t]: local[t] for t in targets}, **spec_extra)
-  log(f"checking {len(targets)} attribute(s) on a bank of {len(s)} samples; "
-      f"{len(targets) - len(check.pending())} already done, in {check.dir}")
-  prog = jobs.Progress(len(check.mine()), "attribute checks", "attributes",
-                       done=len(check.mine()) - len(check.pending())) if distributed.is_main() else None
+  check = make_check_job(
+    workdir,
+    [names[t] for t in targets],
+    cs,
+    bank.codes.spec,
+    local_list=key,
+    local_channels={names[t]: local[t] for t in targets},
+    **spec_extra,
+  )
+  log(
+    f"checking {len(targets)} attribute(s) on a bank of {len(s)} samples; "
+    f"{len(targets) - len(check.pending())} already done, in {check.dir}"
+  )
+  prog = (
+    jobs.Progress(len(check.mine()), "attribute checks", "attributes", done=len(check.mine()) - len(check.pending()))
+    if distributed.is_main()
+    else None
+  )
   run_checks(g, s, logits, targets, clf, check, mean, std, cs, local, progress=prog)
   rand = jobs.ShardedJob(workdir, RANDOM_JOB, dict(check.spec, num_random=NUM_RANDOM), 1)
   random_channel_edits(g, s, clf, std, cs, rand)
@@ -401,35 +492,62 @@ def write_outputs(out, result):
   result: from run().
   """
   from ss_jax.runtime import images
+
   out, rows = pathlib.Path(out), result["rows"]
   sizes, mean_acc, count = result["curves"]
   table = markdown_table(rows)
-  summary = {"attributes": rows, "table": table, "settings": result["settings"],
-             "single_channel": [r["attribute"] for r in rows if r.get("single_channel")],
-             "criterion": {"min_target_std": det.MIN_TARGET_STD, "min_flip_rate": det.MIN_FLIP_RATE,
-                           "max_leak_ratio": det.MAX_LEAK_RATIO},
-             "mean_curve": None if sizes is None else {"sizes": sizes.tolist(), "all": mean_acc[0].tolist(),
-                                                       "local": mean_acc[1].tolist(), "attributes": count}}
+  summary = {
+    "attributes": rows,
+    "table": table,
+    "settings": result["settings"],
+    "single_channel": [r["attribute"] for r in rows if r.get("single_channel")],
+    "criterion": {
+      "min_target_std": det.MIN_TARGET_STD,
+      "min_flip_rate": det.MIN_FLIP_RATE,
+      "max_leak_ratio": det.MAX_LEAK_RATIO,
+    },
+    "mean_curve": None
+    if sizes is None
+    else {"sizes": sizes.tolist(), "all": mean_acc[0].tolist(), "local": mean_acc[1].tolist(), "attributes": count},
+  }
   jobs.atomic_write_json(out / "attribute_channels.json", summary)
   jobs.atomic_write_text(out / "attribute_channels.md", table + "\n")
   labels = ["all conv channels", "locally-active channels of the region"]
   for r in rows:
     c = r["curve"]
     acc = np.array([c["all"], [np.nan if a is None else a for a in c["local"]]], np.float64)
-    images.save_png(out / f"curve_{r['attribute']}.png", ac.plot_curve(
-        c["sizes"], acc, f"{r['attribute']}: top channel == independent reference", labels=labels))
+    images.save_png(
+      out / f"curve_{r['attribute']}.png",
+      ac.plot_curve(c["sizes"], acc, f"{r['attribute']}: top channel == independent reference", labels=labels),
+    )
   if sizes is not None:
-    images.save_png(out / "accuracy_curve.png", ac.plot_curve(
-        sizes, mean_acc, f"mean detection accuracy over {count} attributes with a region", labels=labels))
+    images.save_png(
+      out / "accuracy_curve.png",
+      ac.plot_curve(sizes, mean_acc, f"mean detection accuracy over {count} attributes with a region", labels=labels),
+    )
   n = len(summary["single_channel"])
-  print(f"{table}\n\nsingle channel controls {n} of {len(rows)} attribute(s): "
-        f"{', '.join(summary['single_channel'])}")
+  print(f"{table}\n\nsingle channel controls {n} of {len(rows)} attribute(s): {', '.join(summary['single_channel'])}")
   print(f"wrote attribute_channels.json/.md and curve PNGs to {out}")
 
 
-def bank_mode(g, out, cs: CheckSettings, attribute="all", classifier=None, logits_path=None, *, bank_size=20_000,
-              bank_seed=0, bank_workdir=None, psi=1.0, samples_per_shard=5_000, checkpoint=None, verified=None,
-              stats_path=None, batch_size=64):
+def bank_mode(
+  g,
+  out,
+  cs: CheckSettings,
+  attribute="all",
+  classifier=None,
+  logits_path=None,
+  *,
+  bank_size=20_000,
+  bank_seed=0,
+  bank_workdir=None,
+  psi=1.0,
+  samples_per_shard=5_000,
+  checkpoint=None,
+  verified=None,
+  stats_path=None,
+  batch_size=64,
+):
   """experiments.attribute_channels' bank mode: a classifier's (or a logits file's) bank, checks, outputs.
 
   classifier: a registered name ('toyfaces') scoring the bank and the edits; else logits_path, a
@@ -450,8 +568,16 @@ def bank_mode(g, out, cs: CheckSettings, attribute="all", classifier=None, logit
     src = {"logits_sha1": dci_sampling.file_sha1(logits_path)}
     cs = dataclasses.replace(cs, num_eval=0)  # no classifier: no edits
   targets = parse_targets(attribute, names)
-  bank = make_bank(bank_workdir or out, g, bank_size, clf and clf.fn, seed=bank_seed, psi=psi,
-                   samples_per_shard=samples_per_shard, checkpoint=checkpoint)
+  bank = make_bank(
+    bank_workdir or out,
+    g,
+    bank_size,
+    clf and clf.fn,
+    seed=bank_seed,
+    psi=psi,
+    samples_per_shard=samples_per_shard,
+    checkpoint=checkpoint,
+  )
   population = stats.load(stats_path, g.layout) if stats_path else None
   result = run(g, out, bank, targets, names, cs, clf, logits, regions, verified, population, batch_size, **src)
   if result is not None:

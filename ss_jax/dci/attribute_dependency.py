@@ -29,6 +29,7 @@ holds the unedited logits (n, A) and the edited ones (n, E, K, A) for every edit
 processes share the shards round-robin in lock-step (ss_jax.runtime.distributed). The population (w, S,
 logits of generator samples, for sigma_i, sigma_c and sigma_u) reuses the DCI sampling jobs.
 """
+
 import dataclasses
 import hashlib
 import importlib
@@ -59,6 +60,7 @@ class Edit:
     direction: (C,) float32 flat S change per unit strength.
     meta: JSON-able description (channels, row range, sigma, component index, ...).
   """
+
   name: str
   space: str
   direction: np.ndarray
@@ -71,9 +73,9 @@ def channel_edit(layout, channels, std, sign=1.0, name=None) -> Edit:
   d = manipulate.direction(layout, idx, std) * np.float32(np.sign(sign) or 1.0)
   names = stylespace.names_of(layout, idx)
   name = name or "S " + "+".join(names) + (" (-)" if sign < 0 else "")
-  return Edit(name, "s", d,
-              {"channels": names, "sign": float(np.sign(sign) or 1.0),
-               "sigma": [float(std[i]) for i in idx]})
+  return Edit(
+    name, "s", d, {"channels": names, "sign": float(np.sign(sign) or 1.0), "sigma": [float(std[i]) for i in idx]}
+  )
 
 
 def direction_std(w, u) -> float:
@@ -93,8 +95,9 @@ def w_edit(g, u, sigma, rows=None, name="W direction", space=None, meta=None) ->
   u = np.asarray(u, np.float64)
   d = directions.w_to_s(g, u / np.linalg.norm(u) * float(sigma), rows)
   space = space or ("w" if rows is None or len(rows) == g.config.num_ws else "wplus")
-  return Edit(name, space, d, dict(meta or {}, sigma=float(sigma),
-                                   rows="all" if rows is None else [int(r) for r in rows]))
+  return Edit(
+    name, space, d, dict(meta or {}, sigma=float(sigma), rows="all" if rows is None else [int(r) for r in rows])
+  )
 
 
 def make_edits(g, pop, target, channel_groups=(), direction_paths=(), rows=None, interfacegan=False):
@@ -111,12 +114,29 @@ def make_edits(g, pop, target, channel_groups=(), direction_paths=(), rows=None,
   for path in direction_paths:
     u = load_direction(path, g.config)
     r = rows if u.ndim == 1 else None
-    edits.append(w_edit(g, u, direction_std(pop["w"], u), r, f"W {pathlib.Path(path).stem}",
-                        space="wplus" if u.ndim == 2 else None, meta={"file": str(path)}))
+    edits.append(
+      w_edit(
+        g,
+        u,
+        direction_std(pop["w"], u),
+        r,
+        f"W {pathlib.Path(path).stem}",
+        space="wplus" if u.ndim == 2 else None,
+        meta={"file": str(path)},
+      )
+    )
   if interfacegan:
     fit = directions.interfacegan(pop["w"], pop["logits"][:, int(target)] > 0)
-    edits.append(w_edit(g, fit["direction"], direction_std(pop["w"], fit["direction"]), None, "InterFaceGAN",
-                        meta={k: fit[k] for k in ("train_accuracy", "holdout_accuracy", "l2")}))
+    edits.append(
+      w_edit(
+        g,
+        fit["direction"],
+        direction_std(pop["w"], fit["direction"]),
+        None,
+        "InterFaceGAN",
+        meta={k: fit[k] for k in ("train_accuracy", "holdout_accuracy", "l2")},
+      )
+    )
   if not edits:
     raise ValueError("no edits given: pass channels, direction files or interfacegan")
   return edits
@@ -177,9 +197,15 @@ def ad_curves(base, edited, pop_std, target, others=None) -> dict:
   t = z[..., int(target)]
   n = z.shape[0]
   sem = lambda x: x.std(0) / np.sqrt(max(n, 1))
-  return {"target_change": t.mean(0), "target_change_sem": sem(t), "mean_ad": a.mean(2).mean(0),
-          "mean_ad_sem": sem(a.mean(2)), "max_ad": a.max(2).mean(0), "max_ad_sem": sem(a.max(2)),
-          "per_attribute": np.abs(z).mean(0)}
+  return {
+    "target_change": t.mean(0),
+    "target_change_sem": sem(t),
+    "mean_ad": a.mean(2).mean(0),
+    "mean_ad_sem": sem(a.mean(2)),
+    "max_ad": a.max(2).mean(0),
+    "max_ad_sem": sem(a.max(2)),
+    "per_attribute": np.abs(z).mean(0),
+  }
 
 
 def at_target(alphas, target_change, values, x_star):
@@ -208,28 +234,49 @@ def summarize(curve, alphas, x_star) -> dict:
   """JSON-ready curve of ad_curves plus its values at target change x_star."""
   mean_at, alpha_at = at_target(alphas, curve["target_change"], curve["mean_ad"], x_star)
   max_at, _ = at_target(alphas, curve["target_change"], curve["max_ad"], x_star)
-  return {"alphas": [float(a) for a in alphas],
-          "target_change": curve["target_change"].tolist(),
-          "target_change_sem": curve["target_change_sem"].tolist(),
-          "mean_ad": curve["mean_ad"].tolist(), "max_ad": curve["max_ad"].tolist(),
-          "mean_ad_sem": curve["mean_ad_sem"].tolist(), "max_ad_sem": curve["max_ad_sem"].tolist(),
-          "max_target_change": float(np.max(curve["target_change"])),
-          "match": {"target_change": float(x_star), "alpha": alpha_at, "mean_ad": mean_at, "max_ad": max_at}}
+  return {
+    "alphas": [float(a) for a in alphas],
+    "target_change": curve["target_change"].tolist(),
+    "target_change_sem": curve["target_change_sem"].tolist(),
+    "mean_ad": curve["mean_ad"].tolist(),
+    "max_ad": curve["max_ad"].tolist(),
+    "mean_ad_sem": curve["mean_ad_sem"].tolist(),
+    "max_ad_sem": curve["max_ad_sem"].tolist(),
+    "max_target_change": float(np.max(curve["target_change"])),
+    "match": {"target_change": float(x_star), "alpha": alpha_at, "mean_ad": mean_at, "max_ad": max_at},
+  }
 
 
 # ----------------------------------------------------------------------------- population
 
 
-def population(workdir, g, attribute_fn, num_samples, seed=0, psi=1.0, samples_per_shard=1000,
-               batch_size=128, progress=None, mesh=None) -> dict:
+def population(
+  workdir,
+  g,
+  attribute_fn,
+  num_samples,
+  seed=0,
+  psi=1.0,
+  samples_per_shard=1000,
+  batch_size=128,
+  progress=None,
+  mesh=None,
+) -> dict:
   """w (N, w_dim), s (N, C), logits (N, A) of seeds seed .. seed + N - 1 (resumable, on every process).
 
   The DCI sampling jobs under workdir/population/ (same conventions as experiments.dci).
   """
   if distributed.is_main():
     outputs.claim(workdir)  # the workdir holds population/ and the edit jobs: one ss-jax folder
-  sjobs = dci_sampling.make_jobs(pathlib.Path(workdir) / POPULATION_DIR, g, num_samples, attribute_fn,
-                                 seed=seed, psi=psi, samples_per_shard=samples_per_shard)
+  sjobs = dci_sampling.make_jobs(
+    pathlib.Path(workdir) / POPULATION_DIR,
+    g,
+    num_samples,
+    attribute_fn,
+    seed=seed,
+    psi=psi,
+    samples_per_shard=samples_per_shard,
+  )
   dci_sampling.run_sampling(g, sjobs, attribute_fn, batch_size=batch_size, mesh=mesh, progress=progress)
   distributed.wait_for_shards(sjobs.codes, sjobs.logits)
   read = dci_sampling.read_array
@@ -244,6 +291,7 @@ def logit_std(logits, eps=1e-6):
 def toyfaces_reliable(names, min_accuracy=0.9, directory=None):
   """(A,) bool: held-out accuracy (stored with the ToyFaces classifier, 1,024 renders) >= min_accuracy."""
   from ss_jax.toyfaces import models
+
   acc = models.load_classifier(directory).info.get("heldout_metrics", {}).get("accuracy", {})
   if not acc:
     raise ValueError("the classifier carries no held-out accuracy: pass the reliable attributes explicitly")
@@ -284,16 +332,27 @@ def load_direction(path, cfg):
   except (OSError, ValueError) as e:
     raise ValueError(f"{path}: not a readable numeric .npy ({e})") from e
   if u.shape not in ((cfg.w_dim,), (cfg.num_ws, cfg.w_dim)) or not np.all(np.isfinite(u)):
-    raise ValueError(f"{path}: a direction must be finite with shape ({cfg.w_dim},) or "
-                     f"({cfg.num_ws}, {cfg.w_dim}), got {u.shape}")
+    raise ValueError(
+      f"{path}: a direction must be finite with shape ({cfg.w_dim},) or ({cfg.num_ws}, {cfg.w_dim}), got {u.shape}"
+    )
   return u.astype(np.float64)
 
 
 # ----------------------------------------------------------------------------- the held-out job
 
 
-def make_job(workdir, name, g, attribute_fn, seeds, edits, alphas, psi=1.0,
-             images_per_shard=DEFAULT_IMAGES_PER_SHARD, extra_spec=None):
+def make_job(
+  workdir,
+  name,
+  g,
+  attribute_fn,
+  seeds,
+  edits,
+  alphas,
+  psi=1.0,
+  images_per_shard=DEFAULT_IMAGES_PER_SHARD,
+  extra_spec=None,
+):
   """ShardedJob workdir/name over image seeds; a resume with other settings is refused."""
   seeds = [int(v) for v in seeds]
   if not seeds:
@@ -306,10 +365,19 @@ def make_job(workdir, name, g, attribute_fn, seeds, edits, alphas, psi=1.0,
   per = int(images_per_shard)
   if per < 1:
     raise ValueError(f"images_per_shard must be positive, got {per}")
-  spec = {"kind": "attribute_dependency", "model": fingerprints.model_fingerprint(g), "seeds": seeds,
-          "alphas": alphas, "psi": float(psi), "attribute_fn": attribute_fn.id, "noise_mode": "const",
-          "edits": [e.name for e in edits], "edits_sha1": edits_fingerprint(edits),
-          "images_per_shard": per, **(extra_spec or {})}
+  spec = {
+    "kind": "attribute_dependency",
+    "model": fingerprints.model_fingerprint(g),
+    "seeds": seeds,
+    "alphas": alphas,
+    "psi": float(psi),
+    "attribute_fn": attribute_fn.id,
+    "noise_mode": "const",
+    "edits": [e.name for e in edits],
+    "edits_sha1": edits_fingerprint(edits),
+    "images_per_shard": per,
+    **(extra_spec or {}),
+  }
   return jobs.ShardedJob(workdir, name, spec, -(-len(seeds) // per))
 
 
@@ -337,21 +405,21 @@ def run_job(job, g, edits, attribute_fn, batch_size=128, mesh=None, progress=Non
   c, done, k = stylespace.num_channels(g.layout), 0, len(alphas)
   rows_per_call = int(rows_per_call or 8 * batch_size)
   for i in distributed.schedule(job.pending(), mesh):
-    batch = seeds[i * per:(i + 1) * per] if i is not None else []
+    batch = seeds[i * per : (i + 1) * per] if i is not None else []
     s = dci_sampling.sample_codes(g, batch, spec["psi"], batch_size, None, mesh)["s"].reshape(-1, c)
     base = dci_sampling.attribute_logits(g, s, attribute_fn, batch_size, mesh, progress)
     group = max(1, -(-rows_per_call // (per * k)))  # edits per call, from the agreed shard size
     edited = []
     for a in range(0, len(edits), group):
-      x = np.concatenate([np.zeros((0, c), np.float32)] +
-                         [_edited_styles(s, e.direction, alphas) for e in edits[a:a + group]])
+      x = np.concatenate(
+        [np.zeros((0, c), np.float32)] + [_edited_styles(s, e.direction, alphas) for e in edits[a : a + group]]
+      )
       out = dci_sampling.attribute_logits(g, x, attribute_fn, batch_size, mesh, progress)
       if len(s):  # rows: edit, image, strength
         edited.append(out.reshape(-1, len(s), k, out.shape[-1]))
     if i is None:
       continue
-    job.write(i, seeds=np.asarray(batch, np.int64), base=base,
-              edited=np.concatenate(edited).transpose(1, 0, 2, 3))
+    job.write(i, seeds=np.asarray(batch, np.int64), base=base, edited=np.concatenate(edited).transpose(1, 0, 2, 3))
     done += len(batch)
   return done
 
@@ -392,8 +460,15 @@ def evaluate(base, edited, edits, targets, alphas, pop_std, attribute_names, x_s
   out = []
   for j, (e, t) in enumerate(zip(edits, targets)):
     curve = ad_curves(base, edited[:, j], pop_std, int(t), others)
-    out.append({"target": str(attribute_names[int(t)]), "edit": e.name, "space": e.space, "meta": e.meta,
-                "summary": summarize(curve, alphas, x_star)})
+    out.append(
+      {
+        "target": str(attribute_names[int(t)]),
+        "edit": e.name,
+        "space": e.space,
+        "meta": e.meta,
+        "summary": summarize(curve, alphas, x_star),
+      }
+    )
   return out
 
 
@@ -406,16 +481,26 @@ def _num(v, digits=2):
 
 def curves_markdown(results, x_star) -> str:
   """Markdown of [{'target', 'edit', 'summary'}, ...]: matched values, then every strength."""
-  lines = [f"AD at target change {x_star:g} sigma (interpolated; n/a: never reached)", "",
-           "| target | edit | max target change (σ) | alpha at match | mean-AD | max-AD |",
-           "|---|---|---|---|---|---|"]
+  lines = [
+    f"AD at target change {x_star:g} sigma (interpolated; n/a: never reached)",
+    "",
+    "| target | edit | max target change (σ) | alpha at match | mean-AD | max-AD |",
+    "|---|---|---|---|---|---|",
+  ]
   for r in results:
     s = r["summary"]
-    lines.append(f"| {r['target']} | {r['edit']} | {_num(s['max_target_change'])} | "
-                 f"{_num(s['match']['alpha'])} | {_num(s['match']['mean_ad'], 3)} | "
-                 f"{_num(s['match']['max_ad'], 3)} |")
-  lines += ["", "Every strength:", "", "| target | edit | alpha | target change (σ) | mean-AD | max-AD |",
-            "|---|---|---|---|---|---|"]
+    lines.append(
+      f"| {r['target']} | {r['edit']} | {_num(s['max_target_change'])} | "
+      f"{_num(s['match']['alpha'])} | {_num(s['match']['mean_ad'], 3)} | "
+      f"{_num(s['match']['max_ad'], 3)} |"
+    )
+  lines += [
+    "",
+    "Every strength:",
+    "",
+    "| target | edit | alpha | target change (σ) | mean-AD | max-AD |",
+    "|---|---|---|---|---|---|",
+  ]
   for r in results:
     s = r["summary"]
     for a, t, m, x in zip(s["alphas"], s["target_change"], s["mean_ad"], s["max_ad"]):
@@ -434,9 +519,14 @@ def plot_target(results, target, x_star=None):
       stop = int(np.argmax(s["target_change"])) + 1
       series.append((r["edit"], [0.0] + s["target_change"][:stop], [0.0] + s[key][:stop]))
     # The default PIL font has no Greek letters: 'sd' on the plots.
-    panels.append(line_plot.line_plot(series, f"{target}: {label} (other attributes, sd units)",
-                                      f"target change ({target} logit, sd units)",
-                                      vlines=() if x_star is None else (x_star,)))
+    panels.append(
+      line_plot.line_plot(
+        series,
+        f"{target}: {label} (other attributes, sd units)",
+        f"target change ({target} logit, sd units)",
+        vlines=() if x_star is None else (x_star,),
+      )
+    )
   return line_plot.side_by_side(panels)
 
 
@@ -451,9 +541,16 @@ def write_outputs(outdir, results, x_star, settings=None, stem="ad") -> list:
     pngs.append(name)
   table = curves_markdown(results, x_star)
   jobs.atomic_write_text(out / f"{stem}.md", table + "\n")
-  jobs.atomic_write_json(out / f"{stem}.json", {
-      "results": results, "match_target_change": x_star, "settings": settings or {}, "plots": pngs,
+  jobs.atomic_write_json(
+    out / f"{stem}.json",
+    {
+      "results": results,
+      "match_target_change": x_star,
+      "settings": settings or {},
+      "plots": pngs,
       "definition": "target change = mean_images dl_t/sigma_t; mean-AD = mean_images mean_{i!=t} "
-                    "|dl_i|/sigma_i; max-AD = mean_images max_{i!=t} |dl_i|/sigma_i; sigma = population "
-                    "std of the logit"})
+      "|dl_i|/sigma_i; max-AD = mean_images max_{i!=t} |dl_i|/sigma_i; sigma = population "
+      "std of the logit",
+    },
+  )
   return pngs

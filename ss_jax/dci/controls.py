@@ -20,6 +20,7 @@ pure function of (codes, layout, seed): the same seed gives the same codes in an
 process or row order. Rows are transformed in chunks (peak memory: the output plus one
 chunk), float32 in, float32 out.
 """
+
 from typing import Sequence
 
 import numpy as np
@@ -48,15 +49,17 @@ def random_rotation(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def layer_rotations(sizes: Sequence[int], seed: int = 0) -> list[np.ndarray]:
   """One (C_l, C_l) float32 orthogonal matrix per layer, layer l from default_rng([seed, 2, l])."""
-  return [random_rotation(int(c), np.random.default_rng([int(seed), _TAG["s_rotated"], l])).astype(np.float32)
-          for l, c in enumerate(sizes)]
+  return [
+    random_rotation(int(c), np.random.default_rng([int(seed), _TAG["s_rotated"], l])).astype(np.float32)
+    for l, c in enumerate(sizes)
+  ]
 
 
 def _rows(x, fn, out_dim):
   """fn applied to row chunks of x (N, D) -> (N, out_dim) float32."""
   out = np.empty((len(x), out_dim), np.float32)
   for a in range(0, len(x), _ROWS_PER_CHUNK):
-    out[a:a + _ROWS_PER_CHUNK] = fn(np.asarray(x[a:a + _ROWS_PER_CHUNK], np.float32))
+    out[a : a + _ROWS_PER_CHUNK] = fn(np.asarray(x[a : a + _ROWS_PER_CHUNK], np.float32))
   return out
 
 

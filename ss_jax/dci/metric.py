@@ -24,6 +24,7 @@ attributes, seeded split): keep attributes with > 5% positive and > 5% negative
 logits, take samples beyond the 2nd / 98th logit percentile, label = logit > 0,
 split 50/50 into train/test. Informativeness I = mean test accuracy.
 """
+
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -32,9 +33,17 @@ from ss_jax.dci import regressors as dci_regressors
 from ss_jax.dci.regressors import Split
 
 __all__ = [
-    "Split", "completeness", "completeness_per_factor", "dci", "dci_from_importance",
-    "disentanglement", "disentanglement_per_code", "extreme_split", "extreme_split_indices",
-    "format_table", "select_attributes"
+  "Split",
+  "completeness",
+  "completeness_per_factor",
+  "dci",
+  "dci_from_importance",
+  "disentanglement",
+  "disentanglement_per_code",
+  "extreme_split",
+  "extreme_split_indices",
+  "format_table",
+  "select_attributes",
 ]
 
 _EPS = 1e-11  # disentanglement_lib's additive constant inside the entropy
@@ -122,8 +131,7 @@ def select_attributes(logits, min_frac: float = 0.05) -> np.ndarray:
   return np.flatnonzero(keep)
 
 
-def extreme_split_indices(logits_j, low_pct: float = 2.0, high_pct: float = 98.0,
-                          seed=0) -> Split:
+def extreme_split_indices(logits_j, low_pct: float = 2.0, high_pct: float = 98.0, seed=0) -> Split:
   """Train/test row indices of one attribute's extreme samples.
 
   Rows with logit strictly above the `high_pct` or below the `low_pct`
@@ -150,8 +158,9 @@ def extreme_split_indices(logits_j, low_pct: float = 2.0, high_pct: float = 98.0
   perm = np.random.default_rng(seed).permutation(len(idx))
   half = len(idx) // 2
   train_idx, test_idx = np.sort(idx[perm[:half]]), np.sort(idx[perm[half:]])
-  return Split(train_idx, test_idx, (logits_j[train_idx] > 0).astype(np.int32),
-               (logits_j[test_idx] > 0).astype(np.int32))
+  return Split(
+    train_idx, test_idx, (logits_j[train_idx] > 0).astype(np.int32), (logits_j[test_idx] > 0).astype(np.int32)
+  )
 
 
 def extreme_split(codes, logits_j, low_pct: float = 2.0, high_pct: float = 98.0, seed=0):
@@ -168,17 +177,19 @@ def extreme_split(codes, logits_j, low_pct: float = 2.0, high_pct: float = 98.0,
 # ---------------------------------------------------------------------------- entry
 
 
-def dci(codes,
-        logits,
-        method: str = "lasso",
-        seed: int = 0,
-        *,
-        min_frac: float = 0.05,
-        low_pct: float = 2.0,
-        high_pct: float = 98.0,
-        factor_weighting: str = "importance",
-        attribute_names: Sequence[str] | None = None,
-        **regressor_kwargs) -> dict:
+def dci(
+  codes,
+  logits,
+  method: str = "lasso",
+  seed: int = 0,
+  *,
+  min_frac: float = 0.05,
+  low_pct: float = 2.0,
+  high_pct: float = 98.0,
+  factor_weighting: str = "importance",
+  attribute_names: Sequence[str] | None = None,
+  **regressor_kwargs,
+) -> dict:
   """Full StyleSpace DCI evaluation of one latent space.
 
   Args:
@@ -209,20 +220,24 @@ def dci(codes,
     raise ValueError("no attribute has enough positive and negative samples")
   splits = [extreme_split_indices(logits[:, k], low_pct, high_pct, [seed, int(k)]) for k in kept]
   if method == "lasso":
-    importance, test_acc, train_acc = dci_regressors.lasso_importance(
-        codes, splits, **regressor_kwargs)
+    importance, test_acc, train_acc = dci_regressors.lasso_importance(codes, splits, **regressor_kwargs)
   elif method == "gbt":
-    importance, test_acc, train_acc = dci_regressors.gbt_importance(
-        codes, splits, seed=seed, **regressor_kwargs)
+    importance, test_acc, train_acc = dci_regressors.gbt_importance(codes, splits, seed=seed, **regressor_kwargs)
   else:
     raise ValueError(f"method must be 'lasso' or 'gbt', got {method!r}")
   d, c = dci_from_importance(importance, factor_weighting)
   names = [attribute_names[k] for k in kept] if attribute_names is not None else kept
   return dict(
-      D=d, C=c, I=float(np.mean(test_acc)), importance=importance, kept_attributes=names,
-      per_attribute_accuracy=test_acc, per_attribute_train_accuracy=train_acc,
-      per_code_disentanglement=disentanglement_per_code(importance),
-      per_factor_completeness=completeness_per_factor(importance))
+    D=d,
+    C=c,
+    I=float(np.mean(test_acc)),
+    importance=importance,
+    kept_attributes=names,
+    per_attribute_accuracy=test_acc,
+    per_attribute_train_accuracy=train_acc,
+    per_code_disentanglement=disentanglement_per_code(importance),
+    per_factor_completeness=completeness_per_factor(importance),
+  )
 
 
 def format_table(results: Mapping[str, Mapping], digits: int = 3) -> str:

@@ -13,6 +13,7 @@ Two back ends, both returning `(importance [D, A] float64, test_acc [A], train_a
   StyleSpace / disentanglement_lib regressor), importance = `feature_importances_`.
   scikit-learn is imported lazily; it is not a runtime dependency.
 """
+
 import concurrent.futures
 import functools
 import multiprocessing
@@ -26,6 +27,7 @@ import optax
 
 class Split(NamedTuple):
   """One attribute's train/test split (row indices into `codes`, labels in {0, 1})."""
+
   train_idx: np.ndarray  # [n_train] int64
   test_idx: np.ndarray  # [n_test] int64
   y_train: np.ndarray  # [n_train] int32
@@ -99,8 +101,7 @@ def _fit_one(xtr, ytr, mtr, xte, yte, mte, *, l1_frac, num_steps, power_steps):
 @functools.partial(jax.jit, static_argnames=("l1_frac", "num_steps", "power_steps"))
 def _fit_chunk(xtr, ytr, mtr, xte, yte, mte, *, l1_frac, num_steps, power_steps):
   """Vmapped `_fit_one` over a chunk of attributes: x* [c, n, D], y*/m* [c, n]."""
-  fit = functools.partial(
-      _fit_one, l1_frac=l1_frac, num_steps=num_steps, power_steps=power_steps)
+  fit = functools.partial(_fit_one, l1_frac=l1_frac, num_steps=num_steps, power_steps=power_steps)
   return jax.vmap(fit)(xtr, ytr, mtr, xte, yte, mte)
 
 
@@ -113,26 +114,28 @@ def _gather(codes, idx_list, n_pad):
   x = np.zeros((len(idx_list), n_pad, codes.shape[1]), np.float32)
   m = np.zeros((len(idx_list), n_pad), np.float32)
   for k, idx in enumerate(idx_list):
-    x[k, :len(idx)] = codes[idx]
-    m[k, :len(idx)] = 1.0
+    x[k, : len(idx)] = codes[idx]
+    m[k, : len(idx)] = 1.0
   return x, m
 
 
 def _pad_labels(ys, n_pad):
   out = np.zeros((len(ys), n_pad), np.float32)
   for k, y in enumerate(ys):
-    out[k, :len(y)] = y
+    out[k, : len(y)] = y
   return out
 
 
-def lasso_importance(codes: np.ndarray,
-                     splits: Sequence[Split],
-                     *,
-                     l1_frac: float = 0.05,
-                     num_steps: int = 500,
-                     power_steps: int = 30,
-                     max_chunk_bytes: int = 2 << 30,
-                     normalize: bool = True):
+def lasso_importance(
+  codes: np.ndarray,
+  splits: Sequence[Split],
+  *,
+  l1_frac: float = 0.05,
+  num_steps: int = 500,
+  power_steps: int = 30,
+  max_chunk_bytes: int = 2 << 30,
+  normalize: bool = True,
+):
   """Importance matrix from per-attribute L1 logistic regressions.
 
   Args:
@@ -160,7 +163,7 @@ def lasso_importance(codes: np.ndarray,
   chunk = -(-num_attr // -(-num_attr // chunk))  # balance chunks: little padding waste
   coefs, test_acc, train_acc = [], [], []
   for start in range(0, num_attr, chunk):
-    part = list(splits[start:start + chunk])
+    part = list(splits[start : start + chunk])
     # Pad the attribute axis with copies of the last split: one compiled shape per call.
     padded = part + [part[-1]] * (chunk - len(part))
     xtr, mtr = _gather(codes, [s.train_idx for s in padded], n_tr)
@@ -168,12 +171,12 @@ def lasso_importance(codes: np.ndarray,
     ytr = _pad_labels([s.y_train for s in padded], n_tr)
     yte = _pad_labels([s.y_test for s in padded], n_te)
     w, a_te, a_tr = _fit_chunk(
-        xtr, ytr, mtr, xte, yte, mte, l1_frac=float(l1_frac),
-        num_steps=int(num_steps), power_steps=int(power_steps))
+      xtr, ytr, mtr, xte, yte, mte, l1_frac=float(l1_frac), num_steps=int(num_steps), power_steps=int(power_steps)
+    )
     del xtr, xte
-    coefs.append(np.asarray(w, np.float64)[:len(part)])
-    test_acc.append(np.asarray(a_te, np.float64)[:len(part)])
-    train_acc.append(np.asarray(a_tr, np.float64)[:len(part)])
+    coefs.append(np.asarray(w, np.float64)[: len(part)])
+    test_acc.append(np.asarray(a_te, np.float64)[: len(part)])
+    train_acc.append(np.asarray(a_tr, np.float64)[: len(part)])
   importance = np.abs(np.concatenate(coefs, 0)).T  # [D, A]
   if normalize:
     col = importance.sum(0, keepdims=True)
@@ -189,23 +192,25 @@ def _fit_gbt(x_train, y_train, x_test, y_test, seed, kwargs):
   try:
     from sklearn.ensemble import GradientBoostingClassifier  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(
-        "method='gbt' needs scikit-learn (pip install scikit-learn); "
-        "method='lasso' does not.") from e
+    raise ImportError("method='gbt' needs scikit-learn (pip install scikit-learn); method='lasso' does not.") from e
   model = GradientBoostingClassifier(random_state=seed, **kwargs)
   model.fit(x_train, y_train)
-  return (np.abs(model.feature_importances_),
-          np.mean(model.predict(x_test) == y_test),
-          np.mean(model.predict(x_train) == y_train))
+  return (
+    np.abs(model.feature_importances_),
+    np.mean(model.predict(x_test) == y_test),
+    np.mean(model.predict(x_train) == y_train),
+  )
 
 
-def gbt_importance(codes: np.ndarray,
-                   splits: Sequence[Split],
-                   *,
-                   seed: int = 0,
-                   max_workers: int | None = None,
-                   executor: str = "thread",
-                   **gbt_kwargs):
+def gbt_importance(
+  codes: np.ndarray,
+  splits: Sequence[Split],
+  *,
+  seed: int = 0,
+  max_workers: int | None = None,
+  executor: str = "thread",
+  **gbt_kwargs,
+):
   """Importance matrix from sklearn gradient-boosted trees, one per attribute.
 
   Defaults are sklearn's (100 trees, depth 3, lr 0.1), as in the official code;
@@ -231,16 +236,14 @@ def gbt_importance(codes: np.ndarray,
   if executor == "thread":
     pool = concurrent.futures.ThreadPoolExecutor(max_workers)
   elif executor == "process":
-    pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers, mp_context=multiprocessing.get_context("spawn"))
   else:
     raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
   with pool:
     futures = [
-        pool.submit(_fit_gbt, codes[s.train_idx], s.y_train, codes[s.test_idx], s.y_test,
-                    seed, gbt_kwargs) for s in splits
+      pool.submit(_fit_gbt, codes[s.train_idx], s.y_train, codes[s.test_idx], s.y_test, seed, gbt_kwargs)
+      for s in splits
     ]
     results = [f.result() for f in futures]
   importance = np.stack([r[0] for r in results], 1).astype(np.float64)
-  return (importance, np.array([r[1] for r in results], np.float64),
-          np.array([r[2] for r in results], np.float64))
+  return (importance, np.array([r[1] for r in results], np.float64), np.array([r[2] for r in results], np.float64))

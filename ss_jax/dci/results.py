@@ -1,5 +1,6 @@
 """DCI evaluation of sampled codes and its outputs: per-space scores, code names and groups,
 importance heat maps (PNG) and results.json."""
+
 import json
 import pathlib
 import time
@@ -39,8 +40,19 @@ def code_groups(space: str, layout, num_ws: int, w_dim: int, dim: int):
   return None
 
 
-def evaluate(codes_job: jobs.ShardedJob, logits, spaces: Sequence[str], num_ws: int, method="lasso",
-             seed=0, attribute_names=None, log=None, layout=None, control_seed=0, **dci_kwargs) -> dict:
+def evaluate(
+  codes_job: jobs.ShardedJob,
+  logits,
+  spaces: Sequence[str],
+  num_ws: int,
+  method="lasso",
+  seed=0,
+  attribute_names=None,
+  log=None,
+  layout=None,
+  control_seed=0,
+  **dci_kwargs,
+) -> dict:
   """`dci.dci` of each space; returns {display name: result + 'seconds', 'space'}.
 
   Spaces are loaded one at a time (W+ and S can be large), so peak memory is one space.
@@ -64,14 +76,17 @@ def evaluate(codes_job: jobs.ShardedJob, logits, spaces: Sequence[str], num_ws: 
     r.update(seconds=time.time() - t0, space=space, num_codes=codes.shape[1])
     results[SPACES[space]] = r
     if log is not None:
-      log(f"DCI {SPACES[space]} ({codes.shape[1]} codes, {method}): D={r['D']:.3f} C={r['C']:.3f} "
-          f"I={r['I']:.3f} in {r['seconds']:.1f}s")
+      log(
+        f"DCI {SPACES[space]} ({codes.shape[1]} codes, {method}): D={r['D']:.3f} C={r['C']:.3f} "
+        f"I={r['I']:.3f} in {r['seconds']:.1f}s"
+      )
     del codes
   return results
 
 
 def _font():
   from PIL import ImageFont
+
   return ImageFont.load_default()
 
 
@@ -82,6 +97,7 @@ def importance_heatmap_png(matrix, row_labels, col_labels, title="", max_width=1
   are too narrow). Colours are scaled by the matrix max (report.heatmap).
   """
   from PIL import Image, ImageDraw
+
   m = np.asarray(matrix, np.float64)
   r, k = m.shape
   cell_w = int(np.clip(max_width // max(k, 1), 1, 16))
@@ -128,22 +144,23 @@ def heatmaps(space: str, result: Mapping, layout, num_ws: int, w_dim: int) -> di
   label = SPACES[space]
   if dim <= MAX_FULL_CODES:
     img = importance_heatmap_png(imp.T, names, cnames, f"{label}: importance, attributes x codes")
-    return {f"importance_{space}": (
-        img, f"full importance matrix: rows = kept attributes, columns = all {dim} codes")}
+    return {f"importance_{space}": (img, f"full importance matrix: rows = kept attributes, columns = all {dim} codes")}
   out = {}
   group, glabels = code_groups(space, layout, num_ws, w_dim, dim)
   agg = np.zeros((len(glabels), imp.shape[1]))
   np.add.at(agg, group, imp)
   what = "w row" if space == "wplus" else "style layer"
   out[f"importance_{space}"] = (
-      importance_heatmap_png(agg.T, names, glabels, f"{label}: importance summed per {what}"),
-      f"importance summed per {what}: rows = kept attributes, columns = {len(glabels)} {what}s")
+    importance_heatmap_png(agg.T, names, glabels, f"{label}: importance summed per {what}"),
+    f"importance summed per {what}: rows = kept attributes, columns = {len(glabels)} {what}s",
+  )
   top = np.sort(np.argsort(-imp.sum(1), kind="stable")[:TOP_K_CODES])
   out[f"importance_{space}_top"] = (
-      importance_heatmap_png(imp[top].T, names, [cnames[i] for i in top],
-                             f"{label}: top {len(top)} codes by total importance"),
-      f"the {len(top)} codes with the largest total importance (columns, in code order), "
-      "rows = kept attributes")
+    importance_heatmap_png(
+      imp[top].T, names, [cnames[i] for i in top], f"{label}: top {len(top)} codes by total importance"
+    ),
+    f"the {len(top)} codes with the largest total importance (columns, in code order), rows = kept attributes",
+  )
   return out
 
 
@@ -153,17 +170,25 @@ def _space_json(result: Mapping, cnames, top_codes=5) -> dict:
   for j, name in enumerate(result["kept_attributes"]):
     order = np.argsort(-imp[:, j], kind="stable")[:top_codes]
     per_attr[str(name)] = {
-        "test_accuracy": float(result["per_attribute_accuracy"][j]),
-        "train_accuracy": float(result["per_attribute_train_accuracy"][j]),
-        "completeness": float(result["per_factor_completeness"][j]),
-        "top_codes": [[cnames[i], float(imp[i, j])] for i in order if imp[i, j] > 0]}
-  return {"D": float(result["D"]), "C": float(result["C"]), "I": float(result["I"]),
-          "num_codes": int(imp.shape[0]), "kept_attributes": [str(a) for a in result["kept_attributes"]],
-          "seconds": float(result.get("seconds", 0.0)), "per_attribute": per_attr}
+      "test_accuracy": float(result["per_attribute_accuracy"][j]),
+      "train_accuracy": float(result["per_attribute_train_accuracy"][j]),
+      "completeness": float(result["per_factor_completeness"][j]),
+      "top_codes": [[cnames[i], float(imp[i, j])] for i in order if imp[i, j] > 0],
+    }
+  return {
+    "D": float(result["D"]),
+    "C": float(result["C"]),
+    "I": float(result["I"]),
+    "num_codes": int(imp.shape[0]),
+    "kept_attributes": [str(a) for a in result["kept_attributes"]],
+    "seconds": float(result.get("seconds", 0.0)),
+    "per_attribute": per_attr,
+  }
 
 
-def write_outputs(outdir, results: Mapping, layout, num_ws: int, w_dim: int, settings=None,
-                  timing=None, attribute_names=None) -> dict:
+def write_outputs(
+  outdir, results: Mapping, layout, num_ws: int, w_dim: int, settings=None, timing=None, attribute_names=None
+) -> dict:
   """Writes dci.json, dci.md, importance.npz and importance_<space>[_top].png into outdir.
 
   Args:
@@ -192,12 +217,21 @@ def write_outputs(outdir, results: Mapping, layout, num_ws: int, w_dim: int, set
       drawn[f"{stem}.png"] = what
   jobs.atomic_save_npz(out / "importance.npz", **arrays)
   jobs.atomic_write_text(out / "dci.md", table + "\n")
-  jobs.atomic_write_json(out / "dci.json", {
-      "table": table, "spaces": spaces, "settings": settings or {}, "timing": timing or {},
+  jobs.atomic_write_json(
+    out / "dci.json",
+    {
+      "table": table,
+      "spaces": spaces,
+      "settings": settings or {},
+      "timing": timing or {},
       "heatmaps": drawn,
-      "notes": ["D, C: disentanglement_lib formulas (importance-weighted); I: mean test accuracy.",
-                "W+ = w broadcast to all w rows (num_ws identical copies of every w dimension).",
-                "S: all style channels in generator order, toRGB included; codes named layer_channel."]})
+      "notes": [
+        "D, C: disentanglement_lib formulas (importance-weighted); I: mean test accuracy.",
+        "W+ = w broadcast to all w rows (num_ws identical copies of every w dimension).",
+        "S: all style channels in generator order, toRGB included; codes named layer_channel.",
+      ],
+    },
+  )
   return drawn
 
 
@@ -214,24 +248,60 @@ def write_and_report(out, results, g, settings, timing, names, what):
   if timing["seconds_per_10k_samples"] is None:
     print("sampling: all shards were already done (no timing)")
   else:
-    print(f"sampling: {timing['samples_computed']} samples in {timing['sampling_seconds']:.1f}s = "
-          f"{timing['seconds_per_10k_samples']:.1f} s per 10k samples ({what})")
+    print(
+      f"sampling: {timing['samples_computed']} samples in {timing['sampling_seconds']:.1f}s = "
+      f"{timing['seconds_per_10k_samples']:.1f} s per 10k samples ({what})"
+    )
 
 
-def fit_and_report(out, codes_job: jobs.ShardedJob, logits, g, spaces: Sequence[str], method, dci_seed, names,
-                   source: Mapping, sampling_seconds: float, computed: int, what: str, control_seed=0) -> dict:
+def fit_and_report(
+  out,
+  codes_job: jobs.ShardedJob,
+  logits,
+  g,
+  spaces: Sequence[str],
+  method,
+  dci_seed,
+  names,
+  source: Mapping,
+  sampling_seconds: float,
+  computed: int,
+  what: str,
+  control_seed=0,
+) -> dict:
   """The dci binary's last step (process 0): `evaluate` every space, then `write_and_report`.
 
   source: settings entries naming where the attributes came from; sampling_seconds, computed:
   this run's sampling time and samples (for the timing); what: the sampled data (summary line);
   control_seed: of the control spaces' random matrices. Returns evaluate's results.
   """
-  results = evaluate(codes_job, logits, spaces, g.config.num_ws, method, dci_seed, names, log=print,
-                     layout=g.layout, control_seed=control_seed)
-  settings = dict(codes_job.spec, method=method, dci_seed=dci_seed, spaces=spaces, control_seed=control_seed,
-                  attribute_names=names, **source)
+  results = evaluate(
+    codes_job,
+    logits,
+    spaces,
+    g.config.num_ws,
+    method,
+    dci_seed,
+    names,
+    log=print,
+    layout=g.layout,
+    control_seed=control_seed,
+  )
+  settings = dict(
+    codes_job.spec,
+    method=method,
+    dci_seed=dci_seed,
+    spaces=spaces,
+    control_seed=control_seed,
+    attribute_names=names,
+    **source,
+  )
   per_10k = sampling_seconds / computed * 10_000 if computed else None
-  timing = {"sampling_seconds": sampling_seconds, "samples_computed": computed, "seconds_per_10k_samples": per_10k,
-            "dci_seconds": {k: r["seconds"] for k, r in results.items()}}
+  timing = {
+    "sampling_seconds": sampling_seconds,
+    "samples_computed": computed,
+    "seconds_per_10k_samples": per_10k,
+    "dci_seconds": {k: r["seconds"] for k, r in results.items()},
+  }
   write_and_report(pathlib.Path(out), results, g, settings, timing, names, what)
   return results

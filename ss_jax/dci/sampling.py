@@ -29,6 +29,7 @@ over the global mesh; process 0 evaluates once every shard exists.
 Evaluation: `ss_jax.dci.metric.dci` per space on the stored codes; `write_outputs` writes
 dci.json, dci.md (the `dci.format_table` markdown), importance.npz and heat maps.
 """
+
 import dataclasses
 import functools
 import hashlib
@@ -69,6 +70,7 @@ class AttributeFunction:
     traceable: fn is a pure JAX function; it then runs inside the sharded jitted step
       (images never leave the devices). Otherwise it is called on the host with numpy.
   """
+
   fn: Callable
   names: Sequence[str] | None
   id: str
@@ -78,13 +80,18 @@ class AttributeFunction:
 def toyfaces_attribute_function(directory=None) -> AttributeFunction:
   """The ToyFaces attribute classifier (default: the shipped one) as a traceable function."""
   from ss_jax.toyfaces import models  # lazy: the classifier is only needed for ToyFaces runs
+
   clf = models.load_classifier(directory)
 
   def fn(images):
     return models.classifier_outputs(clf.config, clf.params, images)[0]
 
-  return AttributeFunction(fn, tuple(clf.attribute_names),
-                           f"toyfaces_classifier:{fingerprints.tree_fingerprint(clf.params)[:16]}", traceable=True)
+  return AttributeFunction(
+    fn,
+    tuple(clf.attribute_names),
+    f"toyfaces_classifier:{fingerprints.tree_fingerprint(clf.params)[:16]}",
+    traceable=True,
+  )
 
 
 # ----------------------------------------------------------------------------- sharded steps
@@ -134,7 +141,7 @@ def sample_codes(g, seeds, psi=1.0, batch_size=256, class_idx=None, mesh=None, p
     if progress is not None and len(out):
       progress.update(len(out))
   ws = np.concatenate(parts)
-  return {"z": z, "w": ws[:, :cfg.w_dim], "s": ws[:, cfg.w_dim:]}
+  return {"z": z, "w": ws[:, : cfg.w_dim], "s": ws[:, cfg.w_dim :]}
 
 
 def attribute_logits(g, s, attribute_fn: AttributeFunction, batch_size=256, mesh=None, progress=None):
@@ -145,8 +152,10 @@ def attribute_logits(g, s, attribute_fn: AttributeFunction, batch_size=256, mesh
   if attribute_fn.traceable:
     batches = distributed.map_batches(_logits_step(attribute_fn), g, (s,), (), batch_size, mesh)
   else:
-    batches = (np.asarray(attribute_fn.fn(x.reshape(len(x), res, res, ch)), np.float32) if len(x) else None
-               for x in distributed.map_batches(_images_step, g, (s,), (), batch_size, mesh))
+    batches = (
+      np.asarray(attribute_fn.fn(x.reshape(len(x), res, res, ch)), np.float32) if len(x) else None
+      for x in distributed.map_batches(_images_step, g, (s,), (), batch_size, mesh)
+    )
   for out in batches:
     if out is None or len(out) == 0:  # no rows of this process in the step
       continue
@@ -164,6 +173,7 @@ def attribute_logits(g, s, attribute_fn: AttributeFunction, batch_size=256, mesh
 @dataclasses.dataclass
 class SamplingJobs:
   """The codes job and (None when logits come from a file) the logits job of one run."""
+
   codes: jobs.ShardedJob
   logits: jobs.ShardedJob | None
   ranges: list
@@ -178,9 +188,18 @@ class SamplingJobs:
     return sum(b - a for i, (a, b) in enumerate(self.ranges) if self.done(i))
 
 
-def make_jobs(workdir, g, num_samples, attribute_fn: AttributeFunction | None = None, *, seed=0,
-              psi=1.0, samples_per_shard=DEFAULT_SAMPLES_PER_SHARD, class_idx=None,
-              extra_spec=None) -> SamplingJobs:
+def make_jobs(
+  workdir,
+  g,
+  num_samples,
+  attribute_fn: AttributeFunction | None = None,
+  *,
+  seed=0,
+  psi=1.0,
+  samples_per_shard=DEFAULT_SAMPLES_PER_SHARD,
+  class_idx=None,
+  extra_spec=None,
+) -> SamplingJobs:
   """The ShardedJobs under workdir for these settings.
 
   Raises:
@@ -188,10 +207,17 @@ def make_jobs(workdir, g, num_samples, attribute_fn: AttributeFunction | None = 
       (for the logits) another attribute function.
   """
   ranges = jobs.shard_ranges(num_samples, samples_per_shard)
-  spec = {"num_samples": int(num_samples), "seed": int(seed), "psi": float(psi),
-          "samples_per_shard": int(samples_per_shard), "class_idx": class_idx,
-          "z": "z_from_seeds(seed + i)", "noise_mode": "const", "model": fingerprints.model_fingerprint(g),
-          **(extra_spec or {})}
+  spec = {
+    "num_samples": int(num_samples),
+    "seed": int(seed),
+    "psi": float(psi),
+    "samples_per_shard": int(samples_per_shard),
+    "class_idx": class_idx,
+    "z": "z_from_seeds(seed + i)",
+    "noise_mode": "const",
+    "model": fingerprints.model_fingerprint(g),
+    **(extra_spec or {}),
+  }
   codes = jobs.ShardedJob(workdir, CODES_JOB, spec, len(ranges))
   logits = None
   if attribute_fn is not None:
@@ -199,8 +225,16 @@ def make_jobs(workdir, g, num_samples, attribute_fn: AttributeFunction | None = 
   return SamplingJobs(codes, logits, ranges)
 
 
-def run_sampling(g, sjobs: SamplingJobs, attribute_fn: AttributeFunction | None = None, *,
-                 batch_size=256, mesh=None, progress=None, max_shards=None) -> int:
+def run_sampling(
+  g,
+  sjobs: SamplingJobs,
+  attribute_fn: AttributeFunction | None = None,
+  *,
+  batch_size=256,
+  mesh=None,
+  progress=None,
+  max_shards=None,
+) -> int:
   """Computes this process's missing shards of both jobs; returns the number of samples computed.
 
   Shards are split between processes round-robin (ShardedJob.mine()); all processes
@@ -228,14 +262,21 @@ def run_sampling(g, sjobs: SamplingJobs, attribute_fn: AttributeFunction | None 
   g = distributed.replicate(g, mesh)
   pending = [i for i in sjobs.codes.mine() if not sjobs.done(i)]
   if max_shards is not None:
-    pending = pending[:max(int(max_shards), 0)]
+    pending = pending[: max(int(max_shards), 0)]
   computed = 0
   for i in distributed.schedule(pending, mesh):
     a, b = sjobs.ranges[i] if i is not None else (0, 0)  # None: no rows here this round
     need_codes = i is not None and not sjobs.codes.done(i)
     need_logits = i is not None and sjobs.logits is not None and not sjobs.logits.done(i)
-    codes = sample_codes(g, range(seed + a, seed + b) if need_codes else [], psi, batch_size, class_idx,
-                         mesh, None if need_logits else progress)
+    codes = sample_codes(
+      g,
+      range(seed + a, seed + b) if need_codes else [],
+      psi,
+      batch_size,
+      class_idx,
+      mesh,
+      None if need_logits else progress,
+    )
     if need_codes:
       sjobs.codes.write(i, **codes)
     if sjobs.logits is not None:  # every process steps through it, with rows or without
@@ -264,15 +305,14 @@ def read_array(job: jobs.ShardedJob, key: str) -> np.ndarray:
       x = f[key]
     if out is None:
       out = np.empty((job.spec["num_samples"],) + x.shape[1:], x.dtype)
-    out[pos:pos + len(x)] = x
+    out[pos : pos + len(x)] = x
     pos += len(x)
   if pos != len(out):
     raise ValueError(f"{job.dir}: shards hold {pos} rows, the job expects {len(out)}")
   return out
 
 
-def space_codes(codes_job: jobs.ShardedJob, space: str, num_ws: int, layout=None,
-                control_seed=0) -> np.ndarray:
+def space_codes(codes_job: jobs.ShardedJob, space: str, num_ws: int, layout=None, control_seed=0) -> np.ndarray:
   """Codes (N, D) float32 of one space (a key of SPACES) from a finished codes job.
 
   'wplus' broadcasts the stored w to every row: (N, num_ws * w_dim), row-major (row r,
@@ -284,8 +324,7 @@ def space_codes(codes_job: jobs.ShardedJob, space: str, num_ws: int, layout=None
   if space in dci_controls.SPACES:
     if layout is None:
       raise ValueError(f"space {space!r} needs the generator's style layout")
-    return dci_controls.control_codes(space, read_array(codes_job, dci_controls.SOURCE[space]), layout,
-                                      control_seed)
+    return dci_controls.control_codes(space, read_array(codes_job, dci_controls.SOURCE[space]), layout, control_seed)
   x = read_array(codes_job, "w" if space == "wplus" else space)
   if x.shape[1] == 0:
     raise ValueError(f"space {space!r} is empty for this model (z_dim = 0?)")
@@ -304,8 +343,10 @@ def load_logits(path, num_samples) -> np.ndarray:
   except Exception as e:  # a pickle, a truncated file, not a .npy
     raise ValueError(f"{path}: not a readable numeric .npy ({e})") from e
   if x.ndim != 2 or x.shape[0] != num_samples or x.shape[1] == 0:
-    raise ValueError(f"{path}: logits must have shape (num_samples={num_samples}, A) with row i for "
-                     f"seed + i, got {x.shape}; regenerate it for these samples or change --num_samples")
+    raise ValueError(
+      f"{path}: logits must have shape (num_samples={num_samples}, A) with row i for "
+      f"seed + i, got {x.shape}; regenerate it for these samples or change --num_samples"
+    )
   if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
     raise ValueError(f"{path}: logits must be finite numbers")
   return x.astype(np.float32)
@@ -343,5 +384,6 @@ def main_progress(sjobs: SamplingJobs):
     return None
   mine = sjobs.codes.mine()
   size = lambda i: sjobs.ranges[i][1] - sjobs.ranges[i][0]
-  return jobs.Progress(sum(size(i) for i in mine), "dci sampling", "samples",
-                       done=sum(size(i) for i in mine if sjobs.done(i)))
+  return jobs.Progress(
+    sum(size(i) for i in mine), "dci sampling", "samples", done=sum(size(i) for i in mine if sjobs.done(i))
+  )

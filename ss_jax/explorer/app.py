@@ -17,6 +17,7 @@ request (static files come from a fixed list); uploads are limited in bytes, typ
 pixels (ss_jax.explorer.uploads); the Host header must name this server (DNS
 rebinding); errors are one-line JSON messages, tracebacks only go to the server log.
 """
+
 import ipaddress
 import logging
 import pathlib
@@ -25,8 +26,10 @@ from ss_jax.explorer import uploads
 
 STATIC = pathlib.Path(__file__).resolve().parent / "static"
 _STATIC_FILES = {"explorer.js": "text/javascript", "explorer.css": "text/css"}
-_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+_CSP = (
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+  "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
 log = logging.getLogger("ss_jax.explorer")
 
 
@@ -55,8 +58,11 @@ def create_app(explorer, allowed_hosts=None):
 
   @app.before_request
   def _guard():
-    host = (flask.request.host or "").rsplit(":", 1)[0] if not (flask.request.host or "").startswith("[") \
-        else flask.request.host.split("]")[0] + "]"
+    host = (
+      (flask.request.host or "").rsplit(":", 1)[0]
+      if not (flask.request.host or "").startswith("[")
+      else flask.request.host.split("]")[0] + "]"
+    )
     if not any_host and host not in hosts:
       return _error(f"host {host!r} not allowed", 403)
     if flask.request.method == "POST" and flask.request.headers.get("X-Explorer") != "1":
@@ -122,8 +128,9 @@ def create_app(explorer, allowed_hosts=None):
   @app.post("/api/render")
   def render():
     d = _json()
-    return flask.jsonify(explorer.render(d.get("images"), d.get("edits", []), bool(d.get("delta")),
-                                         bool(d.get("outline"))))
+    return flask.jsonify(
+      explorer.render(d.get("images"), d.get("edits", []), bool(d.get("delta")), bool(d.get("outline")))
+    )
 
   @app.post("/api/channel")
   def channel():
@@ -153,9 +160,9 @@ def create_app(explorer, allowed_hosts=None):
 def make_server(explorer, host="127.0.0.1", port=8000):
   """A threaded WSGI server (werkzeug) for the app; .serve_forever(), .shutdown(), .server_port."""
   from werkzeug import serving
+
   logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request (a slider sends many)
   allowed = None if is_loopback(host) else "*"
   if not is_loopback(host):
-    log.warning("binding %s: the explorer has no authentication; anyone who can reach this address "
-                "can use it", host)
+    log.warning("binding %s: the explorer has no authentication; anyone who can reach this address can use it", host)
   return serving.make_server(host, port, create_app(explorer, allowed), threaded=True)

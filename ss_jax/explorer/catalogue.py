@@ -18,6 +18,7 @@ Catalogue dict (served to the page as JSON):
    kind, channels, offset}], "entries": [{"name", "flat", "layer", "category", "verified",
    "detected", "measures": {str: number}}]}
 """
+
 import json
 import pathlib
 
@@ -52,8 +53,17 @@ def population_sigma(g, num_samples=ON_THE_FLY_SAMPLES, psi=ON_THE_FLY_PSI):
 
 
 def layers_of(layout):
-  return [{"index": L.index, "name": L.name, "resolution": L.resolution, "kind": L.kind,
-           "channels": L.channels, "offset": L.offset} for L in layout]
+  return [
+    {
+      "index": L.index,
+      "name": L.name,
+      "resolution": L.resolution,
+      "kind": L.kind,
+      "channels": L.channels,
+      "offset": L.offset,
+    }
+    for L in layout
+  ]
 
 
 def _measures(d, skip=("name", "flat", "layer", "layer_name", "resolution", "position", "channel")):
@@ -75,8 +85,18 @@ def from_results(layout, detections=None, verified=None):
     flat = stylespace.parse_name(layout, e["name"])
     key = (e["name"], cat)
     layer = int(stylespace.to_layer_channel(layout, flat)[0])
-    cur = entries.setdefault(key, {"name": e["name"], "flat": int(flat), "layer": layer, "category": cat,
-                                   "verified": False, "detected": False, "measures": {}})
+    cur = entries.setdefault(
+      key,
+      {
+        "name": e["name"],
+        "flat": int(flat),
+        "layer": layer,
+        "category": cat,
+        "verified": False,
+        "detected": False,
+        "measures": {},
+      },
+    )
     cur["verified"] |= verified_flag
     cur["detected"] |= not verified_flag
     m = _measures(e)
@@ -93,8 +113,13 @@ def from_results(layout, detections=None, verified=None):
         cats.append(name)
       for e in c.get(key, []):
         add(name, e, flag)
-  order = lambda e: (not e["verified"], not e["detected"], cats.index(e["category"]),
-                     -max([v for k, v in e["measures"].items() if "fraction" in k] or [0]), e["flat"])
+  order = lambda e: (
+    not e["verified"],
+    not e["detected"],
+    cats.index(e["category"]),
+    -max([v for k, v in e["measures"].items() if "fraction" in k] or [0]),
+    e["flat"],
+  )
   return cats, sorted(entries.values(), key=order)
 
 
@@ -121,8 +146,9 @@ def load_workdir(layout, workdir=None, stats_path=None, detections_path=None, ve
   return out
 
 
-def measure_locality(g, segmenter, table, seeds=LOCALITY_SEEDS, psi=ON_THE_FLY_PSI, resolution=32,
-                     threshold=0.5, margin=0.25):
+def measure_locality(
+  g, segmenter, table, seeds=LOCALITY_SEEDS, psi=ON_THE_FLY_PSI, resolution=32, threshold=0.5, margin=0.25
+):
   """Quick locally-active detection on a few seeds -> (categories, entries, mean maps {name: (P, P)}).
 
   Same maps, category reduction and decision rule as experiments.detect_local; with 16
@@ -130,6 +156,7 @@ def measure_locality(g, segmenter, table, seeds=LOCALITY_SEEDS, psi=ON_THE_FLY_P
   """
   from ss_jax.stylespace.gradmaps import api as gradmaps  # heavy import, only needed here
   from ss_jax.explorer import renderer
+
   layout = g.layout
   flat = renderer.seed_styles(g, seeds, psi)
   imgs = renderer.render_rows(g, flat)
@@ -143,10 +170,21 @@ def measure_locality(g, segmenter, table, seeds=LOCALITY_SEEDS, psi=ON_THE_FLY_P
   mean = {}
   for k, cname in enumerate(table.categories):
     pos, top, second = locally_active.select(frac, k, threshold, margin)
-    det["categories"].append({"category": cname, "detected": [
-        {"name": stylespace.name_of(layout, considered[q]), "fraction": float(top[q]),
-         "margin": float(top[q] - second[q]), "mean_coverage": float(cover[q, k]), "images": len(seeds)}
-        for q in pos]})
+    det["categories"].append(
+      {
+        "category": cname,
+        "detected": [
+          {
+            "name": stylespace.name_of(layout, considered[q]),
+            "fraction": float(top[q]),
+            "margin": float(top[q] - second[q]),
+            "mean_coverage": float(cover[q, k]),
+            "images": len(seeds),
+          }
+          for q in pos
+        ],
+      }
+    )
     for q in pos:
       mean[stylespace.name_of(layout, considered[q])] = maps[:, q].mean(0)
   cat_names, entries = from_results(layout, det)

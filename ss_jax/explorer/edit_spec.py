@@ -14,6 +14,7 @@ file; codes are stored as the float32 values they are (JSON numbers round-trip e
 a replay gives the same pixels as the explorer. The model fingerprint guards against
 replaying with another generator.
 """
+
 import json
 import math
 import pathlib
@@ -39,8 +40,7 @@ def seed_image(seed, psi, class_idx=None):
 
 
 def code_image(code, name="", method=""):
-  return {"code": [float(v) for v in np.asarray(code, np.float32).ravel()], "name": str(name),
-          "method": str(method)}
+  return {"code": [float(v) for v in np.asarray(code, np.float32).ravel()], "name": str(name), "method": str(method)}
 
 
 def make_spec(g, images, channels, alphas, sigma, sigma_source="", fingerprint=None):
@@ -50,11 +50,18 @@ def make_spec(g, images, channels, alphas, sigma, sigma_source="", fingerprint=N
   if len(alphas) != len(idx):
     raise ValueError(f"{len(idx)} channels but {len(alphas)} alphas")
   sigma = np.asarray(sigma, np.float64)
-  spec = {"format": FORMAT, "version": VERSION, "model": fingerprint or fingerprints.model_fingerprint(g),
-          "images": list(images),
-          "edits": [{"channel": stylespace.name_of(g.layout, i), "alpha": _f32(a), "sigma": _f32(sigma[i])}
-                    for i, a in zip(idx, alphas)],
-          "sigma_source": str(sigma_source), "noise_mode": "const"}
+  spec = {
+    "format": FORMAT,
+    "version": VERSION,
+    "model": fingerprint or fingerprints.model_fingerprint(g),
+    "images": list(images),
+    "edits": [
+      {"channel": stylespace.name_of(g.layout, i), "alpha": _f32(a), "sigma": _f32(sigma[i])}
+      for i, a in zip(idx, alphas)
+    ],
+    "sigma_source": str(sigma_source),
+    "noise_mode": "const",
+  }
   check(spec, g.layout)
   return spec
 
@@ -85,7 +92,7 @@ def check(spec, layout):
     if not isinstance(im, dict) or ("seed" in im) == ("code" in im):
       raise ValueError(f"images[{i}] must have either 'seed' (with 'psi') or 'code'")
     if "seed" in im:
-      if isinstance(im["seed"], bool) or not isinstance(im["seed"], int) or not 0 <= im["seed"] < 2 ** 32:
+      if isinstance(im["seed"], bool) or not isinstance(im["seed"], int) or not 0 <= im["seed"] < 2**32:
         raise ValueError(f"images[{i}].seed must be an integer in [0, 2^32)")
       _number(im.get("psi"), f"images[{i}].psi")
     else:
@@ -126,8 +133,10 @@ def load(path, layout):
 def check_model(spec, g, fingerprint=None):
   got = fingerprint or fingerprints.model_fingerprint(g)
   if spec["model"] != got:
-    raise ValueError(f"the edit was made with generator {str(spec['model'])[:12]}..., this is {got[:12]}... "
-                     "(pass the same --checkpoint as the explorer used)")
+    raise ValueError(
+      f"the edit was made with generator {str(spec['model'])[:12]}..., this is {got[:12]}... "
+      "(pass the same --checkpoint as the explorer used)"
+    )
 
 
 def base_styles(g, images):
@@ -166,6 +175,7 @@ def render_each(g, flat, max_batch=renderer.DEFAULT_MAX_BATCH):
 def replay_file(g, path, outdir):
   """Replays an edit file into outdir/edit_<i>.png (one per image); -> the written paths."""
   from ss_jax.runtime import images as images_lib
+
   spec = load(path, g.layout)
   out = pathlib.Path(outdir)
   paths = []

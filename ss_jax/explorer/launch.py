@@ -1,4 +1,5 @@
 """Building the explorer from command-line choices and serving it (used by experiments.explore)."""
+
 import logging
 
 from ss_jax.stylespace import segmentation
@@ -19,9 +20,21 @@ def pick_segmenter(spec, default_model):
   return seg, segmentation.get_table(table)
 
 
-def build_explorer(g, name, *, default_model, workdir=None, stats_path=None, detections_path=None,
-                   verified_path=None, segmenter="auto", encoder="auto", max_batch=8,
-                   sigma_samples=catalogue.ON_THE_FLY_SAMPLES, measure=True):
+def build_explorer(
+  g,
+  name,
+  *,
+  default_model,
+  workdir=None,
+  stats_path=None,
+  detections_path=None,
+  verified_path=None,
+  segmenter="auto",
+  encoder="auto",
+  max_batch=8,
+  sigma_samples=catalogue.ON_THE_FLY_SAMPLES,
+  measure=True,
+):
   """An Explorer for generator g with whatever analysis outputs exist (see catalogue)."""
   res = catalogue.load_workdir(g.layout, workdir, stats_path, detections_path, verified_path)
   seg, table = pick_segmenter(segmenter, default_model)
@@ -29,9 +42,20 @@ def build_explorer(g, name, *, default_model, workdir=None, stats_path=None, det
     enc, reason = None, "uploads disabled (--encoder=none)"
   else:
     enc, reason = uploads.load_encoder_for(g, None if encoder == "auto" else encoder)
-  return state.Explorer(g, name=name, sigma=res["std"], sigma_source=res["sigma_source"], workdir_results=res,
-                        segmenter=seg, table=table, encoder=enc, encoder_reason=reason, max_batch=max_batch,
-                        sigma_samples=sigma_samples, measure=measure)
+  return state.Explorer(
+    g,
+    name=name,
+    sigma=res["std"],
+    sigma_source=res["sigma_source"],
+    workdir_results=res,
+    segmenter=seg,
+    table=table,
+    encoder=enc,
+    encoder_reason=reason,
+    max_batch=max_batch,
+    sigma_samples=sigma_samples,
+    measure=measure,
+  )
 
 
 def serve(explorer, host="127.0.0.1", port=8000, warm_up=True):

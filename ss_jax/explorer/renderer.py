@@ -16,6 +16,7 @@ size (1, 2, 4, ..., max_batch) and hands each request its rows. So concurrent ta
 batches in arrival order and none waits behind another's long queue (the page keeps at
 most one render request in flight per tab, newest state wins).
 """
+
 import concurrent.futures
 import functools
 import queue
@@ -75,7 +76,7 @@ def render_rows(g, flat, max_batch=DEFAULT_MAX_BATCH):
   flat = np.asarray(flat, np.float32)
   out = []
   for i in range(0, len(flat), max_batch):
-    x = flat[i:i + max_batch]
+    x = flat[i : i + max_batch]
     k = len(x)
     b = bucket(k, max_batch)
     if b > k:
@@ -141,7 +142,7 @@ class RenderService:
     flat = np.asarray(flat, np.float32)
     if flat.ndim != 2 or flat.shape[1] != stylespace.num_channels(self.g.layout):
       raise ValueError(f"expected flat S rows (k, {stylespace.num_channels(self.g.layout)}), got {flat.shape}")
-    reqs = [_Request(flat[i:i + self.max_batch]) for i in range(0, len(flat), self.max_batch)]
+    reqs = [_Request(flat[i : i + self.max_batch]) for i in range(0, len(flat), self.max_batch)]
     for r in reqs:
       self._queue.put(r)
     return [r.future for r in reqs]
@@ -193,5 +194,5 @@ class RenderService:
         self.counters["requests"] += len(batch)
       i = 0
       for r in batch:
-        r.future.set_result(x[i:i + len(r.rows)])
+        r.future.set_result(x[i : i + len(r.rows)])
         i += len(r.rows)

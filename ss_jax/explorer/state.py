@@ -7,6 +7,7 @@ and inverted image; uploads live in memory only, the oldest dropped beyond MAX_U
 Edits are [{"channel": "6_113", "alpha": float}]; sigma comes from the server's statistics,
 and the exported edit file (edit_spec) records it.
 """
+
 import collections
 import threading
 import uuid
@@ -26,7 +27,6 @@ _CACHE = 256
 
 
 class _Lru(collections.OrderedDict):
-
   def __init__(self, size):
     super().__init__()
     self.size = size
@@ -42,9 +42,22 @@ class _Lru(collections.OrderedDict):
 class Explorer:
   """State behind the page (thread-safe: the caches are guarded, JAX dispatch is thread-safe)."""
 
-  def __init__(self, g, *, name="generator", sigma=None, sigma_source="", workdir_results=None, segmenter=None,
-               table=None, encoder=None, encoder_reason="", max_batch=renderer.DEFAULT_MAX_BATCH,
-               sigma_samples=catalogue_lib.ON_THE_FLY_SAMPLES, measure=True):
+  def __init__(
+    self,
+    g,
+    *,
+    name="generator",
+    sigma=None,
+    sigma_source="",
+    workdir_results=None,
+    segmenter=None,
+    table=None,
+    encoder=None,
+    encoder_reason="",
+    max_batch=renderer.DEFAULT_MAX_BATCH,
+    sigma_samples=catalogue_lib.ON_THE_FLY_SAMPLES,
+    measure=True,
+  ):
     self.g = g
     self.name = name
     self.fingerprint = fingerprints.model_fingerprint(g)
@@ -53,8 +66,7 @@ class Explorer:
     res = workdir_results or {"categories": [], "entries": [], "mean_maps": {}, "notes": []}
     if sigma is None:
       sigma = catalogue_lib.population_sigma(g, sigma_samples)
-      sigma_source = (f"computed at start: {sigma_samples} samples, psi {catalogue_lib.ON_THE_FLY_PSI} "
-                      "(seeds 0..)")
+      sigma_source = f"computed at start: {sigma_samples} samples, psi {catalogue_lib.ON_THE_FLY_PSI} (seeds 0..)"
     stats.check(np.zeros_like(sigma), sigma, g.layout, "sigma")
     self.sigma = np.asarray(sigma, np.float64)
     self.sigma_source = sigma_source
@@ -63,9 +75,14 @@ class Explorer:
     self._lock = threading.Lock()
     self._cache = _Lru(_CACHE)
     self._uploads = _Lru(MAX_UPLOADS)
-    self.catalogue = {"source": "workdir" if res["entries"] else "none", "notes": list(res["notes"]),
-                      "categories": res["categories"], "entries": res["entries"],
-                      "layers": catalogue_lib.layers_of(g.layout), "status": "ready"}
+    self.catalogue = {
+      "source": "workdir" if res["entries"] else "none",
+      "notes": list(res["notes"]),
+      "categories": res["categories"],
+      "entries": res["entries"],
+      "layers": catalogue_lib.layers_of(g.layout),
+      "status": "ready",
+    }
     self.mean_maps = dict(res["mean_maps"])
     if measure and not res["entries"] and segmenter is not None:
       self.catalogue["status"] = "measuring"
@@ -75,14 +92,25 @@ class Explorer:
 
   def info(self):
     cfg = self.g.config
-    return {"name": self.name, "resolution": self.resolution, "num_channels": stylespace.num_channels(self.g.layout),
-            "c_dim": cfg.c_dim, "model": self.fingerprint[:12], "sigma_source": self.sigma_source,
-            "upload": {"available": self.encoder is not None, "reason": self.encoder_reason,
-                       "modes": list(uploads.MODES), "max_bytes": uploads.MAX_BYTES,
-                       "max_pixels": uploads.MAX_PIXELS, "formats": list(uploads.FORMATS)},
-            "segmenter": self.table.name if self.segmenter is not None else None,
-            "limits": {"images": MAX_IMAGES, "edits": MAX_EDITS, "alpha": edit_spec.MAX_ALPHA},
-            "counters": dict(self.service.counters)}
+    return {
+      "name": self.name,
+      "resolution": self.resolution,
+      "num_channels": stylespace.num_channels(self.g.layout),
+      "c_dim": cfg.c_dim,
+      "model": self.fingerprint[:12],
+      "sigma_source": self.sigma_source,
+      "upload": {
+        "available": self.encoder is not None,
+        "reason": self.encoder_reason,
+        "modes": list(uploads.MODES),
+        "max_bytes": uploads.MAX_BYTES,
+        "max_pixels": uploads.MAX_PIXELS,
+        "formats": list(uploads.FORMATS),
+      },
+      "segmenter": self.table.name if self.segmenter is not None else None,
+      "limits": {"images": MAX_IMAGES, "edits": MAX_EDITS, "alpha": edit_spec.MAX_ALPHA},
+      "counters": dict(self.service.counters),
+    }
 
   def _measure(self):
     try:
@@ -91,8 +119,9 @@ class Explorer:
         self.mean_maps.update(maps)
         self.catalogue.update(categories=cats, entries=entries, status="ready", source="on the fly")
         self.catalogue["notes"].append(
-            f"categories measured at start on {len(catalogue_lib.LOCALITY_SEEDS)} images (seeds 0..), "
-            "locally-active rule of experiments.detect_local: candidates, not verified")
+          f"categories measured at start on {len(catalogue_lib.LOCALITY_SEEDS)} images (seeds 0..), "
+          "locally-active rule of experiments.detect_local: candidates, not verified"
+        )
     except Exception as e:  # pylint: disable=broad-except
       with self._lock:
         self.catalogue.update(status="failed")
@@ -115,7 +144,7 @@ class Explorer:
         raise ValueError("unknown or expired upload; upload the image again")
       return ("u", str(src["upload"])), edit_spec.code_image(up["s"], up["name"], up["method"]), up["s"]
     seed, psi = src.get("seed"), src.get("psi", 0.7)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
       raise ValueError("seed must be an integer in [0, 2^32)")
     if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not -2.0 <= psi <= 2.0:
       raise ValueError("psi must be a number in [-2, 2]")
@@ -150,8 +179,14 @@ class Explorer:
       if flat in seen:
         raise ValueError(f"channel {e['channel']} selected twice")
       seen.add(flat)
-      out.append({"channel": stylespace.name_of(self.g.layout, flat), "alpha": float(np.float32(a)),
-                  "sigma": float(np.float32(self.sigma[flat])), "flat": flat})
+      out.append(
+        {
+          "channel": stylespace.name_of(self.g.layout, flat),
+          "alpha": float(np.float32(a)),
+          "sigma": float(np.float32(self.sigma[flat])),
+          "flat": flat,
+        }
+      )
     return out
 
   def _base_image(self, key, row):
@@ -233,8 +268,12 @@ class Explorer:
         if outline:
           mask, what = self._region(key, self._base_image(key, row), row, edits, d)
           share, area = views.locality(d, mask)
-          item.update(outline=views.png_data_url(views.outline_rgba(mask)), region=what,
-                      locality=None if share is None else round(share, 3), area=round(area, 3))
+          item.update(
+            outline=views.png_data_url(views.outline_rgba(mask)),
+            region=what,
+            locality=None if share is None else round(share, 3),
+            area=round(area, 3),
+          )
       result.append(item)
     return {"images": result, "edits": [{k: e[k] for k in ("channel", "alpha", "sigma")} for e in edits]}
 
@@ -245,9 +284,13 @@ class Explorer:
     key, _, row = self._source(source)
     img = self._base_image(key, row)
     m = self._channel_map(key, row, flat)
-    info = {"name": name, "layer": self.g.layout[int(stylespace.to_layer_channel(self.g.layout, flat)[0])].name,
-            "sigma": float(self.sigma[flat]), "map": views.png_data_url(views.heat_rgba(m, self.resolution)),
-            "map_max": float(m.max())}
+    info = {
+      "name": name,
+      "layer": self.g.layout[int(stylespace.to_layer_channel(self.g.layout, flat)[0])].name,
+      "sigma": float(self.sigma[flat]),
+      "map": views.png_data_url(views.heat_rgba(m, self.resolution)),
+      "map_max": float(m.max()),
+    }
     with self._lock:
       info["entries"] = [e for e in self.catalogue["entries"] if e["name"] == name]
       mean = self.mean_maps.get(name)
@@ -258,8 +301,9 @@ class Explorer:
       cat = self._channel_category(name)
       k = self.table.index(cat) if cat in (self.table.categories or ()) else self._best_category(key, img, row, flat)
       if k is not None:
-        share, area = views.locality(m, segmentation.reduce_labels(cats[None], m.shape[0],
-                                                                   self.table.num_categories)[0] == k)
+        share, area = views.locality(
+          m, segmentation.reduce_labels(cats[None], m.shape[0], self.table.num_categories)[0] == k
+        )
         info["locality"] = {"category": self.table.categories[k], "gradient_share": share, "area_share": area}
     thumbs = np.repeat(row[None], len(THUMB_ALPHAS), 0)
     thumbs[:, flat] = row[flat] + np.asarray(THUMB_ALPHAS, np.float32) * np.float32(self.sigma[flat])
@@ -270,8 +314,15 @@ class Explorer:
   def export(self, sources, edits):
     """-> {"spec": edit dict, "images": [PNG data URLs]} rendered the way a replay renders them."""
     srcs, edits = self._sources(sources), self._edits(edits)
-    spec = edit_spec.make_spec(self.g, [entry for _, entry, _ in srcs], [e["flat"] for e in edits],
-                               [e["alpha"] for e in edits], self.sigma, self.sigma_source, self.fingerprint)
+    spec = edit_spec.make_spec(
+      self.g,
+      [entry for _, entry, _ in srcs],
+      [e["flat"] for e in edits],
+      [e["alpha"] for e in edits],
+      self.sigma,
+      self.sigma_source,
+      self.fingerprint,
+    )
     spec["generator"] = self.name
     flat = edit_spec.apply(self.g.layout, edit_spec.base_styles(self.g, spec["images"]), spec["edits"])
     imgs = edit_spec.render_each(self.g, flat, self.service.max_batch)
@@ -288,8 +339,14 @@ class Explorer:
       self._uploads.put(uid, {"s": s, "name": name, "method": mode if mode == "encoder" else f"hybrid {steps}"})
     recon = self.service.render(s[None])[0]
     mse = float(np.mean((x.astype(np.float32) / 127.5 - recon.astype(np.float32) / 127.5) ** 2))
-    return {"id": uid, "name": name, "notes": notes, "original": views.png_data_url(x),
-            "reconstruction": views.png_data_url(recon), "mse": round(mse, 5)}
+    return {
+      "id": uid,
+      "name": name,
+      "notes": notes,
+      "original": views.png_data_url(x),
+      "reconstruction": views.png_data_url(recon),
+      "mse": round(mse, 5),
+    }
 
   def close(self):
     self.service.close()

@@ -9,6 +9,7 @@ Inversion uses the encoder trained for this generator (ss_jax.inversion.encoder)
 mode, a few optimisation steps in S from the encoder's code (ss_jax.inversion); a
 generator without an encoder gets a clear message instead.
 """
+
 import io
 
 import numpy as np
@@ -24,6 +25,7 @@ MAX_HYBRID_STEPS = 300
 def decode(data, size, channels=3):
   """Image bytes -> (uint8 (size, size, channels), notes). ValueError when refused or unreadable."""
   from PIL import Image, UnidentifiedImageError
+
   if not data:
     raise ValueError("empty upload")
   if len(data) > MAX_BYTES:
@@ -62,11 +64,14 @@ def decode(data, size, channels=3):
 def load_encoder_for(g, directory=None):
   """(Encoder or None, reason when None): the encoder trained for g, if one exists."""
   from ss_jax.inversion import encoder
+
   try:
     return encoder.load_encoder(directory, generator=g), ""
   except encoder.GeneratorMismatch:
-    return None, ("this generator has no encoder (the shipped encoder belongs to the ToyFaces "
-                  "generator): upload is unavailable; invert offline with experiments.invert")
+    return None, (
+      "this generator has no encoder (the shipped encoder belongs to the ToyFaces "
+      "generator): upload is unavailable; invert offline with experiments.invert"
+    )
   except (FileNotFoundError, ValueError) as e:
     return None, f"no encoder available: {e}"
 
@@ -84,6 +89,7 @@ def invert(g, enc, image_uint8, mode="encoder", steps=DEFAULT_HYBRID_STEPS):
       raise ValueError(f"hybrid steps must be in 1..{MAX_HYBRID_STEPS}")
     from ss_jax.runtime import images as images_lib
     from ss_jax.inversion import optimise as inversion
+
     target = images_lib.from_uint8(image_uint8[None])
     s = inversion.invert(g, target, space="s", steps=steps, init=s).styles
   return np.asarray(s[0], np.float32)

@@ -1,12 +1,13 @@
 """Pictures and numbers the explorer page shows for an image and an edit (numpy + PIL only).
 
-  delta_map(a, b)            (H, W) float32 mean |a - b| over colour of two uint8 images
-  heat_rgba(m, size)         (size, size, 4) uint8 heat map whose opacity grows with the value
-  outline_rgba(mask)         (H, W, 4) uint8: the mask's boundary pixels, transparent elsewhere
-  changed_region(delta)      (H, W) bool: pixels whose |delta| exceeds 10% of its max
-  locality(weights, mask)    share of the weights' mass inside the mask, and the mask's area share
-  png_data_url(x)            "data:image/png;base64,..." of a uint8 (H, W[, C]) array
+delta_map(a, b)            (H, W) float32 mean |a - b| over colour of two uint8 images
+heat_rgba(m, size)         (size, size, 4) uint8 heat map whose opacity grows with the value
+outline_rgba(mask)         (H, W, 4) uint8: the mask's boundary pixels, transparent elsewhere
+changed_region(delta)      (H, W) bool: pixels whose |delta| exceeds 10% of its max
+locality(weights, mask)    share of the weights' mass inside the mask, and the mask's area share
+png_data_url(x)            "data:image/png;base64,..." of a uint8 (H, W[, C]) array
 """
+
 import base64
 import io
 
@@ -20,6 +21,7 @@ _OUTLINE_RGBA = (0, 255, 255, 255)
 
 def png_bytes(x):
   from PIL import Image
+
   x = np.asarray(x, np.uint8)
   if x.ndim == 3 and x.shape[2] == 1:
     x = x[:, :, 0]
@@ -97,5 +99,5 @@ def strip(images, pad=1):
   k, h, w, c = images.shape
   out = np.full((h, k * (w + pad) - pad, c), 255, np.uint8)
   for i in range(k):
-    out[:, i * (w + pad):i * (w + pad) + w] = images[i]
+    out[:, i * (w + pad) : i * (w + pad) + w] = images[i]
   return out

@@ -4,6 +4,7 @@
 `edit_grid` renders channel edits of inverted styles, `comparison_grid` originals next to
 reconstructions.
 """
+
 import functools
 import sys
 
@@ -27,6 +28,7 @@ def files_digest(paths):
   """sha1 hex of the names and bytes of files (guards a resumed job against changed images)."""
   import hashlib
   import pathlib
+
   h = hashlib.sha1()
   for p in paths:
     p = pathlib.Path(p)
@@ -41,13 +43,17 @@ def make_job(workdir, g, names, digest, batch_size, settings):
   data fixing the results (space, steps, lr, losses, seed, ...). A rerun with other
   settings, images or generator is refused (jobs.SettingsMismatch).
   """
-  spec = dict(settings, images=[str(x) for x in names], images_sha1=str(digest),
-              model=fingerprints.model_fingerprint(g), batch_size=int(batch_size))
+  spec = dict(
+    settings,
+    images=[str(x) for x in names],
+    images_sha1=str(digest),
+    model=fingerprints.model_fingerprint(g),
+    batch_size=int(batch_size),
+  )
   return jobs.ShardedJob(workdir, JOB_NAME, spec, len(batch_ranges(len(names), batch_size)))
 
 
-def run_job(job, g, load, space, steps=DEFAULT_STEPS, encode=None, progress=None, finished=None,
-            **invert_kwargs):
+def run_job(job, g, load, space, steps=DEFAULT_STEPS, encode=None, progress=None, finished=None, **invert_kwargs):
   """Inverts this process's missing batches of the job's images, one shard per batch.
 
   Args:
@@ -65,6 +71,7 @@ def run_job(job, g, load, space, steps=DEFAULT_STEPS, encode=None, progress=None
   loss_<term> and, with optimize_noise, noise_<k>. Returns the batches inverted.
   """
   from ss_jax.runtime import images as images_lib
+
   ranges = batch_ranges(len(job.spec["images"]), job.spec["batch_size"])
   pending = job.pending()
   if pending and steps > 0 and invert_kwargs.get("spread") is None:
@@ -74,10 +81,14 @@ def run_job(job, g, load, space, steps=DEFAULT_STEPS, encode=None, progress=None
     target = np.asarray(load(a, b), np.float32)
     init = None if encode is None else encode(target)
     report = None if progress is None else functools.partial(progress, i, len(ranges))
-    res = invert(g, target, space, steps, init=init, image_ids=np.arange(a, b), progress=report,
-                 **invert_kwargs)
-    arrays = {"code": res.code, "s": res.styles, "reconstruction": images_lib.to_uint8(res.images),
-              "history": res.history, **{f"loss_{k}": v for k, v in res.losses.items()}}
+    res = invert(g, target, space, steps, init=init, image_ids=np.arange(a, b), progress=report, **invert_kwargs)
+    arrays = {
+      "code": res.code,
+      "s": res.styles,
+      "reconstruction": images_lib.to_uint8(res.images),
+      "history": res.history,
+      **{f"loss_{k}": v for k, v in res.losses.items()},
+    }
     arrays.update({f"noise_{k}": v for k, v in enumerate(res.noise or [])})
     job.write(i, **arrays)
     if finished is not None:
@@ -98,13 +109,17 @@ def progress_lines(job, steps, stream=None):
   seen = {}
 
   def progress(i, num_batches, done, total, latest):
-    prog.update(done - seen.get(i, 0),
-                note=f"batch {i + 1}/{num_batches}, optimisation loss {float(np.mean(latest)):.5g}")
+    prog.update(
+      done - seen.get(i, 0), note=f"batch {i + 1}/{num_batches}, optimisation loss {float(np.mean(latest)):.5g}"
+    )
     seen[i] = done
 
   def finished(i, num_batches, losses):
-    print(f"batch {i + 1}/{num_batches} done: mean total loss {float(np.mean(losses['total'])):.5g} (final)",
-          file=stream, flush=True)
+    print(
+      f"batch {i + 1}/{num_batches} done: mean total loss {float(np.mean(losses['total'])):.5g} (final)",
+      file=stream,
+      flush=True,
+    )
 
   return progress, finished
 
@@ -119,6 +134,7 @@ def edit_grid(g, styles, channels, alphas, std, noise=None, row_names=None, batc
   from ss_jax.runtime import images as images_lib
   from ss_jax.stylespace import channels as stylespace
   from ss_jax.stylespace import manipulate
+
   flat = np.asarray(manipulate.as_flat(g.layout, styles))
   idx = manipulate.resolve_channels(g.layout, channels)
   names = stylespace.names_of(g.layout, idx)
@@ -127,17 +143,24 @@ def edit_grid(g, styles, channels, alphas, std, noise=None, row_names=None, batc
     if noise is None:
       x = manipulate.edited_images(g, flat, [i_c], alphas, std, batch_size)  # (A, N, H, W, C)
     else:
-      x = np.concatenate([manipulate.edited_images(with_noise(g, noise, i), flat[i:i + 1], [i_c], alphas,
-                                                   std, batch_size) for i in range(len(flat))], axis=1)
+      x = np.concatenate(
+        [
+          manipulate.edited_images(with_noise(g, noise, i), flat[i : i + 1], [i_c], alphas, std, batch_size)
+          for i in range(len(flat))
+        ],
+        axis=1,
+      )
     rows.extend(np.swapaxes(images_lib.to_uint8(x), 0, 1))
     labels.extend([name] * len(flat) if row_names is None else [f"{name} {r}" for r in row_names])
-  return manipulate.labeled_grid(np.stack(rows), labels, [manipulate.alpha_label(a) for a in np.ravel(alphas)],
-                                 pad, min_cell)
+  return manipulate.labeled_grid(
+    np.stack(rows), labels, [manipulate.alpha_label(a) for a in np.ravel(alphas)], pad, min_cell
+  )
 
 
 def comparison_grid(originals, reconstructions, row_names=None, pad=2, min_cell=0):
   """(N, H, W, C) uint8 originals and reconstructions -> labelled (H', W', 3) uint8 grid, 2 columns."""
   from ss_jax.stylespace import manipulate
+
   cells = np.stack([np.asarray(originals, np.uint8), np.asarray(reconstructions, np.uint8)], axis=1)
   names = [str(r) for r in row_names] if row_names is not None else [str(i) for i in range(len(cells))]
   return manipulate.labeled_grid(cells, names, ["original", "reconstruction"], pad, min_cell)

@@ -28,6 +28,7 @@ The fingerprint (`ss_jax.runtime.fingerprints.model_fingerprint`) names the gene
 codes the encoder predicts: `load_encoder(..., generator=g)` refuses (or warns
 about) any other generator.
 """
+
 import dataclasses
 import functools
 import json
@@ -73,6 +74,7 @@ class EncoderConfig:
   resolution, img_channels: input images.
   num_style_channels, num_ws, w_dim: the generator's code shapes.
   """
+
   num_style_channels: int
   num_ws: int
   w_dim: int
@@ -86,15 +88,21 @@ class EncoderConfig:
   def __post_init__(self):
     object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
     if self.resolution % 2 ** (len(self.widths) - 1):
-      raise ValueError(f"resolution {self.resolution} must be divisible by "
-                       f"2 ** (len(widths) - 1) = {2 ** (len(self.widths) - 1)}")
+      raise ValueError(
+        f"resolution {self.resolution} must be divisible by 2 ** (len(widths) - 1) = {2 ** (len(self.widths) - 1)}"
+      )
 
   @classmethod
   def for_generator(cls, g, **kw):
     """The config whose heads match generator g's S and W+ shapes."""
-    return cls(num_style_channels=int(g.num_style_channels), num_ws=int(g.config.num_ws),
-               w_dim=int(g.config.w_dim), resolution=int(g.config.img_resolution),
-               img_channels=int(g.config.img_channels), **kw)
+    return cls(
+      num_style_channels=int(g.num_style_channels),
+      num_ws=int(g.config.num_ws),
+      w_dim=int(g.config.w_dim),
+      resolution=int(g.config.img_resolution),
+      img_channels=int(g.config.img_channels),
+      **kw,
+    )
 
   def to_dict(self):
     return dataclasses.asdict(self)
@@ -104,9 +112,15 @@ class EncoderConfig:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
   def net(self) -> "EncoderNet":
-    return EncoderNet(widths=self.widths, blocks=self.blocks, head_channels=self.head_channels,
-                      feature_dim=self.feature_dim, num_style_channels=self.num_style_channels,
-                      num_ws=self.num_ws, w_dim=self.w_dim)
+    return EncoderNet(
+      widths=self.widths,
+      blocks=self.blocks,
+      head_channels=self.head_channels,
+      feature_dim=self.feature_dim,
+      num_style_channels=self.num_style_channels,
+      num_ws=self.num_ws,
+      w_dim=self.w_dim,
+    )
 
 
 # ----------------------------------------------------------------------------- network
@@ -114,15 +128,16 @@ class EncoderConfig:
 
 def _fan_in_init(scale: float):
   """variance_scaling(scale, "fan_in", "truncated_normal"), drawn flat (fast CPU compiles)."""
+
   def init(key, shape, dtype=jnp.float32):
-    std = jnp.sqrt(jnp.array(scale / int(np.prod(shape[:-1])), dtype)) / jnp.array(
-        .87962566103423978, dtype)
+    std = jnp.sqrt(jnp.array(scale / int(np.prod(shape[:-1])), dtype)) / jnp.array(0.87962566103423978, dtype)
     flat = jax.random.truncated_normal(key, -2, 2, (int(np.prod(shape)),), dtype)
     return (flat * std).reshape(shape)
+
   return init
 
 
-_CONV_INIT = _fan_in_init(2.0)    # He init for the SiLU convs (no normalisation layers)
+_CONV_INIT = _fan_in_init(2.0)  # He init for the SiLU convs (no normalisation layers)
 _LINEAR_INIT = _fan_in_init(1.0)
 
 
@@ -132,14 +147,14 @@ class ResBlock(nn.Module):
 
   float32 (N, H, W, Cin) -> (N, H / s, W / s, features).
   """
+
   features: int
   strides: int = 1
 
   @nn.compact
   def __call__(self, x):
     s = self.strides
-    y = nn.silu(nn.Conv(self.features, (3, 3), strides=(s, s), padding="SAME",
-                        kernel_init=_CONV_INIT)(x))
+    y = nn.silu(nn.Conv(self.features, (3, 3), strides=(s, s), padding="SAME", kernel_init=_CONV_INIT)(x))
     y = nn.Conv(self.features, (3, 3), padding="SAME", kernel_init=_CONV_INIT)(y)
     if s != 1:
       x = nn.avg_pool(x, (s, s), strides=(s, s))
@@ -157,6 +172,7 @@ class EncoderNet(nn.Module):
   SiLU dense features -> two zero-initialised linear heads (so a fresh
   encoder predicts the population mean).
   """
+
   widths: Sequence[int]
   blocks: int
   head_channels: int
@@ -178,8 +194,7 @@ class EncoderNet(nn.Module):
     x = jnp.concatenate([x.reshape(x.shape[0], -1)] + pooled, axis=-1)
     feats = nn.silu(nn.Dense(self.feature_dim, kernel_init=_LINEAR_INIT)(x))
     s = nn.Dense(self.num_style_channels, kernel_init=nn.initializers.zeros, name="s_head")(feats)
-    w = nn.Dense(self.num_ws * self.w_dim, kernel_init=nn.initializers.zeros,
-                 name="wplus_head")(feats)
+    w = nn.Dense(self.num_ws * self.w_dim, kernel_init=nn.initializers.zeros, name="wplus_head")(feats)
     return s.astype(jnp.float32), w.reshape(-1, self.num_ws, self.w_dim).astype(jnp.float32)
 
 
@@ -209,6 +224,7 @@ class Normaliser:
   s_mean, s_std: (C,) population mean / std (ddof 0) of flat S.
   w_avg, w_std: (w_dim,) centre and RMS deviation of W, shared by all W+ rows.
   """
+
   s_mean: jax.Array
   s_std: jax.Array
   w_avg: jax.Array
@@ -226,12 +242,10 @@ class Normaliser:
   @classmethod
   def identity(cls, num_style_channels, w_dim):
     """Zero means, unit stds (no normalisation)."""
-    return cls.create(np.zeros(num_style_channels), np.ones(num_style_channels),
-                      np.zeros(w_dim), np.ones(w_dim))
+    return cls.create(np.zeros(num_style_channels), np.ones(num_style_channels), np.zeros(w_dim), np.ones(w_dim))
 
   def to_arrays(self):
-    return {f.name: np.asarray(getattr(self, f.name), np.float32)
-            for f in dataclasses.fields(self)}
+    return {f.name: np.asarray(getattr(self, f.name), np.float32) for f in dataclasses.fields(self)}
 
 
 def normalise_s(norm: Normaliser, s):
@@ -294,6 +308,7 @@ class Encoder:
   generator_fingerprint: `fingerprints.model_fingerprint` of the generator whose codes
   it predicts. info: the "extra" dict of config.json (training, metrics).
   """
+
   config: EncoderConfig
   params: Params
   normaliser: Normaliser
@@ -309,23 +324,24 @@ class Encoder:
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != self.config.img_channels:
-      raise ValueError(f"expected images (N, H, W, {self.config.img_channels}), got shape "
-                       f"{images.shape}")
+      raise ValueError(f"expected images (N, H, W, {self.config.img_channels}), got shape {images.shape}")
     if images.dtype != np.uint8:
       images = images.astype(np.float32)
     n = len(images)
     b = max(1, min(self.batch_size, n))
     outs = []
     for i in range(0, n, b):
-      chunk = images[i:i + b]
+      chunk = images[i : i + b]
       m = len(chunk)
       if m < b:
         chunk = np.concatenate([chunk, np.zeros((b - m,) + chunk.shape[1:], chunk.dtype)])
       out = jax.device_get(_encode_jit(self.config, self.params, self.normaliser, chunk))
       outs.append({k: np.asarray(v[:m], np.float32) for k, v in out.items()})
     if not outs:
-      return {"s": np.zeros((0, self.config.num_style_channels), np.float32),
-              "wplus": np.zeros((0, self.config.num_ws, self.config.w_dim), np.float32)}
+      return {
+        "s": np.zeros((0, self.config.num_style_channels), np.float32),
+        "wplus": np.zeros((0, self.config.num_ws, self.config.w_dim), np.float32),
+      }
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
   __call__ = encode
@@ -340,8 +356,10 @@ class Encoder:
     got = fingerprints.model_fingerprint(g)
     if got == self.generator_fingerprint:
       return True
-    msg = (f"this encoder was trained for generator {self.generator_fingerprint[:12] or '?'}..., "
-           f"got {got[:12]}... (a different generator: its codes would not match)")
+    msg = (
+      f"this encoder was trained for generator {self.generator_fingerprint[:12] or '?'}..., "
+      f"got {got[:12]}... (a different generator: its codes would not match)"
+    )
     if on_mismatch == "warn":
       warnings.warn(msg, stacklevel=2)
       return False
@@ -350,8 +368,15 @@ class Encoder:
     raise GeneratorMismatch(msg + "; pass on_mismatch='warn' to use it anyway")
 
   def save(self, directory, extra=None, overwrite=False):
-    save_encoder(directory, self.config, self.params, self.normaliser,
-                 self.generator_fingerprint, extra=self.info if extra is None else extra, overwrite=overwrite)
+    save_encoder(
+      directory,
+      self.config,
+      self.params,
+      self.normaliser,
+      self.generator_fingerprint,
+      extra=self.info if extra is None else extra,
+      overwrite=overwrite,
+    )
 
 
 def check_compatible(config: EncoderConfig, g):
@@ -359,16 +384,22 @@ def check_compatible(config: EncoderConfig, g):
   want = (config.num_ws, config.w_dim, config.num_style_channels)
   got = (g.config.num_ws, g.config.w_dim, g.num_style_channels)
   if want != got:
-    raise GeneratorMismatch(f"encoder predicts (num_ws, w_dim, style channels) = {want}, the "
-                            f"generator has {got}")
+    raise GeneratorMismatch(f"encoder predicts (num_ws, w_dim, style channels) = {want}, the generator has {got}")
 
 
 # ----------------------------------------------------------------------------- save / load
 
 
-def save_encoder(directory, config: EncoderConfig, params: Params, normaliser: Normaliser,
-                 generator_fingerprint: str, extra: dict | None = None, generator_config=None,
-                 overwrite=False):
+def save_encoder(
+  directory,
+  config: EncoderConfig,
+  params: Params,
+  normaliser: Normaliser,
+  generator_fingerprint: str,
+  extra: dict | None = None,
+  generator_config=None,
+  overwrite=False,
+):
   """Write config.json + params.npz into `directory` atomically (all or nothing).
 
   Args:
@@ -382,11 +413,20 @@ def save_encoder(directory, config: EncoderConfig, params: Params, normaliser: N
   flat = traverse_util.flatten_dict(jax.device_get(params), sep="/")
   arrays = {f"params/{k}": np.asarray(v, np.float32) for k, v in flat.items()}
   arrays.update({f"normaliser/{k}": v for k, v in normaliser.to_arrays().items()})
-  meta = {"format": FORMAT, "version": VERSION, "config": config.to_dict(),
-          "generator": {"fingerprint": generator_fingerprint, "num_ws": config.num_ws,
-                        "w_dim": config.w_dim, "num_style_channels": config.num_style_channels,
-                        "config": None if generator_config is None else generator_config.to_dict()},
-          "num_params": num_params(params), "extra": extra or {}}
+  meta = {
+    "format": FORMAT,
+    "version": VERSION,
+    "config": config.to_dict(),
+    "generator": {
+      "fingerprint": generator_fingerprint,
+      "num_ws": config.num_ws,
+      "w_dim": config.w_dim,
+      "num_style_channels": config.num_style_channels,
+      "config": None if generator_config is None else generator_config.to_dict(),
+    },
+    "num_params": num_params(params),
+    "extra": extra or {},
+  }
   with jobs.atomic_directory(directory, overwrite) as tmp:
     jobs.atomic_save_npz(tmp / "params.npz", **arrays)
     jobs.atomic_write_json(tmp / "config.json", meta)
@@ -406,37 +446,56 @@ def load_encoder(directory=None, generator=None, on_mismatch="raise", batch_size
   directory = pathlib.Path(directory if directory is not None else ENCODER_DIR)
   for name in ("config.json", "params.npz"):
     if not (directory / name).is_file():
-      hint = (" (the shipped ToyFaces encoder is missing from this install; train one with "
-              "python -m experiments.train_encoder)") if directory == ENCODER_DIR else ""
+      hint = (
+        (
+          " (the shipped ToyFaces encoder is missing from this install; train one with "
+          "python -m experiments.train_encoder)"
+        )
+        if directory == ENCODER_DIR
+        else ""
+      )
       raise FileNotFoundError(f"no ss-jax encoder in {directory}: {name} is missing{hint}")
   meta = json.loads((directory / "config.json").read_text())
   if meta.get("format") != FORMAT:
-    raise ValueError(f"{directory / 'config.json'}: format is {meta.get('format')!r}, "
-                     f"expected {FORMAT!r}")
+    raise ValueError(f"{directory / 'config.json'}: format is {meta.get('format')!r}, expected {FORMAT!r}")
   config = EncoderConfig.from_dict(meta["config"])
   data = jobs.load_npz(directory / "params.npz")
   params = traverse_util.unflatten_dict(
-      {tuple(k[len("params/"):].split("/")): jnp.asarray(v)
-       for k, v in data.items() if k.startswith("params/")})
-  want = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype),
-                                jax.eval_shape(functools.partial(init_params, config),
-                                               jax.random.key(0)))
+    {tuple(k[len("params/") :].split("/")): jnp.asarray(v) for k, v in data.items() if k.startswith("params/")}
+  )
+  want = jax.tree_util.tree_map(
+    lambda a: (a.shape, a.dtype), jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))
+  )
   got = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), params)
   if got != want:
     raise ValueError(f"{directory}: params do not match the architecture in config.json")
   try:
-    norm = Normaliser(**{f.name: jnp.asarray(data[f"normaliser/{f.name}"])
-                         for f in dataclasses.fields(Normaliser)})
+    norm = Normaliser(**{f.name: jnp.asarray(data[f"normaliser/{f.name}"]) for f in dataclasses.fields(Normaliser)})
   except KeyError as e:
     raise ValueError(f"{directory}: params.npz lacks normaliser array {e}") from e
-  enc = Encoder(config, params, norm, meta["generator"]["fingerprint"], meta.get("extra", {}),
-                batch_size)
+  enc = Encoder(config, params, norm, meta["generator"]["fingerprint"], meta.get("extra", {}), batch_size)
   if generator is not None:
     enc.check_generator(generator, on_mismatch)
   return enc
 
 
-__all__ = ["Encoder", "EncoderConfig", "EncoderNet", "GeneratorMismatch", "Normaliser",
-           "ENCODER_DIR", "check_compatible", "denormalise_s", "denormalise_wplus",
-           "encode_arrays", "fresh_params", "init_params", "load_encoder", "normalise_s",
-           "normalise_wplus", "num_params", "predict", "save_encoder"]
+__all__ = [
+  "Encoder",
+  "EncoderConfig",
+  "EncoderNet",
+  "GeneratorMismatch",
+  "Normaliser",
+  "ENCODER_DIR",
+  "check_compatible",
+  "denormalise_s",
+  "denormalise_wplus",
+  "encode_arrays",
+  "fresh_params",
+  "init_params",
+  "load_encoder",
+  "normalise_s",
+  "normalise_wplus",
+  "num_params",
+  "predict",
+  "save_encoder",
+]

@@ -33,6 +33,7 @@ A killed or time-limited run restarted with the same settings continues the
 same trajectory bit for bit on CPU (data and augmentation depend only on the
 step). `export` evaluates the latest checkpoint and writes an encoder directory.
 """
+
 import dataclasses
 import functools
 
@@ -51,7 +52,7 @@ TRAIN_Z_OFFSET = 2_000_000_000
 TRAIN_MIX_OFFSET = 2_500_000_000
 HELDOUT_Z_OFFSET = 3_000_000_000
 HELDOUT_MIX_OFFSET = 3_500_000_000
-NORMALISER_SEED = 4_000_000_000   # RandomState seeds must stay below 2**32
+NORMALISER_SEED = 4_000_000_000  # RandomState seeds must stay below 2**32
 RENDER_HELDOUT_OFFSET = 40_000_000  # ToyFaces render seeds of the real-image evaluation
 
 
@@ -73,6 +74,7 @@ class TrainSettings:
   propagating through the generator costs ~1.5x the rest of a step per image
   on CPU, so a subset keeps most of its signal for less.
   """
+
   steps: int = 4000
   batch_size: int = 32
   learning_rate: float = 2e-3
@@ -100,9 +102,15 @@ class TrainSettings:
 # ----------------------------------------------------------------------------- data
 
 
-def sample_latents(indices, z_dim: int, num_ws: int, settings: TrainSettings,
-                   z_offset: int = TRAIN_Z_OFFSET, mix_offset: int = TRAIN_MIX_OFFSET,
-                   mixing_prob: float | None = None) -> dict:
+def sample_latents(
+  indices,
+  z_dim: int,
+  num_ws: int,
+  settings: TrainSettings,
+  z_offset: int = TRAIN_Z_OFFSET,
+  mix_offset: int = TRAIN_MIX_OFFSET,
+  mixing_prob: float | None = None,
+) -> dict:
   """Latents of samples `indices` (see the module docstring), numpy.
 
   Returns:
@@ -133,8 +141,9 @@ def step_latents(step: int, settings: TrainSettings, gcfg) -> dict:
 
 def heldout_latents(n: int, settings: TrainSettings, gcfg, mixing_prob: float | None = None):
   """Latents of held-out samples 0..n-1 (disjoint from every training step)."""
-  return sample_latents(np.arange(n), gcfg.z_dim, gcfg.num_ws, settings, HELDOUT_Z_OFFSET,
-                        HELDOUT_MIX_OFFSET, mixing_prob)
+  return sample_latents(
+    np.arange(n), gcfg.z_dim, gcfg.num_ws, settings, HELDOUT_Z_OFFSET, HELDOUT_MIX_OFFSET, mixing_prob
+  )
 
 
 def make_pairs(g, lat):
@@ -158,8 +167,9 @@ _mapping_jit = jax.jit(lambda g, z: g.mapping(z)[:, 0])
 _styles_jit = jax.jit(lambda g, ws: flatten_styles(g.styles(ws)))
 
 
-def compute_normaliser(g, num_samples: int = 10_000, seed: int = NORMALISER_SEED,
-                       batch_size: int = 256) -> enc_lib.Normaliser:
+def compute_normaliser(
+  g, num_samples: int = 10_000, seed: int = NORMALISER_SEED, batch_size: int = 256
+) -> enc_lib.Normaliser:
   """Code statistics of generator g at psi 1 over seeds seed .. seed + num_samples - 1.
 
   S: stats.population_stats (population mean and std). W: w_avg is the
@@ -171,8 +181,7 @@ def compute_normaliser(g, num_samples: int = 10_000, seed: int = NORMALISER_SEED
   w_avg = np.asarray(g.w_avg, np.float64)
   m2, n = np.zeros_like(w_avg), 0
   for a in range(0, num_samples, batch_size):
-    z = sampling.z_from_seeds(range(seed + a, seed + min(a + batch_size, num_samples)),
-                              g.config.z_dim)
+    z = sampling.z_from_seeds(range(seed + a, seed + min(a + batch_size, num_samples)), g.config.z_dim)
     k = len(z)
     z = np.concatenate([z, np.zeros((batch_size - k, z.shape[1]), np.float32)])  # one shape
     w = np.asarray(_mapping_jit(g, z), np.float64)[:k]
@@ -187,8 +196,7 @@ def save_normaliser(path, norm: enc_lib.Normaliser):
 
 def load_normaliser(path) -> enc_lib.Normaliser:
   d = jobs.load_npz(path)
-  return enc_lib.Normaliser(**{f.name: jnp.asarray(d[f.name])
-                               for f in dataclasses.fields(enc_lib.Normaliser)})
+  return enc_lib.Normaliser(**{f.name: jnp.asarray(d[f.name]) for f in dataclasses.fields(enc_lib.Normaliser)})
 
 
 # ----------------------------------------------------------------------------- loss and step
@@ -197,14 +205,18 @@ def load_normaliser(path) -> enc_lib.Normaliser:
 def make_optimizer(settings: TrainSettings) -> optax.GradientTransformation:
   warmup = min(settings.warmup_steps, settings.steps // 2)
   schedule = optax.warmup_cosine_decay_schedule(
-      0.0, settings.learning_rate, warmup, max(settings.steps, warmup + 1),
-      end_value=settings.end_lr_fraction * settings.learning_rate)
-  return optax.chain(optax.clip_by_global_norm(settings.clip_norm),
-                     optax.adamw(schedule, weight_decay=settings.weight_decay))
+    0.0,
+    settings.learning_rate,
+    warmup,
+    max(settings.steps, warmup + 1),
+    end_value=settings.end_lr_fraction * settings.learning_rate,
+  )
+  return optax.chain(
+    optax.clip_by_global_norm(settings.clip_norm), optax.adamw(schedule, weight_decay=settings.weight_decay)
+  )
 
 
-def loss_terms(config: enc_lib.EncoderConfig, settings: TrainSettings, params, g, norm,
-               inputs, images, s, wplus):
+def loss_terms(config: enc_lib.EncoderConfig, settings: TrainSettings, params, g, norm, inputs, images, s, wplus):
   """(total loss, dict of terms) for one batch (pure).
 
   Args:
@@ -213,14 +225,15 @@ def loss_terms(config: enc_lib.EncoderConfig, settings: TrainSettings, params, g
     s: float32 (N, C) flat S; wplus: float32 (N, num_ws, w_dim): the true codes.
   """
   s_norm, w_norm = enc_lib.predict(config, params, inputs)
-  terms = {"s_mse": jnp.mean(jnp.square(s_norm - enc_lib.normalise_s(norm, s))),
-           "wplus_mse": jnp.mean(jnp.square(w_norm - enc_lib.normalise_wplus(norm, wplus)))}
+  terms = {
+    "s_mse": jnp.mean(jnp.square(s_norm - enc_lib.normalise_s(norm, s))),
+    "wplus_mse": jnp.mean(jnp.square(w_norm - enc_lib.normalise_wplus(norm, wplus))),
+  }
   total = settings.s_weight * terms["s_mse"] + settings.wplus_weight * terms["wplus_mse"]
   if settings.image_weight:
     k = settings.image_batch or len(images)
     s_hat = unflatten_styles(g.layout, enc_lib.denormalise_s(norm, s_norm[:k]))
-    terms["image_mse"] = jnp.mean(jnp.square(g.synthesis(s_hat, noise_mode="const")
-                                             - images[:k]))
+    terms["image_mse"] = jnp.mean(jnp.square(g.synthesis(s_hat, noise_mode="const") - images[:k]))
     total = total + settings.image_weight * terms["image_mse"]
   return total, terms
 
@@ -229,13 +242,15 @@ def _augment(settings: TrainSettings, key, images):
   if not (settings.blur or settings.noise):
     return images
   from ss_jax.toyfaces import train_helpers  # pylint: disable=g-import-not-at-top
+
   aug = train_helpers.AugmentSettings(blur=settings.blur, noise=settings.noise, shift_prob=0.0)
   return train_helpers.augment(key, images, None, aug)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("config", "settings"))
-def train_step(config: enc_lib.EncoderConfig, settings: TrainSettings, params, opt_state, g,
-               norm, step, images, s, wplus):
+def train_step(
+  config: enc_lib.EncoderConfig, settings: TrainSettings, params, opt_state, g, norm, step, images, s, wplus
+):
   """One AdamW step on a batch of generated pairs (pure; jitted once per (config, settings)).
 
   Args:
@@ -249,8 +264,8 @@ def train_step(config: enc_lib.EncoderConfig, settings: TrainSettings, params, o
   """
   inputs = _augment(settings, jax.random.fold_in(jax.random.key(settings.key_seed), step), images)
   (loss, terms), grads = jax.value_and_grad(
-      lambda p: loss_terms(config, settings, p, g, norm, inputs, images, s, wplus),
-      has_aux=True)(params)
+    lambda p: loss_terms(config, settings, p, g, norm, inputs, images, s, wplus), has_aux=True
+  )(params)
   updates, opt_state = make_optimizer(settings).update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state, dict(terms, loss=loss)
 
@@ -268,8 +283,10 @@ def init_state(config: enc_lib.EncoderConfig, settings: TrainSettings):
 @jax.jit
 def _reconstruct(g, s, wplus):
   """flat S (N, C), W+ (N, num_ws, w_dim) -> (G(S), G(W+)) images, const noise."""
-  return (g.synthesis(unflatten_styles(g.layout, s), noise_mode="const"),
-          g.synthesis(g.styles(wplus), noise_mode="const"))
+  return (
+    g.synthesis(unflatten_styles(g.layout, s), noise_mode="const"),
+    g.synthesis(g.styles(wplus), noise_mode="const"),
+  )
 
 
 def _per_image_mse(a, b):
@@ -292,8 +309,8 @@ def reconstructions(encoder: enc_lib.Encoder, g, images, batch_size: int = 64):
   rec_s, rec_w = [], []
   for i, j, b in _chunks(len(images), batch_size):
     x, y = _reconstruct(g, _pad(codes["s"][i:j], b), _pad(codes["wplus"][i:j], b))
-    rec_s.append(np.asarray(x)[:j - i])
-    rec_w.append(np.asarray(y)[:j - i])
+    rec_s.append(np.asarray(x)[: j - i])
+    rec_w.append(np.asarray(y)[: j - i])
   return codes, np.concatenate(rec_s), np.concatenate(rec_w)
 
 
@@ -316,25 +333,27 @@ def image_metrics(encoder: enc_lib.Encoder, g, images, batch_size: int = 64) -> 
   x = x.astype(np.float32) / 127.5 - 1.0 if x.dtype == np.uint8 else x.astype(np.float32)
   _, rec_s, rec_w = reconstructions(encoder, g, x, batch_size)
   avg = baseline_image(g, min(batch_size, len(x)))
-  return {"recon_mse_s": float(_per_image_mse(rec_s, x).mean()),
-          "recon_mse_wplus": float(_per_image_mse(rec_w, x).mean()),
-          "recon_mse_wavg": float(_per_image_mse(avg, x).mean()),
-          "count": int(len(x))}
+  return {
+    "recon_mse_s": float(_per_image_mse(rec_s, x).mean()),
+    "recon_mse_wplus": float(_per_image_mse(rec_w, x).mean()),
+    "recon_mse_wavg": float(_per_image_mse(avg, x).mean()),
+    "count": int(len(x)),
+  }
 
 
-def generated_heldout(g, n: int, settings: TrainSettings, mixing_prob: float | None = None,
-                      batch_size: int = 64):
+def generated_heldout(g, n: int, settings: TrainSettings, mixing_prob: float | None = None, batch_size: int = 64):
   """Held-out generated (images, flat S, W+) numpy for samples 0..n-1."""
   lat = heldout_latents(n, settings, g.config, mixing_prob)
   out = [[], [], []]
   for i, j, b in _chunks(n, batch_size):
     for acc, a in zip(out, _make_pairs_jit(g, {k: _pad(v[i:j], b) for k, v in lat.items()})):
-      acc.append(np.asarray(a)[:j - i])
+      acc.append(np.asarray(a)[: j - i])
   return tuple(np.concatenate(a) for a in out)
 
 
-def generated_metrics(encoder: enc_lib.Encoder, g, n: int, settings: TrainSettings,
-                      mixing_prob: float | None = None, batch_size: int = 64) -> dict:
+def generated_metrics(
+  encoder: enc_lib.Encoder, g, n: int, settings: TrainSettings, mixing_prob: float | None = None, batch_size: int = 64
+) -> dict:
   """Latent and reconstruction errors on n held-out generated images.
 
   Returns dict(s_nmse, wplus_nmse (MSE in normalised coordinates; 1.0 = always
@@ -345,22 +364,24 @@ def generated_metrics(encoder: enc_lib.Encoder, g, n: int, settings: TrainSettin
   codes, rec_s, rec_w = reconstructions(encoder, g, images, batch_size)
   norm = jax.tree.map(np.asarray, encoder.normaliser)
   return {
-      "s_nmse": float(np.mean(np.square(enc_lib.normalise_s(norm, codes["s"])
-                                        - enc_lib.normalise_s(norm, s)))),
-      "wplus_nmse": float(np.mean(np.square(enc_lib.normalise_wplus(norm, codes["wplus"])
-                                            - enc_lib.normalise_wplus(norm, wplus)))),
-      "s_mse": float(np.mean(np.square(codes["s"] - s))),
-      "wplus_mse": float(np.mean(np.square(codes["wplus"] - wplus))),
-      "recon_mse_s": float(_per_image_mse(rec_s, images).mean()),
-      "recon_mse_wplus": float(_per_image_mse(rec_w, images).mean()),
-      "recon_mse_wavg": float(_per_image_mse(baseline_image(g, min(batch_size, n)), images).mean()),
-      "count": int(n),
-      "mixing_prob": settings.mixing_prob if mixing_prob is None else mixing_prob}
+    "s_nmse": float(np.mean(np.square(enc_lib.normalise_s(norm, codes["s"]) - enc_lib.normalise_s(norm, s)))),
+    "wplus_nmse": float(
+      np.mean(np.square(enc_lib.normalise_wplus(norm, codes["wplus"]) - enc_lib.normalise_wplus(norm, wplus)))
+    ),
+    "s_mse": float(np.mean(np.square(codes["s"] - s))),
+    "wplus_mse": float(np.mean(np.square(codes["wplus"] - wplus))),
+    "recon_mse_s": float(_per_image_mse(rec_s, images).mean()),
+    "recon_mse_wplus": float(_per_image_mse(rec_w, images).mean()),
+    "recon_mse_wavg": float(_per_image_mse(baseline_image(g, min(batch_size, n)), images).mean()),
+    "count": int(n),
+    "mixing_prob": settings.mixing_prob if mixing_prob is None else mixing_prob,
+  }
 
 
 def heldout_renders(n: int, resolution: int = 64):
   """uint8 (n, R, R, 3) ToyFaces renders of seeds RENDER_HELDOUT_OFFSET + [0, n)."""
   from ss_jax.toyfaces import render  # pylint: disable=g-import-not-at-top
+
   return render.render(np.arange(RENDER_HELDOUT_OFFSET, RENDER_HELDOUT_OFFSET + n), resolution)[0]
 
 

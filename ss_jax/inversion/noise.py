@@ -1,5 +1,6 @@
 """Per-layer noise maps optimised next to the code during inversion (StyleGAN2 projector recipe):
 initial maps, the multi-scale autocorrelation regulariser, renormalisation, per-image buffers."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -41,6 +41,7 @@ Conventions of this implementation:
     overrides the choice; the step index, schedule and results do not depend on
     it or on the chunking.
 """
+
 import dataclasses
 import functools
 from typing import Any, Callable, Optional
@@ -81,6 +82,7 @@ class Losses:
   mse is over pixels and channels in [-1, 1] units; noise_reg only counts when
   the noise maps are optimised (NVIDIA: 1e5).
   """
+
   mse: float = 1.0
   perceptual: float = 0.0
   noise_reg: float = 1e5
@@ -106,6 +108,7 @@ class InversionResult:
     else None (the images then use the checkpoint's const noise).
   image_ids: (N,) int ids that seeded each image's latent noise.
   """
+
   space: str
   code: np.ndarray
   styles: np.ndarray
@@ -197,8 +200,13 @@ def latent_spread(g, num_samples=SPREAD_SAMPLES, seed=SPREAD_SEED, batch_size=10
   for rows in distributed.map_batches(_spread_rows, g, (z, c), (), batch_size, mesh or distributed.local_mesh()):
     acc = stats.merge_moments(acc, stats.batch_moments(rows))
   n, mean, m2 = acc
-  return {"w_std": float(np.sqrt(mean[0])), "s_mean": mean[1:], "s_std": np.sqrt(m2[1:] / n),
-          "num_samples": int(num_samples), "seed": int(seed)}
+  return {
+    "w_std": float(np.sqrt(mean[0])),
+    "s_mean": mean[1:],
+    "s_std": np.sqrt(m2[1:] / n),
+    "num_samples": int(num_samples),
+    "seed": int(seed),
+  }
 
 
 def render(g, styles, noise=None):
@@ -328,9 +336,15 @@ def _compiled_steps(settings: _Settings, mesh):
   def sharded(local, num_scalars):
     def fn(g, perc_leaves, target, ids, base, scale, sigma, key, state, *scalars):
       batch, specs = P("data"), _specs(state)
-      f = jax.shard_map(local, mesh=mesh, out_specs=specs, check_vma=False,
-                        in_specs=(P(), P(), batch, batch, batch, P(), P(), P(), specs) + (P(),) * num_scalars)
+      f = jax.shard_map(
+        local,
+        mesh=mesh,
+        out_specs=specs,
+        check_vma=False,
+        in_specs=(P(), P(), batch, batch, batch, P(), P(), P(), specs) + (P(),) * num_scalars,
+      )
       return f(g, perc_leaves, target, ids, base, scale, sigma, key, state, *scalars)
+
     return jax.jit(fn)
 
   return sharded(local_steps, 2), sharded(local_step, 1)
@@ -349,8 +363,9 @@ def _compiled_finish(settings: _Settings, mesh):
 
   def finish(g, perc_leaves, target, base, scale, params):
     batch = P("data")
-    fn = jax.shard_map(local_finish, mesh=mesh, out_specs=batch, check_vma=False,
-                       in_specs=(P(), P(), batch, batch, P(), _specs(params)))
+    fn = jax.shard_map(
+      local_finish, mesh=mesh, out_specs=batch, check_vma=False, in_specs=(P(), P(), batch, batch, P(), _specs(params))
+    )
     return fn(g, perc_leaves, target, base, scale, params)
 
   return jax.jit(finish)
@@ -368,10 +383,25 @@ def _as_images(g, images):
   return x
 
 
-def invert(g, images, space="s", steps=DEFAULT_STEPS, lr=DEFAULT_LR, losses=None, init=None,
-           perceptual: Optional[Callable] = None, optimize_noise=False, seed=0, image_ids=None,
-           spread=None, history_every=10, chunk_size=None, progress=None, mesh=None,
-           loop="auto") -> InversionResult:
+def invert(
+  g,
+  images,
+  space="s",
+  steps=DEFAULT_STEPS,
+  lr=DEFAULT_LR,
+  losses=None,
+  init=None,
+  perceptual: Optional[Callable] = None,
+  optimize_noise=False,
+  seed=0,
+  image_ids=None,
+  spread=None,
+  history_every=10,
+  chunk_size=None,
+  progress=None,
+  mesh=None,
+  loop="auto",
+) -> InversionResult:
   """Optimises one code per image so that the generator reproduces it.
 
   Args:
@@ -452,14 +482,17 @@ def invert(g, images, space="s", steps=DEFAULT_STEPS, lr=DEFAULT_LR, losses=None
   finish = _compiled_finish(dataclasses.replace(settings, steps=0, lr=0.0, history_every=1), mesh)
 
   num_hist = -(-steps // history_every)
-  params = {"u": np.zeros((npad,) + code_shape(g, space), np.float32),
-            "noise": start_noise(g, npad) if optimize_noise else []}
-  state = {"params": params, "opt": _optimizer().init(params),
-           "hist": np.zeros((npad, max(num_hist, 1)), np.float32)}
+  params = {
+    "u": np.zeros((npad,) + code_shape(g, space), np.float32),
+    "noise": start_noise(g, npad) if optimize_noise else [],
+  }
+  state = {"params": params, "opt": _optimizer().init(params), "hist": np.zeros((npad, max(num_hist, 1)), np.float32)}
   state = _put(jax.tree.map(np.asarray, state), mesh)
   gr = jax.device_put(g, NamedSharding(mesh, P()))
   perc_leaves = jax.device_put(perc_leaves, NamedSharding(mesh, P()))
-  target_d, ids_d, base_d = _put(tuple(distributed.pad_rows(a, npad) for a in (target, ids.astype(np.int32), base)), mesh)
+  target_d, ids_d, base_d = _put(
+    tuple(distributed.pad_rows(a, npad) for a in (target, ids.astype(np.int32), base)), mesh
+  )
   scale_d, sigma_d = jax.device_put((scale, sigma), NamedSharding(mesh, P()))
   key = jax.device_put(jax.random.PRNGKey(seed), NamedSharding(mesh, P()))
 
@@ -478,11 +511,16 @@ def invert(g, images, space="s", steps=DEFAULT_STEPS, lr=DEFAULT_LR, losses=None
       progress(stop, steps, np.asarray(state["hist"][:n, col]))
     done = stop
 
-  out = jax.tree.map(lambda x: np.asarray(x)[:n], finish(gr, perc_leaves, target_d, base_d, scale_d,
-                                                         state["params"]))
+  out = jax.tree.map(lambda x: np.asarray(x)[:n], finish(gr, perc_leaves, target_d, base_d, scale_d, state["params"]))
   noise = [np.asarray(v)[:n] for v in state["params"]["noise"]] if optimize_noise else None
   return InversionResult(
-      space=space, code=out["code"], styles=out["styles"], images=out["images"],
-      losses={k: np.asarray(v, np.float32) for k, v in out["losses"].items()},
-      history=np.asarray(state["hist"])[:n, :num_hist], history_steps=np.arange(0, steps, history_every),
-      noise=noise, image_ids=ids)
+    space=space,
+    code=out["code"],
+    styles=out["styles"],
+    images=out["images"],
+    losses={k: np.asarray(v, np.float32) for k, v in out["losses"].items()},
+    history=np.asarray(state["hist"])[:n, :num_hist],
+    history_steps=np.arange(0, steps, history_every),
+    noise=noise,
+    image_ids=ids,
+  )

@@ -23,6 +23,7 @@ tests/test_bisenet.py, well inside the 1e-4 parity tolerance). Convs without a
 BatchNorm (`ffm.conv1`, `ffm.conv2`, the `*.conv_out` classifiers) carry a
 zero bias, so adding it is exact.
 """
+
 import dataclasses
 from typing import Any, NamedTuple
 
@@ -45,6 +46,7 @@ class ConvSpec(NamedTuple):
   bn: torch module path of the BatchNorm2d folded into it, or None.
   k: kernel size (padding k // 2); c_in, c_out: channels; stride: 1 or 2.
   """
+
   name: str
   bn: str | None
   k: int
@@ -70,12 +72,14 @@ def conv_specs(num_classes: int = NUM_CLASSES) -> tuple[ConvSpec, ...]:
   for arm, c in (("cp.arm16", 256), ("cp.arm32", 512)):
     specs.append(ConvSpec(f"{arm}.conv.conv", f"{arm}.conv.bn", 3, c, 128))
     specs.append(ConvSpec(f"{arm}.conv_atten", f"{arm}.bn_atten", 1, 128, 128))
-  specs += [ConvSpec("cp.conv_head32.conv", "cp.conv_head32.bn", 3, 128, 128),
-            ConvSpec("cp.conv_head16.conv", "cp.conv_head16.bn", 3, 128, 128),
-            ConvSpec("cp.conv_avg.conv", "cp.conv_avg.bn", 1, 512, 128),
-            ConvSpec("ffm.convblk.conv", "ffm.convblk.bn", 1, 256, 256),
-            ConvSpec("ffm.conv1", None, 1, 256, 64),
-            ConvSpec("ffm.conv2", None, 1, 64, 256)]
+  specs += [
+    ConvSpec("cp.conv_head32.conv", "cp.conv_head32.bn", 3, 128, 128),
+    ConvSpec("cp.conv_head16.conv", "cp.conv_head16.bn", 3, 128, 128),
+    ConvSpec("cp.conv_avg.conv", "cp.conv_avg.bn", 1, 512, 128),
+    ConvSpec("ffm.convblk.conv", "ffm.convblk.bn", 1, 256, 256),
+    ConvSpec("ffm.conv1", None, 1, 256, 64),
+    ConvSpec("ffm.conv2", None, 1, 64, 256),
+  ]
   for head, c, mid in (("conv_out", 256, 256), ("conv_out16", 128, 64), ("conv_out32", 128, 64)):
     specs.append(ConvSpec(f"{head}.conv.conv", f"{head}.conv.bn", 3, c, mid))
     specs.append(ConvSpec(f"{head}.conv_out", None, 1, mid, num_classes))
@@ -85,6 +89,7 @@ def conv_specs(num_classes: int = NUM_CLASSES) -> tuple[ConvSpec, ...]:
 @dataclasses.dataclass(frozen=True)
 class BiSeNetConfig:
   """What varies between BiSeNet checkpoints: only the number of classes."""
+
   num_classes: int = NUM_CLASSES
 
   def to_dict(self):
@@ -118,8 +123,7 @@ def fold_batchnorm(w_oihw, gamma=None, beta=None, mean=None, var=None, eps=BN_EP
     scale = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
     bias = np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * scale
   w = w * scale[:, None, None, None]
-  return (np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)), dtype=np.float32),
-          bias.astype(np.float32))
+  return (np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)), dtype=np.float32), bias.astype(np.float32))
 
 
 def random_params(seed: int = 0, num_classes: int = NUM_CLASSES) -> Params:
@@ -128,8 +132,10 @@ def random_params(seed: int = 0, num_classes: int = NUM_CLASSES) -> Params:
   params = {}
   for s in conv_specs(num_classes):
     std = np.sqrt(2.0 / (s.k * s.k * s.c_in))
-    params[s.name] = {"w": (rng.standard_normal((s.k, s.k, s.c_in, s.c_out)) * std).astype(np.float32),
-                      "b": (rng.standard_normal(s.c_out) * 0.1).astype(np.float32)}
+    params[s.name] = {
+      "w": (rng.standard_normal((s.k, s.k, s.c_in, s.c_out)) * std).astype(np.float32),
+      "b": (rng.standard_normal(s.c_out) * 0.1).astype(np.float32),
+    }
   return params
 
 
@@ -183,8 +189,7 @@ def _lerp_axis(x, axis, n_out):
   i0, i1, l0, l1 = align_corners_coeffs(x.shape[axis], n_out)
   shape = [1] * x.ndim
   shape[axis] = n_out
-  return (jnp.take(x, i0, axis=axis) * l0.reshape(shape) +
-          jnp.take(x, i1, axis=axis) * l1.reshape(shape))
+  return jnp.take(x, i0, axis=axis) * l0.reshape(shape) + jnp.take(x, i1, axis=axis) * l1.reshape(shape)
 
 
 def resize_bilinear_align_corners(x, size):
@@ -203,9 +208,14 @@ def resize_bilinear_align_corners(x, size):
 def _conv(params, name, x, stride=1):
   p = params[name]
   pad = p["w"].shape[0] // 2
-  y = jax.lax.conv_general_dilated(x, p["w"], (stride, stride), ((pad, pad), (pad, pad)),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                   precision=jax.lax.Precision.HIGHEST)
+  y = jax.lax.conv_general_dilated(
+    x,
+    p["w"],
+    (stride, stride),
+    ((pad, pad), (pad, pad)),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=jax.lax.Precision.HIGHEST,
+  )
   return y + p["b"]
 
 
@@ -220,8 +230,7 @@ def _gap(x):
 
 def _max_pool_3x3_s2(x):
   # Padding acts as -inf (torch MaxPool2d); the input is >= 0 after ReLU anyway.
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
-                               ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
 
 
 def _basic_block(params, pre, x, stride):
@@ -274,8 +283,9 @@ def _head(params, pre, x):
 
 def check_input_size(h: int, w: int):
   if h % STRIDE or w % STRIDE or h <= 0 or w <= 0:
-    raise ValueError(f"BiSeNet input size {h}x{w} must be a positive multiple of {STRIDE} "
-                     "(the parser's own input is 512x512)")
+    raise ValueError(
+      f"BiSeNet input size {h}x{w} must be a positive multiple of {STRIDE} (the parser's own input is 512x512)"
+    )
 
 
 def forward(params: Params, x, return_features: bool = False):
@@ -302,11 +312,18 @@ def forward(params: Params, x, return_features: bool = False):
     raise ValueError(f"BiSeNet expects RGB input (N, H, W, 3), got {x.shape}")
   feat8, cp8, cp16, feat32 = context_path(params, x)
   fuse = feature_fusion(params, feat8, cp8)
-  lows = (_head(params, "conv_out", fuse), _head(params, "conv_out16", cp8),
-          _head(params, "conv_out32", cp16))
+  lows = (_head(params, "conv_out", fuse), _head(params, "conv_out16", cp8), _head(params, "conv_out32", cp16))
   outs = tuple(resize_bilinear_align_corners(o, (h, w)) for o in lows)
   if not return_features:
     return outs
-  feats = {"feat8": feat8, "feat32": feat32, "cp8": cp8, "cp16": cp16, "fuse": fuse,
-           "head_lowres": lows[0], "head_lowres_out16": lows[1], "head_lowres_out32": lows[2]}
+  feats = {
+    "feat8": feat8,
+    "feat32": feat32,
+    "cp8": cp8,
+    "cp16": cp16,
+    "fuse": fuse,
+    "head_lowres": lows[0],
+    "head_lowres_out16": lows[1],
+    "head_lowres_out32": lows[2],
+  }
   return outs + (feats,)

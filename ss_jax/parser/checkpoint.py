@@ -8,6 +8,7 @@ Converted directory (written atomically: a temporary sibling renamed into place)
                     "bn_folded": true, "bn_eps": 1e-05, "source": {...}}
   DIR/params.npz   float32 "<conv name>/w" (k, k, C_in, C_out) and "<conv name>/b" (C_out,)
 """
+
 import json
 import pathlib
 import zipfile
@@ -25,7 +26,6 @@ VERSION = 1
 _IGNORED_SUFFIX = ".num_batches_tracked"
 
 
-
 def params_from_state_dict(sd, path):
   """Flat BiSeNet state dict (name -> array) -> (params, BiSeNetConfig), BatchNorm folded.
 
@@ -34,8 +34,7 @@ def params_from_state_dict(sd, path):
       order), a tensor of the wrong shape, or unexpected tensors.
   """
   if not isinstance(sd, dict) or not all(isinstance(k, str) for k in sd):
-    raise CheckpointError(f"{path}: expected a BiSeNet state dict (name -> tensor), found "
-                          f"{type(sd).__name__}")
+    raise CheckpointError(f"{path}: expected a BiSeNet state dict (name -> tensor), found {type(sd).__name__}")
   sd = bisenet_file.strip_prefix(sd)
   head = sd.get("conv_out.conv_out.weight")
   num_classes = int(np.shape(head)[0]) if head is not None and np.ndim(head) == 4 else bisenet.NUM_CLASSES
@@ -50,8 +49,9 @@ def params_from_state_dict(sd, path):
     params[s.name] = {"w": wf, "b": bf}
   extra = [k for k in sd if k not in t.used and not k.endswith(_IGNORED_SUFFIX)]
   if extra:
-    raise CheckpointError(f"{path}: {len(extra)} unexpected tensors for BiSeNet(n_classes={num_classes}), "
-                          f"e.g. '{extra[0]}'")
+    raise CheckpointError(
+      f"{path}: {len(extra)} unexpected tensors for BiSeNet(n_classes={num_classes}), e.g. '{extra[0]}'"
+    )
   return params, bisenet.BiSeNetConfig(num_classes)
 
 
@@ -62,18 +62,24 @@ def load(path):
     raise FileNotFoundError(f"face parser not found: {path}")
   sd = bisenet_file.read_state_dict(path)
   params, cfg = params_from_state_dict(sd, path)
-  info = {"format": "BiSeNet face-parser state dict (zllrunning/face-parsing.PyTorch)",
-          "network": "bisenet", "path": str(path), "tensors": len(sd)}
+  info = {
+    "format": "BiSeNet face-parser state dict (zllrunning/face-parsing.PyTorch)",
+    "network": "bisenet",
+    "path": str(path),
+    "tensors": len(sd),
+  }
   return params, cfg, info
 
 
 def describe(params, cfg, info):
   """Lines summarising a converted parser (what the converter prints)."""
   n = sum(int(np.size(p["w"])) + int(np.size(p["b"])) for p in params.values())
-  return [f"format:          {info.get('format')}",
-          f"classes:         {cfg.num_classes}",
-          f"convs:           {len(params)} (eval BatchNorm folded into conv weight + bias)",
-          f"parameters:      {n:,} after folding ({info.get('tensors')} state-dict tensors read)"]
+  return [
+    f"format:          {info.get('format')}",
+    f"classes:         {cfg.num_classes}",
+    f"convs:           {len(params)} (eval BatchNorm folded into conv weight + bias)",
+    f"parameters:      {n:,} after folding ({info.get('tensors')} state-dict tensors read)",
+  ]
 
 
 def save_converted(params, cfg, directory, source=None, overwrite=False):
@@ -81,8 +87,14 @@ def save_converted(params, cfg, directory, source=None, overwrite=False):
   with jobs.atomic_directory(directory, overwrite) as tmp:
     flat = {f"{name}/{k}": np.asarray(v, np.float32) for name, p in params.items() for k, v in p.items()}
     np.savez(tmp / "params.npz", **flat)
-    meta = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "bn_folded": True,
-            "bn_eps": bisenet.BN_EPS, "source": source or {}}
+    meta = {
+      "format": FORMAT,
+      "version": VERSION,
+      "config": cfg.to_dict(),
+      "bn_folded": True,
+      "bn_eps": bisenet.BN_EPS,
+      "source": source or {},
+    }
     (tmp / "config.json").write_text(json.dumps(meta, indent=2))
 
 

@@ -29,6 +29,7 @@ resized the same way (float, antialiased bilinear), then argmax.
 Batches are padded to a multiple of the device count and sharded over a 1-D
 mesh (axis "data"); params are replicated.
 """
+
 import dataclasses
 import functools
 import os
@@ -56,11 +57,34 @@ ENV_VAR = "SS_JAX_BISENET"
 # Colours of the official test script's `vis_parsing_maps` (class i -> entry i; background white),
 # blended as 0.4 * image + 0.6 * colour.
 CLASS_COLORS = np.array(
-    [(255, 255, 255), (255, 85, 0), (255, 170, 0), (255, 0, 85), (255, 0, 170), (0, 255, 0),
-     (85, 255, 0), (170, 255, 0), (0, 255, 85), (0, 255, 170), (0, 0, 255), (85, 0, 255),
-     (170, 0, 255), (0, 85, 255), (0, 170, 255), (255, 255, 0), (255, 255, 85), (255, 255, 170),
-     (255, 0, 255), (255, 85, 255), (255, 170, 255), (0, 255, 255), (85, 255, 255), (170, 255, 255)],
-    np.uint8)
+  [
+    (255, 255, 255),
+    (255, 85, 0),
+    (255, 170, 0),
+    (255, 0, 85),
+    (255, 0, 170),
+    (0, 255, 0),
+    (85, 255, 0),
+    (170, 255, 0),
+    (0, 255, 85),
+    (0, 255, 170),
+    (0, 0, 255),
+    (85, 0, 255),
+    (170, 0, 255),
+    (0, 85, 255),
+    (0, 170, 255),
+    (255, 255, 0),
+    (255, 255, 85),
+    (255, 255, 170),
+    (255, 0, 255),
+    (255, 85, 255),
+    (255, 170, 255),
+    (0, 255, 255),
+    (85, 255, 255),
+    (170, 255, 255),
+  ],
+  np.uint8,
+)
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -119,8 +143,7 @@ def preprocess(images, input_size: int = INPUT_SIZE, quantize: bool = True):
   return (x - MEAN) / STD
 
 
-def parse(params, images, *, input_size: int = INPUT_SIZE, quantize: bool = True, out_size=None,
-          labels: bool = True):
+def parse(params, images, *, input_size: int = INPUT_SIZE, quantize: bool = True, out_size=None, labels: bool = True):
   """Images -> main-head logits or labels.
 
   Args:
@@ -140,8 +163,11 @@ def parse(params, images, *, input_size: int = INPUT_SIZE, quantize: bool = True
 @functools.lru_cache(maxsize=32)
 def _compiled(mesh, input_size, quantize, out_size, labels):
   fn = functools.partial(parse, input_size=input_size, quantize=quantize, out_size=out_size, labels=labels)
-  return jax.jit(fn, in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))),
-                 out_shardings=NamedSharding(mesh, P("data")))
+  return jax.jit(
+    fn,
+    in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))),
+    out_shardings=NamedSharding(mesh, P("data")),
+  )
 
 
 def _out_size(resolution, h, w):
@@ -167,6 +193,7 @@ class FaceParser:
   batch_size: images per jitted call, rounded up to a multiple of the
   device count; mesh: 1-D mesh with axis "data" (default: all devices).
   """
+
   params: Any
   input_size: int = INPUT_SIZE
   quantize: bool = True
@@ -216,12 +243,12 @@ class FaceParser:
     images = np.asarray(images)
     outs, pending = [], None
     for i in range(0, len(images), self._step):
-      cur = self.dispatch(images[i:i + self._step], resolution, labels)
+      cur = self.dispatch(images[i : i + self._step], resolution, labels)
       if pending is not None:  # fetch the previous batch while this one runs
-        outs.append(np.asarray(pending[0])[:pending[1]])
+        outs.append(np.asarray(pending[0])[: pending[1]])
       pending = cur
     if pending is not None:
-      outs.append(np.asarray(pending[0])[:pending[1]])
+      outs.append(np.asarray(pending[0])[: pending[1]])
     if not outs:
       h, w = _out_size(resolution, *images.shape[1:3])
       return np.zeros((0, h, w) + (() if labels else (self.num_classes,)), np.uint8 if labels else np.float32)
@@ -249,9 +276,12 @@ def load_parser(path=None, **kwargs) -> FaceParser:
   if path is None:
     path = os.environ.get(ENV_VAR)
     if not path:
-      raise FileNotFoundError(f"no face parser given: set ${ENV_VAR} to BiSeNet's 79999_iter.pth or a "
-                              "directory converted with `python -m converters`")
+      raise FileNotFoundError(
+        f"no face parser given: set ${ENV_VAR} to BiSeNet's 79999_iter.pth or a "
+        "directory converted with `python -m converters`"
+      )
   from ss_jax.parser import checkpoint  # reads .pth files through converters/
+
   params, _, info = checkpoint.load_any(path)
   return FaceParser(params, info=info, **kwargs)
 
@@ -284,6 +314,7 @@ def colorize(labels) -> np.ndarray:
 def overlay(image, labels, alpha=0.6) -> np.ndarray:
   """uint8 image (H, W, 3) blended with its label colours (h, w); image resized to (h, w) if needed."""
   from PIL import Image
+
   h, w = labels.shape
   if image.shape[:2] != (h, w):
     image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
@@ -293,6 +324,7 @@ def overlay(image, labels, alpha=0.6) -> np.ndarray:
 
 def _image_size(path):
   from PIL import Image, UnidentifiedImageError
+
   try:
     with Image.open(path) as im:
       return im.size[1], im.size[0]
@@ -313,6 +345,7 @@ def parse_folder(parser: FaceParser, images_dir, outdir, resolution=None, overla
     {"images": count, "labels": labels dir, "overlays": overlays dir or None}.
   """
   from ss_jax.runtime import images as imio
+
   files = images_lib.image_files(images_dir)
   sizes = [_image_size(p) for p in files]
   groups = {}
@@ -325,7 +358,7 @@ def parse_folder(parser: FaceParser, images_dir, outdir, resolution=None, overla
 
   def finish(batch_files, batch_images, dispatched):
     nonlocal done
-    out = np.asarray(dispatched[0])[:dispatched[1]]
+    out = np.asarray(dispatched[0])[: dispatched[1]]
     for p, im, lab in zip(batch_files, batch_images, out):
       imio.save_png(label_dir / f"{p.stem}.png", lab)
       if overlay_dir is not None:
@@ -334,7 +367,7 @@ def parse_folder(parser: FaceParser, images_dir, outdir, resolution=None, overla
     print(f"parsed {done}/{total} images ({done / (time.perf_counter() - t0):.2f} img/s)", file=stream)
 
   pending = None
-  for batch_files in (g[i:i + step] for g in groups.values() for i in range(0, len(g), step)):
+  for batch_files in (g[i : i + step] for g in groups.values() for i in range(0, len(g), step)):
     batch = np.stack([images_lib.read_image(p)[0] for p in batch_files])
     cur = (batch_files, batch, parser.dispatch(batch, resolution))
     if pending is not None:  # write the previous batch while this one runs

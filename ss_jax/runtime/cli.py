@@ -21,6 +21,7 @@
     0 shows INFO, 1 DEBUG).
 The validators are absl flag validators, so they run while the flags are parsed.
 """
+
 import importlib.util
 import logging
 import math
@@ -77,13 +78,15 @@ def seed(*names):
 def seed_span(seed_name, count_name):
   """Seeds seed .. seed + count - 1 (one per sample) must all be valid seeds."""
   flags.register_multi_flags_validator(
-      [seed_name, count_name],
-      lambda d: d[seed_name] is None or d[count_name] is None or d[seed_name] + d[count_name] - 1 <= SEED_MAX,
-      message=f"--{seed_name} + --{count_name} - 1 must be at most {SEED_MAX} (sample i uses seed + i)")
+    [seed_name, count_name],
+    lambda d: d[seed_name] is None or d[count_name] is None or d[seed_name] + d[count_name] - 1 <= SEED_MAX,
+    message=f"--{seed_name} + --{count_name} - 1 must be at most {SEED_MAX} (sample i uses seed + i)",
+  )
 
 
 def seed_list(*names):
   """Seed-list flags such as '0-7,10': parsed with runtime.seeds.parse_seeds."""
+
   def ok(v):
     if v is None:
       return True
@@ -92,19 +95,23 @@ def seed_list(*names):
     except ValueError as e:
       raise flags.ValidationError(str(e)) from None
     return True
+
   for name in names:
     flags.register_validator(name, ok)
 
 
 def needs_module(name, value, module, what):
   """--name=value needs the importable `module` (an optional extra), checked up front."""
+
   def installed():
     try:
       return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # e.g. a module blocked with sys.modules[name] = None
       return False
-  flags.register_validator(name, lambda v: v != value or installed(),
-                           message=f"--{name}={value} needs {what}, which is not installed")
+
+  flags.register_validator(
+    name, lambda v: v != value or installed(), message=f"--{name}={value} needs {what}, which is not installed"
+  )
 
 
 # ----------------------------------------------------------------------------- errors
@@ -149,9 +156,9 @@ def quiet_logging():
 class StopRequest:
   """Ctrl-C / SIGTERM set a flag instead of raising, so a trainer can checkpoint and stop.
 
-    stop = cli.StopRequest()
-    train(..., should_stop=stop)  # polled between steps
-    stop.exit_if_interrupted()     # after Ctrl-C: one line, exit status 130
+  stop = cli.StopRequest()
+  train(..., should_stop=stop)  # polled between steps
+  stop.exit_if_interrupted()     # after Ctrl-C: one line, exit status 130
   """
 
   def __init__(self, signals=(signal.SIGINT, signal.SIGTERM)):
@@ -168,8 +175,7 @@ class StopRequest:
 
   def exit_if_interrupted(self):
     if self.signal == signal.SIGINT:
-      print("error: interrupted (the state is saved: rerun the same command to continue)",
-            file=sys.stderr)
+      print("error: interrupted (the state is saved: rerun the same command to continue)", file=sys.stderr)
       sys.exit(130)
 
 

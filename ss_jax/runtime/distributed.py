@@ -36,6 +36,7 @@ each process writes its own shards, process 0 reads them all to merge. A killed
 run is restarted with the same command (any device or process count): finished
 shards are kept, only missing ones are computed.
 """
+
 import functools
 import os
 import time
@@ -67,8 +68,9 @@ def _env_int(name):
     raise ValueError(f"env {name}={v!r} is not an integer") from None
 
 
-def initialize(coordinator=None, num_processes=None, process_id=None, *, auto=False,
-               local_device_ids=None, timeout_s=300):
+def initialize(
+  coordinator=None, num_processes=None, process_id=None, *, auto=False, local_device_ids=None, timeout_s=300
+):
   """Joins JAX's multi-controller runtime when asked; returns True in a multi-process run.
 
   Must run before any JAX computation (and before ShardedJobs are made: they read
@@ -93,30 +95,39 @@ def initialize(coordinator=None, num_processes=None, process_id=None, *, auto=Fa
   process_id = _env_int(ENV_PROCESS_ID) if process_id is None else int(process_id)
   if coordinator is None and not auto:
     if num_processes not in (None, 1) or process_id not in (None, 0):
-      raise ValueError(f"num_processes={num_processes}, process_id={process_id} given without a coordinator "
-                       f"address (--coordinator_address or env {ENV_COORDINATOR})")
+      raise ValueError(
+        f"num_processes={num_processes}, process_id={process_id} given without a coordinator "
+        f"address (--coordinator_address or env {ENV_COORDINATOR})"
+      )
     return False
   if not auto and (num_processes is None or process_id is None):
-    raise ValueError(f"coordinator {coordinator} given without num_processes and process_id "
-                     f"(flags, or env {ENV_NUM_PROCESSES} / {ENV_PROCESS_ID}); or use auto-detection")
+    raise ValueError(
+      f"coordinator {coordinator} given without num_processes and process_id "
+      f"(flags, or env {ENV_NUM_PROCESSES} / {ENV_PROCESS_ID}); or use auto-detection"
+    )
   # CPU processes exchange the (tiny) agreement and barrier collectives through gloo.
   if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") in (None, "", "none"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
-    jax.distributed.initialize(coordinator, num_processes, process_id, local_device_ids=local_device_ids,
-                               initialization_timeout=int(timeout_s))
+    jax.distributed.initialize(
+      coordinator, num_processes, process_id, local_device_ids=local_device_ids, initialization_timeout=int(timeout_s)
+    )
   except RuntimeError as e:
-    raise RuntimeError(f"jax.distributed.initialize({coordinator}, {num_processes}, {process_id}) failed: {e} "
-                       "(it must run before any JAX computation, and all processes must reach the "
-                       "coordinator)") from e
+    raise RuntimeError(
+      f"jax.distributed.initialize({coordinator}, {num_processes}, {process_id}) failed: {e} "
+      "(it must run before any JAX computation, and all processes must reach the "
+      "coordinator)"
+    ) from e
   return jax.process_count() > 1
 
 
 def describe(mesh=None):
   """One line: 'process 0/2, 2 local of 4 cpu devices, mesh data=4'."""
   mesh = mesh or default_mesh()
-  return (f"process {jax.process_index()}/{jax.process_count()}, {jax.local_device_count()} local of "
-          f"{jax.device_count()} {jax.devices()[0].platform} devices, mesh {AXIS}={mesh.devices.size}")
+  return (
+    f"process {jax.process_index()}/{jax.process_count()}, {jax.local_device_count()} local of "
+    f"{jax.device_count()} {jax.devices()[0].platform} devices, mesh {AXIS}={mesh.devices.size}"
+  )
 
 
 def is_main():
@@ -143,8 +154,7 @@ def default_mesh():
 
 def local_mesh():
   """1-D mesh over this process's devices only: computations on it need no other process."""
-  return jax.make_mesh((jax.local_device_count(),), (AXIS,), devices=jax.local_devices(),
-                       axis_types=(AxisType.Auto,))
+  return jax.make_mesh((jax.local_device_count(),), (AXIS,), devices=jax.local_devices(), axis_types=(AxisType.Auto,))
 
 
 def auto_axes(mesh):
@@ -178,6 +188,7 @@ def allgather(x):
   if jax.process_count() == 1:
     return x[None]
   from jax.experimental import multihost_utils
+
   return np.asarray(multihost_utils.process_allgather(x))
 
 
@@ -199,13 +210,14 @@ def gather_rows(local):
   counts = allgather(np.int64(len(local)))
   pad = np.zeros((int(counts.max()) - len(local),) + local.shape[1:], local.dtype)
   every = allgather(np.concatenate([local, pad]))
-  return np.concatenate([every[p, :int(c)] for p, c in enumerate(counts)])
+  return np.concatenate([every[p, : int(c)] for p, c in enumerate(counts)])
 
 
 def barrier(name):
   """Blocks until every process reaches barrier(name) (no-op in a single-process run)."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     multihost_utils.sync_global_devices(name)
 
 
@@ -236,9 +248,11 @@ def wait_for_shards(*jobs_, timeout_s=None, poll_s=0.5):
       return
     if time.time() >= deadline:
       j, i = missing[0]
-      raise jobs.ShardsMissing(f"{j.dir}: {len(missing)} shard(s) not done (first: {j.shard_path(i).name}) after "
-                         f"{timeout_s:.0f}s; other processes still running, or a workdir that is not shared "
-                         "by all processes")
+      raise jobs.ShardsMissing(
+        f"{j.dir}: {len(missing)} shard(s) not done (first: {j.shard_path(i).name}) after "
+        f"{timeout_s:.0f}s; other processes still running, or a workdir that is not shared "
+        "by all processes"
+      )
     time.sleep(poll_s)
 
 
@@ -285,8 +299,7 @@ def sharded_step(fn, mesh, num_batched, num_replicated):
   Cached on (fn, mesh, ...): pass the same fn object to reuse the compiled step.
   """
   batch, repl = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
-  return jax.jit(fn, in_shardings=(repl,) + (batch,) * num_batched + (repl,) * num_replicated,
-                 out_shardings=batch)
+  return jax.jit(fn, in_shardings=(repl,) + (batch,) * num_batched + (repl,) * num_replicated, out_shardings=batch)
 
 
 def pad_rows(a, n):
@@ -334,7 +347,7 @@ def map_batches(fn, g, batched, replicated=(), batch_size=256, mesh=None, prepar
   replicated = tuple(replicate(r, mesh) for r in replicated)
   pending = None
   for t in range(steps):
-    parts = [pad_rows(a[t * bs:(t + 1) * bs], bs) for a in batched]
+    parts = [pad_rows(a[t * bs : (t + 1) * bs], bs) for a in batched]
     k = max(0, min(bs, n - t * bs))
     if prepare is not None:
       parts = list(prepare(*parts))
@@ -343,4 +356,4 @@ def map_batches(fn, g, batched, replicated=(), batch_size=256, mesh=None, prepar
     if pending is not None:
       yield jax.tree.map(lambda x, k=pending[1]: local_rows(x)[:k], pending[0])
     pending = out, k
-  yield jax.tree.map(lambda x: local_rows(x)[:pending[1]], pending[0])
+  yield jax.tree.map(lambda x: local_rows(x)[: pending[1]], pending[0])

@@ -1,5 +1,6 @@
 """Fingerprints that guard resumed jobs against swapped models: sha1 over the bytes of a pytree's
 array leaves (in tree order), optionally after a prefix."""
+
 import hashlib
 
 import jax

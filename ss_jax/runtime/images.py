@@ -1,4 +1,5 @@
 """Image conversion, PNG output (grids, atomic writes) and reading image files."""
+
 import os
 import pathlib
 import tempfile
@@ -13,8 +14,10 @@ def to_uint8(x, drange=(-1.0, 1.0)):
   lo, hi = drange
   x = np.asarray(x, np.float32)
   if not np.all(np.isfinite(x)):
-    raise ValueError(f"images hold {int(x.size - np.count_nonzero(np.isfinite(x)))} NaN or infinite "
-                     "value(s); nothing written (check the checkpoint and flags such as --psi)")
+    raise ValueError(
+      f"images hold {int(x.size - np.count_nonzero(np.isfinite(x)))} NaN or infinite "
+      "value(s); nothing written (check the checkpoint and flags such as --psi)"
+    )
   x = (x - lo) * (255.0 / (hi - lo))
   return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
@@ -28,13 +31,14 @@ def make_grid(images, cols=None, pad=2, pad_value=255):
   grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), pad_value, images.dtype)
   for i in range(n):
     r, q = divmod(i, cols)
-    grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = images[i]
+    grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[i]
   return grid
 
 
 def save_png(path, image):
   """Write an (H, W, C) or (H, W) uint8 array as PNG via a temporary file + rename."""
   from PIL import Image
+
   image = np.asarray(image)
   if image.ndim == 3 and image.shape[2] == 1:
     image = image[:, :, 0]
@@ -107,6 +111,7 @@ def _mode_notes(im, path, channels):
 def _open_image(path, size, resize, channels):
   """Opens (lazily, header only) and checks the file; -> (PIL image, notes). ValueError when unusable."""
   from PIL import Image, UnidentifiedImageError
+
   try:
     im = Image.open(path)
   except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
@@ -117,8 +122,9 @@ def _open_image(path, size, resize, channels):
     if not resize:
       im.close()
       raise ValueError(f"{path}: image is {w}x{h} pixels, expected {size}x{size}")
-    notes.append(f"{path.name}: resized {w}x{h} -> {size}x{size}"
-                 + (" (centre-cropped to a square first)" if w != h else ""))
+    notes.append(
+      f"{path.name}: resized {w}x{h} -> {size}x{size}" + (" (centre-cropped to a square first)" if w != h else "")
+    )
   return im, notes
 
 
@@ -126,6 +132,7 @@ def _to_array(im, channels):
   """Decoded PIL image -> uint8 (H, W, channels)."""
   if im.mode.startswith("I;16"):  # 16-bit grey -> 8-bit (PIL's own conversion would clip)
     from PIL import Image
+
     a = np.asarray(im).astype(np.float64) / 257.0
     im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
   if channels == 3:
@@ -151,6 +158,7 @@ def read_image(path, size=None, resize=False, channels=3):
   with Lanczos filtering (noted). Unreadable files raise ValueError.
   """
   from PIL import Image
+
   path = pathlib.Path(path)
   im, notes = _open_image(path, size, resize, channels)
   try:
@@ -164,7 +172,7 @@ def read_image(path, size=None, resize=False, channels=3):
   if size is not None and (h, w) != (size, size):
     k = min(w, h)
     top, left = (h - k) // 2, (w - k) // 2
-    crop = x[top:top + k, left:left + k]
+    crop = x[top : top + k, left : left + k]
     y = Image.fromarray(np.ascontiguousarray(crop[:, :, 0] if channels == 1 else crop))
     x = np.asarray(y.resize((size, size), Image.LANCZOS)).reshape(size, size, channels)
   return x, notes

@@ -8,6 +8,7 @@ only on the settings; shards are assigned to processes round-robin (by default
 jax.process_index() of jax.process_count()), so a rerun with another number of
 processes or devices completes the same job (see ss_jax.runtime.distributed).
 """
+
 import contextlib
 import json
 import os
@@ -52,6 +53,7 @@ def atomic_write_json(path, obj):
 
 def atomic_save_npz(path, **arrays):
   import io
+
   buf = io.BytesIO()
   np.savez(buf, **arrays)
   atomic_write_bytes(path, buf.getvalue())
@@ -97,8 +99,10 @@ def check_finite(arrays, what):
     v = np.asarray(v)
     if v.dtype.kind in "fc" and not np.all(np.isfinite(v)):
       bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
-      raise NonFiniteError(f"{what}: '{k}' holds {bad} NaN or infinite value(s); stopping "
-                           "(check the checkpoint and the flags, e.g. --psi or a learning rate)")
+      raise NonFiniteError(
+        f"{what}: '{k}' holds {bad} NaN or infinite value(s); stopping "
+        "(check the checkpoint and the flags, e.g. --psi or a learning rate)"
+      )
 
 
 def open_npz(path):
@@ -107,8 +111,7 @@ def open_npz(path):
     return np.load(path, allow_pickle=False)
   except ValueError as e:
     if "pickle" in str(e):
-      raise ValueError(f"{path} holds pickled Python objects, which ss-jax never loads "
-                       "(only plain arrays)") from None
+      raise ValueError(f"{path} holds pickled Python objects, which ss-jax never loads (only plain arrays)") from None
     raise
 
 
@@ -132,8 +135,7 @@ def load_npz(path):
       return {k: f[k] for k in f.files}
     except ValueError as e:
       if "allow_pickle" in str(e):
-        raise ValueError(f"{path} holds pickled Python objects, which ss-jax never loads "
-                         "(only plain arrays)") from None
+        raise ValueError(f"{path} holds pickled Python objects, which ss-jax never loads (only plain arrays)") from None
       raise
 
 
@@ -184,6 +186,7 @@ class ShardedJob:
     self.num_shards = int(num_shards)
     if process_index is None or process_count is None:
       import jax  # lazy: the rest of this module is numpy only
+
       process_index = jax.process_index() if process_index is None else process_index
       process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= int(process_index) < int(process_count):
@@ -200,8 +203,10 @@ class ShardedJob:
       old = json.loads(spec_path.read_text())
       if not same_settings(old, spec):
         diff = sorted(k for k in set(old) | set(spec) if not same_settings(old.get(k), spec.get(k)))
-        raise SettingsMismatch(f"{self.dir} holds a job with different settings ({', '.join(diff)}); "
-                               "use another --workdir or delete that folder")
+        raise SettingsMismatch(
+          f"{self.dir} holds a job with different settings ({', '.join(diff)}); "
+          "use another --workdir or delete that folder"
+        )
     elif self.process_index == 0:
       atomic_write_json(spec_path, spec)
     self.spec = spec
@@ -277,8 +282,7 @@ class Progress:
       else:
         stats = f"{now - self.t0:.0f}s incl. compilation"
       note = f", {note}" if note else ""
-      print(f"{self.label}: {self.done}/{self.total} {self.unit} ({stats}){note}",
-            file=self.stream, flush=True)
+      print(f"{self.label}: {self.done}/{self.total} {self.unit} ({stats}){note}", file=self.stream, flush=True)
 
 
 def shard_ranges(num_samples, samples_per_shard):

@@ -4,10 +4,21 @@
 dots per series, a legend, optional vertical marker lines (e.g. a matched target change).
 `side_by_side(images)` pastes plots into one row.
 """
+
 import numpy as np
 
-PALETTE = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+PALETTE = (
+  (31, 119, 180),
+  (214, 39, 40),
+  (44, 160, 44),
+  (255, 127, 14),
+  (148, 103, 189),
+  (140, 86, 75),
+  (227, 119, 194),
+  (127, 127, 127),
+  (188, 189, 34),
+  (23, 190, 207),
+)
 
 
 def _ticks(lo, hi, n=5):
@@ -27,12 +38,12 @@ def _fmt(v):
 def line_plot(series, title="", xlabel="", ylabel="", vlines=(), width=520, height=380):
   """Plot series = [(label, xs, ys), ...]; NaN points are skipped. Returns (H, W, 3) uint8."""
   from PIL import Image, ImageDraw
+
   img = Image.new("RGB", (width, height), "white")
   d = ImageDraw.Draw(img)
   legend_h = 14 * ((len(series) + 1) // 2)
   left, right, top, bottom = 52, width - 14, 24, height - 36 - legend_h
-  pts = [(float(x), float(y)) for _, xs, ys in series for x, y in zip(xs, ys)
-         if np.isfinite(x) and np.isfinite(y)]
+  pts = [(float(x), float(y)) for _, xs, ys in series for x, y in zip(xs, ys) if np.isfinite(x) and np.isfinite(y)]
   pts += [(float(v), 0.0) for v in vlines if np.isfinite(v)]
   xs_all = [p[0] for p in pts] or [0.0, 1.0]
   ys_all = [p[1] for p in pts] or [0.0, 1.0]
@@ -77,6 +88,6 @@ def side_by_side(images, pad=6):
   out = np.full((h, w, 3), 255, np.uint8)
   x = 0
   for im in images:
-    out[:im.shape[0], x:x + im.shape[1]] = im
+    out[: im.shape[0], x : x + im.shape[1]] = im
     x += im.shape[1] + pad
   return out

@@ -8,6 +8,7 @@ another path, is stale: it is reported on stderr and taken over. A lock from ano
 which host and process to look for, and to delete the file if that run is gone.
 Within one process the lock is re-entrant (several jobs may share a workdir).
 """
+
 import atexit
 import json
 import os
@@ -57,8 +58,7 @@ def acquire(workdir, stream=None):
     return _held[key]
   path = workdir / LOCK_NAME
   host = socket.gethostname()
-  me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "workdir": key}
+  me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "workdir": key}
   for _ in range(5):
     try:
       fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -88,10 +88,8 @@ def acquire(workdir, stream=None):
           os.remove(aside)
           continue
         os.remove(aside)
-        why = (f"copied with the folder from {info.get('workdir')}" if copied
-               else "which is no longer running")
-        print(f"warning: {workdir}: removed a stale lock left by {_describe(info)}, {why}",
-              file=stream)
+        why = f"copied with the folder from {info.get('workdir')}" if copied else "which is no longer running"
+        print(f"warning: {workdir}: removed a stale lock left by {_describe(info)}, {why}", file=stream)
         continue
       where = "" if ours else " (on another host: if that run is gone, delete the lock file)"
       raise WorkdirBusy(f"{workdir} is in use by {_describe(info)}{where}; lock file {path}")

@@ -10,6 +10,7 @@ adding to one (resuming a workdir, rewriting a report) does not.
 Files are published with the permissions the umask allows (0666 & ~umask for files,
 0777 & ~umask for folders), like any other program's output.
 """
+
 import json
 import os
 import pathlib
@@ -45,8 +46,13 @@ def has_marker(directory) -> bool:
 
 def write_marker(directory, kind="output"):
   """Marks `directory` as written by ss-jax (kind: 'output', 'workdir', 'report', ...)."""
-  info = {"tool": "ss-jax", "kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-          "host": socket.gethostname(), "pid": os.getpid()}
+  info = {
+    "tool": "ss-jax",
+    "kind": kind,
+    "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    "host": socket.gethostname(),
+    "pid": os.getpid(),
+  }
   path = pathlib.Path(directory) / MARKER
   with open(path, "w") as f:
     f.write(json.dumps(info) + "\n")
@@ -69,11 +75,12 @@ def check_target(directory, overwrite=False, flag="--overwrite"):
   if not any(d.iterdir()):
     return
   if not has_marker(d):
-    raise OutputError(f"output folder {d} already holds files that ss-jax did not write; "
-                      "refusing to touch them (choose a new or empty folder)")
+    raise OutputError(
+      f"output folder {d} already holds files that ss-jax did not write; "
+      "refusing to touch them (choose a new or empty folder)"
+    )
   if not overwrite:
-    raise OutputError(f"output folder {d} holds a previous ss-jax output; pass {flag} to "
-                      "replace it")
+    raise OutputError(f"output folder {d} holds a previous ss-jax output; pass {flag} to replace it")
 
 
 def claim(directory, kind="workdir"):
@@ -91,9 +98,11 @@ def claim(directory, kind="workdir"):
   if d.is_dir() and has_marker(d):
     return d
   if d.is_dir() and any(d.iterdir()):
-    raise OutputError(f"folder {d} already holds files that ss-jax did not write; refusing to "
-                      "write into it (choose a new or empty folder; a workdir of an older ss-jax "
-                      f"can be marked with: touch {d / MARKER})")
+    raise OutputError(
+      f"folder {d} already holds files that ss-jax did not write; refusing to "
+      "write into it (choose a new or empty folder; a workdir of an older ss-jax "
+      f"can be marked with: touch {d / MARKER})"
+    )
   d.mkdir(parents=True, exist_ok=True)
   write_marker(d, kind)
   return d

@@ -1,4 +1,5 @@
 """Seed lists as users write them ('0-7,10'): parsing and the valid range (numpy's RandomState)."""
+
 import re
 
 SEED_MAX = 2**32 - 1  # numpy.random.RandomState accepts 0 .. 2**32 - 1

@@ -6,6 +6,7 @@ Layout of a converted directory:
                      "config": {...}, "source": {...}}   (no family: stylegan2)
   DIR/state/        orbax PyTree checkpoint of {"params": ..., "buffers": ...}
 """
+
 import json
 import pathlib
 
@@ -37,18 +38,25 @@ def save_generator(g: Generator, directory, source=None, overwrite=False):
   (see jobs.atomic_directory); it is never a folder of the user's files.
   """
   import orbax.checkpoint as ocp
+
   with jobs.atomic_directory(directory, overwrite) as tmp:
     state = jax.tree.map(np.asarray, {"params": g.params, "buffers": g.buffers})
     with ocp.StandardCheckpointer() as ckpt:
       ckpt.save(tmp / "state", state)
-    meta = {"format": FORMAT, "version": VERSION, "family": getattr(g.config, "family", "stylegan2"),
-            "config": g.config.to_dict(), "source": source or {}}
+    meta = {
+      "format": FORMAT,
+      "version": VERSION,
+      "family": getattr(g.config, "family", "stylegan2"),
+      "config": g.config.to_dict(),
+      "source": source or {},
+    }
     (tmp / "config.json").write_text(json.dumps(meta, indent=2))
 
 
 def load_converted(directory):
   """Read a directory written by save_generator; returns (Generator, meta dict)."""
   import orbax.checkpoint as ocp
+
   directory = pathlib.Path(directory).absolute()
   meta_path = directory / "config.json"
   if not meta_path.is_file():
@@ -59,16 +67,20 @@ def load_converted(directory):
   family = meta.get("family", "stylegan2")
   if family not in ("stylegan2", "stylegan3"):
     raise ValueError(f"{meta_path}: unknown generator family {family!r}")
-  cls, config_cls = ((sg3_generator.StyleGAN3Generator, sg3_config.StyleGAN3Config) if family == "stylegan3"
-                     else (Generator, GeneratorConfig))
+  cls, config_cls = (
+    (sg3_generator.StyleGAN3Generator, sg3_config.StyleGAN3Config)
+    if family == "stylegan3"
+    else (Generator, GeneratorConfig)
+  )
   cfg = config_cls.from_dict(meta["config"])
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(directory / "state", _abstract_state(cfg))
   for keypath, leaf in jax.tree_util.tree_leaves_with_path(state):
     if jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact) and not np.all(np.isfinite(np.asarray(leaf))):
       name = jax.tree_util.keystr(keypath)
-      raise ValueError(f"{directory}: tensor {name} holds NaN or infinite values; refusing a generator "
-                       "that would produce NaN images")
+      raise ValueError(
+        f"{directory}: tensor {name} holds NaN or infinite values; refusing a generator that would produce NaN images"
+      )
   return cls(state["params"], state["buffers"], cfg), meta
 
 
@@ -107,10 +119,12 @@ def load_checkpoint(path):
   arrays; the generator is built here.
   """
   import converters  # the file readers and format mappings
+
   config, params_fn, info = converters.read_generator(path)
   config = dict(config)
   if config.pop("family", "stylegan2") == "stylegan3":  # the layer table checks the stored layers
     from converters.io import CheckpointError
+
     try:
       cfg = sg3_config.StyleGAN3Config(**config)
     except ValueError as e:
@@ -121,8 +135,9 @@ def load_checkpoint(path):
   params, buffers = params_fn(cfg, style_layout(cfg))
   if buffers.get("w_avg") is None:
     buffers["w_avg"] = estimate_w_avg(cfg, params)
-    info = dict(info, w_avg=f"no latent_avg in the checkpoint: estimated as the mean mapping output "
-                            f"of {W_AVG_SAMPLES} random z (seed 0)")
+    info = dict(
+      info,
+      w_avg=f"no latent_avg in the checkpoint: estimated as the mean mapping output "
+      f"of {W_AVG_SAMPLES} random z (seed 0)",
+    )
   return Generator(params, buffers, cfg), info
-
-

@@ -3,6 +3,7 @@
 The config is plain, hashable data (it is the static part of the Generator
 pytree); everything about the network's shape follows from it.
 """
+
 import dataclasses
 import math
 from typing import Optional
@@ -28,6 +29,7 @@ class GeneratorConfig:
   flavour selects the few numeric details that differ between NVIDIA's and
   rosinality's code (demodulation epsilon scale, truncation formula).
   """
+
   z_dim: int
   w_dim: int
   img_resolution: int
@@ -35,9 +37,9 @@ class GeneratorConfig:
   c_dim: int = 0
   img_channels: int = 3
   mapping_layers: int = 8
-  mapping_hidden: Optional[int] = None   # default: w_dim
+  mapping_hidden: Optional[int] = None  # default: w_dim
   mapping_lr: float = 0.01
-  embed_features: Optional[int] = None   # default: w_dim when c_dim > 0
+  embed_features: Optional[int] = None  # default: w_dim when c_dim > 0
   architecture: str = "skip"
   conv_clamp: Optional[float] = None
   flavour: str = "nvidia"
@@ -99,6 +101,7 @@ class StyleLayer:
   channel name; offset: first flat-S index; channels: style length (= input
   channels of the conv); w_index: row of ws it reads.
   """
+
   name: str
   index: int
   resolution: int

@@ -20,6 +20,7 @@ learning rate: the runtime gains are applied here), in NHWC/HWIO layout:
 `Generator` bundles them with the static config as a pytree, so it can be passed
 through jax.jit / grad / vmap.
 """
+
 import math
 
 import flax.struct
@@ -42,15 +43,18 @@ def init_params(cfg: GeneratorConfig, key):
   keys = iter(jax.random.split(key, 4 * len(style_layout(cfg)) + cfg.mapping_layers + 16))
   normal = lambda shape: jax.random.normal(next(keys), shape, jnp.float32)
   dims = [cfg.z_dim + cfg.embed_dim] + [cfg.hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
-  mapping = {"fc": [{"w": normal((i, o)) / cfg.mapping_lr, "b": jnp.zeros((o,))}
-                    for i, o in zip(dims[:-1], dims[1:])]}
+  mapping = {"fc": [{"w": normal((i, o)) / cfg.mapping_lr, "b": jnp.zeros((o,))} for i, o in zip(dims[:-1], dims[1:])]}
   if cfg.c_dim:
     mapping["embed"] = {"w": normal((cfg.c_dim, cfg.embed_dim)), "b": jnp.zeros((cfg.embed_dim,))}
   layers, noise = [], []
   for L in style_layout(cfg):
     k = 3 if L.kind == "conv" else 1
-    p = {"affine_w": normal((cfg.w_dim, L.channels)), "affine_b": jnp.ones((L.channels,)),
-         "weight": normal((k, k, L.channels, L.out_channels)), "bias": jnp.zeros((L.out_channels,))}
+    p = {
+      "affine_w": normal((cfg.w_dim, L.channels)),
+      "affine_b": jnp.ones((L.channels,)),
+      "weight": normal((k, k, L.channels, L.out_channels)),
+      "bias": jnp.zeros((L.out_channels,)),
+    }
     if L.kind == "conv":
       p["noise_strength"] = jnp.zeros(())
       noise.append(normal((L.resolution, L.resolution)))
@@ -58,8 +62,9 @@ def init_params(cfg: GeneratorConfig, key):
   synthesis = {"const": normal((4, 4, cfg.channels_at(4))), "layers": layers}
   if cfg.architecture == "resnet":
     synthesis["skips"] = [
-        {"weight": normal((1, 1, cfg.channels_at(2**(k - 1)), cfg.channels_at(2**k)))}
-        for k in range(3, cfg.log2_res + 1)]
+      {"weight": normal((1, 1, cfg.channels_at(2 ** (k - 1)), cfg.channels_at(2**k)))}
+      for k in range(3, cfg.log2_res + 1)
+    ]
   params = {"mapping": mapping, "synthesis": synthesis}
   buffers = {"w_avg": jnp.zeros((cfg.w_dim,)), "noise": noise}
   return params, buffers
@@ -161,10 +166,11 @@ def synthesis(cfg, params, buffers, s, noise_mode="const", key=None, precision=H
 class Generator:
   """A StyleGAN2 generator as a pytree: leaves are params and buffers, config is static.
 
-    ws = g.mapping(z, c=None, psi=1.0)   # (N, z_dim) -> (N, num_ws, w_dim)
-    s = g.styles(ws)                     # tuple of (N, C_l), generator order
-    x = g.synthesis(s)                   # (N, H, W, img_channels), NHWC
+  ws = g.mapping(z, c=None, psi=1.0)   # (N, z_dim) -> (N, num_ws, w_dim)
+  s = g.styles(ws)                     # tuple of (N, C_l), generator order
+  x = g.synthesis(s)                   # (N, H, W, img_channels), NHWC
   """
+
   params: dict
   buffers: dict
   config: GeneratorConfig = flax.struct.field(pytree_node=False)
@@ -219,15 +225,27 @@ def flatten_styles(s):
 
 def unflatten_styles(layout, flat):
   """(N, sum C_l) flat S -> tuple of (N, C_l) blocks following layout."""
-  return tuple(flat[:, L.offset:L.offset + L.channels] for L in layout)
+  return tuple(flat[:, L.offset : L.offset + L.channels] for L in layout)
 
 
 def config_f(resolution=1024, z_dim=512, w_dim=512, **kw):
   """Config of NVIDIA's config-f model at a given resolution (channel_base 32768, max 512)."""
   from ss_jax.stylegan2.config import nvidia_channels
-  return GeneratorConfig(z_dim=z_dim, w_dim=w_dim, img_resolution=resolution,
-                         channels=nvidia_channels(resolution, 32768, 512), **kw)
+
+  return GeneratorConfig(
+    z_dim=z_dim, w_dim=w_dim, img_resolution=resolution, channels=nvidia_channels(resolution, 32768, 512), **kw
+  )
 
 
-__all__ = ["Generator", "GeneratorConfig", "init_params", "mapping", "styles", "synthesis",
-           "truncate", "flatten_styles", "unflatten_styles", "config_f"]
+__all__ = [
+  "Generator",
+  "GeneratorConfig",
+  "init_params",
+  "mapping",
+  "styles",
+  "synthesis",
+  "truncate",
+  "flatten_styles",
+  "unflatten_styles",
+  "config_f",
+]

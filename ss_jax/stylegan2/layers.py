@@ -6,6 +6,7 @@ skip-architecture image so far (N, R, R, img_c) or None, block_x the resnet shor
 `_pre` is the modulated conv of a layer (before noise and bias), `_post` the rest (noise, bias,
 activation, resnet shortcut, toRGB accumulation); `valid=True` / `crop` run them on crops.
 """
+
 import functools
 import math
 
@@ -30,7 +31,7 @@ def _conv_valid(x, w, precision=HIGHEST):
   kh, kw, cin, cout = w.shape
   _, h, wd, _ = x.shape
   if kh * kw > 1:
-    x = jnp.concatenate([x[:, i:i + h - kh + 1, j:j + wd - kw + 1] for i in range(kh) for j in range(kw)], axis=3)
+    x = jnp.concatenate([x[:, i : i + h - kh + 1, j : j + wd - kw + 1] for i in range(kh) for j in range(kw)], axis=3)
   return jnp.dot(x, w.reshape(kh * kw * cin, cout), precision=precision)
 
 
@@ -70,7 +71,7 @@ def _up_conv_valid(x, w, fir):
   """
   if UP_PHASES:
     n = x.shape[1]
-    return ops.conv2d_up(x, w, fir, HIGHEST, phase_conv=_conv_valid)[:, 2:2 * n - 2, 2:2 * n - 2]
+    return ops.conv2d_up(x, w, fir, HIGHEST, phase_conv=_conv_valid)[:, 2 : 2 * n - 2, 2 : 2 * n - 2]
   a = jnp.asarray(_phase_taps(tuple(fir)), w.dtype)
   cin, cout = w.shape[2], w.shape[3]
   k = jnp.einsum("adk,bel,klio->deiabo", a, a, w, precision=HIGHEST).reshape(3, 3, cin, 4 * cout)
@@ -126,8 +127,9 @@ def _post(cfg, L, p, syn, state, pre, noise, crop=None, precision=HIGHEST):
     if gain != 1.0:
       skip = syn["skips"][L.resolution.bit_length() - 4]
       wk = skip["weight"] / math.sqrt(bx.shape[-1])
-      y = ops.upsample2d(_conv_valid(bx, wk, precision) if crop is not None else ops.conv2d(bx, wk, precision),
-                         cfg.fir)  # 1x1
+      y = ops.upsample2d(
+        _conv_valid(bx, wk, precision) if crop is not None else ops.conv2d(bx, wk, precision), cfg.fir
+      )  # 1x1
       if crop is not None:
         y = crop.cut_skip(y)
       h = y * math.sqrt(0.5) + h
@@ -153,14 +155,14 @@ def _step(cfg, L, p, syn, state, s_l, noise, precision=HIGHEST):
   """One full-size synthesis layer: state -> state. s_l (N, C_in) its styles; noise as for _post."""
   if L.kind == "conv" and L.up:
     state = (state[0], state[1], state[0])  # resnet shortcut input
-  return _post(cfg, L, p, syn, state, _pre(cfg, L, p, state[0], s_l, precision=precision), noise,
-               precision=precision)
+  return _post(cfg, L, p, syn, state, _pre(cfg, L, p, state[0], s_l, precision=precision), noise, precision=precision)
 
 
 def _layer(g, m, state, s_m):
   """Layer m of g's synthesis network on full-size state, with the checkpoint's constant noise."""
-  return _step(g.config, g.layout[m], g.params["synthesis"]["layers"][m], g.params["synthesis"], state, s_m,
-               _noise(g, g.layout, m))
+  return _step(
+    g.config, g.layout[m], g.params["synthesis"]["layers"][m], g.params["synthesis"], state, s_m, _noise(g, g.layout, m)
+  )
 
 
 def _const_state(syn, n, dtype):

@@ -6,6 +6,7 @@ as its four stride phases (dense small convs on the low-resolution input, 9 taps
 per input pixel: 4x fewer multiply-adds than zero insertion or than folding the
 blur into a 6x6 kernel); the blur runs separably on those phase maps.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,8 +56,14 @@ def use_winograd(x_shape, w_shape):
   Accelerator backends keep lax.conv (cuDNN / the TPU compiler choose their own algorithms).
   """
   kh, kw, ci, co = w_shape
-  return (jax.default_backend() == "cpu" and kh == kw == 3 and min(ci, co) >= WINOGRAD_MIN_CHANNELS
-          and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0 and min(x_shape[1], x_shape[2]) >= WINOGRAD_MIN_SIDE)
+  return (
+    jax.default_backend() == "cpu"
+    and kh == kw == 3
+    and min(ci, co) >= WINOGRAD_MIN_CHANNELS
+    and x_shape[1] % 2 == 0
+    and x_shape[2] % 2 == 0
+    and min(x_shape[1], x_shape[2]) >= WINOGRAD_MIN_SIDE
+  )
 
 
 def conv2d(x, w, precision=None):
@@ -65,8 +72,13 @@ def conv2d(x, w, precision=None):
     return conv3x3_winograd(x, w, precision)
   pad = w.shape[0] // 2
   return jax.lax.conv_general_dilated(
-      x, w, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+    x,
+    w,
+    window_strides=(1, 1),
+    padding=((pad, pad), (pad, pad)),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=precision,
+  )
 
 
 def conv3x3_winograd(x, w, precision=None):
@@ -87,7 +99,7 @@ def conv3x3_winograd(x, w, precision=None):
     lo = jax.lax.slice_in_dim(v, 0, m, axis=axis)
     hi = jax.lax.slice_in_dim(v, 2, m + 2, axis=axis)
     shape = list(lo.shape)
-    shape[axis:axis + 1] = [m // 2, 2]
+    shape[axis : axis + 1] = [m // 2, 2]
     lo, hi = lo.reshape(shape), hi.reshape(shape)
     take = lambda a, k: jax.lax.index_in_dim(a, k, axis=axis + 1, keepdims=False)
     return take(lo, 0), take(lo, 1), take(hi, 0), take(hi, 1)
@@ -103,8 +115,8 @@ def conv3x3_winograd(x, w, precision=None):
   def output_transform(m0, m1, m2, m3):  # A^T m
     return m0 + m1 + m2, m1 - m2 - m3
 
-  y_rows = output_transform(m[0], m[1], m[2], m[3])                           # each (4, N, H/2, W/2, Co)
-  y = [output_transform(r[0], r[1], r[2], r[3]) for r in y_rows]             # y[row phase][col phase]
+  y_rows = output_transform(m[0], m[1], m[2], m[3])  # each (4, N, H/2, W/2, Co)
+  y = [output_transform(r[0], r[1], r[2], r[3]) for r in y_rows]  # y[row phase][col phase]
   y = jnp.stack([jnp.stack(y[0], axis=3), jnp.stack(y[1], axis=3)], axis=2)  # (N, H/2, 2, W/2, 2, Co)
   return y.reshape(n, h, wd, co)
 
@@ -122,15 +134,16 @@ def conv2d_up(x, w, fir=DEFAULT_FIR, precision=None, phase_conv=None):
   n, h, wd, _ = x.shape
   g = np.asarray(fir, np.float64)
   g = (g * 2.0 / g.sum()).astype(np.float32)
-  even, odd = [2, 0], [1]   # taps landing on even / odd positions, in input order p-1, p
+  even, odd = [2, 0], [1]  # taps landing on even / odd positions, in input order p-1, p
 
   def phase(ty, tx):
     py = (1, 1) if len(ty) == 2 else (0, 0)
     px = (1, 1) if len(tx) == 2 else (0, 0)
     if phase_conv is not None:
       return phase_conv(jnp.pad(x, ((0, 0), py, px, (0, 0))), w[np.ix_(ty, tx)])
-    return jax.lax.conv_general_dilated(x, w[np.ix_(ty, tx)], (1, 1), (py, px),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+    return jax.lax.conv_general_dilated(
+      x, w[np.ix_(ty, tx)], (1, 1), (py, px), dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision
+    )
 
   def blur(e, o, axis):
     """Transposed-conv samples t[2p] = e[p] (p <= L), t[2p+1] = o[p] (p < L) -> blurred (even, odd) outputs."""
@@ -187,6 +200,6 @@ def demod_coefficients(w, s, eps=1e-8, precision=None):
   Returns:
     (N, Cout) float32.
   """
-  wsq = jnp.sum(jnp.square(w), axis=(0, 1))                        # (Cin, Cout)
-  energy = jnp.matmul(jnp.square(s), wsq, precision=precision)    # (N, Cout)
+  wsq = jnp.sum(jnp.square(w), axis=(0, 1))  # (Cin, Cout)
+  energy = jnp.matmul(jnp.square(s), wsq, precision=precision)  # (N, Cout)
   return jax.lax.rsqrt(energy + eps)

@@ -3,6 +3,7 @@
 Seed convention: z of seed i = RandomState(i).randn(z_dim) (the official scripts'); conditional
 models get class label seed % c_dim (balanced) or one fixed class_idx.
 """
+
 import functools
 
 import jax
@@ -38,14 +39,14 @@ def generate(g: Generator, z, c=None, psi=1.0, batch_size=16):
   out = []
   n = len(z)
   for i in range(0, n, batch_size):
-    zb = z[i:i + batch_size]
-    cb = None if c is None else c[i:i + batch_size]
+    zb = z[i : i + batch_size]
+    cb = None if c is None else c[i : i + batch_size]
     pad = batch_size - len(zb) if n > batch_size else 0  # keep one compiled shape
     if pad:
       zb = np.concatenate([zb, np.zeros((pad,) + zb.shape[1:], zb.dtype)])
       cb = None if cb is None else np.concatenate([cb, np.zeros((pad,) + cb.shape[1:], cb.dtype)])
     x = np.asarray(_generate(g, zb, cb, np.float32(psi)))
-    out.append(x[:len(x) - pad])
+    out.append(x[: len(x) - pad])
   return np.concatenate(out)
 
 

@@ -8,6 +8,7 @@ layer the up/down factors, filter lengths and padding of the filtered leaky ReLU
 Everything here is static Python data (hashable), the static part of the
 `StyleGAN3Generator` pytree.
 """
+
 import dataclasses
 
 import numpy as np
@@ -23,6 +24,7 @@ class StyleGAN3Config:
   down-sampling filters; "R" (rotation) is conv_kernel 1 and radially symmetric
   down-sampling filters (use_radial_filters) on the non-critical layers.
   """
+
   z_dim: int
   w_dim: int
   img_resolution: int
@@ -35,8 +37,8 @@ class StyleGAN3Config:
   num_layers: int = 14
   num_critical: int = 2
   first_cutoff: float = 2.0
-  first_stopband: float = 2 ** 2.1
-  last_stopband_rel: float = 2 ** 0.3
+  first_stopband: float = 2**2.1
+  last_stopband_rel: float = 2**0.3
   margin_size: int = 10
   output_scale: float = 0.25
   conv_kernel: int = 3
@@ -52,8 +54,9 @@ class StyleGAN3Config:
     if self.z_dim <= 0 and self.c_dim <= 0:
       raise ValueError("need z_dim > 0 or c_dim > 0")
     if self.num_layers < 1 or not 0 <= self.num_critical < self.num_layers:
-      raise ValueError(f"need num_layers >= 1 and 0 <= num_critical < num_layers, got "
-                       f"{self.num_layers}, {self.num_critical}")
+      raise ValueError(
+        f"need num_layers >= 1 and 0 <= num_critical < num_layers, got {self.num_layers}, {self.num_critical}"
+      )
     if self.img_resolution < 1:
       raise ValueError(f"img_resolution must be positive, got {self.img_resolution}")
     layer_table(self)  # raises for resolutions/rates the constructor cannot build
@@ -81,6 +84,7 @@ class StyleGAN3Config:
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
   """The Fourier-feature input: channels, size (square, margin included), rate, bandwidth."""
+
   channels: int
   size: int
   sampling_rate: float
@@ -90,6 +94,7 @@ class InputSpec:
 @dataclasses.dataclass(frozen=True)
 class LayerSpec:
   """One SynthesisLayer (L0 ... L{num_layers}; the last is toRGB). Sizes are square."""
+
   name: str
   idx: int
   is_torgb: bool
@@ -145,8 +150,10 @@ def layer_table(cfg: StyleGAN3Config):
     up = int(np.rint(tmp_sr / in_sr))
     down = int(np.rint(tmp_sr / out_sr))
     if in_sr * up != tmp_sr or out_sr * down != tmp_sr:
-      raise ValueError(f"layer {idx}: sampling rates {in_sr} -> {tmp_sr} -> {out_sr} are not integer ratios "
-                       f"(img_resolution {cfg.img_resolution} is not supported by the StyleGAN3 constructor)")
+      raise ValueError(
+        f"layer {idx}: sampling rates {in_sr} -> {tmp_sr} -> {out_sr} are not integer ratios "
+        f"(img_resolution {cfg.img_resolution} is not supported by the StyleGAN3 constructor)"
+      )
     up_taps = cfg.filter_size * up if up > 1 and not torgb else 1
     down_taps = cfg.filter_size * down if down > 1 and not torgb else 1
     in_size, out_size = int(sizes[prev]), int(sizes[idx])
@@ -154,15 +161,32 @@ def layer_table(cfg: StyleGAN3Config):
     pad_lo = (pad_total + up) // 2
     pad_hi = pad_total - pad_lo
     out_ch = int(channels[idx])
-    layers.append(LayerSpec(
-        name=f"L{idx}_{out_size}_{out_ch}", idx=idx, is_torgb=torgb, is_critically_sampled=critical,
-        in_channels=int(channels[prev]), out_channels=out_ch, in_size=in_size, out_size=out_size,
-        in_sampling_rate=in_sr, out_sampling_rate=out_sr, tmp_sampling_rate=tmp_sr,
-        in_cutoff=float(cutoffs[prev]), out_cutoff=float(cutoffs[idx]),
-        in_half_width=float(half_widths[prev]), out_half_width=float(half_widths[idx]),
-        conv_kernel=k, up_factor=up, down_factor=down, up_taps=up_taps, down_taps=down_taps,
+    layers.append(
+      LayerSpec(
+        name=f"L{idx}_{out_size}_{out_ch}",
+        idx=idx,
+        is_torgb=torgb,
+        is_critically_sampled=critical,
+        in_channels=int(channels[prev]),
+        out_channels=out_ch,
+        in_size=in_size,
+        out_size=out_size,
+        in_sampling_rate=in_sr,
+        out_sampling_rate=out_sr,
+        tmp_sampling_rate=tmp_sr,
+        in_cutoff=float(cutoffs[prev]),
+        out_cutoff=float(cutoffs[idx]),
+        in_half_width=float(half_widths[prev]),
+        out_half_width=float(half_widths[idx]),
+        conv_kernel=k,
+        up_factor=up,
+        down_factor=down,
+        up_taps=up_taps,
+        down_taps=down_taps,
         down_radial=bool(cfg.use_radial_filters and not critical),
-        padding=(pad_lo, pad_hi, pad_lo, pad_hi)))
+        padding=(pad_lo, pad_hi, pad_lo, pad_hi),
+      )
+    )
   return inp, tuple(layers)
 
 
@@ -177,6 +201,7 @@ class StyleGAN3Layer:
   resolution: output size in pixels, margin included (the image size for the last
   two); sampling_rate: output sampling rate; up: the layer raises the sampling rate.
   """
+
   name: str
   index: int
   resolution: int
@@ -193,14 +218,24 @@ class StyleGAN3Layer:
 def style_layout(cfg: StyleGAN3Config):
   """S blocks in generator order: input (4 values), L0 ... L{n-1} (conv), L{n} (toRGB)."""
   inp, layers = layer_table(cfg)
-  out = [StyleGAN3Layer("input", 0, inp.size, 4, inp.channels, "input", 0, 0, False,
-                        inp.sampling_rate, inp.bandwidth)]
+  out = [StyleGAN3Layer("input", 0, inp.size, 4, inp.channels, "input", 0, 0, False, inp.sampling_rate, inp.bandwidth)]
   for spec in layers:
     prev = out[-1]
-    out.append(StyleGAN3Layer(
-        spec.name, len(out), spec.out_size, spec.in_channels, spec.out_channels,
-        "torgb" if spec.is_torgb else "conv", spec.idx + 1, prev.offset + prev.channels,
-        spec.out_sampling_rate > spec.in_sampling_rate, float(spec.out_sampling_rate), spec.out_cutoff))
+    out.append(
+      StyleGAN3Layer(
+        spec.name,
+        len(out),
+        spec.out_size,
+        spec.in_channels,
+        spec.out_channels,
+        "torgb" if spec.is_torgb else "conv",
+        spec.idx + 1,
+        prev.offset + prev.channels,
+        spec.out_sampling_rate > spec.in_sampling_rate,
+        float(spec.out_sampling_rate),
+        spec.out_cutoff,
+      )
+    )
   return tuple(out)
 
 

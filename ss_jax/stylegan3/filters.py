@@ -7,6 +7,7 @@ official design: a Kaiser-windowed sinc (`scipy.signal.firwin(numtaps, cutoff,
 width=width, fs=fs)`) for separable filters, and a Kaiser-windowed jinc,
 J1(2 pi f_c r) / (pi r), for the radially symmetric ones, normalised to unit DC gain.
 """
+
 import numpy as np
 
 
@@ -55,6 +56,7 @@ def design_lowpass(numtaps, cutoff, width, fs, radial=False):
 def layer_filters(spec):
   """(up_filter, down_filter) of a config.LayerSpec, as the official constructor designs them."""
   up = design_lowpass(spec.up_taps, spec.in_cutoff, spec.in_half_width * 2, spec.tmp_sampling_rate)
-  down = design_lowpass(spec.down_taps, spec.out_cutoff, spec.out_half_width * 2, spec.tmp_sampling_rate,
-                        radial=spec.down_radial)
+  down = design_lowpass(
+    spec.down_taps, spec.out_cutoff, spec.out_half_width * 2, spec.tmp_sampling_rate, radial=spec.down_radial
+  )
   return up, down

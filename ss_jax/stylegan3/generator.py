@@ -18,6 +18,7 @@ S (generator order, `style_layout`): the input affine's 4 values (r_c, r_s, t_x,
 t_y), before the input normalises the rotation part; then every layer's affine
 output (its input-channel count), for toRGB before its 1/sqrt(Cin) weight gain.
 """
+
 import functools
 import math
 
@@ -44,30 +45,42 @@ def init_params(cfg: StyleGAN3Config, key):
   keys = iter(jax.random.split(key, 4 * len(table) + cfg.mapping_layers + 8))
   normal = lambda shape: jax.random.normal(next(keys), shape, jnp.float32)
   dims = [cfg.z_dim + cfg.embed_dim] + [cfg.w_dim] * cfg.mapping_layers
-  mapping = {"fc": [{"w": normal((i, o)) / cfg.mapping_lr, "b": np.zeros((o,), np.float32)}
-                    for i, o in zip(dims[:-1], dims[1:])]}
+  mapping = {
+    "fc": [{"w": normal((i, o)) / cfg.mapping_lr, "b": np.zeros((o,), np.float32)} for i, o in zip(dims[:-1], dims[1:])]
+  }
   if cfg.c_dim:
     mapping["embed"] = {"w": normal((cfg.c_dim, cfg.w_dim)), "b": np.zeros((cfg.w_dim,), np.float32)}
   freqs = normal((inp.channels, 2))  # uniform on a disc of radius bandwidth, as the official draw
   radii = jnp.sqrt(jnp.sum(jnp.square(freqs), axis=1, keepdims=True))
   freqs = freqs / (radii * jnp.exp(jnp.square(radii)) ** 0.25) * inp.bandwidth
   phases = jax.random.uniform(next(keys), (inp.channels,)) - 0.5
-  syn_in = {"affine_w": np.zeros((cfg.w_dim, 4), np.float32), "affine_b": np.array([1, 0, 0, 0], np.float32),
-            "weight": normal((inp.channels, inp.channels))}
+  syn_in = {
+    "affine_w": np.zeros((cfg.w_dim, 4), np.float32),
+    "affine_b": np.array([1, 0, 0, 0], np.float32),
+    "weight": normal((inp.channels, inp.channels)),
+  }
   layers, ups, downs = [], [], []
   for spec in table:
     k = spec.conv_kernel
-    layers.append({"affine_w": normal((cfg.w_dim, spec.in_channels)),
-                   "affine_b": np.ones((spec.in_channels,), np.float32),
-                   "weight": normal((k, k, spec.in_channels, spec.out_channels)),
-                   "bias": np.zeros((spec.out_channels,), np.float32)})
+    layers.append(
+      {
+        "affine_w": normal((cfg.w_dim, spec.in_channels)),
+        "affine_b": np.ones((spec.in_channels,), np.float32),
+        "weight": normal((k, k, spec.in_channels, spec.out_channels)),
+        "bias": np.zeros((spec.out_channels,), np.float32),
+      }
+    )
     up, down = layer_filters(spec)
     ups.append(np.ones((1,), np.float32) if up is None else up)
     downs.append(np.ones((1,), np.float32) if down is None else down)
   params = {"mapping": mapping, "synthesis": {"input": syn_in, "layers": layers}}
-  buffers = {"w_avg": np.zeros((cfg.w_dim,), np.float32),
-             "input": {"freqs": freqs, "phases": phases, "transform": np.eye(3, dtype=np.float32)},
-             "magnitude_ema": [np.ones((), np.float32) for _ in table], "up_filters": ups, "down_filters": downs}
+  buffers = {
+    "w_avg": np.zeros((cfg.w_dim,), np.float32),
+    "input": {"freqs": freqs, "phases": phases, "transform": np.eye(3, dtype=np.float32)},
+    "magnitude_ema": [np.ones((), np.float32) for _ in table],
+    "up_filters": ups,
+    "down_filters": downs,
+  }
   return params, buffers
 
 
@@ -77,8 +90,9 @@ def styles(cfg, params, ws):
   gain = 1.0 / math.sqrt(cfg.w_dim)
   syn = params["synthesis"]
   affines = [syn["input"]] + list(syn["layers"])
-  return tuple(jnp.matmul(ws[:, i], p["affine_w"] * gain, precision=HIGHEST) + p["affine_b"]
-               for i, p in enumerate(affines))
+  return tuple(
+    jnp.matmul(ws[:, i], p["affine_w"] * gain, precision=HIGHEST) + p["affine_b"] for i, p in enumerate(affines)
+  )
 
 
 def input_layer(cfg, params, buffers, s_input, transform=None, precision=HIGHEST):
@@ -89,8 +103,16 @@ def input_layer(cfg, params, buffers, s_input, transform=None, precision=HIGHEST
   if user.shape not in ((3, 3), (s_input.shape[0], 3, 3)):
     raise ValueError(f"input_transform must have shape (3, 3) or (N, 3, 3), got {user.shape}")
   t = ops.input_transforms(s_input, user)
-  return ops.fourier_features(t, b["freqs"], b["phases"], params["synthesis"]["input"]["weight"],
-                              inp.size, inp.sampling_rate, inp.bandwidth, precision)
+  return ops.fourier_features(
+    t,
+    b["freqs"],
+    b["phases"],
+    params["synthesis"]["input"]["weight"],
+    inp.size,
+    inp.sampling_rate,
+    inp.bandwidth,
+    precision,
+  )
 
 
 def layer(cfg, params, buffers, idx, x, s, precision=HIGHEST):
@@ -99,10 +121,11 @@ def layer(cfg, params, buffers, idx, x, s, precision=HIGHEST):
   p = params["synthesis"]["layers"][idx]
   gain = jax.lax.rsqrt(jnp.asarray(buffers["magnitude_ema"][idx], jnp.float32))
   if spec.is_torgb:
-    s = s * (1.0 / math.sqrt(spec.in_channels * spec.conv_kernel ** 2))
+    s = s * (1.0 / math.sqrt(spec.in_channels * spec.conv_kernel**2))
   x = ops.modulated_conv(x, p["weight"], s, gain, not spec.is_torgb, precision)
-  return ops.filtered_lrelu(x, p["bias"], buffers["up_filters"][idx], buffers["down_filters"][idx], spec,
-                            cfg.conv_clamp)
+  return ops.filtered_lrelu(
+    x, p["bias"], buffers["up_filters"][idx], buffers["down_filters"][idx], spec, cfg.conv_clamp
+  )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
@@ -122,10 +145,11 @@ def synthesis(cfg, params, buffers, s, input_transform=None, precision=HIGHEST):
 class StyleGAN3Generator:
   """A StyleGAN3 generator as a pytree (params and buffers are leaves, the config is static).
 
-    ws = g.mapping(z, c=None, psi=1.0)       # (N, z_dim) -> (N, num_ws, w_dim)
-    s = g.styles(ws)                         # tuple of (N, C_l): input (4), L0 ... L{n-1}, toRGB
-    x = g.synthesis(s, input_transform=None) # (N, R, R, img_channels), NHWC
+  ws = g.mapping(z, c=None, psi=1.0)       # (N, z_dim) -> (N, num_ws, w_dim)
+  s = g.styles(ws)                         # tuple of (N, C_l): input (4), L0 ... L{n-1}, toRGB
+  x = g.synthesis(s, input_transform=None) # (N, R, R, img_channels), NHWC
   """
+
   params: dict
   buffers: dict
   config: StyleGAN3Config = flax.struct.field(pytree_node=False)

@@ -7,6 +7,7 @@ polyphase (no zero-stuffed intermediate) and down-sampling computes only the kep
 samples, which gives the same numbers as NVIDIA's zero-insert / pad / FIR / decimate
 reference (`upfirdn2d`, `filtered_lrelu` with `flip_filter=False`).
 """
+
 import math
 
 import jax
@@ -61,8 +62,9 @@ def fir_up(x, f, up, pad_lo, pad_hi, axis):
   n_out = n * up + pad_lo + pad_hi - k + 1
   g = f[::-1] * up
   if up == 1:
-    xp = jax.lax.pad(x, jnp.zeros((), x.dtype), [(pad_lo, pad_hi, 0) if a == axis else (0, 0, 0)
-                                                  for a in range(x.ndim)])
+    xp = jax.lax.pad(
+      x, jnp.zeros((), x.dtype), [(pad_lo, pad_hi, 0) if a == axis else (0, 0, 0) for a in range(x.ndim)]
+    )
     return fir_down(xp, f * up, 1, axis)
   nq = -(-n_out // up)
   phases = []
@@ -116,7 +118,7 @@ def filtered_lrelu(x, b, up_filter, down_filter, spec, clamp=None):
       x = fir_down(x, down_filter, spec.down_factor, 2)
       x = fir_down(x, down_filter, spec.down_factor, 1)
   elif spec.down_factor > 1:
-    x = x[:, ::spec.down_factor, ::spec.down_factor]
+    x = x[:, :: spec.down_factor, :: spec.down_factor]
   return x
 
 
@@ -132,8 +134,9 @@ def conv_full(x, w, precision=HIGHEST):
   if k % 2:
     h = (k - 1) // 2
     return sg2_ops.conv2d(jnp.pad(x, ((0, 0), (h, h), (h, h), (0, 0))), w, precision)
-  return jax.lax.conv_general_dilated(x, w, (1, 1), [(k - 1, k - 1)] * 2,
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+  return jax.lax.conv_general_dilated(
+    x, w, (1, 1), [(k - 1, k - 1)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision
+  )
 
 
 def modulated_conv(x, w, s, input_gain, demodulate, precision=HIGHEST):
@@ -164,10 +167,13 @@ def input_transforms(t, user):
   t = t / jnp.linalg.norm(t[:, :2], axis=1, keepdims=True)
   n = t.shape[0]
   one, zero = jnp.ones((n,), t.dtype), jnp.zeros((n,), t.dtype)
-  m_r = jnp.stack([jnp.stack([t[:, 0], -t[:, 1], zero], 1), jnp.stack([t[:, 1], t[:, 0], zero], 1),
-                   jnp.stack([zero, zero, one], 1)], 1)
-  m_t = jnp.stack([jnp.stack([one, zero, -t[:, 2]], 1), jnp.stack([zero, one, -t[:, 3]], 1),
-                   jnp.stack([zero, zero, one], 1)], 1)
+  m_r = jnp.stack(
+    [jnp.stack([t[:, 0], -t[:, 1], zero], 1), jnp.stack([t[:, 1], t[:, 0], zero], 1), jnp.stack([zero, zero, one], 1)],
+    1,
+  )
+  m_t = jnp.stack(
+    [jnp.stack([one, zero, -t[:, 2]], 1), jnp.stack([zero, one, -t[:, 3]], 1), jnp.stack([zero, zero, one], 1)], 1
+  )
   user = jnp.broadcast_to(jnp.asarray(user, t.dtype), (n, 3, 3))
   return jnp.matmul(jnp.matmul(m_r, m_t, precision=HIGHEST), user, precision=HIGHEST)
 
@@ -182,9 +188,12 @@ def fourier_features(transforms, freqs, phases, weight, size, sampling_rate, ban
   ph = phases[None] + jnp.einsum("cx,nx->nc", freqs, transforms[:, :2, 2], precision=precision)
   fr = jnp.einsum("cx,nxy->ncy", freqs, transforms[:, :2, :2], precision=precision)
   amp = jnp.clip(1 - (jnp.linalg.norm(fr, axis=2) - bandwidth) / (sampling_rate / 2 - bandwidth), 0, 1)
-  base = (np.arange(size, dtype=np.float32) * 2 + 1) / size - 1   # affine_grid's base grid
+  base = (np.arange(size, dtype=np.float32) * 2 + 1) / size - 1  # affine_grid's base grid
   grid = jnp.asarray(base * np.float32(0.5 * size / sampling_rate))
-  arg = (grid[None, None, :, None] * fr[:, None, None, :, 0] + grid[None, :, None, None] * fr[:, None, None, :, 1]
-         + ph[:, None, None, :])
+  arg = (
+    grid[None, None, :, None] * fr[:, None, None, :, 0]
+    + grid[None, :, None, None] * fr[:, None, None, :, 1]
+    + ph[:, None, None, :]
+  )
   x = jnp.sin(arg * (2 * np.pi)) * amp[:, None, None, :]
   return jnp.einsum("nhwc,co->nhwo", x, weight * (1 / math.sqrt(weight.shape[0])), precision=precision)

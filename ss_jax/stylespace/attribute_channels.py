@@ -15,6 +15,7 @@ Exemplar styles come from seeds or W/W+ codes (stats.styles_from_seeds,
 styles_from_codes) or from a bank ranked by an attribute-logit function
 (select_exemplars).
 """
+
 import json
 import pathlib
 
@@ -86,8 +87,9 @@ def candidate_mask(layout, include_torgb=False, restrict_to=None):
     keep[idx] = True
     mask &= keep
     if not mask.any():
-      raise ValueError("no candidate channels left: the restriction set holds only toRGB channels "
-                       "(pass include_torgb) or is empty")
+      raise ValueError(
+        "no candidate channels left: the restriction set holds only toRGB channels (pass include_torgb) or is empty"
+      )
   return mask
 
 
@@ -131,8 +133,13 @@ def find_channels(styles, mean, std, layout, include_torgb=False, restrict_to=No
   z = normalized_differences(styles, mean, std)
   theta = relevance(z)
   order = rank(theta, candidate_mask(layout, include_torgb, restrict_to))
-  return {"theta": theta, "ranking": order, "names": stylespace.names_of(layout, order),
-          "z_mean": z.mean(axis=0), "num_exemplars": len(styles)}
+  return {
+    "theta": theta,
+    "ranking": order,
+    "names": stylespace.names_of(layout, order),
+    "z_mean": z.mean(axis=0),
+    "num_exemplars": len(styles),
+  }
 
 
 def ranking_table(result, layout, top_k=50):
@@ -141,9 +148,16 @@ def ranking_table(result, layout, top_k=50):
   for r, f in enumerate(result["ranking"][:top_k]):
     layer, ch = stylespace.to_layer_channel(layout, int(f))
     t = float(result["theta"][f])
-    rows.append({"rank": r + 1, "name": f"{int(layer)}_{int(ch)}", "flat": int(f),
-                 "layer": layout[int(layer)].name, "theta": t if np.isfinite(t) else "inf",
-                 "z_mean": float(result["z_mean"][f])})
+    rows.append(
+      {
+        "rank": r + 1,
+        "name": f"{int(layer)}_{int(ch)}",
+        "flat": int(f),
+        "layer": layout[int(layer)].name,
+        "theta": t if np.isfinite(t) else "inf",
+        "z_mean": float(result["z_mean"][f]),
+      }
+    )
   return rows
 
 
@@ -166,14 +180,15 @@ def subset_top(z, idx, mask):
   tops = []
   step = max(1, _MAX_CHUNK_ELEMS // (idx.shape[1] * z.shape[1]))
   for i in range(0, len(idx), step):
-    t = _theta(z[idx[i:i + step]])
+    t = _theta(z[idx[i : i + step]])
     t[:, ~mask] = -1.0  # theta >= 0, so masked channels never win
     tops.append(np.argmax(t, axis=1))  # first maximum = lowest index, as rank() breaks ties
   return np.concatenate(tops)
 
 
-def resampling_curve(styles, mean, std, layout, sizes=None, num_draws=100, seed=0, include_torgb=False,
-                     restrict_to=None):
+def resampling_curve(
+  styles, mean, std, layout, sizes=None, num_draws=100, seed=0, include_torgb=False, restrict_to=None
+):
   """How often the top channel of a random k-subset of exemplars equals the full set's.
 
   For each k in sizes, num_draws subsets of k distinct exemplars are drawn with
@@ -202,8 +217,12 @@ def resampling_curve(styles, mean, std, layout, sizes=None, num_draws=100, seed=
     idx = np.sort(np.argsort(rng.random((num_draws, m)), axis=1)[:, :k], axis=1)
     tops.append(subset_top(z, idx, mask))
   tops = np.stack(tops)
-  return {"sizes": np.array(sizes, np.int64), "top": tops, "agreement": (tops == reference).mean(axis=1),
-          "reference": reference}
+  return {
+    "sizes": np.array(sizes, np.int64),
+    "top": tops,
+    "agreement": (tops == reference).mean(axis=1),
+    "reference": reference,
+  }
 
 
 def plot_curve(sizes, agreement, title="", width=560, height=360, labels=None):
@@ -212,6 +231,7 @@ def plot_curve(sizes, agreement, title="", width=560, height=360, labels=None):
   agreement: (K,) or (S, K) for S series (NaN points skipped), with optional legend labels.
   """
   from PIL import Image, ImageDraw
+
   img = Image.new("RGB", (width, height), "white")
   d = ImageDraw.Draw(img)
   left, right, top, bottom = 56, width - 16, 28 if title else 14, height - 40
@@ -281,16 +301,18 @@ def top_by_attribute(logits, attribute, k, largest=True):
   if logits.ndim != 2:
     raise ValueError(f"attribute logits must have shape (N, A), got {logits.shape}")
   if not (isinstance(attribute, (int, np.integer)) and 0 <= attribute < logits.shape[1]):
-    raise ValueError(f"unknown attribute index {attribute!r}: the logits have {logits.shape[1]} attributes "
-                     f"(0..{logits.shape[1] - 1})")
+    raise ValueError(
+      f"unknown attribute index {attribute!r}: the logits have {logits.shape[1]} attributes (0..{logits.shape[1] - 1})"
+    )
   if k < 1:
     raise ValueError(f"need k >= 1 exemplars, got {k}")
   col = logits[:, attribute] if largest else -logits[:, attribute]
   return np.argsort(-col, kind="stable")[:k]
 
 
-def select_exemplars(g, logit_fn, attribute, k, seeds, psi=0.7, largest=True, batch_size=16,
-                     class_idx=None, progress=None, mesh=None):
+def select_exemplars(
+  g, logit_fn, attribute, k, seeds, psi=0.7, largest=True, batch_size=16, class_idx=None, progress=None, mesh=None
+):
   """Pick the k bank samples whose attribute logit is highest (lowest if not largest).
 
   Args:
@@ -303,6 +325,7 @@ def select_exemplars(g, logit_fn, attribute, k, seeds, psi=0.7, largest=True, ba
     dict(seeds (k,), styles (k, C) float32, logits (k,) of the chosen column).
   """
   from ss_jax.stylespace import manipulate
+
   seeds = np.asarray(list(seeds), np.int64)
   if len(seeds) == 0:
     raise ValueError("empty exemplar bank (no seeds)")
@@ -329,12 +352,29 @@ def to_json(result, layout, top_k=50, **meta):
 def curve_to_json(curve, layout, **meta):
   """Plain dict of a resampling curve, channels as 'L_C' names."""
   names = np.array(stylespace.names_of(layout, curve["top"].ravel())).reshape(curve["top"].shape)
-  return {"sizes": curve["sizes"].tolist(), "agreement": curve["agreement"].tolist(),
-          "reference": stylespace.name_of(layout, curve["reference"]), "top": names.tolist(), **meta}
+  return {
+    "sizes": curve["sizes"].tolist(),
+    "agreement": curve["agreement"].tolist(),
+    "reference": stylespace.name_of(layout, curve["reference"]),
+    "top": names.tolist(),
+    **meta,
+  }
 
 
-def exemplar_mode(g, out, stats_path, seeds=None, codes=None, psi=0.7, include_torgb=False, restrict=None,
-                  top_k=50, draws=100, curve_seed=0, batch_size=64):
+def exemplar_mode(
+  g,
+  out,
+  stats_path,
+  seeds=None,
+  codes=None,
+  psi=0.7,
+  include_torgb=False,
+  restrict=None,
+  top_k=50,
+  draws=100,
+  curve_seed=0,
+  batch_size=64,
+):
   """Ranking of given exemplars (seeds or W/W+ codes) and their self-resampling curve, written to out.
 
   Writes ranking.json, attribute_channels.npz, resampling_curve.json and .png. The curve
@@ -342,6 +382,7 @@ def exemplar_mode(g, out, stats_path, seeds=None, codes=None, psi=0.7, include_t
   is 1 by construction, not a detection accuracy (see ss_jax.stylespace.attribute_detection for that).
   """
   from ss_jax.runtime import images
+
   if stats_path is None:
     raise ValueError("exemplar mode (--seeds / --codes) needs --stats")
   st = stats_lib.load(stats_path, g.layout)
@@ -352,19 +393,26 @@ def exemplar_mode(g, out, stats_path, seeds=None, codes=None, psi=0.7, include_t
     print(f"computing styles of {len(seeds)} exemplars (psi={psi})")
     s, meta = sampling_lib.styles_from_seeds(g, seeds, psi, batch_size), {"seeds": seeds.tolist(), "psi": psi}
   result = find_channels(s, st["mean"], st["std"], g.layout, include_torgb, restrict)
-  print(f"{len(s)} exemplars; top channels: " + ", ".join(
-      f"{n} ({result['theta'][f]:.2f})" for n, f in zip(result["names"][:5], result["ranking"][:5])))
+  print(
+    f"{len(s)} exemplars; top channels: "
+    + ", ".join(f"{n} ({result['theta'][f]:.2f})" for n, f in zip(result["names"][:5], result["ranking"][:5]))
+  )
   sizes = default_sizes(len(s))
   print(f"resampling curve (stability, not accuracy): {draws} draws x {len(sizes)} subset sizes")
-  curve = resampling_curve(s, st["mean"], st["std"], g.layout, sizes, draws, curve_seed, include_torgb,
-                           restrict)
+  curve = resampling_curve(s, st["mean"], st["std"], g.layout, sizes, draws, curve_seed, include_torgb, restrict)
   meta.update(stats=str(stats_path), include_torgb=include_torgb, restrict_to=restrict)
   out = pathlib.Path(out)
   jobs.atomic_write_json(out / "ranking.json", to_json(result, g.layout, top_k, **meta))
-  jobs.atomic_save_npz(out / "attribute_channels.npz", theta=result["theta"], ranking=result["ranking"],
-                       z_mean=result["z_mean"], styles=s)
-  curve_json = curve_to_json(curve, g.layout, draws=draws, seed=curve_seed,
-                             note="subsets vs their own exemplars: stability, 1.0 at k = M by construction")
+  jobs.atomic_save_npz(
+    out / "attribute_channels.npz", theta=result["theta"], ranking=result["ranking"], z_mean=result["z_mean"], styles=s
+  )
+  curve_json = curve_to_json(
+    curve,
+    g.layout,
+    draws=draws,
+    seed=curve_seed,
+    note="subsets vs their own exemplars: stability, 1.0 at k = M by construction",
+  )
   jobs.atomic_write_json(out / "resampling_curve.json", curve_json)
   title = f"stability: share of k-exemplar draws whose top channel is {curve_json['reference']}"
   images.save_png(out / "resampling_curve.png", plot_curve(curve["sizes"], curve["agreement"], title))

@@ -28,6 +28,7 @@ functions on arrays:
 Nothing here knows the ToyFaces world: attribute names, regions and the reliable mask
 come from the caller (a registered classifier, see ss_jax.dci.attribute_bank).
 """
+
 import json
 import pathlib
 from typing import Mapping, Sequence
@@ -67,8 +68,7 @@ def strongest(logits_col, rows, k: int, largest: bool = True) -> np.ndarray:
   return rows[np.argsort(-col if largest else col, kind="stable")[:k]]
 
 
-def accuracy_curve(pool_styles, reference_styles, mean, std, mask, sizes=DEFAULT_SIZES, num_draws=100,
-                   seed=0) -> dict:
+def accuracy_curve(pool_styles, reference_styles, mean, std, mask, sizes=DEFAULT_SIZES, num_draws=100, seed=0) -> dict:
   """Detection accuracy vs number of exemplars, against an independent reference set.
 
   Args:
@@ -94,8 +94,13 @@ def accuracy_curve(pool_styles, reference_styles, mean, std, mask, sizes=DEFAULT
   draw = lambda k: np.sort(np.argsort(rng.random((num_draws, p)), axis=1)[:, :k], axis=1)
   tops = np.stack([ac.subset_top(zp, draw(k), mask) for k in sizes])
   pool_top = int(ac.subset_top(zp, np.arange(p)[None], mask)[0])
-  return {"sizes": np.array(sizes, np.int64), "accuracy": (tops == reference).mean(axis=1),
-          "reference": reference, "top": tops, "pool_top": pool_top}
+  return {
+    "sizes": np.array(sizes, np.int64),
+    "accuracy": (tops == reference).mean(axis=1),
+    "reference": reference,
+    "top": tops,
+    "pool_top": pool_top,
+  }
 
 
 def verified_channels(path, categories: Sequence[str]) -> tuple[list[str], str]:
@@ -162,14 +167,19 @@ def edit_metrics(base, edited, target: int, direction: float, logit_std, others)
   per_attr = np.abs(delta).mean(-2)  # (..., A)
   per_attr[..., ~others] = -1.0
   worst = per_attr.argmax(-1)
-  return {"target": direction * delta[..., target].mean(-1), "flips": flips,
-          "leak_max": leak.max(-1).mean(-1) if others.any() else np.zeros(delta.shape[:-2]),
-          "leak_mean": leak.mean(-1).mean(-1) if others.any() else np.zeros(delta.shape[:-2]),
-          "leak_attr": worst, "leak_attr_std": np.take_along_axis(per_attr, worst[..., None], -1)[..., 0]}
+  return {
+    "target": direction * delta[..., target].mean(-1),
+    "flips": flips,
+    "leak_max": leak.max(-1).mean(-1) if others.any() else np.zeros(delta.shape[:-2]),
+    "leak_mean": leak.mean(-1).mean(-1) if others.any() else np.zeros(delta.shape[:-2]),
+    "leak_attr": worst,
+    "leak_attr_std": np.take_along_axis(per_attr, worst[..., None], -1)[..., 0],
+  }
 
 
-def single_channel_verdict(metrics: Mapping[str, np.ndarray], min_target=MIN_TARGET_STD,
-                           min_flips=MIN_FLIP_RATE, max_leak_ratio=MAX_LEAK_RATIO):
+def single_channel_verdict(
+  metrics: Mapping[str, np.ndarray], min_target=MIN_TARGET_STD, min_flips=MIN_FLIP_RATE, max_leak_ratio=MAX_LEAK_RATIO
+):
   """Best (channel index, alpha index) meeting the criterion, or None; from edit_metrics of (K, S).
 
   A (channel, strength) controls the attribute if target >= min_target, flips >= min_flips

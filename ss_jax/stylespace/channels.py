@@ -4,6 +4,7 @@ A channel is named as in the paper, "L_C": L is the style layer's index in
 generator order (toRGB layers counted), C the channel within that layer, e.g.
 "6_202". Flat S is the concatenation of all layers' styles in that order.
 """
+
 import re
 
 import numpy as np
@@ -25,8 +26,9 @@ def kind_mask(layout, include_torgb=False):
 
   StyleGAN3's input-layer style (kind "input", 4 values) is never considered.
   """
-  return np.concatenate([np.full(L.channels, L.kind == "conv" or (include_torgb and L.kind == "torgb"))
-                         for L in layout])
+  return np.concatenate(
+    [np.full(L.channels, L.kind == "conv" or (include_torgb and L.kind == "torgb")) for L in layout]
+  )
 
 
 def considered_indices(layout, include_torgb=False):

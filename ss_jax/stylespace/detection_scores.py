@@ -23,6 +23,7 @@ Both rules read the sums of `detection_stats.DetectionStats` (defined there once
 streamed maps): mass[c, k] is its `mean_mass_share()`, a_k its `mean_area_share()`. Detection jobs
 scored before the mass sums existed are re-summed from their stored maps (`job_stats`).
 """
+
 import dataclasses
 
 import numpy as np
@@ -43,6 +44,7 @@ def job_stats(job, gm):
   are re-summed from their category maps and the stored gradient maps, cached in job.dir/STATS_FILE.
   """
   from ss_jax.stylespace.gradmaps import storage
+
   if all(set(detection_stats.MASS_KEYS) <= set(job.read(i).keys()) for i in range(job.num_shards)):
     return detection_stats.load_shards(job)
   path = job.dir / STATS_FILE
@@ -52,13 +54,20 @@ def job_stats(job, gm):
     if np.array_equal(d.pop("key"), key):
       return detection_stats.DetectionStats.from_arrays(d)
   from ss_jax.stylespace import locally_active
+
   k, total = len(job.spec["table"]["categories"]), None
   for i in range(job.num_shards):
     d = job.read(i)
     st = detection_stats.accumulate(storage.read_gradient_maps(gm, i)["maps"], d["cats"], k, job.spec["discount"])
     off = locally_active.LocalStats.from_arrays(d)  # the shard's own official sums, exactly
-    st = dataclasses.replace(st, wins=off.wins, present=off.present, score_sum=off.score_sum,
-                             coverage_sum=off.coverage_sum, num_images=off.num_images)
+    st = dataclasses.replace(
+      st,
+      wins=off.wins,
+      present=off.present,
+      score_sum=off.score_sum,
+      coverage_sum=off.coverage_sum,
+      num_images=off.num_images,
+    )
     total = st if total is None else total + st
   jobs.atomic_save_npz(path, key=key, **total.to_arrays())
   return total
@@ -83,13 +92,13 @@ def select_mass(mass, area, target, mass_threshold=DEFAULT_MASS_THRESHOLD):
   return pos[np.argsort(-ex[pos], kind="stable")], ex
 
 
-def detect(score, frac=None, mass=None, area=None, threshold=0.5, margin=0.25,
-           mass_threshold=DEFAULT_MASS_THRESHOLD):
+def detect(score, frac=None, mass=None, area=None, threshold=0.5, margin=0.25, mass_threshold=DEFAULT_MASS_THRESHOLD):
   """{category id: ranked (M,) positions} under rule `score` (official: frac; mass: mass + area; union: all).
 
   union ranks the official detections first, then the mass rule's other channels.
   """
   from ss_jax.stylespace import locally_active
+
   if score not in SCORES:
     raise ValueError(f"unknown score {score!r}; known: {', '.join(SCORES)}")
   out = {}
@@ -107,6 +116,9 @@ def precision_recall(claimed, truth):
   tp = int((claimed & truth).sum())
   p = tp / claimed.sum() if claimed.sum() else float("nan")
   r = tp / truth.sum() if truth.sum() else float("nan")
-  f1 = 2 * p * r / (p + r) if claimed.sum() and truth.sum() and (p + r) > 0 else (
-      0.0 if claimed.sum() and truth.sum() else float("nan"))
+  f1 = (
+    2 * p * r / (p + r)
+    if claimed.sum() and truth.sum() and (p + r) > 0
+    else (0.0 if claimed.sum() and truth.sum() else float("nan"))
+  )
   return p, r, f1, int(claimed.sum()), int(truth.sum())

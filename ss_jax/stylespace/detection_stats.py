@@ -34,6 +34,7 @@ official win fraction, what `locally_active.select` thresholds), `mean_mass_shar
 `pooled_mass_share()` (sum of mass inside / sum of mass), `mean_area_share()` and
 `mass_share_std()`.
 """
+
 import dataclasses
 from typing import Optional
 
@@ -54,6 +55,7 @@ def _div(a, b):
 @dataclasses.dataclass
 class DetectionStats:
   """Sums over images (see the module docstring); add two to merge shards."""
+
   num_images: int
   present: np.ndarray
   wins: np.ndarray
@@ -70,20 +72,32 @@ class DetectionStats:
   def zeros(cls, num_channels, num_categories, pooled=None):
     ck = lambda dt=np.float64: np.zeros((num_channels, num_categories), dt)
     maps = None if pooled is None else np.zeros((num_channels, pooled, pooled))
-    return cls(0, np.zeros(num_categories, np.int64), ck(np.int64), ck(), ck(), ck(), ck(), ck(), ck(),
-               np.zeros(num_categories), maps)
+    return cls(
+      0,
+      np.zeros(num_categories, np.int64),
+      ck(np.int64),
+      ck(),
+      ck(),
+      ck(),
+      ck(),
+      ck(),
+      ck(),
+      np.zeros(num_categories),
+      maps,
+    )
 
   def __add__(self, o):
     f = lambda name: getattr(self, name) + getattr(o, name)
     if (self.map_sum is None) != (o.map_sum is None):
       raise ValueError("cannot add statistics with and without map sums")
-    return DetectionStats(**{k.name: f(k.name) for k in dataclasses.fields(self) if k.name != "map_sum"},
-                          map_sum=None if self.map_sum is None else self.map_sum + o.map_sum)
+    return DetectionStats(
+      **{k.name: f(k.name) for k in dataclasses.fields(self) if k.name != "map_sum"},
+      map_sum=None if self.map_sum is None else self.map_sum + o.map_sum,
+    )
 
   def official(self):
     """The StyleSpace sums as `locally_active.LocalStats`."""
-    return locally_active.LocalStats(self.wins, self.present, self.score_sum, self.coverage_sum,
-                                     self.num_images)
+    return locally_active.LocalStats(self.wins, self.present, self.score_sum, self.coverage_sum, self.num_images)
 
   def fractions(self):
     """(C, K) official win fraction: wins / images containing k."""
@@ -127,10 +141,19 @@ class DetectionStats:
     if missing:
       raise ValueError(f"statistics lack {', '.join(missing)} (written by an older version? rerun the scoring)")
     f = lambda k: np.asarray(d[k], np.float64)
-    return cls(int(np.sum(d["num_images"])), d["present"].astype(np.int64), d["wins"].astype(np.int64),
-               f("score_sum"), f("coverage_sum"), f("mass_share_sum"), f("mass_share_sq_sum"),
-               f("mass_inside_sum"), f("mass_total_sum"), f("area_share_sum"),
-               None if "map_sum" not in d else f("map_sum"))
+    return cls(
+      int(np.sum(d["num_images"])),
+      d["present"].astype(np.int64),
+      d["wins"].astype(np.int64),
+      f("score_sum"),
+      f("coverage_sum"),
+      f("mass_share_sum"),
+      f("mass_share_sq_sum"),
+      f("mass_inside_sum"),
+      f("mass_total_sum"),
+      f("area_share_sum"),
+      None if "map_sum" not in d else f("map_sum"),
+    )
 
 
 def accumulate(maps, cats, num_categories, discount=2.0, chunk_size=None, with_map_sum=False):
@@ -151,23 +174,30 @@ def accumulate(maps, cats, num_categories, discount=2.0, chunk_size=None, with_m
   per = chunk_size or max(1, locally_active._CHUNK_ELEMENTS // max(1, c * p * p))
   total = DetectionStats.zeros(c, k, p if with_map_sum else None)
   for i in range(0, n_img, per):
-    m = np.asarray(maps[i:i + per], np.float32)
-    cat = np.asarray(cats[i:i + per])
+    m = np.asarray(maps[i : i + per], np.float32)
+    cat = np.asarray(cats[i : i + per])
     off = locally_active.accumulate(m, cat, k, discount, chunk_size=len(m))
     flat = m.reshape(len(m), c, p * p).astype(np.float64)
     lab = cat.reshape(len(m), p * p).astype(np.int64)
-    onehot = (lab[..., None] == np.arange(k)).astype(np.float64)          # (B, Q, K)
-    present = onehot.sum(1) > 0                                          # (B, K)
-    inside = np.matmul(flat, onehot)                                     # (B, C, K)
-    mass = flat.sum(-1)                                                  # (B, C)
+    onehot = (lab[..., None] == np.arange(k)).astype(np.float64)  # (B, Q, K)
+    present = onehot.sum(1) > 0  # (B, K)
+    inside = np.matmul(flat, onehot)  # (B, C, K)
+    mass = flat.sum(-1)  # (B, C)
     share = _div(inside, mass[..., None])
     pm = present[:, None, :]
     total = total + DetectionStats(
-        off.num_images, off.present, off.wins, off.score_sum, off.coverage_sum,
-        np.where(pm, share, 0.0).sum(0), np.where(pm, share**2, 0.0).sum(0),
-        np.where(pm, inside, 0.0).sum(0), np.where(pm, mass[..., None], 0.0).sum(0),
-        (onehot.sum(1) / (p * p)).sum(0),
-        flat.reshape(len(m), c, p, p).sum(0) if with_map_sum else None)
+      off.num_images,
+      off.present,
+      off.wins,
+      off.score_sum,
+      off.coverage_sum,
+      np.where(pm, share, 0.0).sum(0),
+      np.where(pm, share**2, 0.0).sum(0),
+      np.where(pm, inside, 0.0).sum(0),
+      np.where(pm, mass[..., None], 0.0).sum(0),
+      (onehot.sum(1) / (p * p)).sum(0),
+      flat.reshape(len(m), c, p, p).sum(0) if with_map_sum else None,
+    )
   return total
 
 

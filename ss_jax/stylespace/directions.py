@@ -18,6 +18,7 @@ direction, and one evaluator (`ss_jax.dci.attribute_dependency`) scores all of t
 Sign convention of the axes (PCA, SeFa): the entry of largest magnitude is positive, so
 results do not depend on the eigensolver.
 """
+
 import numpy as np
 
 from ss_jax.stylespace import channels as stylespace
@@ -106,8 +107,14 @@ def interfacegan(w, labels, l2=None, max_iter=50, tol=1e-10, holdout=0.3, seed=0
     raise ValueError("InterFaceGAN boundary is degenerate (zero normal)")
   const = beta[-1] - np.sum(beta[:-1] * mu / sd)
   acc = float((((x @ coef + const) > 0) == (y > 0.5)).mean())
-  return {"direction": coef / norm, "offset": float(-const / norm), "train_accuracy": acc,
-          "holdout_accuracy": holdout_acc, "l2": float(l2), "iterations": it}
+  return {
+    "direction": coef / norm,
+    "offset": float(-const / norm),
+    "train_accuracy": acc,
+    "holdout_accuracy": holdout_acc,
+    "l2": float(l2),
+    "iterations": it,
+  }
 
 
 # ----------------------------------------------------------------------------- GANSpace
@@ -218,13 +225,14 @@ def w_to_s(g, u, rows=None):
   elif u.shape == (cfg.num_ws, cfg.w_dim) and rows is None:
     dws = u
   else:
-    raise ValueError(f"direction must be (w_dim={cfg.w_dim},) or (num_ws={cfg.num_ws}, w_dim) without "
-                     f"rows, got {u.shape}")
+    raise ValueError(
+      f"direction must be (w_dim={cfg.w_dim},) or (num_ws={cfg.num_ws}, w_dim) without rows, got {u.shape}"
+    )
   # The bias cancels in the difference; computed as A u directly (no bias, no round-off from it).
   out = np.zeros(stylespace.num_channels(g.layout), np.float64)
   gain = 1.0 / np.sqrt(cfg.w_dim)
   for L, p in zip(g.layout, g.params["synthesis"]["layers"]):
-    out[L.offset:L.offset + L.channels] = dws[L.w_index].astype(np.float64) @ (
-        np.asarray(p["affine_w"], np.float64) * gain)
+    out[L.offset : L.offset + L.channels] = dws[L.w_index].astype(np.float64) @ (
+      np.asarray(p["affine_w"], np.float64) * gain
+    )
   return out.astype(np.float32)
-

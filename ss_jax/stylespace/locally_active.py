@@ -37,6 +37,7 @@ work directory:
   WORKDIR/local/{local.npz, detections.json, layer_histogram.json, mean_maps.npz}
       written by `finalize` (cheap; thresholds can change without recomputing shards).
 """
+
 import dataclasses
 import functools
 
@@ -74,10 +75,10 @@ def overlap_counts(maps, cats, num_categories):
   rank = np.empty(order.shape, np.int32)
   np.put_along_axis(rank, order, np.arange(q, dtype=np.int32)[None, None], axis=-1)
   # Every cell belongs to exactly one category k, so "in top_ck" only needs k's own area.
-  own_area = np.take_along_axis(area, cats, axis=1)                  # (B, Q)
+  own_area = np.take_along_axis(area, cats, axis=1)  # (B, Q)
   hit = (rank < own_area[:, None, :]) & (m > 0)
   onehot = (cats[..., None] == np.arange(num_categories)).astype(np.float32)  # (B, Q, K)
-  n = np.matmul(hit.astype(np.float32), onehot)                     # exact: counts <= Q
+  n = np.matmul(hit.astype(np.float32), onehot)  # exact: counts <= Q
   return n.astype(np.int32), area
 
 
@@ -109,6 +110,7 @@ class LocalStats:
   coverage_sum (C, K) float64: sum of n/area (share of k covered by the top cells).
   num_images: images seen.
   """
+
   wins: np.ndarray
   present: np.ndarray
   score_sum: np.ndarray
@@ -121,8 +123,13 @@ class LocalStats:
     return cls(np.zeros(ck, np.int64), np.zeros(num_categories, np.int64), np.zeros(ck), np.zeros(ck), 0)
 
   def __add__(self, o):
-    return LocalStats(self.wins + o.wins, self.present + o.present, self.score_sum + o.score_sum,
-                      self.coverage_sum + o.coverage_sum, self.num_images + o.num_images)
+    return LocalStats(
+      self.wins + o.wins,
+      self.present + o.present,
+      self.score_sum + o.score_sum,
+      self.coverage_sum + o.coverage_sum,
+      self.num_images + o.num_images,
+    )
 
   def fractions(self):
     """(C, K) float64: wins / images containing the category (0 for categories never present)."""
@@ -132,17 +139,26 @@ class LocalStats:
     return np.divide(self.score_sum, self.present, out=np.zeros(self.score_sum.shape), where=self.present > 0)
 
   def mean_coverage(self):
-    return np.divide(self.coverage_sum, self.present, out=np.zeros(self.coverage_sum.shape),
-                     where=self.present > 0)
+    return np.divide(self.coverage_sum, self.present, out=np.zeros(self.coverage_sum.shape), where=self.present > 0)
 
   def to_arrays(self):
-    return {"wins": self.wins, "present": self.present, "score_sum": self.score_sum,
-            "coverage_sum": self.coverage_sum, "num_images": np.array([self.num_images], np.int64)}
+    return {
+      "wins": self.wins,
+      "present": self.present,
+      "score_sum": self.score_sum,
+      "coverage_sum": self.coverage_sum,
+      "num_images": np.array([self.num_images], np.int64),
+    }
 
   @classmethod
   def from_arrays(cls, d):
-    return cls(d["wins"].astype(np.int64), d["present"].astype(np.int64), d["score_sum"].astype(np.float64),
-               d["coverage_sum"].astype(np.float64), int(np.sum(d["num_images"])))
+    return cls(
+      d["wins"].astype(np.int64),
+      d["present"].astype(np.int64),
+      d["score_sum"].astype(np.float64),
+      d["coverage_sum"].astype(np.float64),
+      int(np.sum(d["num_images"])),
+    )
 
 
 def accumulate(maps, cats, num_categories, discount=2.0, chunk_size=None):
@@ -161,15 +177,16 @@ def accumulate(maps, cats, num_categories, discount=2.0, chunk_size=None):
   per = chunk_size or max(1, _CHUNK_ELEMENTS // max(1, c * maps.shape[2] * maps.shape[3]))
   total = LocalStats.zeros(c, num_categories)
   for i in range(0, n_img, per):
-    n, area = overlap_counts(maps[i:i + per], cats[i:i + per], num_categories)
+    n, area = overlap_counts(maps[i : i + per], cats[i : i + per], num_categories)
     present = area > 0
     score = overlap_scores(n, area, discount)
     win = winners(score)
     wins = np.stack([np.sum(win == k, axis=0) for k in range(num_categories)], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
       cover = np.where(present[:, None], n / np.maximum(area, 1)[:, None], 0.0)
-    total = total + LocalStats(wins.astype(np.int64), present.sum(0).astype(np.int64),
-                               np.nansum(score, axis=0), cover.sum(0), len(n))
+    total = total + LocalStats(
+      wins.astype(np.int64), present.sum(0).astype(np.int64), np.nansum(score, axis=0), cover.sum(0), len(n)
+    )
   return total
 
 
@@ -240,10 +257,17 @@ def detection_job(workdir, gm, labels_source, table, discount=2.0, name="local")
   """Creates or re-opens the scoring job over a complete gradient-map job."""
   if not gm.complete():
     missing = sum(not gm.done(i) for i in range(gm.num_shards))
-    raise ValueError(f"gradient maps in {gm.dir} are incomplete ({missing} of {gm.num_shards} shards "
-                     "missing); rerun experiments.gradient_maps first")
-  spec = {"kind": "locally_active", "gradient_maps": gm.spec, "labels": labels_source,
-          "table": table.to_dict(), "discount": float(discount)}
+    raise ValueError(
+      f"gradient maps in {gm.dir} are incomplete ({missing} of {gm.num_shards} shards "
+      "missing); rerun experiments.gradient_maps first"
+    )
+  spec = {
+    "kind": "locally_active",
+    "gradient_maps": gm.spec,
+    "labels": labels_source,
+    "table": table.to_dict(),
+    "discount": float(discount),
+  }
   return jobs.ShardedJob(workdir, name, spec, gm.num_shards)
 
 
@@ -291,14 +315,32 @@ def mean_maps(gm, positions):
 def _entry(layout, flat, pos, top, second, score, cover):
   layer, ch = stylespace.to_layer_channel(layout, int(flat))
   L = layout[int(layer)]
-  return {"name": f"{int(layer)}_{int(ch)}", "flat": int(flat), "position": int(pos), "layer": int(layer),
-          "layer_name": L.name, "resolution": L.resolution, "fraction": round(float(top), 6),
-          "margin": round(float(top - second), 6), "mean_score": float(score),
-          "mean_coverage": round(float(cover), 6)}
+  return {
+    "name": f"{int(layer)}_{int(ch)}",
+    "flat": int(flat),
+    "position": int(pos),
+    "layer": int(layer),
+    "layer_name": L.name,
+    "resolution": L.resolution,
+    "fraction": round(float(top), 6),
+    "margin": round(float(top - second), 6),
+    "mean_score": float(score),
+    "mean_coverage": round(float(cover), 6),
+  }
 
 
-def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None, detector=None, settings_extra=None,
-             stats=None, maps_fn=None):
+def finalize(
+  job,
+  gm,
+  threshold=0.5,
+  margin=0.25,
+  top_k=20,
+  layers=None,
+  detector=None,
+  settings_extra=None,
+  stats=None,
+  maps_fn=None,
+):
   """Applies the decision rule to the summed shards and writes the results into job.dir.
 
   layers: optional style-layer indices; only their channels are ranked and detected.
@@ -323,32 +365,66 @@ def finalize(job, gm, threshold=0.5, margin=0.25, top_k=20, layers=None, detecto
     pos = pos[allowed[pos]]
     dets[k] = pos
     ranked = np.flatnonzero(allowed)
-    ranked = ranked[np.argsort(-top[ranked], kind="stable")][:top_k if st.present[k] else 0]
-    cats.append({"category": cname, "id": k, "present_images": int(st.present[k]),
-                 "detected": [_entry(layout, channels[p], p, top[p], second[p], score[p, k], cover[p, k])
-                              for p in pos],
-                 "top": [_entry(layout, channels[p], p, top[p], second[p], score[p, k], cover[p, k])
-                         for p in ranked]})
+    ranked = ranked[np.argsort(-top[ranked], kind="stable")][: top_k if st.present[k] else 0]
+    cats.append(
+      {
+        "category": cname,
+        "id": k,
+        "present_images": int(st.present[k]),
+        "detected": [_entry(layout, channels[p], p, top[p], second[p], score[p, k], cover[p, k]) for p in pos],
+        "top": [_entry(layout, channels[p], p, top[p], second[p], score[p, k], cover[p, k]) for p in ranked],
+      }
+    )
   hist = layer_histogram(layout, channels, dets, table.num_categories)
-  settings = {"threshold": threshold, "margin": margin, "discount": job.spec["discount"], "top_k": top_k,
-              "layers": None if layers is None else list(layers), "num_images": st.num_images,
-              "labels": job.spec["labels"], "table": table.name, "categories": list(table.categories),
-              "gradient_maps": {k: v for k, v in gm.spec.items() if k != "seeds"},
-              "seeds": _seed_summary(gm.spec["seeds"]), **(settings_extra or {})}
+  settings = {
+    "threshold": threshold,
+    "margin": margin,
+    "discount": job.spec["discount"],
+    "top_k": top_k,
+    "layers": None if layers is None else list(layers),
+    "num_images": st.num_images,
+    "labels": job.spec["labels"],
+    "table": table.name,
+    "categories": list(table.categories),
+    "gradient_maps": {k: v for k, v in gm.spec.items() if k != "seeds"},
+    "seeds": _seed_summary(gm.spec["seeds"]),
+    **(settings_extra or {}),
+  }
   result = {"settings": settings, "categories": cats}
   out = job.dir
-  jobs.atomic_save_npz(out / "local.npz", fractions=frac, wins=st.wins, present=st.present,
-                       mean_score=score, mean_coverage=cover, channels=channels,
-                       categories=np.array(table.categories))
-  hist_json = {"categories": list(table.categories),
-               "layers": [{"index": L.index, "name": L.name, "resolution": L.resolution, "kind": L.kind,
-                           "counts": hist[L.index].tolist(), "total": int(hist[L.index].sum())}
-                          for L in layout]}
+  jobs.atomic_save_npz(
+    out / "local.npz",
+    fractions=frac,
+    wins=st.wins,
+    present=st.present,
+    mean_score=score,
+    mean_coverage=cover,
+    channels=channels,
+    categories=np.array(table.categories),
+  )
+  hist_json = {
+    "categories": list(table.categories),
+    "layers": [
+      {
+        "index": L.index,
+        "name": L.name,
+        "resolution": L.resolution,
+        "kind": L.kind,
+        "counts": hist[L.index].tolist(),
+        "total": int(hist[L.index].sum()),
+      }
+      for L in layout
+    ],
+  }
   jobs.atomic_write_json(out / "layer_histogram.json", hist_json)
   union = np.unique(np.concatenate([p for p in dets.values()] + [np.zeros(0, np.int64)])).astype(np.int64)
   empty = np.zeros((0,) + (gm.spec["pooled"],) * 2, np.float32)
-  jobs.atomic_save_npz(out / "mean_maps.npz", positions=union, channels=channels[union],
-                       maps=(maps_fn or functools.partial(mean_maps, gm))(union) if len(union) else empty)
+  jobs.atomic_save_npz(
+    out / "mean_maps.npz",
+    positions=union,
+    channels=channels[union],
+    maps=(maps_fn or functools.partial(mean_maps, gm))(union) if len(union) else empty,
+  )
   jobs.atomic_write_json(out / "detections.json", result)
   return result, hist
 

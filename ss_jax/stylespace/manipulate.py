@@ -10,6 +10,7 @@ shards of `images_per_shard` seeds hold the uint8 edits of every channel group a
 alpha; each process renders its own shards over the global device mesh
 (ss_jax.runtime.distributed) and process 0 assembles the grid (`job_grid`).
 """
+
 import hashlib
 import json
 import math
@@ -106,7 +107,7 @@ def _chunks(flat, batch_size):
   n = flat.shape[0]
   bs = max(int(batch_size), 1)
   for i in range(0, n, bs):
-    x = flat[i:i + bs]
+    x = flat[i : i + bs]
     k = x.shape[0]
     if n > bs and k < bs:
       x = jnp.concatenate([x, jnp.zeros((bs - k, x.shape[1]), x.dtype)])
@@ -153,6 +154,7 @@ def labeled_grid(cells, row_labels, col_labels, pad=2, min_cell=0):
   min_cell: nearest-neighbour upscale so each cell is at least this wide (readable tiny models).
   """
   from PIL import Image, ImageDraw, ImageFont
+
   cells = _rgb(np.asarray(cells, np.uint8))
   r, k, h, w, _ = cells.shape
   f = max(1, -(-int(min_cell) // w)) if min_cell else 1
@@ -169,7 +171,7 @@ def labeled_grid(cells, row_labels, col_labels, pad=2, min_cell=0):
   for i in range(r):
     for j in range(k):
       y, x = top + pad + i * (h + pad), left + pad + j * (w + pad)
-      canvas[y:y + h, x:x + w] = cells[i, j]
+      canvas[y : y + h, x : x + w] = cells[i, j]
   img = Image.fromarray(canvas)
   draw = ImageDraw.Draw(img)
   for i, t in enumerate(row_labels):
@@ -185,8 +187,7 @@ def alpha_label(a):
   return "0" if a == 0 else f"{a:+g}"
 
 
-def manipulation_grid(g, styles, channels, alphas, std, joint=False, batch_size=8, pad=2, min_cell=0,
-                      progress=None):
+def manipulation_grid(g, styles, channels, alphas, std, joint=False, batch_size=8, pad=2, min_cell=0, progress=None):
   """Edit grid as (H', W', 3) uint8: columns = alphas, rows = channel x image.
 
   Each channel is edited on its own (one row per channel and image, labelled
@@ -232,8 +233,20 @@ def _edit_rows(g, flat, d, alphas):
   return img.reshape((b, a) + img.shape[1:])
 
 
-def make_job(workdir, g, seeds, channels, alphas, std, *, psi=0.7, class_idx=None, joint=False,
-             images_per_shard=DEFAULT_IMAGES_PER_SHARD, extra_spec=None):
+def make_job(
+  workdir,
+  g,
+  seeds,
+  channels,
+  alphas,
+  std,
+  *,
+  psi=0.7,
+  class_idx=None,
+  joint=False,
+  images_per_shard=DEFAULT_IMAGES_PER_SHARD,
+  extra_spec=None,
+):
   """The ShardedJob of a batch edit under workdir/edits_<settings hash>/.
 
   Settings (seeds, channel groups, alphas, the sigma of every edited channel, psi,
@@ -250,11 +263,19 @@ def make_job(workdir, g, seeds, channels, alphas, std, *, psi=0.7, class_idx=Non
     raise ValueError(f"images_per_shard must be positive, got {images_per_shard}")
   d = direction(g.layout, channels, std)
   groups = edit_groups(g.layout, channels, joint)
-  spec = {"kind": "manipulate", "model": fingerprints.model_fingerprint(g), "seeds": seeds, "alphas": alphas,
-          "groups": [[list(i), label] for i, label in groups], "joint": bool(joint),
-          "sigma": {str(i): float(d[i]) for grp, _ in groups for i in grp},
-          "psi": float(psi), "class_idx": class_idx, "images_per_shard": int(images_per_shard),
-          **(extra_spec or {})}
+  spec = {
+    "kind": "manipulate",
+    "model": fingerprints.model_fingerprint(g),
+    "seeds": seeds,
+    "alphas": alphas,
+    "groups": [[list(i), label] for i, label in groups],
+    "joint": bool(joint),
+    "sigma": {str(i): float(d[i]) for grp, _ in groups for i in grp},
+    "psi": float(psi),
+    "class_idx": class_idx,
+    "images_per_shard": int(images_per_shard),
+    **(extra_spec or {}),
+  }
   key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
   return jobs.ShardedJob(workdir, f"edits_{key}", spec, math.ceil(len(seeds) / int(images_per_shard)))
 
@@ -281,13 +302,16 @@ def run_job(job, g, batch_size=8, mesh=None, progress=None):
     dirs.append(d)
   done = 0
   for i in distributed.schedule(job.pending(), mesh):
-    batch = seeds[i * per:(i + 1) * per] if i is not None else []
-    flat = np.concatenate([np.zeros((0, c), np.float32)] + list(
-        sampling.iter_styles_from_seeds(g, batch, spec["psi"], batch_size, spec["class_idx"], mesh)))
+    batch = seeds[i * per : (i + 1) * per] if i is not None else []
+    flat = np.concatenate(
+      [np.zeros((0, c), np.float32)]
+      + list(sampling.iter_styles_from_seeds(g, batch, spec["psi"], batch_size, spec["class_idx"], mesh))
+    )
     edits = []
     for d in dirs:
-      x = [images_lib.to_uint8(o) for o in distributed.map_batches(_edit_rows, g, (flat,), (d, alphas),
-                                                                   batch_size, mesh)]
+      x = [
+        images_lib.to_uint8(o) for o in distributed.map_batches(_edit_rows, g, (flat,), (d, alphas), batch_size, mesh)
+      ]
       edits.append(np.concatenate(x))
       if progress is not None and i is not None:
         progress.update(1)
@@ -302,7 +326,7 @@ def job_grid(job, pad=2, min_cell=0):
   """(H', W', 3) uint8 grid of a finished job: rows = channel group x image, columns = alphas."""
   spec = job.spec
   parts = [job.read(i)["images"] for i in range(job.num_shards)]
-  x = np.concatenate(parts)                                  # (N, G, A, H, W, C)
+  x = np.concatenate(parts)  # (N, G, A, H, W, C)
   n, ngroups = x.shape[:2]
   cells = np.swapaxes(x, 0, 1).reshape((ngroups * n,) + x.shape[2:])
   labels = [label for _, label in spec["groups"] for _ in range(n)]

@@ -9,6 +9,7 @@ as plain files):
   OUTDIR/strips/L_C.png                 manipulation strip (rows: images, columns: alphas)
   OUTDIR/examples/NNNNN.png, _cats.png  a few analysed images and their R x R category maps
 """
+
 import functools
 import html
 import json
@@ -21,8 +22,19 @@ from ss_jax.runtime import jobs, outputs
 from ss_jax.stylespace import manipulate, segmentation
 
 # Anchor colours of a perceptually ordered dark -> bright heat map (inferno-like).
-_HEAT = np.array([(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21),
-                  (250, 193, 39), (252, 255, 164)], np.float64)
+_HEAT = np.array(
+  [
+    (0, 0, 4),
+    (40, 11, 84),
+    (101, 21, 110),
+    (159, 42, 99),
+    (212, 72, 66),
+    (245, 125, 21),
+    (250, 193, 39),
+    (252, 255, 164),
+  ],
+  np.float64,
+)
 
 
 def heatmap(m, size=128):
@@ -38,6 +50,7 @@ def heatmap(m, size=128):
 
 def _font():
   from PIL import ImageFont
+
   return ImageFont.load_default()
 
 
@@ -48,6 +61,7 @@ def histogram_png(hist, layer_labels, categories, bar=18, height=220):
   segmentation.PALETTE with a legend on the right.
   """
   from PIL import Image, ImageDraw
+
   hist = np.asarray(hist)
   nl, k = hist.shape
   left, bottom, top, legend = 40, 34, 14, 120
@@ -70,16 +84,22 @@ def histogram_png(hist, layer_labels, categories, bar=18, height=220):
     for j in range(k):
       if hist[i, j]:
         hgt = hist[i, j] * scale
-        d.rectangle([x, y - hgt, x + bar - 4, y], fill=tuple(int(v) for v in segmentation.PALETTE[j % len(
-            segmentation.PALETTE)]), outline=(255, 255, 255))
+        d.rectangle(
+          [x, y - hgt, x + bar - 4, y],
+          fill=tuple(int(v) for v in segmentation.PALETTE[j % len(segmentation.PALETTE)]),
+          outline=(255, 255, 255),
+        )
         y -= hgt
     d.text((x, y0 + 4 + 10 * (i % 2)), str(layer_labels[i]), fill=(0, 0, 0), font=font)
   d.text((left, h - 12), "style layer", fill=(0, 0, 0), font=font)
   lx = left + nl * bar + 16
   for j, name in enumerate(categories):
     y = top + 14 * j
-    d.rectangle([lx, y, lx + 10, y + 10], fill=tuple(int(v) for v in segmentation.PALETTE[j % len(
-        segmentation.PALETTE)]), outline=(0, 0, 0))
+    d.rectangle(
+      [lx, y, lx + 10, y + 10],
+      fill=tuple(int(v) for v in segmentation.PALETTE[j % len(segmentation.PALETTE)]),
+      outline=(0, 0, 0),
+    )
     d.text((lx + 14, y), str(name), fill=(0, 0, 0), font=font)
   return np.asarray(im)
 
@@ -96,8 +116,19 @@ def _img(src, alt, width=None):
   return f'<img src="{html.escape(src, quote=True)}" alt="{html.escape(alt, quote=True)}"{w}>'
 
 
-def write_report(outdir, detections, histogram, mean_maps=None, strips=None, examples=None, notes=(),
-                 max_channels=8, title="Locally-active style channels", category_html=None, verified_counts=None):
+def write_report(
+  outdir,
+  detections,
+  histogram,
+  mean_maps=None,
+  strips=None,
+  examples=None,
+  notes=(),
+  max_channels=8,
+  title="Locally-active style channels",
+  category_html=None,
+  verified_counts=None,
+):
   """Writes index.html and its PNGs into outdir; returns the html path.
 
   Args:
@@ -116,8 +147,9 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
   cats = detections["categories"]
   layers = histogram["layers"]
   hist = np.array([L["counts"] for L in layers]).reshape(len(layers), len(histogram["categories"]))
-  images_lib.save_png(out / "layer_histogram.png",
-                      histogram_png(hist, [L["index"] for L in layers], histogram["categories"]))
+  images_lib.save_png(
+    out / "layer_histogram.png", histogram_png(hist, [L["index"] for L in layers], histogram["categories"])
+  )
   shown = set()
   for c in cats:
     for e in c["detected"][:max_channels]:
@@ -128,41 +160,68 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
     if name in strips:
       images_lib.save_png(out / "strips" / f"{name}.png", strips[name])
 
-  h = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
-       f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+  h = [
+    f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
+    f"<style>{_CSS}</style></head><body>",
+    f"<h1>{html.escape(title)}</h1>",
+  ]
   for line in notes:
     h.append(f'<p class="note">{html.escape(str(line))}</p>')
   s = detections["settings"]
   if s.get("score", "official") == "official":
-    h.append(f"<p>{int(s.get('num_images', 0))} images; a channel is locally active for a category when "
-             f"it wins the category in more than {s['threshold']:g} of the images containing it and beats "
-             f"every other category by more than {s['margin']:g} (overlap score n / area<sup>"
-             f"{s['discount']:g}</sup>, the paper's rule).</p>")
+    h.append(
+      f"<p>{int(s.get('num_images', 0))} images; a channel is locally active for a category when "
+      f"it wins the category in more than {s['threshold']:g} of the images containing it and beats "
+      f"every other category by more than {s['margin']:g} (overlap score n / area<sup>"
+      f"{s['discount']:g}</sup>, the paper's rule).</p>"
+    )
   else:
-    h.append(f"<p>{int(s.get('num_images', 0))} images; rule <b>{html.escape(s['score'])}</b>: a channel is "
-             "detected for a category when its gradient-map mass inside the category exceeds the category's "
-             f"mean area share a by at least {s['mass_threshold']:g} x (1 - a)"
-             + (" or the paper's rule holds (win fraction &gt; "
-                f"{s['threshold']:g}, margin {s['margin']:g})" if s["score"] == "union" else "") + ".</p>")
+    h.append(
+      f"<p>{int(s.get('num_images', 0))} images; rule <b>{html.escape(s['score'])}</b>: a channel is "
+      "detected for a category when its gradient-map mass inside the category exceeds the category's "
+      f"mean area share a by at least {s['mass_threshold']:g} x (1 - a)"
+      + (
+        f" or the paper's rule holds (win fraction &gt; {s['threshold']:g}, margin {s['margin']:g})"
+        if s["score"] == "union"
+        else ""
+      )
+      + ".</p>"
+    )
   vc = verified_counts or {}
-  h.append("<h2>Summary</h2><table><tr><th>category</th><th>images containing it</th>"
-           "<th>detected channels</th>" + ("<th>verified by editing</th>" if vc else "")
-           + "<th>an average channel wins it (paper's rule)</th></tr>")
+  h.append(
+    "<h2>Summary</h2><table><tr><th>category</th><th>images containing it</th>"
+    "<th>detected channels</th>"
+    + ("<th>verified by editing</th>" if vc else "")
+    + "<th>an average channel wins it (paper's rule)</th></tr>"
+  )
   for c in cats:
     anchor = f"cat-{c['id']}"
     rate = c.get("average_channel_win_rate")
-    h.append(f'<tr><td><a href="#{anchor}">{html.escape(c["category"])}</a></td>'
-             f"<td>{c['present_images']}</td><td>{len(c['detected'])}</td>"
-             + (f"<td>{vc.get(c['id'], 0)}</td>" if vc else "")
-             + ("<td>–</td>" if rate is None else f"<td{' class=note' if rate > 0.2 else ''}>{100 * rate:.0f}% "
-                f"of images{' (warning: > 20%)' if rate > 0.2 else ''}</td>") + "</tr>")
+    h.append(
+      f'<tr><td><a href="#{anchor}">{html.escape(c["category"])}</a></td>'
+      f"<td>{c['present_images']}</td><td>{len(c['detected'])}</td>"
+      + (f"<td>{vc.get(c['id'], 0)}</td>" if vc else "")
+      + (
+        "<td>–</td>"
+        if rate is None
+        else f"<td{' class=note' if rate > 0.2 else ''}>{100 * rate:.0f}% "
+        f"of images{' (warning: > 20%)' if rate > 0.2 else ''}</td>"
+      )
+      + "</tr>"
+    )
   h.append("</table>")
   h.append("<h2>Detections per style layer</h2>" + _img("layer_histogram.png", "per-layer histogram"))
-  h.append("<table><tr><th>layer</th><th>name</th><th>res</th>"
-           + "".join(f"<th>{html.escape(n)}</th>" for n in histogram["categories"]) + "<th>total</th></tr>")
+  h.append(
+    "<table><tr><th>layer</th><th>name</th><th>res</th>"
+    + "".join(f"<th>{html.escape(n)}</th>" for n in histogram["categories"])
+    + "<th>total</th></tr>"
+  )
   for L in layers:
-    h.append(f"<tr><td>{L['index']}</td><td>{html.escape(L['name'])}</td><td>{L['resolution']}</td>"
-             + "".join(f"<td>{v}</td>" for v in L["counts"]) + f"<td>{L['total']}</td></tr>")
+    h.append(
+      f"<tr><td>{L['index']}</td><td>{html.escape(L['name'])}</td><td>{L['resolution']}</td>"
+      + "".join(f"<td>{v}</td>" for v in L["counts"])
+      + f"<td>{L['total']}</td></tr>"
+    )
   h.append("</table>")
   if examples is not None:
     ims, cm = examples
@@ -170,13 +229,22 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
     for i, (im, c) in enumerate(zip(ims, cm)):
       images_lib.save_png(out / "examples" / f"{i:05d}.png", im)
       f = max(1, im.shape[0] // c.shape[0])
-      images_lib.save_png(out / "examples" / f"{i:05d}_cats.png",
-                          segmentation.colorize(c).repeat(f, 0).repeat(f, 1))
-      h.append(_img(f"examples/{i:05d}.png", f"image {i}", 128) + " "
-               + _img(f"examples/{i:05d}_cats.png", f"categories {i}", 128) + "&nbsp;&nbsp;")
+      images_lib.save_png(out / "examples" / f"{i:05d}_cats.png", segmentation.colorize(c).repeat(f, 0).repeat(f, 1))
+      h.append(
+        _img(f"examples/{i:05d}.png", f"image {i}", 128)
+        + " "
+        + _img(f"examples/{i:05d}_cats.png", f"categories {i}", 128)
+        + "&nbsp;&nbsp;"
+      )
     swatch = lambda j: tuple(int(v) for v in segmentation.PALETTE[j % len(segmentation.PALETTE)])
-    h.append("</p><p>" + " ".join(f'<span style="background:rgb{swatch(j)};padding:0 8px">&nbsp;</span> '
-                                  f"{html.escape(n)}" for j, n in enumerate(histogram["categories"])) + "</p>")
+    h.append(
+      "</p><p>"
+      + " ".join(
+        f'<span style="background:rgb{swatch(j)};padding:0 8px">&nbsp;</span> {html.escape(n)}'
+        for j, n in enumerate(histogram["categories"])
+      )
+      + "</p>"
+    )
   for c in cats:
     h.append(f'<h2 id="cat-{c["id"]}">{html.escape(c["category"])}</h2>')
     h.append((category_html or {}).get(c["id"], ""))
@@ -186,26 +254,36 @@ def write_report(outdir, detections, histogram, mean_maps=None, strips=None, exa
     if not c["detected"]:
       h.append("<p>No locally-active channels.</p>")
     else:
-      h.append("<table><tr><th>channel</th><th>layer</th><th>fraction</th><th>margin</th><th>coverage</th>"
-               "<th>map mass inside</th><th>mean gradient map (own max)</th><th>manipulation</th></tr>")
+      h.append(
+        "<table><tr><th>channel</th><th>layer</th><th>fraction</th><th>margin</th><th>coverage</th>"
+        "<th>map mass inside</th><th>mean gradient map (own max)</th><th>manipulation</th></tr>"
+      )
       for e in c["detected"][:max_channels]:
         n = e["name"]
         hm = _img(f"maps/{n}.png", f"mean gradient map {n}", 96) if n in mean_maps else ""
         st = _img(f"strips/{n}.png", f"manipulation {n}") if n in strips else ""
         mass = f"{e['mass']:.2f}" if "mass" in e else "–"
-        h.append(f"<tr><td>{html.escape(n)}</td>"
-                 f"<td>{html.escape(e['layer_name'])} ({e['resolution']} px)</td>"
-                 f"<td>{e['fraction']:.3f}</td><td>{e['margin']:.3f}</td><td>{e['mean_coverage']:.3f}</td>"
-                 f"<td>{mass}</td><td>{hm}</td><td>{st}</td></tr>")
+        h.append(
+          f"<tr><td>{html.escape(n)}</td>"
+          f"<td>{html.escape(e['layer_name'])} ({e['resolution']} px)</td>"
+          f"<td>{e['fraction']:.3f}</td><td>{e['margin']:.3f}</td><td>{e['mean_coverage']:.3f}</td>"
+          f"<td>{mass}</td><td>{hm}</td><td>{st}</td></tr>"
+        )
       h.append("</table>")
       rest = c["detected"][max_channels:]
       if rest:
-        h.append(f"<details><summary>{len(rest)} more detected</summary><p>" + ", ".join(
-            f"{html.escape(e['name'])} ({e['fraction']:.2f})" for e in rest) + "</p></details>")
+        h.append(
+          f"<details><summary>{len(rest)} more detected</summary><p>"
+          + ", ".join(f"{html.escape(e['name'])} ({e['fraction']:.2f})" for e in rest)
+          + "</p></details>"
+        )
     top = [e for e in c["top"][:10] if e["fraction"] > 0]
     if top:
-      h.append("<p>Highest fractions (detected or not): " + ", ".join(
-          f"{html.escape(e['name'])} ({e['fraction']:.2f})" for e in top) + "</p>")
+      h.append(
+        "<p>Highest fractions (detected or not): "
+        + ", ".join(f"{html.escape(e['name'])} ({e['fraction']:.2f})" for e in top)
+        + "</p>"
+      )
   h.append("<h2>Settings</h2><pre>" + html.escape(json.dumps(s, indent=2, sort_keys=True)) + "</pre>")
   h.append("</body></html>\n")
   path = out / "index.html"
@@ -234,8 +312,19 @@ def shown_channels(detections, max_channels=8):
   return list(seen.values()), list(seen)
 
 
-def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5, alphas=(-10, -5, 0, 5, 10),
-                 num_images=3, channels=None, manipulation_fn=None, num_examples=4):
+def build_report(
+  workdir,
+  outdir,
+  name="local",
+  g=None,
+  std=None,
+  max_channels=5,
+  alphas=(-10, -5, 0, 5, 10),
+  num_images=3,
+  channels=None,
+  manipulation_fn=None,
+  num_examples=4,
+):
   """Report of WORKDIR/<name> (a finalized detection job) into outdir; returns the html path.
 
   Args:
@@ -248,6 +337,7 @@ def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5
   """
   from ss_jax.stylespace import locally_active, channels as stylespace
   from ss_jax.stylespace.gradmaps import storage
+
   outputs.claim(outdir, "report")  # before any work: never into a folder of the user's files
   gm = storage.open_job(workdir, storage.GRADMAPS)
   layout, considered, _ = storage.job_layout(gm)
@@ -258,11 +348,12 @@ def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5
   if channels:
     flats = stylespace.parse_names(layout, channels)
     pos = np.searchsorted(considered, flats)
-    bad = [stylespace.name_of(layout, f) for f, p in zip(flats, pos)
-           if p >= len(considered) or considered[p] != f]
+    bad = [stylespace.name_of(layout, f) for f, p in zip(flats, pos) if p >= len(considered) or considered[p] != f]
     if bad:
-      raise ValueError(f"channel(s) {', '.join(bad)} have no gradient maps (toRGB channels need "
-                       "experiments.gradient_maps --include_torgb)")
+      raise ValueError(
+        f"channel(s) {', '.join(bad)} have no gradient maps (toRGB channels need "
+        "experiments.gradient_maps --include_torgb)"
+      )
     local = jobs.load_npz(job_dir / "local.npz")
     frac = local["fractions"]
     for f, p in zip(flats, pos):
@@ -271,12 +362,25 @@ def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5
     for f, p in zip(flats, pos):  # shown with their best category's numbers
       best, second = np.argsort(-frac[p], kind="stable")[:2] if frac.shape[1] > 1 else (0, 0)
       runner_up = frac[p, second] if second != best else 0.0
-      extra.append(locally_active._entry(layout, f, p, frac[p, best], runner_up, local["mean_score"][p, best],
-                                         local["mean_coverage"][p, best]))
+      extra.append(
+        locally_active._entry(
+          layout, f, p, frac[p, best], runner_up, local["mean_score"][p, best], local["mean_coverage"][p, best]
+        )
+      )
       extra[-1]["layer_name"] += f", best: {det['settings']['categories'][int(best)]}"
-    det = dict(det, categories=det["categories"] + [{
-        "category": "requested channels", "id": "extra", "present_images": int(det["settings"]["num_images"]),
-        "top": [], "detected": extra}])
+    det = dict(
+      det,
+      categories=det["categories"]
+      + [
+        {
+          "category": "requested channels",
+          "id": "extra",
+          "present_images": int(det["settings"]["num_images"]),
+          "top": [],
+          "detected": extra,
+        }
+      ],
+    )
   strips = {}
   if manipulation_fn is None:
     manipulation_fn = functools.partial(manipulate.manipulation_grid, min_cell=64)  # readable for tiny models
@@ -287,8 +391,10 @@ def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5
     flats, names = shown_channels(det, max_channels)
     for f, n in zip(flats, names):
       strips[n] = np.asarray(manipulation_fn(g, styles, [f], list(alphas), std))
-    notes.append(f"manipulation strips: s_c + alpha * std_c, alpha in {list(alphas)} (columns), "
-                 f"first {len(styles)} analysed images (rows).")
+    notes.append(
+      f"manipulation strips: s_c + alpha * std_c, alpha in {list(alphas)} (columns), "
+      f"first {len(styles)} analysed images (rows)."
+    )
   examples = None
   try:
     ims = gm.read(0)["images"][:num_examples]
@@ -299,9 +405,11 @@ def build_report(workdir, outdir, name="local", g=None, std=None, max_channels=5
   cat_html = counts = None
   if (job_dir / "verified.json").is_file():
     from ss_jax.stylespace import verification_report
+
     ver = json.loads((job_dir / "verified.json").read_text())
     cat_html, vnotes = verification_report.build_sections(outdir, workdir, det, ver, g, max_channels)
     counts = {c["id"]: len(c["verified"]) for c in ver["categories"]}
     notes.extend(vnotes)
-  return write_report(outdir, det, hist, maps, strips, examples, notes, max_channels, category_html=cat_html,
-                      verified_counts=counts)
+  return write_report(
+    outdir, det, hist, maps, strips, examples, notes, max_channels, category_html=cat_html, verified_counts=counts
+  )

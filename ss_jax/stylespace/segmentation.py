@@ -20,6 +20,7 @@ Masks come from either source, so any parser can be plugged in:
 Label maps are reduced to the gradient maps' R x R grid by block majority vote
 (`reduce_labels`).
 """
+
 import dataclasses
 import importlib
 import os
@@ -31,17 +32,41 @@ import numpy as np
 # ----------------------------------------------------------------------------- category tables
 
 CELEBAMASK_HQ_CLASSES = (
-    "background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
-    "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat")
+  "background",
+  "skin",
+  "l_brow",
+  "r_brow",
+  "l_eye",
+  "r_eye",
+  "eye_g",
+  "l_ear",
+  "r_ear",
+  "ear_r",
+  "nose",
+  "mouth",
+  "u_lip",
+  "l_lip",
+  "neck",
+  "neck_l",
+  "cloth",
+  "hair",
+  "hat",
+)
 
 # Order and membership of StyleSpace's `GetMask.py:CFFHQ` merge (`npy/ffhq/label`);
 # category 0 collects every unmapped class (eye_g, ear_r, neck_l, hat).
-FFHQ_CATEGORIES = ("others", "background", "skin", "eyebrow", "eye", "ear", "nose", "mouth", "neck",
-                   "clothes", "hair")
+FFHQ_CATEGORIES = ("others", "background", "skin", "eyebrow", "eye", "ear", "nose", "mouth", "neck", "clothes", "hair")
 FFHQ_MERGE = {
-    "background": ["background"], "skin": ["skin"], "eyebrow": ["l_brow", "r_brow"],
-    "eye": ["l_eye", "r_eye"], "ear": ["l_ear", "r_ear"], "nose": ["nose"],
-    "mouth": ["mouth", "u_lip", "l_lip"], "neck": ["neck"], "clothes": ["cloth"], "hair": ["hair"],
+  "background": ["background"],
+  "skin": ["skin"],
+  "eyebrow": ["l_brow", "r_brow"],
+  "eye": ["l_eye", "r_eye"],
+  "ear": ["l_ear", "r_ear"],
+  "nose": ["nose"],
+  "mouth": ["mouth", "u_lip", "l_lip"],
+  "neck": ["neck"],
+  "clothes": ["cloth"],
+  "hair": ["hair"],
 }
 
 
@@ -52,6 +77,7 @@ class CategoryTable:
   name: short id ("ffhq"); categories: K category names, position = category id;
   classes: parser class names, position = class id; lut: class id -> category id.
   """
+
   name: str
   categories: tuple
   classes: tuple
@@ -59,8 +85,7 @@ class CategoryTable:
 
   def __post_init__(self):
     if len(self.lut) != len(self.classes):
-      raise ValueError(f"table {self.name!r}: lut has {len(self.lut)} entries for "
-                       f"{len(self.classes)} classes")
+      raise ValueError(f"table {self.name!r}: lut has {len(self.lut)} entries for {len(self.classes)} classes")
     if any(not 0 <= c < len(self.categories) for c in self.lut):
       raise ValueError(f"table {self.name!r}: lut refers to a category outside 0..{len(self.categories) - 1}")
 
@@ -88,21 +113,28 @@ class CategoryTable:
     if not np.issubdtype(labels.dtype, np.integer):
       raise ValueError(f"labels must be integers, got {labels.dtype}")
     if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-      raise ValueError(f"labels hold classes {labels.min()}..{labels.max()} but table {self.name!r} "
-                       f"has {self.num_classes} classes (0..{self.num_classes - 1})")
+      raise ValueError(
+        f"labels hold classes {labels.min()}..{labels.max()} but table {self.name!r} "
+        f"has {self.num_classes} classes (0..{self.num_classes - 1})"
+      )
     return np.asarray(self.lut, np.uint8)[labels]
 
   def to_dict(self):
-    return {"name": self.name, "categories": list(self.categories), "classes": list(self.classes),
-            "lut": list(self.lut)}
+    return {
+      "name": self.name,
+      "categories": list(self.categories),
+      "classes": list(self.classes),
+      "lut": list(self.lut),
+    }
 
   @classmethod
   def from_json(cls, d):
     return cls(d["name"], tuple(d["categories"]), tuple(d["classes"]), tuple(int(c) for c in d["lut"]))
 
 
-def table_from_dict(name, categories: Sequence[str], classes: Sequence[str],
-                    merge: Mapping[str, Sequence], default="others"):
+def table_from_dict(
+  name, categories: Sequence[str], classes: Sequence[str], merge: Mapping[str, Sequence], default="others"
+):
   """Builds a CategoryTable.
 
   Args:
@@ -175,8 +207,10 @@ def get_segmenter(spec):
     factory, table = _SEGMENTERS[spec]
     return factory(), table
   if ":" not in spec:
-    raise ValueError(f"unknown segmenter {spec!r}: use one of {', '.join(sorted(set(_SEGMENTERS) | set(PLUGINS)))} "
-                     "or 'package.module:function'")
+    raise ValueError(
+      f"unknown segmenter {spec!r}: use one of {', '.join(sorted(set(_SEGMENTERS) | set(PLUGINS)))} "
+      "or 'package.module:function'"
+    )
   mod_name, attr = spec.split(":", 1)
   try:
     fn = getattr(importlib.import_module(mod_name), attr)
@@ -189,11 +223,12 @@ def segment(segmenter: Segmenter, images_uint8, batch_size=16):
   """uint8 images (N, H, W, C) -> (N, H, W) int32 class labels, fed to `segmenter` as [-1, 1] floats."""
   out = []
   for i in range(0, len(images_uint8), batch_size):
-    x = np.asarray(images_uint8[i:i + batch_size], np.float32) / 127.5 - 1.0
+    x = np.asarray(images_uint8[i : i + batch_size], np.float32) / 127.5 - 1.0
     lab = np.asarray(segmenter(x))
     if lab.shape != x.shape[:3]:
-      raise ValueError(f"segmenter returned labels of shape {lab.shape} for images of shape {x.shape}; "
-                       f"expected {x.shape[:3]}")
+      raise ValueError(
+        f"segmenter returned labels of shape {lab.shape} for images of shape {x.shape}; expected {x.shape[:3]}"
+      )
     out.append(lab.astype(np.int32))
   return np.concatenate(out) if out else np.zeros((0,) + tuple(images_uint8.shape[1:3]), np.int32)
 
@@ -214,6 +249,7 @@ def load_label_pngs(directory, seeds, indices):
     seeds, indices: (N,) seed and 0-based position of each image (see module docstring).
   """
   from PIL import Image
+
   directory = pathlib.Path(directory)
   if not directory.is_dir():
     raise ValueError(f"labels folder not found: {directory}")
@@ -222,8 +258,7 @@ def load_label_pngs(directory, seeds, indices):
     names = label_png_names(int(seed), int(index))
     path = next((directory / n for n in names if (directory / n).is_file()), None)
     if path is None:
-      raise ValueError(f"no label PNG for image {index} (seed {seed}) in {directory}: "
-                       f"expected {' or '.join(names)}")
+      raise ValueError(f"no label PNG for image {index} (seed {seed}) in {directory}: expected {' or '.join(names)}")
     with Image.open(path) as im:
       if im.mode not in ("L", "P", "I;16", "I"):
         raise ValueError(f"{path}: label PNGs must be single-channel class-index images, got mode {im.mode}")
@@ -288,9 +323,22 @@ def category_areas(cats, num_categories):
 
 
 # Distinct colours for viewing category maps, cycled for tables with more categories.
-PALETTE = np.array([(128, 128, 128), (0, 0, 0), (230, 180, 150), (255, 230, 0), (40, 90, 255),
-                    (0, 200, 120), (255, 110, 0), (220, 20, 60), (160, 120, 200), (70, 70, 160),
-                    (120, 60, 20)], np.uint8)
+PALETTE = np.array(
+  [
+    (128, 128, 128),
+    (0, 0, 0),
+    (230, 180, 150),
+    (255, 230, 0),
+    (40, 90, 255),
+    (0, 200, 120),
+    (255, 110, 0),
+    (220, 20, 60),
+    (160, 120, 200),
+    (70, 70, 160),
+    (120, 60, 20),
+  ],
+  np.uint8,
+)
 
 
 def colorize(cats):

@@ -20,6 +20,7 @@ mesh (every device of every process: ss_jax.runtime.distributed) and merged on t
 with Chan et al.'s parallel formula, which stays accurate where a naive sum of
 squares would cancel; shards are merged in shard order.
 """
+
 import pathlib
 
 import numpy as np
@@ -65,19 +66,27 @@ def empty_moments(num_channels):
 
 
 def _settings(num_samples, psi, seed, samples_per_shard, class_idx):
-  return {"num_samples": int(num_samples), "psi": float(psi), "seed": int(seed),
-          "samples_per_shard": int(samples_per_shard), "class_idx": class_idx,
-          "z": "z_from_seeds(seed + i)", "ddof": 0}
+  return {
+    "num_samples": int(num_samples),
+    "psi": float(psi),
+    "seed": int(seed),
+    "samples_per_shard": int(samples_per_shard),
+    "class_idx": class_idx,
+    "z": "z_from_seeds(seed + i)",
+    "ddof": 0,
+  }
 
 
-def make_job(workdir, g, num_samples, psi=0.7, seed=0, samples_per_shard=DEFAULT_SAMPLES_PER_SHARD,
-             class_idx=None, extra_spec=None):
+def make_job(
+  workdir, g, num_samples, psi=0.7, seed=0, samples_per_shard=DEFAULT_SAMPLES_PER_SHARD, class_idx=None, extra_spec=None
+):
   """The ShardedJob (workdir/population_stats/) matching population_stats' chunking.
 
   Raises jobs.SettingsMismatch if workdir holds a run with other settings or another model.
   """
-  spec = dict(_settings(num_samples, psi, seed, samples_per_shard, class_idx),
-              model=model_fingerprint(g), **(extra_spec or {}))
+  spec = dict(
+    _settings(num_samples, psi, seed, samples_per_shard, class_idx), model=model_fingerprint(g), **(extra_spec or {})
+  )
   return jobs.ShardedJob(workdir, JOB_NAME, spec, len(jobs.shard_ranges(num_samples, samples_per_shard)))
 
 
@@ -86,8 +95,19 @@ def done_samples(job, num_samples, samples_per_shard=DEFAULT_SAMPLES_PER_SHARD):
   return sum(b - a for i, (a, b) in enumerate(jobs.shard_ranges(num_samples, samples_per_shard)) if job.done(i))
 
 
-def population_stats(g, num_samples, psi=0.7, batch_size=256, seed=0, job=None, progress=None,
-                     samples_per_shard=DEFAULT_SAMPLES_PER_SHARD, class_idx=None, mesh=None, wait_s=None):
+def population_stats(
+  g,
+  num_samples,
+  psi=0.7,
+  batch_size=256,
+  seed=0,
+  job=None,
+  progress=None,
+  samples_per_shard=DEFAULT_SAMPLES_PER_SHARD,
+  class_idx=None,
+  mesh=None,
+  wait_s=None,
+):
   """Per-channel mean and std of flat S over samples seed .. seed + num_samples - 1.
 
   Args:
@@ -111,8 +131,7 @@ def population_stats(g, num_samples, psi=0.7, batch_size=256, seed=0, job=None, 
     want = _settings(num_samples, psi, seed, samples_per_shard, class_idx)
     bad = sorted(k for k in want if k in job.spec and job.spec[k] != want[k])
     if bad or job.num_shards != len(ranges):
-      raise ValueError(f"{job.dir}: job settings differ from the arguments "
-                       f"({', '.join(bad) or 'num_shards'})")
+      raise ValueError(f"{job.dir}: job settings differ from the arguments ({', '.join(bad) or 'num_shards'})")
   mesh = distributed.auto_axes(mesh or distributed.default_mesh())
   g = distributed.replicate(g, mesh)
   num_channels = stylespace.num_channels(g.layout)
@@ -153,10 +172,14 @@ def save(path, result, layout, **meta):
   """Write stats.npz atomically: mean, std, count, layer_offsets, layer_channels (+ scalar meta)."""
   check(result["mean"], result["std"], layout)
   jobs.atomic_save_npz(
-      path, mean=np.asarray(result["mean"], np.float64), std=np.asarray(result["std"], np.float64),
-      count=np.int64(result["count"]), layer_offsets=np.array([L.offset for L in layout], np.int64),
-      layer_channels=np.array([L.channels for L in layout], np.int64),
-      **{k: np.asarray(v) for k, v in meta.items()})
+    path,
+    mean=np.asarray(result["mean"], np.float64),
+    std=np.asarray(result["std"], np.float64),
+    count=np.int64(result["count"]),
+    layer_offsets=np.array([L.offset for L in layout], np.int64),
+    layer_channels=np.array([L.channels for L in layout], np.int64),
+    **{k: np.asarray(v) for k, v in meta.items()},
+  )
 
 
 def check(mean, std, layout, source="stats"):
@@ -165,8 +188,10 @@ def check(mean, std, layout, source="stats"):
   for name, v in (("mean", mean), ("std", std)):
     v = np.asarray(v)
     if v.shape != (c,):
-      raise ValueError(f"{source}: {name} has shape {v.shape} but this model has {c} style channels "
-                       "(computed for a different generator?)")
+      raise ValueError(
+        f"{source}: {name} has shape {v.shape} but this model has {c} style channels "
+        "(computed for a different generator?)"
+      )
 
 
 def load(path, layout=None):

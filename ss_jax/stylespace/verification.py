@@ -39,6 +39,7 @@ f32, vis_total (N, A) i32, present (N, K) bool (category in the unedited image).
 are edited in groups, each group one batch of (channel x image) rows over the device mesh
 (`distributed.map_batches`); processes take the requested shards round-robin.
 """
+
 import math
 
 import jax
@@ -53,7 +54,7 @@ DEFAULT_ALPHAS = (-10.0, 10.0)
 DEFAULT_VISIBLE = 0.1
 DEFAULT_MIN_SHARE = 0.55  # the oracle (ground_truth) calls > 0.5 local; 0.05 margin for sampling noise
 DEFAULT_MIN_CHANGED = 0.001
-DEFAULT_SEEDS = "1000000-1000015"   # 16 held-out images (gradient maps use 0-999 by default)
+DEFAULT_SEEDS = "1000000-1000015"  # 16 held-out images (gradient maps use 0-999 by default)
 MEASURES = ("l1_share", "vis_share", "changed")
 
 # ----------------------------------------------------------------------------- measures (jitted)
@@ -66,6 +67,7 @@ def _to_uint8(x):
 def _edit_rows(g, flat, chan, sigma, alphas):
   """(B, S) styles, (B,) channel, (B,) sigma, (A,) alphas -> (B, A, H, W, C) uint8 edited images."""
   from ss_jax.stylespace.manipulate import _synth
+
   onehot = jax.nn.one_hot(chan, flat.shape[1], dtype=flat.dtype) * sigma[:, None]
   s = flat[:, None] + alphas[None, :, None] * onehot[:, None]
   b, a = s.shape[:2]
@@ -75,6 +77,7 @@ def _edit_rows(g, flat, chan, sigma, alphas):
 
 def _render_rows(g, flat):
   from ss_jax.stylespace.manipulate import _synth
+
   return _to_uint8(_synth(g, flat))
 
 
@@ -89,8 +92,14 @@ def edit_measures(before, cat_before, after, cat_after, num_categories, visible=
     dict of numpy arrays: l1_in (B, A, K) float32, vis_in (B, A, K) int32, l1_total (B, A)
     float32, vis_total (B, A) int32.
   """
-  out = _measures(jnp.asarray(before), jnp.asarray(cat_before, jnp.int32), jnp.asarray(after),
-                  jnp.asarray(cat_after, jnp.int32), int(num_categories), float(visible))
+  out = _measures(
+    jnp.asarray(before),
+    jnp.asarray(cat_before, jnp.int32),
+    jnp.asarray(after),
+    jnp.asarray(cat_after, jnp.int32),
+    int(num_categories),
+    float(visible),
+  )
   return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -99,12 +108,16 @@ def _measures_core(before, cat_before, after, cat_after, ks, visible):
   d = jnp.abs(after.astype(jnp.float32) - before[:, None].astype(jnp.float32)) / 127.5  # (B, A, H, W, C)
   l1 = d.sum(-1)
   vis = (d.max(-1) > visible).astype(jnp.float32)
-  region = (cat_before[:, None, :, :, None] == ks) | (cat_after[..., None] == ks)        # (B, A, H, W, K)
+  region = (cat_before[:, None, :, :, None] == ks) | (cat_after[..., None] == ks)  # (B, A, H, W, K)
   region = region.astype(jnp.float32)
   l1_in = jnp.einsum("bahw,bahwk->bak", l1, region)
   vis_in = jnp.einsum("bahw,bahwk->bak", vis, region)
-  return {"l1_in": l1_in, "vis_in": jnp.rint(vis_in).astype(jnp.int32), "l1_total": l1.sum((2, 3)),
-          "vis_total": jnp.rint(vis.sum((2, 3))).astype(jnp.int32)}
+  return {
+    "l1_in": l1_in,
+    "vis_in": jnp.rint(vis_in).astype(jnp.int32),
+    "l1_total": l1.sum((2, 3)),
+    "vis_total": jnp.rint(vis.sum((2, 3))).astype(jnp.int32),
+  }
 
 
 def _measures(before, cat_before, after, cat_after, k, visible):
@@ -124,12 +137,14 @@ def summarize(d, num_pixels):
   """
   l1_in, vis_in = np.asarray(d["l1_in"], np.float64), np.asarray(d["vis_in"], np.float64)
   l1_tot, vis_tot = np.asarray(d["l1_total"], np.float64), np.asarray(d["vis_total"], np.float64)
-  present = np.asarray(d["present"], bool)                                       # (M, N, K)
-  l1_tot_i, vis_tot_i = l1_tot.sum(2)[..., None], vis_tot.sum(2)[..., None]     # (M, N, 1)
-  per = {"l1_share": np.divide(l1_in.sum(2), l1_tot_i, out=np.zeros(present.shape), where=l1_tot_i > 0),
-         "vis_share": np.divide(vis_in.sum(2), vis_tot_i, out=np.zeros(present.shape), where=vis_tot_i > 0),
-         "changed": np.broadcast_to(vis_tot.mean(2)[..., None] / num_pixels, present.shape)}
-  n = present.sum(1).astype(np.float64)                                          # (M, K)
+  present = np.asarray(d["present"], bool)  # (M, N, K)
+  l1_tot_i, vis_tot_i = l1_tot.sum(2)[..., None], vis_tot.sum(2)[..., None]  # (M, N, 1)
+  per = {
+    "l1_share": np.divide(l1_in.sum(2), l1_tot_i, out=np.zeros(present.shape), where=l1_tot_i > 0),
+    "vis_share": np.divide(vis_in.sum(2), vis_tot_i, out=np.zeros(present.shape), where=vis_tot_i > 0),
+    "changed": np.broadcast_to(vis_tot.mean(2)[..., None] / num_pixels, present.shape),
+  }
+  n = present.sum(1).astype(np.float64)  # (M, K)
   out = {"n_images": n}
   for name, v in per.items():
     mean = np.divide((v * present).sum(1), n, out=np.zeros(n.shape), where=n > 0)
@@ -141,28 +156,43 @@ def summarize(d, num_pixels):
 
 def verified_mask(summary, min_share=DEFAULT_MIN_SHARE, min_changed=DEFAULT_MIN_CHANGED):
   """(M, K) bool: most of the visible change inside k, and enough pixels changed visibly."""
-  return ((summary["vis_share_mean"] >= min_share) & (summary["changed_mean"] >= min_changed)
-          & (summary["n_images"] > 0))
+  return (summary["vis_share_mean"] >= min_share) & (summary["changed_mean"] >= min_changed) & (summary["n_images"] > 0)
 
 
 # ----------------------------------------------------------------------------- the job
 
 
-def make_job(workdir, g, considered, sigma, seeds, source, table, *, psi=0.7, class_idx=0,
-             alphas=DEFAULT_ALPHAS, visible=DEFAULT_VISIBLE, forbidden_seeds=(), name=VERIFY):
+def make_job(
+  workdir,
+  g,
+  considered,
+  sigma,
+  seeds,
+  source,
+  table,
+  *,
+  psi=0.7,
+  class_idx=0,
+  alphas=DEFAULT_ALPHAS,
+  visible=DEFAULT_VISIBLE,
+  forbidden_seeds=(),
+  name=VERIFY,
+):
   """The per-channel edit-measure job under workdir/name (one shard per considered channel).
 
   considered: (C,) flat S indices (shard j edits considered[j]); sigma: (S,) population std.
   forbidden_seeds: seeds the held-out images must not use (the gradient maps'); ValueError if shared.
   """
   from ss_jax.runtime import fingerprints
+
   seeds = [int(s) for s in seeds]
   if not seeds:
     raise ValueError("no held-out seeds given")
   shared = sorted(set(seeds) & set(int(s) for s in forbidden_seeds))
   if shared:
-    raise ValueError(f"held-out seeds overlap the gradient-map seeds ({len(shared)} shared, first "
-                     f"{shared[0]}); choose disjoint seeds")
+    raise ValueError(
+      f"held-out seeds overlap the gradient-map seeds ({len(shared)} shared, first {shared[0]}); choose disjoint seeds"
+    )
   alphas = [float(a) for a in np.ravel(alphas)]
   if not alphas or any(a == 0 for a in alphas):
     raise ValueError(f"alphas must be non-zero edit strengths, got {alphas}")
@@ -172,10 +202,19 @@ def make_job(workdir, g, considered, sigma, seeds, source, table, *, psi=0.7, cl
   sigma = np.asarray(sigma, np.float64)
   if sigma.shape != (stylespace.num_channels(g.layout),):
     raise ValueError(f"sigma has shape {sigma.shape}, expected ({stylespace.num_channels(g.layout)},)")
-  spec = {"kind": "verification", "model": fingerprints.model_fingerprint(g), "considered": considered.tolist(),
-          "sigma": [round(float(sigma[c]), 8) for c in considered], "seeds": seeds, "psi": float(psi),
-          "class_idx": int(class_idx), "alphas": alphas, "visible": float(visible), "labels": source,
-          "table": table.to_dict()}
+  spec = {
+    "kind": "verification",
+    "model": fingerprints.model_fingerprint(g),
+    "considered": considered.tolist(),
+    "sigma": [round(float(sigma[c]), 8) for c in considered],
+    "seeds": seeds,
+    "psi": float(psi),
+    "class_idx": int(class_idx),
+    "alphas": alphas,
+    "visible": float(visible),
+    "labels": source,
+    "table": table.to_dict(),
+  }
   return jobs.ShardedJob(workdir, name, spec, len(considered))
 
 
@@ -187,6 +226,7 @@ def run_job(job, g, labels_fn, positions, rows_per_step=64, mesh=None, progress=
   Every process must call this with the same positions (lock-step rounds on the global mesh).
   """
   from ss_jax.stylegan2 import sampling as sampling_lib
+
   spec = job.spec
   table = segmentation.CategoryTable.from_json(spec["table"])
   k = table.num_categories
@@ -201,11 +241,12 @@ def run_job(job, g, labels_fn, positions, rows_per_step=64, mesh=None, progress=
 
   def labels(u8, row_seeds):  # index -1: these images are not the analysed ones
     return segmentation.check_labels(labels_fn(row_seeds, np.full(len(u8), -1, np.int64), u8), table, size)
+
   cat_before = labels(before, seeds)
   present = np.stack([(cat_before == c).any((1, 2)) for c in range(k)], axis=1)
   alphas = np.asarray(spec["alphas"], np.float32)
   per_round = max(1, int(rows_per_step) // n)
-  rounds = [todo[i:i + per_round] for i in range(0, len(todo), per_round)]
+  rounds = [todo[i : i + per_round] for i in range(0, len(todo), per_round)]
   rounds += [[]] * (distributed.agree_max(len(rounds), mesh) - len(rounds))
   considered = np.asarray(spec["considered"], np.int64)
   done = 0
@@ -217,12 +258,13 @@ def run_job(job, g, labels_fn, positions, rows_per_step=64, mesh=None, progress=
     after = list(distributed.map_batches(_edit_rows, g, (rows, chan, sig), (alphas,), rows_per_step, mesh))
     if not m:
       continue
-    after = np.concatenate(after)                                   # (m*n, A, H, W, C)
+    after = np.concatenate(after)  # (m*n, A, H, W, C)
     a = after.shape[1]
     cat_after = labels(after.reshape((-1,) + after.shape[2:]), np.tile(np.repeat(seeds, a), m))
     cat_after = cat_after.reshape(after.shape[:4])
-    meas = edit_measures(np.tile(before, (m, 1, 1, 1)), np.tile(cat_before, (m, 1, 1)), after, cat_after, k,
-                         spec["visible"])
+    meas = edit_measures(
+      np.tile(before, (m, 1, 1, 1)), np.tile(cat_before, (m, 1, 1)), after, cat_after, k, spec["visible"]
+    )
     for j, pos in enumerate(grp):
       sl = slice(j * n, (j + 1) * n)
       job.write(pos, present=present, **{key: v[sl].reshape((n, a) + v.shape[2:]) for key, v in meas.items()})
@@ -236,8 +278,7 @@ def load(job, positions):
   """Stacked shard arrays of the given map positions (all must be done) -> dict of (M, ...) arrays."""
   missing = [int(p) for p in positions if not job.done(int(p))]
   if missing:
-    raise jobs.ShardsMissing(f"{job.dir}: {len(missing)} channel(s) not measured yet (first position "
-                             f"{missing[0]})")
+    raise jobs.ShardsMissing(f"{job.dir}: {len(missing)} channel(s) not measured yet (first position {missing[0]})")
   parts = [job.read(int(p)) for p in positions]
   keys = ("l1_in", "vis_in", "l1_total", "vis_total", "present")
   if not parts:
@@ -255,6 +296,7 @@ def sigma_from_seeds(g, spec):
   """(S,) float64 std (ddof 0) of the styles of a gradient-map spec's seeds (psi, class), recomputed:
   the same styles as the stored ones (`sigma_from_gradient_maps`) for a streamed job, which keeps none."""
   from ss_jax.stylegan2 import sampling
+
   s = sampling.styles_from_seeds(g, spec["seeds"], spec["psi"], class_idx=int(spec["class_idx"]))
   return s.astype(np.float64).std(0)
 

@@ -10,6 +10,7 @@ with the region outlined, plus zoomed crops when the region is small. Every cell
 
 Pictures: OUTDIR/verify/L_C.png.
 """
+
 import html
 
 import numpy as np
@@ -74,16 +75,16 @@ def edit_figure(before, after, cat_before, cat_after, k, cell=128, pad=4):
       for src in (before[i], after[i, -1], heat(d)):
         crop = outline(src[y0:y1, x0:x1], region[y0:y1, x0:x1], z)
         canvas = np.full((h * f, w * f, 3), 255, np.uint8)
-        canvas[:min(crop.shape[0], h * f), :min(crop.shape[1], w * f)] = crop[:h * f, :w * f]
+        canvas[: min(crop.shape[0], h * f), : min(crop.shape[1], w * f)] = crop[: h * f, : w * f]
         cells.append(canvas)
     row = np.full((h * f, len(cells) * (w * f + pad), 3), 255, np.uint8)
     for j, c in enumerate(cells):
-      row[:, j * (w * f + pad):j * (w * f + pad) + w * f] = c
+      row[:, j * (w * f + pad) : j * (w * f + pad) + w * f] = c
     rows.append(row)
   width = max(r.shape[1] for r in rows)
   out = np.full((len(rows) * (h * f + pad), width, 3), 255, np.uint8)
   for i, r in enumerate(rows):
-    out[i * (h * f + pad):i * (h * f + pad) + h * f, :r.shape[1]] = r
+    out[i * (h * f + pad) : i * (h * f + pad) + h * f, : r.shape[1]] = r
   return out
 
 
@@ -91,6 +92,7 @@ def render_figures(outdir, g, vspec, table, channels, segmenter, num_images=2):
   """Edit figures of channels [(name, flat, category id)] on the first held-out seeds -> {name: path}."""
   from ss_jax.stylespace import manipulate
   from ss_jax.stylegan2 import sampling
+
   seeds = vspec["seeds"][:num_images]
   styles = sampling.styles_from_seeds(g, seeds, vspec["psi"], class_idx=vspec["class_idx"])
   before = images_lib.to_uint8(manipulate.render(g, styles))
@@ -101,7 +103,7 @@ def render_figures(outdir, g, vspec, table, channels, segmenter, num_images=2):
   for name, flat, k in channels:
     sigma[flat] = sig[flat]
     after = images_lib.to_uint8(manipulate.edited_images(g, styles, [flat], vspec["alphas"], sigma))
-    after = np.swapaxes(after, 0, 1)                                # (N, A, H, W, 3)
+    after = np.swapaxes(after, 0, 1)  # (N, A, H, W, 3)
     cat_a = table.merge(segmentation.segment(segmenter, after.reshape((-1,) + after.shape[2:])))
     fig = edit_figure(before, after, cat_b, cat_a.reshape(after.shape[:4]), k)
     images_lib.save_png(outdir / "verify" / f"{name}.png", fig)
@@ -119,45 +121,60 @@ def category_html(cat, det_cat, layer_names, figures, max_channels=5, score="mas
   h = []
   rate = det_cat.get("average_channel_win_rate")
   if rate is not None and rate > WIN_RATE_WARNING:
-    h.append(f'<p class="note">Warning: an average channel wins this category in {100 * rate:.0f}% of the '
-             "images under the paper's rule (more than 20%): its win fractions here are close to chance"
-             + (" (this run detects with the paper's rule).</p>" if score == "official" else ".</p>"))
+    h.append(
+      f'<p class="note">Warning: an average channel wins this category in {100 * rate:.0f}% of the '
+      "images under the paper's rule (more than 20%): its win fractions here are close to chance"
+      + (" (this run detects with the paper's rule).</p>" if score == "official" else ".</p>")
+    )
   ver, rej = cat["verified"], cat["rejected"]
-  h.append(f"<p><b>{len(ver)} of {cat['detected']} detected channels verified</b> by editing held-out "
-           "images.</p>")
+  h.append(f"<p><b>{len(ver)} of {cat['detected']} detected channels verified</b> by editing held-out images.</p>")
   if cat["detected"]:
     per = {}
     for e in ver + rej:
       d, v = per.get(e["layer"], (0, 0))
       per[e["layer"]] = (d + 1, v + (e in ver))
-    h.append("<table><tr><th>style layer</th>" + "".join(f"<th>{html.escape(layer_names[L])}</th>"
-                                                        for L in sorted(per)) + "</tr><tr><td>detected / verified</td>"
-             + "".join(f"<td>{per[L][0]} / {per[L][1]}</td>" for L in sorted(per)) + "</tr></table>")
+    h.append(
+      "<table><tr><th>style layer</th>"
+      + "".join(f"<th>{html.escape(layer_names[L])}</th>" for L in sorted(per))
+      + "</tr><tr><td>detected / verified</td>"
+      + "".join(f"<td>{per[L][0]} / {per[L][1]}</td>" for L in sorted(per))
+      + "</tr></table>"
+    )
   b = cat.get("baseline") or {}
   if b:
-    h.append(f"<p>Layer-matched random channels ({b['num_channels']}): visible change inside the region "
-             f"{b['vis_share']:.2f}, L1 {b['l1_share']:.2f}, changed pixels {100 * b['changed']:.2f}%, "
-             f"{100 * b['verified_rate']:.0f}% of them would pass the rule.</p>")
+    h.append(
+      f"<p>Layer-matched random channels ({b['num_channels']}): visible change inside the region "
+      f"{b['vis_share']:.2f}, L1 {b['l1_share']:.2f}, changed pixels {100 * b['changed']:.2f}%, "
+      f"{100 * b['verified_rate']:.0f}% of them would pass the rule.</p>"
+    )
   shown = (ver + rej)[:max_channels]
   if shown:
-    h.append("<table><tr><th>channel</th><th>verdict</th><th>visible change inside (mean ± 95% CI)</th>"
-             "<th>L1 change inside</th><th>changed pixels</th><th>baseline visible / L1</th>"
-             "<th>edits on held-out seeds: unedited | −α | +α | |Δ| (0..1, region outlined) | zoom</th></tr>")
+    h.append(
+      "<table><tr><th>channel</th><th>verdict</th><th>visible change inside (mean ± 95% CI)</th>"
+      "<th>L1 change inside</th><th>changed pixels</th><th>baseline visible / L1</th>"
+      "<th>edits on held-out seeds: unedited | −α | +α | |Δ| (0..1, region outlined) | zoom</th></tr>"
+    )
     for e in shown:
       fig = figures.get(e["name"])
-      img = (f'<img src="{html.escape(fig, quote=True)}" alt="edits of {html.escape(e["name"])}">' if fig else "")
+      img = f'<img src="{html.escape(fig, quote=True)}" alt="edits of {html.escape(e["name"])}">' if fig else ""
       base = f"{b['vis_share']:.2f} / {b['l1_share']:.2f}" if b else "–"
-      h.append(f'<tr id="v-{html.escape(e["name"])}"><td>{html.escape(e["name"])}</td>'
-               f"<td>{'verified' if e in ver else 'rejected'}</td><td>{_m(e, 'vis_share')}</td>"
-               f"<td>{_m(e, 'l1_share')}</td><td>{100 * e['changed']['mean']:.2f}%</td><td>{base}</td>"
-               f"<td>{img}</td></tr>")
+      h.append(
+        f'<tr id="v-{html.escape(e["name"])}"><td>{html.escape(e["name"])}</td>'
+        f"<td>{'verified' if e in ver else 'rejected'}</td><td>{_m(e, 'vis_share')}</td>"
+        f"<td>{_m(e, 'l1_share')}</td><td>{100 * e['changed']['mean']:.2f}%</td><td>{base}</td>"
+        f"<td>{img}</td></tr>"
+      )
     h.append("</table>")
   for label, lst in (("verified", ver), ("rejected", rej)):
     if len(lst) > max_channels or (lst and label == "rejected"):
-      link = lambda e: (f'<a href="#v-{html.escape(e["name"])}">{html.escape(e["name"])}</a>'
-                        if e in shown else html.escape(e["name"]))
-      h.append(f"<details><summary>all {len(lst)} {label} channels</summary><p>"
-               + ", ".join(f"{link(e)} ({e['vis_share']['mean']:.2f})" for e in lst) + "</p></details>")
+      link = lambda e: (
+        f'<a href="#v-{html.escape(e["name"])}">{html.escape(e["name"])}</a>' if e in shown else html.escape(e["name"])
+      )
+      h.append(
+        f"<details><summary>all {len(lst)} {label} channels</summary><p>"
+        + ", ".join(f"{link(e)} ({e['vis_share']['mean']:.2f})" for e in lst)
+        + "</p></details>"
+      )
   return "\n".join(h)
 
 
@@ -168,6 +185,7 @@ def build_sections(outdir, workdir, detections, verified, g=None, max_channels=5
   """
   import json
   import pathlib
+
   notes = []
   spec_path = pathlib.Path(workdir) / verified["settings"]["store"] / "spec.json"
   vspec = json.loads(spec_path.read_text()) if spec_path.is_file() else None
@@ -175,8 +193,11 @@ def build_sections(outdir, workdir, detections, verified, g=None, max_channels=5
   if g is not None and vspec is not None and "segmenter" in vspec["labels"]:
     table = segmentation.CategoryTable.from_json(vspec["table"])
     seg, _ = segmentation.get_segmenter(vspec["labels"]["segmenter"])
-    chans = [(e["name"], e["flat"], c["id"]) for c in verified["categories"]
-             for e in (c["verified"] + c["rejected"])[:max_channels]]
+    chans = [
+      (e["name"], e["flat"], c["id"])
+      for c in verified["categories"]
+      for e in (c["verified"] + c["rejected"])[:max_channels]
+    ]
     figures = render_figures(pathlib.Path(outdir), g, vspec, table, chans, seg, num_images)
   else:
     notes.append("no generator or segmenter for the verification store: no edit figures.")
@@ -186,10 +207,14 @@ def build_sections(outdir, workdir, detections, verified, g=None, max_channels=5
     for e in c["detected"]:
       names[e["layer"]] = e["layer_name"] if layout is None else layout[e["layer"]].name
   s = verified["settings"]
-  notes.append(f"verification: {s['rule']}; min_share {s['min_share']:g}, min_changed {s['min_changed']:g} of the "
-               f"image, visible = max_RGB |delta| > {s['visible']:g}; edits s_c {s['alphas']} x std_c on held-out "
-               f"seeds {s['seeds']}.")
+  notes.append(
+    f"verification: {s['rule']}; min_share {s['min_share']:g}, min_changed {s['min_changed']:g} of the "
+    f"image, visible = max_RGB |delta| > {s['visible']:g}; edits s_c {s['alphas']} x std_c on held-out "
+    f"seeds {s['seeds']}."
+  )
   score = detections["settings"].get("score", "official")
-  out = {c["id"]: category_html(c, d, names, figures, max_channels, score)
-         for c, d in zip(verified["categories"], detections["categories"])}
+  out = {
+    c["id"]: category_html(c, d, names, figures, max_channels, score)
+    for c, d in zip(verified["categories"], detections["categories"])
+  }
   return out, notes

@@ -17,6 +17,7 @@ The library side of `experiments.detect_local`:
   verified.npz   positions (M,) measured map positions, every summary array (M, K),
                  baseline (B,) positions.
 """
+
 import collections
 import hashlib
 import json
@@ -25,14 +26,30 @@ import types
 
 import numpy as np
 
-from ss_jax.stylespace import detection_scores, detection_stats, locally_active, segmentation, channels as stylespace, verification
+from ss_jax.stylespace import (
+  detection_scores,
+  detection_stats,
+  locally_active,
+  segmentation,
+  channels as stylespace,
+  verification,
+)
 from ss_jax.stylespace.gradmaps import storage, stream
 from ss_jax.runtime import jobs
 
 
-def finalize(job, gm, score=detection_scores.DEFAULT_SCORE, threshold=0.5, margin=0.25,
-             mass_threshold=detection_scores.DEFAULT_MASS_THRESHOLD, top_k=20, layers=None, stats=None,
-             maps_fn=None):
+def finalize(
+  job,
+  gm,
+  score=detection_scores.DEFAULT_SCORE,
+  threshold=0.5,
+  margin=0.25,
+  mass_threshold=detection_scores.DEFAULT_MASS_THRESHOLD,
+  top_k=20,
+  layers=None,
+  stats=None,
+  maps_fn=None,
+):
   """locally_active.finalize under rule `score`; returns (result, histogram) as it does.
 
   stats: DetectionStats (default: the stored job's, `detection_scores.job_stats`); maps_fn: positions
@@ -46,8 +63,9 @@ def finalize(job, gm, score=detection_scores.DEFAULT_SCORE, threshold=0.5, margi
   if score != "official":
     detector = detection_scores.detect(score, frac, mass, area, threshold, margin, mass_threshold).__getitem__
   extra = {"score": score, "mass_threshold": mass_threshold}
-  result, hist = locally_active.finalize(job, gm, threshold, margin, top_k, layers, detector, extra,
-                                         stats=st.official(), maps_fn=maps_fn)
+  result, hist = locally_active.finalize(
+    job, gm, threshold, margin, top_k, layers, detector, extra, stats=st.official(), maps_fn=maps_fn
+  )
   excess = detection_scores.mass_excess(mass, area)
   for c in result["categories"]:
     k = c["id"]
@@ -63,8 +81,9 @@ def finalize(job, gm, score=detection_scores.DEFAULT_SCORE, threshold=0.5, margi
 Scored = collections.namedtuple("Scored", "job gm stats maps_fn labels_fn source table streamed")
 
 
-def score_workdir(workdir, name="local", labels_dir=None, segmenter=None, categories=None, discount=None,
-                  progress_stream=None):
+def score_workdir(
+  workdir, name="local", labels_dir=None, segmenter=None, categories=None, discount=None, progress_stream=None
+):
   """The detection sums of a workdir, stored maps or streamed statistics -> Scored.
 
   Stored maps (WORKDIR/gradmaps): masks from labels_dir / segmenter / categories
@@ -79,11 +98,21 @@ def score_workdir(workdir, name="local", labels_dir=None, segmenter=None, catego
   """
   sj = stream.open_stream(workdir)
   if sj is not None and not (pathlib.Path(workdir) / storage.GRADMAPS).is_dir():
-    given = [f for f, v in (("labels_dir", labels_dir), ("segmenter", segmenter), ("categories", categories),
-                            ("discount", discount)) if v is not None]
+    given = [
+      f
+      for f, v in (
+        ("labels_dir", labels_dir),
+        ("segmenter", segmenter),
+        ("categories", categories),
+        ("discount", discount),
+      )
+      if v is not None
+    ]
     if given:
-      raise ValueError(f"{sj.dir} holds streamed statistics: the masks and discount were fixed by "
-                       f"gradient_maps --stream; drop --{', --'.join(given)}")
+      raise ValueError(
+        f"{sj.dir} holds streamed statistics: the masks and discount were fixed by "
+        f"gradient_maps --stream; drop --{', --'.join(given)}"
+      )
     st, source = sj.stats(), sj.spec["labels"]
     labels_fn = _lazy_labels(source)
     job = types.SimpleNamespace(dir=sj.dir.parent / name, spec=sj.spec)
@@ -97,8 +126,9 @@ def score_workdir(workdir, name="local", labels_dir=None, segmenter=None, catego
   job = locally_active.detection_job(workdir, gm, source, table, 2.0 if discount is None else discount, name)
   if progress_stream is not None:  # the summary line on stdout, the progress on progress_stream
     print(f"scoring {gm.num_shards} shards ({len(job.pending())} to do), categories: {table.name}", flush=True)
-  locally_active.run_detection(job, gm, labels_fn, table, progress_stream=progress_stream,
-                               accumulate_fn=detection_stats.accumulate)
+  locally_active.run_detection(
+    job, gm, labels_fn, table, progress_stream=progress_stream, accumulate_fn=detection_stats.accumulate
+  )
   return Scored(job, gm, detection_scores.job_stats(job, gm), None, labels_fn, source, table, False)
 
 
@@ -114,8 +144,17 @@ def _lazy_labels(source):
   return labels_fn
 
 
-def make_verify_job(workdir, gm, g, source, table, seeds, alphas=verification.DEFAULT_ALPHAS,
-                    visible=verification.DEFAULT_VISIBLE, sigma=None):
+def make_verify_job(
+  workdir,
+  gm,
+  g,
+  source,
+  table,
+  seeds,
+  alphas=verification.DEFAULT_ALPHAS,
+  visible=verification.DEFAULT_VISIBLE,
+  sigma=None,
+):
   """The edit-measure job of this gradient-map job's channels on held-out `seeds`.
 
   Its folder, WORKDIR/verify_<hash of the settings>, is shared by every analysis with the same
@@ -124,18 +163,37 @@ def make_verify_job(workdir, gm, g, source, table, seeds, alphas=verification.DE
   """
   _, considered, _ = storage.job_layout(gm)
   if sigma is None:  # a stored job has the styles; a streamed one's view (no read) recomputes them
-    sigma = verification.sigma_from_gradient_maps(gm) if hasattr(gm, "read") else \
-        verification.sigma_from_seeds(g, gm.spec)
-  key = hashlib.sha1(json.dumps([sorted(map(int, seeds)), list(map(float, alphas)), float(visible), source,
-                                 table.name], sort_keys=True).encode()).hexdigest()[:10]
-  return verification.make_job(workdir, g, considered, sigma, seeds, source, table, psi=gm.spec["psi"],
-                               class_idx=gm.spec["class_idx"], alphas=alphas, visible=visible,
-                               forbidden_seeds=gm.spec["seeds"], name=f"verify_{key}")
+    sigma = (
+      verification.sigma_from_gradient_maps(gm) if hasattr(gm, "read") else verification.sigma_from_seeds(g, gm.spec)
+    )
+  key = hashlib.sha1(
+    json.dumps(
+      [sorted(map(int, seeds)), list(map(float, alphas)), float(visible), source, table.name], sort_keys=True
+    ).encode()
+  ).hexdigest()[:10]
+  return verification.make_job(
+    workdir,
+    g,
+    considered,
+    sigma,
+    seeds,
+    source,
+    table,
+    psi=gm.spec["psi"],
+    class_idx=gm.spec["class_idx"],
+    alphas=alphas,
+    visible=visible,
+    forbidden_seeds=gm.spec["seeds"],
+    name=f"verify_{key}",
+  )
 
 
 def _stat(summary, name, p, k):
-  return {"mean": round(float(summary[f"{name}_mean"][p, k]), 5), "std": round(float(summary[f"{name}_std"][p, k]), 5),
-          "ci95": round(float(summary[f"{name}_ci"][p, k]), 5)}
+  return {
+    "mean": round(float(summary[f"{name}_mean"][p, k]), 5),
+    "std": round(float(summary[f"{name}_std"][p, k]), 5),
+    "ci95": round(float(summary[f"{name}_ci"][p, k]), 5),
+  }
 
 
 def measured(vjob, positions, num_pixels):
@@ -143,9 +201,19 @@ def measured(vjob, positions, num_pixels):
   return verification.summarize(verification.load(vjob, positions), num_pixels)
 
 
-def verify(job, gm, result, g, labels_fn, vjob, min_share=verification.DEFAULT_MIN_SHARE,
-           min_changed=verification.DEFAULT_MIN_CHANGED, baseline_per_layer=4, rows_per_step=64,
-           progress_stream=None):
+def verify(
+  job,
+  gm,
+  result,
+  g,
+  labels_fn,
+  vjob,
+  min_share=verification.DEFAULT_MIN_SHARE,
+  min_changed=verification.DEFAULT_MIN_CHANGED,
+  baseline_per_layer=4,
+  rows_per_step=64,
+  progress_stream=None,
+):
   """Measures the detections of `result` (and the baseline) in vjob; writes verified.json/.npz in job.dir."""
   layout, considered, _ = storage.job_layout(gm)
   table = segmentation.CategoryTable.from_json(job.spec["table"])
@@ -166,22 +234,44 @@ def verify(job, gm, result, g, labels_fn, vjob, min_share=verification.DEFAULT_M
     entries = {"verified": [], "rejected": []}
     for e in c["detected"]:
       i = row[e["position"]]
-      m = {"name": e["name"], "flat": e["flat"], "position": e["position"], "layer": e["layer"],
-           "n_images": int(summ["n_images"][i, k]), **{n: _stat(summ, n, i, k) for n in verification.MEASURES}}
+      m = {
+        "name": e["name"],
+        "flat": e["flat"],
+        "position": e["position"],
+        "layer": e["layer"],
+        "n_images": int(summ["n_images"][i, k]),
+        **{n: _stat(summ, n, i, k) for n in verification.MEASURES},
+      }
       entries["verified" if ok[i, k] else "rejected"].append(m)
-    cats.append({"category": c["category"], "id": k, "detected": len(c["detected"]), **entries,
-                 "baseline": _baseline(summ, ok, row, base, layer, det[k], k) if len(det[k]) else None})
+    cats.append(
+      {
+        "category": c["category"],
+        "id": k,
+        "detected": len(c["detected"]),
+        **entries,
+        "baseline": _baseline(summ, ok, row, base, layer, det[k], k) if len(det[k]) else None,
+      }
+    )
   s = vjob.spec
-  settings = {"seeds": locally_active._seed_summary(s["seeds"]), "alphas": s["alphas"], "visible": s["visible"],
-              "min_share": min_share, "min_changed": min_changed, "baseline_per_layer": baseline_per_layer,
-              "psi": s["psi"], "labels": s["labels"], "measures": list(verification.MEASURES),
-              "store": vjob.dir.name, "rule": "vis_share >= min_share and changed >= min_changed "
-                                               "(means over held-out images)"}
+  settings = {
+    "seeds": locally_active._seed_summary(s["seeds"]),
+    "alphas": s["alphas"],
+    "visible": s["visible"],
+    "min_share": min_share,
+    "min_changed": min_changed,
+    "baseline_per_layer": baseline_per_layer,
+    "psi": s["psi"],
+    "labels": s["labels"],
+    "measures": list(verification.MEASURES),
+    "store": vjob.dir.name,
+    "rule": "vis_share >= min_share and changed >= min_changed (means over held-out images)",
+  }
   out = {"settings": settings, "categories": cats}
   jobs.atomic_write_json(job.dir / "verified.json", out)
   arrays = {k: v for k, v in (summ or {}).items()}
-  jobs.atomic_save_npz(job.dir / "verified.npz", positions=positions, baseline=base,
-                       categories=np.array(table.categories), **arrays)
+  jobs.atomic_save_npz(
+    job.dir / "verified.npz", positions=positions, baseline=base, categories=np.array(table.categories), **arrays
+  )
   return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 class Attribute(NamedTuple):
   """One row of the attribute table (plain data)."""
+
   name: str
   low: float  # Range of the raw value; binary attributes use [0, 1].
   high: float
@@ -32,64 +33,78 @@ class Attribute(NamedTuple):
 _NAN = float("nan")
 
 ATTRIBUTES: tuple[Attribute, ...] = (
-    # Local attributes.
-    Attribute("eye_size", 0.0, 1.0, False, _NAN, ("eye",), True,
-              "Eye width/height, small to large."),
-    Attribute("eyes_closed", 0.0, 1.0, True, 0.2, ("eye",), True,
-              "1: eyes drawn as closed lash arcs."),
-    Attribute("iris_color", 0.0, 1.0, False, _NAN, ("eye",), True,
-              "Iris colour: brown, hazel, green, blue, grey."),
-    Attribute("eyebrow_thickness", 0.0, 1.0, False, _NAN, ("eyebrow",), True,
-              "Eyebrow stroke thickness, thin to bushy."),
-    Attribute("eyebrow_angle", -1.0, 1.0, False, _NAN, ("eyebrow",), True,
-              "Eyebrow tilt: -1 worried (inner ends up), +1 angry."),
-    Attribute("nose_size", 0.0, 1.0, False, _NAN, ("nose",), True,
-              "Nose size, button to large."),
-    Attribute("smile", -1.0, 1.0, False, _NAN, ("mouth",), True,
-              "Mouth curvature: -1 frown, +1 broad smile."),
-    Attribute("mouth_open", 0.0, 1.0, True, 0.35, ("mouth",), True,
-              "1: open mouth showing teeth and tongue."),
-    Attribute("lip_color", 0.0, 1.0, False, _NAN, ("mouth",), True,
-              "Lip colour: pale pink, red, dark berry."),
-    Attribute("ear_size", 0.0, 1.0, False, _NAN, ("ear", "earring"), True,
-              "Ear size; earrings hang from the lobe so they move too."),
-    Attribute("hair_color", 0.0, 1.0, False, _NAN, ("hair", "eyebrow"), True,
-              "Hair (and eyebrow) colour: black, brown, auburn, blond, "
-              "platinum."),
-    Attribute("hair_length", 0.0, 1.0, False, _NAN, ("hair",), True,
-              "Length of the hair behind the head, short to shoulders."),
-    Attribute("hair_volume", 0.0, 1.0, False, _NAN, ("hair",), True,
-              "How far the hair stands out around the head."),
-    Attribute("bangs", 0.0, 1.0, True, 0.4, ("hair",), True,
-              "1: a zig-zag fringe low on the forehead."),
-    Attribute("glasses", 0.0, 1.0, True, 0.3, ("glasses",), True,
-              "1: round glasses (frame only, lenses are clear)."),
-    Attribute("hat", 0.0, 1.0, True, 0.2, ("hat",), True,
-              "1: a hat with brim and band covering the top of the head."),
-    Attribute("earrings", 0.0, 1.0, True, 0.3, ("earring",), True,
-              "1: gold ball earrings below the ear lobes."),
-    Attribute("clothes_color", 0.0, 1.0, False, _NAN, ("clothes", "hat"),
-              True, "Hue of the shirt; the hat uses the opposite hue."),
-    # Global attributes.
-    Attribute("skin_tone", 0.0, 1.0, False, _NAN,
-              ("skin", "ear", "nose", "neck"), False,
-              "Skin colour, light to dark."),
-    Attribute("face_width", 0.0, 1.0, False, _NAN,
-              ("skin", "ear", "eye", "eyebrow", "hair", "glasses", "earring",
-               "neck"), False,
-              "Face half-width; features spread with it."),
-    Attribute("head_x", -1.0, 1.0, False, _NAN, ("all",), False,
-              "Horizontal head shift (about +-2.6 px at 64 px)."),
-    Attribute("head_y", -1.0, 1.0, False, _NAN, ("all",), False,
-              "Vertical head shift (about +-1.8 px at 64 px)."),
-    Attribute("head_roll", -1.0, 1.0, False, _NAN, ("all",), False,
-              "In-plane head tilt, about +-11 degrees."),
-    Attribute("light_direction", -1.0, 1.0, False, _NAN, ("all",), False,
-              "Horizontal light gradient on everything but the background."),
-    Attribute("brightness", 0.0, 1.0, False, _NAN, ("all",), False,
-              "Overall illumination of the figure (not the background)."),
-    Attribute("background_hue", 0.0, 1.0, False, _NAN, ("background",),
-              False, "Hue of the flat pastel background."),
+  # Local attributes.
+  Attribute("eye_size", 0.0, 1.0, False, _NAN, ("eye",), True, "Eye width/height, small to large."),
+  Attribute("eyes_closed", 0.0, 1.0, True, 0.2, ("eye",), True, "1: eyes drawn as closed lash arcs."),
+  Attribute("iris_color", 0.0, 1.0, False, _NAN, ("eye",), True, "Iris colour: brown, hazel, green, blue, grey."),
+  Attribute("eyebrow_thickness", 0.0, 1.0, False, _NAN, ("eyebrow",), True, "Eyebrow stroke thickness, thin to bushy."),
+  Attribute(
+    "eyebrow_angle", -1.0, 1.0, False, _NAN, ("eyebrow",), True, "Eyebrow tilt: -1 worried (inner ends up), +1 angry."
+  ),
+  Attribute("nose_size", 0.0, 1.0, False, _NAN, ("nose",), True, "Nose size, button to large."),
+  Attribute("smile", -1.0, 1.0, False, _NAN, ("mouth",), True, "Mouth curvature: -1 frown, +1 broad smile."),
+  Attribute("mouth_open", 0.0, 1.0, True, 0.35, ("mouth",), True, "1: open mouth showing teeth and tongue."),
+  Attribute("lip_color", 0.0, 1.0, False, _NAN, ("mouth",), True, "Lip colour: pale pink, red, dark berry."),
+  Attribute(
+    "ear_size",
+    0.0,
+    1.0,
+    False,
+    _NAN,
+    ("ear", "earring"),
+    True,
+    "Ear size; earrings hang from the lobe so they move too.",
+  ),
+  Attribute(
+    "hair_color",
+    0.0,
+    1.0,
+    False,
+    _NAN,
+    ("hair", "eyebrow"),
+    True,
+    "Hair (and eyebrow) colour: black, brown, auburn, blond, platinum.",
+  ),
+  Attribute(
+    "hair_length", 0.0, 1.0, False, _NAN, ("hair",), True, "Length of the hair behind the head, short to shoulders."
+  ),
+  Attribute("hair_volume", 0.0, 1.0, False, _NAN, ("hair",), True, "How far the hair stands out around the head."),
+  Attribute("bangs", 0.0, 1.0, True, 0.4, ("hair",), True, "1: a zig-zag fringe low on the forehead."),
+  Attribute("glasses", 0.0, 1.0, True, 0.3, ("glasses",), True, "1: round glasses (frame only, lenses are clear)."),
+  Attribute("hat", 0.0, 1.0, True, 0.2, ("hat",), True, "1: a hat with brim and band covering the top of the head."),
+  Attribute("earrings", 0.0, 1.0, True, 0.3, ("earring",), True, "1: gold ball earrings below the ear lobes."),
+  Attribute(
+    "clothes_color", 0.0, 1.0, False, _NAN, ("clothes", "hat"), True, "Hue of the shirt; the hat uses the opposite hue."
+  ),
+  # Global attributes.
+  Attribute("skin_tone", 0.0, 1.0, False, _NAN, ("skin", "ear", "nose", "neck"), False, "Skin colour, light to dark."),
+  Attribute(
+    "face_width",
+    0.0,
+    1.0,
+    False,
+    _NAN,
+    ("skin", "ear", "eye", "eyebrow", "hair", "glasses", "earring", "neck"),
+    False,
+    "Face half-width; features spread with it.",
+  ),
+  Attribute("head_x", -1.0, 1.0, False, _NAN, ("all",), False, "Horizontal head shift (about +-2.6 px at 64 px)."),
+  Attribute("head_y", -1.0, 1.0, False, _NAN, ("all",), False, "Vertical head shift (about +-1.8 px at 64 px)."),
+  Attribute("head_roll", -1.0, 1.0, False, _NAN, ("all",), False, "In-plane head tilt, about +-11 degrees."),
+  Attribute(
+    "light_direction",
+    -1.0,
+    1.0,
+    False,
+    _NAN,
+    ("all",),
+    False,
+    "Horizontal light gradient on everything but the background.",
+  ),
+  Attribute(
+    "brightness", 0.0, 1.0, False, _NAN, ("all",), False, "Overall illumination of the figure (not the background)."
+  ),
+  Attribute("background_hue", 0.0, 1.0, False, _NAN, ("background",), False, "Hue of the flat pastel background."),
 )
 
 ATTRIBUTE_NAMES: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES)
@@ -99,8 +114,7 @@ BINARY = np.array([a.binary for a in ATTRIBUTES], dtype=bool)
 LOCAL = np.array([a.local for a in ATTRIBUTES], dtype=bool)
 LOW = np.array([a.low for a in ATTRIBUTES], dtype=np.float32)
 HIGH = np.array([a.high for a in ATTRIBUTES], dtype=np.float32)
-_PREVALENCE = np.array([a.prevalence if a.binary else 0.0
-                        for a in ATTRIBUTES], dtype=np.float64)
+_PREVALENCE = np.array([a.prevalence if a.binary else 0.0 for a in ATTRIBUTES], dtype=np.float64)
 
 
 def _rows_from_uniform(u: np.ndarray) -> np.ndarray:
@@ -115,18 +129,17 @@ def _seed_uniforms(seeds: np.ndarray) -> np.ndarray:
   splitmix64 of (seed, column): vectorised, and row i depends on seeds[i]
   only, so a face is reproducible from its seed in any batch.
   """
-  x = (seeds.astype(np.uint64)[:, None] * np.uint64(NUM_ATTRIBUTES)
-       + np.arange(NUM_ATTRIBUTES, dtype=np.uint64)[None, :])
+  x = seeds.astype(np.uint64)[:, None] * np.uint64(NUM_ATTRIBUTES) + np.arange(NUM_ATTRIBUTES, dtype=np.uint64)[None, :]
   x = x + np.uint64(0x9E3779B97F4A7C15)
   x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
   x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
   x = x ^ (x >> np.uint64(31))
-  return (x >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+  return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def sample_attributes(
-    rng_or_seeds: Union[np.random.Generator, Sequence[int], np.ndarray],
-    n: int | None = None) -> np.ndarray:
+  rng_or_seeds: Union[np.random.Generator, Sequence[int], np.ndarray], n: int | None = None
+) -> np.ndarray:
   """Draws attribute vectors.
 
   Args:
@@ -145,8 +158,7 @@ def sample_attributes(
       raise ValueError("n is required when sampling from a Generator.")
     return _rows_from_uniform(rng_or_seeds.random((n, NUM_ATTRIBUTES)))
   seeds = np.asarray(rng_or_seeds).reshape(-1)
-  if seeds.size and (not np.issubdtype(seeds.dtype, np.integer)
-                     or seeds.min() < 0):
+  if seeds.size and (not np.issubdtype(seeds.dtype, np.integer) or seeds.min() < 0):
     raise ValueError("seeds must be non-negative integers.")
   if n is not None and n != seeds.size:
     raise ValueError(f"n={n} but {seeds.size} seeds given.")
@@ -169,10 +181,11 @@ def attribute_targets(attrs: np.ndarray) -> np.ndarray:
 
 def format_attribute_table() -> str:
   """Markdown table of `ATTRIBUTES` for docs and reports."""
-  rows = ["| # | name | range | binary (p) | parts | scope |",
-          "|---|---|---|---|---|---|"]
+  rows = ["| # | name | range | binary (p) | parts | scope |", "|---|---|---|---|---|---|"]
   for i, a in enumerate(ATTRIBUTES):
     kind = f"yes ({a.prevalence:.2f})" if a.binary else "no"
-    rows.append(f"| {i} | {a.name} | [{a.low:g}, {a.high:g}] | {kind} | "
-                f"{', '.join(a.parts)} | {'local' if a.local else 'global'} |")
+    rows.append(
+      f"| {i} | {a.name} | [{a.low:g}, {a.high:g}] | {kind} | "
+      f"{', '.join(a.parts)} | {'local' if a.local else 'global'} |"
+    )
   return "\n".join(rows)

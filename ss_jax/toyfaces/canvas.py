@@ -74,6 +74,7 @@ def switch(d, on):
 
 class Window(NamedTuple):
   """A rectangular pixel window and its pixel-centre coordinates."""
+
   rows: slice
   cols: slice
   x: np.ndarray  # float32 [1, 1, w]
@@ -94,9 +95,9 @@ class Canvas:
       outside a part's footprint cannot depend on that part's attributes.
   """
 
-  def __init__(self, background: np.ndarray, resolution: int,
-               zoom: float = 1.0, full_windows: bool = False,
-               num_parts: int = 0):
+  def __init__(
+    self, background: np.ndarray, resolution: int, zoom: float = 1.0, full_windows: bool = False, num_parts: int = 0
+  ):
     """Creates a canvas.
 
     Args:
@@ -111,16 +112,14 @@ class Canvas:
     self.zoom = zoom
     self.px = np.float32(2.0 / (resolution * zoom))  # Pixel size in world.
     self.inv_px = np.float32(1.0 / self.px)
-    self.coords = ((np.arange(resolution, dtype=np.float64) + 0.5)
-                   * (2.0 / resolution) - 1.0).astype(np.float32) / zoom
+    self.coords = ((np.arange(resolution, dtype=np.float64) + 0.5) * (2.0 / resolution) - 1.0).astype(np.float32) / zoom
     self.full_windows = full_windows
     self.rgb = np.empty((3, n, resolution, resolution), np.float32)
     self.rgb[:] = background.T.astype(np.float32)[:, :, None, None]
     self.background = background.astype(np.float32)
     self.label = np.zeros((n, resolution, resolution), np.uint8)
     self.bg_weight = np.ones((n, resolution, resolution), np.float32)
-    self.footprint = (np.zeros((n, num_parts, resolution, resolution), bool)
-                      if num_parts else None)
+    self.footprint = np.zeros((n, num_parts, resolution, resolution), bool) if num_parts else None
 
   def _span(self, lo: float, hi: float) -> slice:
     if self.full_windows:
@@ -134,11 +133,9 @@ class Canvas:
   def window(self, x0: float, x1: float, y0: float, y1: float) -> Window:
     """Pixels whose centres lie in (a margin around) the box [x0,x1]x[y0,y1]."""
     rows, cols = self._span(y0, y1), self._span(x0, x1)
-    return Window(rows, cols, self.coords[cols][None, None, :],
-                  self.coords[rows][None, :, None])
+    return Window(rows, cols, self.coords[cols][None, None, :], self.coords[rows][None, :, None])
 
-  def paint(self, win: Window, d: np.ndarray, color, part: int,
-            over_background: bool = True):
+  def paint(self, win: Window, d: np.ndarray, color, part: int, over_background: bool = True):
     """Composites one layer over the window.
 
     Args:

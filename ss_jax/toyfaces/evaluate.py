@@ -25,11 +25,9 @@ from ss_jax.toyfaces import parts as parts_lib
 # ----------------------------------------------------------------------------- categories
 
 
-def _category_lut(categories: Mapping[str, str] | None,
-                  part_names: Sequence[str]):
+def _category_lut(categories: Mapping[str, str] | None, part_names: Sequence[str]):
   """-> (category names [K], int64 lut [num_parts]: part -> category)."""
-  categories = dict(parts_lib.CATEGORY_OF_PART if categories is None
-                    else categories)
+  categories = dict(parts_lib.CATEGORY_OF_PART if categories is None else categories)
   missing = [p for p in part_names if p not in categories]
   if missing:
     raise ValueError(f"no category given for parts {missing}")
@@ -45,9 +43,13 @@ def _category_lut(categories: Mapping[str, str] | None,
 # ----------------------------------------------------------------------------- locality
 
 
-def locality_shares(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
-                    categories: Mapping[str, str] | None = None,
-                    part_names: Sequence[str] = parts_lib.PART_NAMES):
+def locality_shares(
+  before: np.ndarray,
+  after: np.ndarray,
+  labels: np.ndarray,
+  categories: Mapping[str, str] | None = None,
+  part_names: Sequence[str] = parts_lib.PART_NAMES,
+):
   """Per-image share of the absolute pixel change inside each category.
 
   Args:
@@ -65,28 +67,27 @@ def locality_shares(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
   after = np.asarray(after, np.float64)
   labels = np.asarray(labels)
   if before.shape != after.shape or before.ndim != 4:
-    raise ValueError(f"before/after must be equal [N, H, W, C], got "
-                     f"{before.shape} and {after.shape}")
+    raise ValueError(f"before/after must be equal [N, H, W, C], got {before.shape} and {after.shape}")
   if labels.shape != before.shape[:3]:
-    raise ValueError(f"labels {labels.shape} do not match images "
-                     f"{before.shape[:3]}")
+    raise ValueError(f"labels {labels.shape} do not match images {before.shape[:3]}")
   names, lut = _category_lut(categories, part_names)
   delta = np.abs(after - before).sum(-1)  # [N, H, W], summed over colour.
   cat = lut[labels.astype(np.int64)]
   n, k = len(delta), len(names)
   sums = np.zeros((n, k))
-  np.add.at(sums, (np.repeat(np.arange(n), cat[0].size), cat.ravel()),
-            delta.ravel())
+  np.add.at(sums, (np.repeat(np.arange(n), cat[0].size), cat.ravel()), delta.ravel())
   total = sums.sum(1)
-  shares = np.divide(sums, total[:, None], out=np.zeros_like(sums),
-                     where=total[:, None] > 0)
+  shares = np.divide(sums, total[:, None], out=np.zeros_like(sums), where=total[:, None] > 0)
   return names, shares, total
 
 
-def locality(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
-             categories: Mapping[str, str] | None = None,
-             part_names: Sequence[str] = parts_lib.PART_NAMES
-             ) -> dict[str, float]:
+def locality(
+  before: np.ndarray,
+  after: np.ndarray,
+  labels: np.ndarray,
+  categories: Mapping[str, str] | None = None,
+  part_names: Sequence[str] = parts_lib.PART_NAMES,
+) -> dict[str, float]:
   """Share of the total |after - before| (over the batch) in each category.
 
   Pooled over the batch: sum of the change inside category c over all
@@ -97,8 +98,7 @@ def locality(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
     {category: share} in `parts.CATEGORIES` order; the shares sum to 1 (all
     0 when nothing changed).
   """
-  names, shares, total = locality_shares(before, after, labels, categories,
-                                         part_names)
+  names, shares, total = locality_shares(before, after, labels, categories, part_names)
   pooled = (shares * total[:, None]).sum(0)
   s = pooled.sum()
   pooled = pooled / s if s > 0 else pooled
@@ -113,8 +113,9 @@ def population_std(logits: np.ndarray, eps: float = 1e-6) -> np.ndarray:
   return np.maximum(np.asarray(logits, np.float64).std(0), eps)
 
 
-def population_logit_std(classify: Callable[[np.ndarray], np.ndarray],
-                         image_batches: Iterable[np.ndarray]) -> np.ndarray:
+def population_logit_std(
+  classify: Callable[[np.ndarray], np.ndarray], image_batches: Iterable[np.ndarray]
+) -> np.ndarray:
   """Logit std over a generator's samples.
 
   Args:
@@ -130,8 +131,9 @@ def population_logit_std(classify: Callable[[np.ndarray], np.ndarray],
   return population_std(logits)
 
 
-def attribute_dependency(logits_before: np.ndarray, logits_after: np.ndarray,
-                         population_std_: np.ndarray) -> np.ndarray:
+def attribute_dependency(
+  logits_before: np.ndarray, logits_after: np.ndarray, population_std_: np.ndarray
+) -> np.ndarray:
   """Signed change of each attribute logit in population-std units.
 
   Args:
@@ -142,13 +144,11 @@ def attribute_dependency(logits_before: np.ndarray, logits_after: np.ndarray,
   Returns:
     float64 [N, A] (logits_after - logits_before) / population_std_.
   """
-  d = (np.asarray(logits_after, np.float64)
-       - np.asarray(logits_before, np.float64))
+  d = np.asarray(logits_after, np.float64) - np.asarray(logits_before, np.float64)
   return d / np.asarray(population_std_, np.float64)
 
 
-def mean_attribute_dependency(dependency: np.ndarray,
-                              target: int | None = None) -> np.ndarray:
+def mean_attribute_dependency(dependency: np.ndarray, target: int | None = None) -> np.ndarray:
   """Mean |AD| over images per attribute, float64 [A]; with `target` the
   mean over the other attributes (a scalar), i.e. entanglement of an edit
   meant to change attribute `target`."""
@@ -203,16 +203,15 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     feats_a: float [Na, F], e.g. `classifier.features(renders)`.
     feats_b: float [Nb, F], e.g. `classifier.features(generated)`.
   """
-  return frechet_distance_from_stats(*feature_stats(feats_a),
-                                     *feature_stats(feats_b))
+  return frechet_distance_from_stats(*feature_stats(feats_a), *feature_stats(feats_b))
 
 
 # ----------------------------------------------------------------------------- distribution summaries
 
 
-def part_area_fractions(labels: np.ndarray,
-                        categories: Mapping[str, str] | None = None,
-                        part_names: Sequence[str] = parts_lib.PART_NAMES):
+def part_area_fractions(
+  labels: np.ndarray, categories: Mapping[str, str] | None = None, part_names: Sequence[str] = parts_lib.PART_NAMES
+):
   """-> (category names [K], float64 [N, K] fraction of each image's pixels)."""
   labels = np.asarray(labels)
   names, lut = _category_lut(categories, part_names)
@@ -222,27 +221,33 @@ def part_area_fractions(labels: np.ndarray,
   return names, counts / cat.shape[1]
 
 
-def part_area_stats(labels: np.ndarray,
-                    categories: Mapping[str, str] | None = None
-                    ) -> dict[str, dict[str, float]]:
+def part_area_stats(labels: np.ndarray, categories: Mapping[str, str] | None = None) -> dict[str, dict[str, float]]:
   """{category: {"mean", "std", "present"}} of per-image area fractions
   ("present": share of images where the category has any pixel)."""
   names, frac = part_area_fractions(labels, categories)
-  return {c: {"mean": float(frac[:, i].mean()), "std": float(frac[:, i].std()),
-              "present": float((frac[:, i] > 0).mean())}
-          for i, c in enumerate(names)}
+  return {
+    c: {"mean": float(frac[:, i].mean()), "std": float(frac[:, i].std()), "present": float((frac[:, i] > 0).mean())}
+    for i, c in enumerate(names)
+  }
 
 
-def compare_part_areas(labels_a: np.ndarray, labels_b: np.ndarray,
-                       categories: Mapping[str, str] | None = None
-                       ) -> dict[str, dict[str, float]]:
+def compare_part_areas(
+  labels_a: np.ndarray, labels_b: np.ndarray, categories: Mapping[str, str] | None = None
+) -> dict[str, dict[str, float]]:
   """{category: {"a_mean", "a_std", "b_mean", "b_std", "diff"}} for two sets
   of label maps (e.g. segmenter output on renders vs generated images)."""
   a = part_area_stats(labels_a, categories)
   b = part_area_stats(labels_b, categories)
-  return {c: {"a_mean": a[c]["mean"], "a_std": a[c]["std"],
-              "b_mean": b[c]["mean"], "b_std": b[c]["std"],
-              "diff": b[c]["mean"] - a[c]["mean"]} for c in a}
+  return {
+    c: {
+      "a_mean": a[c]["mean"],
+      "a_std": a[c]["std"],
+      "b_mean": b[c]["mean"],
+      "b_std": b[c]["std"],
+      "diff": b[c]["mean"] - a[c]["mean"],
+    }
+    for c in a
+  }
 
 
 def attribute_rates(logits: np.ndarray) -> np.ndarray:
@@ -250,29 +255,29 @@ def attribute_rates(logits: np.ndarray) -> np.ndarray:
   return (np.asarray(logits) > 0).mean(0).astype(np.float64)
 
 
-def compare_attribute_rates(logits_a: np.ndarray, logits_b: np.ndarray,
-                            names: Sequence[str] = attr_lib.ATTRIBUTE_NAMES
-                            ) -> dict[str, dict[str, float]]:
+def compare_attribute_rates(
+  logits_a: np.ndarray, logits_b: np.ndarray, names: Sequence[str] = attr_lib.ATTRIBUTE_NAMES
+) -> dict[str, dict[str, float]]:
   """{attribute: {"a", "b", "diff"}} positive rates of two image sets."""
   ra, rb = attribute_rates(logits_a), attribute_rates(logits_b)
-  return {n: {"a": float(x), "b": float(y), "diff": float(y - x)}
-          for n, x, y in zip(names, ra, rb)}
+  return {n: {"a": float(x), "b": float(y), "diff": float(y - x)} for n, x, y in zip(names, ra, rb)}
 
 
-def format_comparison(comparison: Mapping[str, Mapping[str, float]],
-                      names: tuple[str, str] = ("renders", "generated"),
-                      digits: int = 3) -> str:
+def format_comparison(
+  comparison: Mapping[str, Mapping[str, float]], names: tuple[str, str] = ("renders", "generated"), digits: int = 3
+) -> str:
   """Markdown table of `compare_part_areas` or `compare_attribute_rates`."""
   first = next(iter(comparison.values()), {})
   if "a_mean" in first:
     head = f"| category | {names[0]} (mean ± std) | {names[1]} (mean ± std) | diff |"
-    row = lambda k, v: (f"| {k} | {v['a_mean']:.{digits}f} ± {v['a_std']:.{digits}f} | "
-                        f"{v['b_mean']:.{digits}f} ± {v['b_std']:.{digits}f} | "
-                        f"{v['diff']:+.{digits}f} |")
+    row = lambda k, v: (
+      f"| {k} | {v['a_mean']:.{digits}f} ± {v['a_std']:.{digits}f} | "
+      f"{v['b_mean']:.{digits}f} ± {v['b_std']:.{digits}f} | "
+      f"{v['diff']:+.{digits}f} |"
+    )
   else:
     head = f"| attribute | {names[0]} | {names[1]} | diff |"
-    row = lambda k, v: (f"| {k} | {v['a']:.{digits}f} | {v['b']:.{digits}f} | "
-                        f"{v['diff']:+.{digits}f} |")
+    row = lambda k, v: f"| {k} | {v['a']:.{digits}f} | {v['b']:.{digits}f} | {v['diff']:+.{digits}f} |"
   lines = [head, "|---|---|---|---|"]
   lines += [row(k, v) for k, v in comparison.items()]
   return "\n".join(lines)

@@ -51,13 +51,14 @@ def _fan_in_init(scale: float):
   reshaped equals the N-D draw, and XLA on CPU compiles it in a fraction of
   the time (an N-D truncated normal took seconds per layer).
   """
+
   def init(key, shape, dtype=jnp.float32):
     variance = jnp.array(scale / int(np.prod(shape[:-1])), dtype)
     # .8796 = std of a unit normal truncated to [-2, 2] (float32 as in jax).
-    std = jnp.sqrt(variance) / jnp.array(.87962566103423978, dtype)
-    flat = jax.random.truncated_normal(key, -2, 2, (int(np.prod(shape)),),
-                                       dtype)
+    std = jnp.sqrt(variance) / jnp.array(0.87962566103423978, dtype)
+    flat = jax.random.truncated_normal(key, -2, 2, (int(np.prod(shape)),), dtype)
     return (flat * std).reshape(shape)
+
   return init
 
 
@@ -69,15 +70,20 @@ _LINEAR_INIT = _fan_in_init(1.0)  # = flax's default lecun_normal.
 
 class _ConvAct(nn.Module):
   """3x3 (or k x k) convolution + SiLU."""
+
   features: int
   strides: int = 1
   kernel: int = 3
 
   @nn.compact
   def __call__(self, x):
-    x = nn.Conv(self.features, (self.kernel, self.kernel),
-                strides=(self.strides, self.strides), padding="SAME",
-                kernel_init=_KERNEL_INIT)(x)
+    x = nn.Conv(
+      self.features,
+      (self.kernel, self.kernel),
+      strides=(self.strides, self.strides),
+      padding="SAME",
+      kernel_init=_KERNEL_INIT,
+    )(x)
     return nn.silu(x)
 
 
@@ -88,6 +94,7 @@ class SegmenterNet(nn.Module):
   3x3 convs; downsampling is a stride-2 conv, upsampling nearest + conv,
   then the encoder skip is concatenated.
   """
+
   widths: Sequence[int] = (12, 24, 48, 64)
   num_classes: int = parts_lib.NUM_PARTS
 
@@ -104,8 +111,7 @@ class SegmenterNet(nn.Module):
       x = _ConvAct(w)(x)
       x = jnp.concatenate([x, skip], axis=-1)
       x = _ConvAct(w)(x)
-    return nn.Conv(self.num_classes, (1, 1), kernel_init=_LINEAR_INIT)(
-        x).astype(jnp.float32)
+    return nn.Conv(self.num_classes, (1, 1), kernel_init=_LINEAR_INIT)(x).astype(jnp.float32)
 
 
 class ClassifierNet(nn.Module):
@@ -118,6 +124,7 @@ class ClassifierNet(nn.Module):
   "how much of X" (eye, nose, ear size, eyebrow thickness) independently of
   where the head is.
   """
+
   widths: Sequence[int] = (16, 32, 48, 64, 64)
   feature_dim: int = 128
   num_outputs: int = attr_lib.NUM_ATTRIBUTES
@@ -139,13 +146,13 @@ class ClassifierNet(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class SegmenterConfig:
   """Plain data that rebuilds a `SegmenterNet` (stored in config.json)."""
+
   widths: tuple[int, ...] = (12, 24, 48, 64)
   resolution: int = RESOLUTION
   part_names: tuple[str, ...] = parts_lib.PART_NAMES
 
   def net(self) -> SegmenterNet:
-    return SegmenterNet(widths=tuple(self.widths),
-                        num_classes=len(self.part_names))
+    return SegmenterNet(widths=tuple(self.widths), num_classes=len(self.part_names))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +163,7 @@ class ClassifierConfig:
   above which the training label is 1 (0.5 for binary attributes, the
   median, also 0.5, for the uniform continuous ones).
   """
+
   widths: tuple[int, ...] = (16, 32, 48, 64, 64)
   feature_dim: int = 128
   resolution: int = RESOLUTION
@@ -163,16 +171,13 @@ class ClassifierConfig:
   thresholds: tuple[float, ...] = (0.5,) * attr_lib.NUM_ATTRIBUTES
 
   def net(self) -> ClassifierNet:
-    return ClassifierNet(widths=tuple(self.widths),
-                         feature_dim=self.feature_dim,
-                         num_outputs=len(self.attribute_names))
+    return ClassifierNet(widths=tuple(self.widths), feature_dim=self.feature_dim, num_outputs=len(self.attribute_names))
 
 
 _CONFIGS = {"segmenter": SegmenterConfig, "classifier": ClassifierConfig}
 
 
-def binary_targets(attrs: np.ndarray,
-                   config: ClassifierConfig = ClassifierConfig()) -> np.ndarray:
+def binary_targets(attrs: np.ndarray, config: ClassifierConfig = ClassifierConfig()) -> np.ndarray:
   """Raw attributes float [N, A] -> classifier labels float32 [N, A] in {0, 1}."""
   t = attr_lib.attribute_targets(attrs)
   return (t > np.asarray(config.thresholds, np.float32)).astype(np.float32)
@@ -198,38 +203,31 @@ def _to_model_input(images, resolution: int) -> jax.Array:
   images = images.astype(jnp.float32)
   n, h, w, c = images.shape
   if (h, w) != (resolution, resolution):
-    images = jax.image.resize(images, (n, resolution, resolution, c), "linear",
-                              antialias=True)
+    images = jax.image.resize(images, (n, resolution, resolution, c), "linear", antialias=True)
   return images
 
 
-def segmenter_logits(config: SegmenterConfig, params: Params,
-                     images: jax.Array) -> jax.Array:
+def segmenter_logits(config: SegmenterConfig, params: Params, images: jax.Array) -> jax.Array:
   """images [N, H, W, 3] ([-1, 1] float or uint8) -> float32 [N, H, W, K].
 
   Inputs of another size are resized to the training resolution and the
   logits resized back.
   """
   n, h, w, _ = images.shape
-  logits = config.net().apply({"params": params},
-                              _to_model_input(images, config.resolution))
+  logits = config.net().apply({"params": params}, _to_model_input(images, config.resolution))
   if (h, w) != (config.resolution, config.resolution):
     logits = jax.image.resize(logits, (n, h, w, logits.shape[-1]), "linear")
   return logits
 
 
-def segment_labels(config: SegmenterConfig, params: Params,
-                   images: jax.Array) -> jax.Array:
+def segment_labels(config: SegmenterConfig, params: Params, images: jax.Array) -> jax.Array:
   """images [N, H, W, 3] -> uint8 part labels [N, H, W]."""
-  return jnp.argmax(segmenter_logits(config, params, images),
-                    axis=-1).astype(jnp.uint8)
+  return jnp.argmax(segmenter_logits(config, params, images), axis=-1).astype(jnp.uint8)
 
 
-def classifier_outputs(config: ClassifierConfig, params: Params,
-                       images: jax.Array) -> tuple[jax.Array, jax.Array]:
+def classifier_outputs(config: ClassifierConfig, params: Params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
   """images [N, H, W, 3] -> (logits float32 [N, A], features float32 [N, F])."""
-  return config.net().apply({"params": params},
-                            _to_model_input(images, config.resolution))
+  return config.net().apply({"params": params}, _to_model_input(images, config.resolution))
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -248,10 +246,8 @@ def save_model(directory, config, params: Params, extra: dict | None = None):
   directory = pathlib.Path(directory)
   kind = {v: k for k, v in _CONFIGS.items()}[type(config)]
   flat = traverse_util.flatten_dict(jax.device_get(params), sep="/")
-  jobs.atomic_save_npz(directory / "params.npz",
-                       **{k: np.asarray(v, np.float32) for k, v in flat.items()})
-  meta = {"kind": kind, "config": dataclasses.asdict(config),
-          "num_params": num_params(params)}
+  jobs.atomic_save_npz(directory / "params.npz", **{k: np.asarray(v, np.float32) for k, v in flat.items()})
+  meta = {"kind": kind, "config": dataclasses.asdict(config), "num_params": num_params(params)}
   if extra:
     meta["extra"] = extra
   jobs.atomic_write_json(directory / "config.json", meta)
@@ -276,13 +272,10 @@ def load_model(directory, kind: str | None = None):
   if kind is not None and meta.get("kind") != kind:
     raise ValueError(f"{directory} holds a {meta.get('kind')!r} model, expected {kind!r}")
   cls = _CONFIGS[meta["kind"]]
-  config = cls(**{k: tuple(v) if isinstance(v, list) else v
-                  for k, v in meta["config"].items()})
+  config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
   flat = jobs.load_npz(directory / "params.npz")
-  params = traverse_util.unflatten_dict(
-      {tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})
-  expected = jax.eval_shape(functools.partial(init_params, config),
-                            jax.random.key(0))
+  params = traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})
+  expected = jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))
   got = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), params)
   want = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), expected)
   if got != want:
@@ -300,7 +293,7 @@ def _batched(fn: Callable, images, batch_size: int):
   b = min(batch_size, max(n, 1))
   outs = []
   for i in range(0, max(n, 1), b):
-    chunk = images[i:i + b]
+    chunk = images[i : i + b]
     m = chunk.shape[0]
     if m < b:
       pad = np.zeros((b - m,) + chunk.shape[1:], chunk.dtype)
@@ -317,6 +310,7 @@ class Segmenter:
   Images are float32 in [-1, 1] (uint8 0..255 also accepted); any batch
   size, any square size (resized to 64 px internally).
   """
+
   config: SegmenterConfig
   params: Params
   batch_size: int = 64
@@ -328,8 +322,7 @@ class Segmenter:
 
   @functools.cached_property
   def _logits(self):
-    return jax.jit(functools.partial(segmenter_logits, self.config,
-                                     self.params))
+    return jax.jit(functools.partial(segmenter_logits, self.config, self.params))
 
   def segment(self, images) -> np.ndarray:
     """-> uint8 part labels [N, H, W] (`parts.PART_NAMES`)."""
@@ -348,6 +341,7 @@ class Classifier:
 
   Images are float32 [N, H, W, 3] in [-1, 1] (uint8 also accepted).
   """
+
   config: ClassifierConfig
   params: Params
   batch_size: int = 64
@@ -355,8 +349,7 @@ class Classifier:
 
   @functools.cached_property
   def _outputs(self):
-    return jax.jit(functools.partial(classifier_outputs, self.config,
-                                     self.params))
+    return jax.jit(functools.partial(classifier_outputs, self.config, self.params))
 
   def classify(self, images) -> np.ndarray:
     """-> float32 logits [N, A]; > 0 means present / above the median."""
@@ -385,8 +378,7 @@ class Classifier:
     auc = self.info.get("heldout_metrics", {}).get("auc")
     if not auc:
       return np.ones(len(self.attribute_names), bool)
-    return np.array([auc.get(n, 0.0) >= min_auc
-                     for n in self.attribute_names])
+    return np.array([auc.get(n, 0.0) >= min_auc for n in self.attribute_names])
 
   __call__ = classify
 

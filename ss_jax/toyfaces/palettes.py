@@ -8,12 +8,27 @@ import numpy as np
 
 _F32 = np.float32
 
-SKIN = ((1.00, 0.87, 0.77), (0.96, 0.76, 0.62), (0.82, 0.60, 0.44),
-        (0.62, 0.42, 0.28), (0.40, 0.26, 0.17))  # Light to dark.
-HAIR = ((0.10, 0.08, 0.08), (0.33, 0.19, 0.10), (0.62, 0.27, 0.10),
-        (0.92, 0.76, 0.42), (0.90, 0.88, 0.84))  # Black .. platinum.
-IRIS = ((0.36, 0.20, 0.09), (0.55, 0.42, 0.15), (0.22, 0.55, 0.30),
-        (0.22, 0.48, 0.88), (0.52, 0.58, 0.64))  # Brown .. grey.
+SKIN = (
+  (1.00, 0.87, 0.77),
+  (0.96, 0.76, 0.62),
+  (0.82, 0.60, 0.44),
+  (0.62, 0.42, 0.28),
+  (0.40, 0.26, 0.17),
+)  # Light to dark.
+HAIR = (
+  (0.10, 0.08, 0.08),
+  (0.33, 0.19, 0.10),
+  (0.62, 0.27, 0.10),
+  (0.92, 0.76, 0.42),
+  (0.90, 0.88, 0.84),
+)  # Black .. platinum.
+IRIS = (
+  (0.36, 0.20, 0.09),
+  (0.55, 0.42, 0.15),
+  (0.22, 0.55, 0.30),
+  (0.22, 0.48, 0.88),
+  (0.52, 0.58, 0.64),
+)  # Brown .. grey.
 LIPS = ((0.92, 0.58, 0.60), (0.82, 0.16, 0.22), (0.48, 0.08, 0.22))
 SCLERA = (0.98, 0.98, 0.98)
 PUPIL = (0.05, 0.04, 0.04)
@@ -29,8 +44,7 @@ def palette(stops, t: np.ndarray) -> np.ndarray:
   """Piecewise-linear colour ramp: t float [N] in [0, 1] -> float32 [N, 3]."""
   stops = np.asarray(stops, np.float32)
   knots = np.linspace(0.0, 1.0, len(stops))
-  return np.stack([np.interp(t, knots, stops[:, c]) for c in range(3)],
-                  -1).astype(_F32)
+  return np.stack([np.interp(t, knots, stops[:, c]) for c in range(3)], -1).astype(_F32)
 
 
 def hsv(h: np.ndarray, s: float, v: float) -> np.ndarray:

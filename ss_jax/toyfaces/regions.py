@@ -6,6 +6,7 @@ FFHQ-style categories (parts.CATEGORY_OF_PART) of the parts it may change
 (attributes.ATTRIBUTES[i].parts); attributes that change "all" parts, or any part outside a
 local attribute's list (the global ones), get None: no locally-active restriction.
 """
+
 import numpy as np
 
 from ss_jax.dci import attribute_bank

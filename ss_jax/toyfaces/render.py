@@ -30,6 +30,7 @@ _F32 = np.float32
 HEAD_X, HEAD_Y0, HEAD_DY, ROLL_MAX = 0.07, -0.1, 0.05, 0.2
 ZOOM = 1.15  # The picture shows world coordinates [-1/ZOOM, 1/ZOOM].
 
+
 class _Params:
   """Attribute columns as float32 [N, 1, 1] plus derived geometry."""
 
@@ -37,9 +38,7 @@ class _Params:
     for i, name in enumerate(attr_lib.ATTRIBUTE_NAMES):
       setattr(self, name, attrs[:, i, None, None].astype(_F32))
     col = lambda name: attrs[:, attr_lib.ATTRIBUTE_INDEX[name]]
-    self.on = {n: getattr(self, n) > 0.5 for n in
-               ("eyes_closed", "mouth_open", "bangs", "glasses", "hat",
-                "earrings")}
+    self.on = {n: getattr(self, n) > 0.5 for n in ("eyes_closed", "mouth_open", "bangs", "glasses", "hat", "earrings")}
     self.cx = _F32(HEAD_X) * self.head_x
     self.cy = _F32(HEAD_Y0) + _F32(HEAD_DY) * self.head_y
     roll = _F32(ROLL_MAX) * self.head_roll
@@ -58,8 +57,7 @@ class _Params:
     """The parameters of images idx only."""
     out = object.__new__(_Params)
     for k, v in self.__dict__.items():
-      out.__dict__[k] = ({n: m[idx] for n, m in v.items()}
-                         if isinstance(v, dict) else v[idx])
+      out.__dict__[k] = {n: m[idx] for n, m in v.items()} if isinstance(v, dict) else v[idx]
     return out
 
 
@@ -70,9 +68,9 @@ def _head_window(canvas, x0, x1, y0, y1) -> cv.Window:
   xs = np.cos(th) * corners[:, 0] - np.sin(th) * corners[:, 1]
   ys = np.sin(th) * corners[:, 0] + np.cos(th) * corners[:, 1]
   m = 0.01  # Covers the arc bulging between sampled angles.
-  return canvas.window(xs.min() - HEAD_X - m, xs.max() + HEAD_X + m,
-                       ys.min() + HEAD_Y0 - HEAD_DY - m,
-                       ys.max() + HEAD_Y0 + HEAD_DY + m)
+  return canvas.window(
+    xs.min() - HEAD_X - m, xs.max() + HEAD_X + m, ys.min() + HEAD_Y0 - HEAD_DY - m, ys.max() + HEAD_Y0 + HEAD_DY + m
+  )
 
 
 def _local(win: cv.Window, p: _Params):
@@ -84,8 +82,7 @@ def _local(win: cv.Window, p: _Params):
 
 def _hair_cap(x, y, p: _Params):
   """Ellipse around the skull that both back hair and hairline cut from."""
-  return cv.ellipse(x, y + 0.05, p.a + 0.05 + 0.12 * p.hair_volume,
-                    0.56 + 0.08 * p.hair_volume)
+  return cv.ellipse(x, y + 0.05, p.a + 0.05 + 0.12 * p.hair_volume, 0.56 + 0.08 * p.hair_volume)
 
 
 def _draw_body(c: cv.Canvas, p: _Params):
@@ -100,8 +97,7 @@ def _draw_body(c: cv.Canvas, p: _Params):
   cap = np.maximum(_hair_cap(x, y, p), y)  # Stops at mid-ear height.
   y_end = 0.05 + 0.9 * p.hair_length
   half_w = 0.94 * (p.a + 0.05 + 0.12 * p.hair_volume)
-  curtain = cv.box(x, y - 0.5 * (y_end - 0.1), half_w,
-                   0.5 * (y_end + 0.1), 0.12)
+  curtain = cv.box(x, y - 0.5 * (y_end - 0.1), half_w, 0.5 * (y_end + 0.1), 0.12)
   c.paint(win, np.minimum(cap, curtain), pal.channels(p.hair), _P["hair"])
 
   # Neck with a rounded neckline; darker just under the chin.
@@ -110,8 +106,7 @@ def _draw_body(c: cv.Canvas, p: _Params):
   half_w = 0.13 + 0.04 * p.face_width
   neck = cv.box(x, y - 0.6, half_w, 0.42, 0.02)
   # U neckline: a skin-coloured cut into the shirt only.
-  neckline = np.maximum(cv.ellipse(win.x - 0.5 * p.cx, win.y - 0.57, 0.2,
-                                   0.11), shirt(win))
+  neckline = np.maximum(cv.ellipse(win.x - 0.5 * p.cx, win.y - 0.57, 0.2, 0.11), shirt(win))
   d = np.maximum(np.minimum(neck, neckline), 0.28 - y)
   shadow = 0.72 + 0.16 * np.clip((y - 0.42) * 6.0, 0.0, 1.0)
   c.paint(win, d, pal.scaled(p.skin, shadow), _P["neck"])
@@ -140,8 +135,7 @@ def _draw_face(c: cv.Canvas, p: _Params):
   rx, ry = 0.03 + 0.035 * s, 0.045 + 0.045 * s
   v = y - (0.2 - ry)  # Nose bottom fixed at y = 0.2.
   pear = rx * (0.55 + 0.45 * np.clip(0.5 + 0.5 * v / ry, 0.0, 1.0))
-  c.paint(win, cv.ellipse(x, v, pear, ry), pal.scaled(p.skin, 0.84),
-          _P["nose"], False)
+  c.paint(win, cv.ellipse(x, v, pear, ry), pal.scaled(p.skin, 0.84), _P["nose"], False)
 
   _draw_mouth(c, p)
 
@@ -156,22 +150,19 @@ def _draw_mouth(c: cv.Canvas, p: _Params):
   v = y - yc
   slope = np.sqrt(1.0 + (2.0 * k * x) ** 2)
   u = np.clip(1.0 - (x / w) ** 2, 0.0, 1.0)
-  closed = np.maximum(np.abs(v) / slope - (0.03 * np.sqrt(u) + 0.008),
-                      np.abs(x) - w)
+  closed = np.maximum(np.abs(v) / slope - (0.03 * np.sqrt(u) + 0.008), np.abs(x) - w)
   outer = cv.ellipse(x, v - 0.035, w, 0.07)
   d = np.where(p.on["mouth_open"], outer, closed)
   lips = pal.channels(p.lips)
   color = tuple(ch * np.where(v < 0, _F32(0.85), _F32(1.0)) for ch in lips)
   c.paint(win, d, color, _P["mouth"], False)
-  inner = cv.switch(cv.ellipse(x, v - 0.035, w - 0.025, 0.048),
-                    p.on["mouth_open"])
+  inner = cv.switch(cv.ellipse(x, v - 0.035, w - 0.025, 0.048), p.on["mouth_open"])
   c.paint(win, inner, pal.MOUTH_INSIDE, _P["mouth"], False)
   c.paint(win, np.maximum(inner, v - 0.012), pal.TEETH, _P["mouth"], False)
   tongue = np.maximum(cv.ellipse(x, v - 0.085, 0.06, 0.035), inner)
   c.paint(win, tongue, pal.TONGUE, _P["mouth"], False)
   # A thin lip parting line on closed mouths.
-  line = cv.switch(np.maximum(np.abs(v) / slope - 0.006, np.abs(x) - w),
-                   ~p.on["mouth_open"])
+  line = cv.switch(np.maximum(np.abs(v) / slope - 0.006, np.abs(x) - w), ~p.on["mouth_open"])
   c.paint(win, line, pal.scaled(p.lips, 0.55), _P["mouth"], False)
 
 
@@ -187,17 +178,13 @@ def _draw_eyes(c: cv.Canvas, p: _Params):
   sclera = cv.switch(cv.ellipse(x, y, rx, ry), is_open)
   c.paint(win, sclera, pal.SCLERA, _P["eye"], False)
   r = 0.034 + 0.024 * s
-  c.paint(win, np.maximum(cv.ellipse(x, y, r, r), sclera), pal.channels(p.iris),
-          _P["eye"], False)
-  c.paint(win, np.maximum(cv.ellipse(x, y, 0.45 * r, 0.45 * r), sclera),
-          pal.PUPIL, _P["eye"], False)
+  c.paint(win, np.maximum(cv.ellipse(x, y, r, r), sclera), pal.channels(p.iris), _P["eye"], False)
+  c.paint(win, np.maximum(cv.ellipse(x, y, 0.45 * r, 0.45 * r), sclera), pal.PUPIL, _P["eye"], False)
   lash = np.maximum(cv.ring(sclera, 0.012), y)
   c.paint(win, lash, pal.LASH, _P["eye"], False)
   # Closed: a downward arc (content, sleeping look) across the eye width.
   arc_y = 0.35 * ry * (1.0 - (x / rx) ** 2)
-  closed = np.maximum(np.abs(y - arc_y) / np.sqrt(1.0 + (0.7 * ry * x / rx
-                                                         / rx) ** 2)
-                      - 0.02, np.abs(x) - rx)
+  closed = np.maximum(np.abs(y - arc_y) / np.sqrt(1.0 + (0.7 * ry * x / rx / rx) ** 2) - 0.02, np.abs(x) - rx)
   c.paint(win, cv.switch(closed, ~is_open), pal.LASH, _P["eye"], False)
 
 
@@ -226,8 +213,7 @@ def _draw_eyebrows(c: cv.Canvas, p: _Params):
   half_len = 0.085
   y = y + 0.19 - 3.0 * x * x  # Arch: ends sit lower than the middle.
   tilt = 0.035 * p.eyebrow_angle  # Inner end (x < 0) lower when angry.
-  d = cv.capsule(x, y, -half_len, tilt, half_len, -tilt,
-                 0.012 + 0.022 * p.eyebrow_thickness)
+  d = cv.capsule(x, y, -half_len, tilt, half_len, -tilt, 0.012 + 0.022 * p.eyebrow_thickness)
   c.paint(win, d, pal.scaled(p.hair, 0.8), _P["eyebrow"], False)
 
 
@@ -249,8 +235,7 @@ def _draw_glasses(c: cv.Canvas, p: _Params):
   rim = cv.ring(cv.ellipse(x - p.ex, y, 0.13, 0.115), 0.02)
   bridge = cv.capsule(x, y, 0.0, -0.025, p.ex - 0.12, -0.025, 0.016)
   arm = cv.capsule(x, y, p.ex + 0.12, -0.03, 0.98 * p.a, -0.05, 0.016)
-  c.paint(win, np.minimum(np.minimum(rim, bridge), arm), pal.FRAME,
-          _P["glasses"])
+  c.paint(win, np.minimum(np.minimum(rim, bridge), arm), pal.FRAME, _P["glasses"])
 
 
 def _draw_hat(c: cv.Canvas, p: _Params):
@@ -265,8 +250,7 @@ def _draw_hat(c: cv.Canvas, p: _Params):
 
 def _draw_accessories(c: cv.Canvas, p: _Params):
   """Earrings, glasses and hat, drawn only on the images that have them."""
-  for flag, draw in (("earrings", _draw_earrings), ("glasses", _draw_glasses),
-                     ("hat", _draw_hat)):
+  for flag, draw in (("earrings", _draw_earrings), ("glasses", _draw_glasses), ("hat", _draw_hat)):
     idx = np.flatnonzero(p.on[flag])
     if idx.size == len(p.on[flag]):
       draw(c, p)
@@ -276,12 +260,10 @@ def _draw_accessories(c: cv.Canvas, p: _Params):
       c.merge(sub, idx)
 
 
-def _render_chunk(attrs: np.ndarray, resolution: int, full_windows: bool,
-                  footprints: bool = False):
+def _render_chunk(attrs: np.ndarray, resolution: int, full_windows: bool, footprints: bool = False):
   """float32 [3, N, R, R] colour, uint8 [N, R, R] labels, footprints|None."""
   p = _Params(attrs)
-  c = cv.Canvas(p.background, resolution, ZOOM, full_windows,
-                NUM_PARTS if footprints else 0)
+  c = cv.Canvas(p.background, resolution, ZOOM, full_windows, NUM_PARTS if footprints else 0)
   _draw_body(c, p)
   _draw_face(c, p)
   _draw_eyes(c, p)
@@ -289,8 +271,7 @@ def _render_chunk(attrs: np.ndarray, resolution: int, full_windows: bool,
   _draw_eyebrows(c, p)
   _draw_accessories(c, p)
   # Light: overall brightness times a horizontal gradient, figure only.
-  shade = ((0.85 + 0.3 * p.brightness)
-           * (1.0 + 0.18 * p.light_direction * c.coords[None, None, :]))
+  shade = (0.85 + 0.3 * p.brightness) * (1.0 + 0.18 * p.light_direction * c.coords[None, None, :])
   return c.finish(shade), c.label, c.footprint
 
 
@@ -303,7 +284,7 @@ def _render(attrs, resolution, supersample, chunk, full_windows, footprints):
   labels = np.empty((n, r, r), np.uint8)
   feet = np.empty((n, NUM_PARTS, r, r), bool) if footprints else None
   for i in range(0, n, chunk):
-    a = attrs[i:i + chunk]
+    a = attrs[i : i + chunk]
     m = a.shape[0]
     rgb, lab, foot = _render_chunk(a, r * s, full_windows, footprints)
     if s > 1:
@@ -311,19 +292,18 @@ def _render(attrs, resolution, supersample, chunk, full_windows, footprints):
       if footprints:
         foot = foot.reshape(m, NUM_PARTS, r, s, r, s).any(axis=(3, 5))
       if s % 2:  # The middle sample of each block is the pixel centre.
-        lab = lab[:, s // 2::s, s // 2::s]
+        lab = lab[:, s // 2 :: s, s // 2 :: s]
       else:
         lab = _render_chunk(a, r, full_windows)[1]
-    images[i:i + chunk], labels[i:i + chunk] = cv.quantize(rgb), lab
+    images[i : i + chunk], labels[i : i + chunk] = cv.quantize(rgb), lab
     if footprints:
-      feet[i:i + chunk] = foot
+      feet[i : i + chunk] = foot
   return images, labels, feet
 
 
-def render_attributes(attrs: np.ndarray, resolution: int = 64,
-                      supersample: int = 1, chunk: int = 64,
-                      full_windows: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def render_attributes(
+  attrs: np.ndarray, resolution: int = 64, supersample: int = 1, chunk: int = 64, full_windows: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
   """Renders faces from attribute vectors.
 
   Args:
@@ -341,14 +321,13 @@ def render_attributes(attrs: np.ndarray, resolution: int = 64,
   Returns:
     images uint8 [N, R, R, 3] and labels uint8 [N, R, R] (`PART_NAMES`).
   """
-  images, labels, _ = _render(attrs, resolution, supersample, chunk,
-                              full_windows, False)
+  images, labels, _ = _render(attrs, resolution, supersample, chunk, full_windows, False)
   return images, labels
 
 
-def render_footprints(attrs: np.ndarray, resolution: int = 64,
-                      supersample: int = 1
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_footprints(
+  attrs: np.ndarray, resolution: int = 64, supersample: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Like `render_attributes`, plus amodal part footprints.
 
   Returns:
@@ -360,8 +339,7 @@ def render_footprints(attrs: np.ndarray, resolution: int = 64,
   return _render(attrs, resolution, supersample, 64, False, True)
 
 
-def render(seeds, resolution: int = 64, supersample: int = 1
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render(seeds, resolution: int = 64, supersample: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Samples attributes from per-image seeds and renders them.
 
   Args:

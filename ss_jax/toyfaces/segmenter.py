@@ -1,6 +1,7 @@
 """Registers the ToyFaces segmenter ("toyfaces") and its category table with the analysis'
 segmentation interface (ss_jax/stylespace/segmentation.py), which imports this module on first use
 of the name."""
+
 from ss_jax.stylespace import segmentation
 from ss_jax.toyfaces import models, parts
 

@@ -44,6 +44,7 @@ class AugmentSettings:
     (edge padded). The classifier uses less: a 1 px shift is a large part of
     the head_x / head_y range and would blur those labels.
   """
+
   blur: float = 0.2
   noise: float = 0.04
   shift_prob: float = 0.5
@@ -52,6 +53,7 @@ class AugmentSettings:
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
   """Everything that determines a training run (checked on resume)."""
+
   steps: int
   batch_size: int
   learning_rate: float = 3e-3
@@ -66,15 +68,13 @@ class TrainSettings:
 
 
 def default_segmenter_settings(steps: int) -> TrainSettings:
-  return TrainSettings(steps=steps, batch_size=16,
-                       seed_offset=SEGMENTER_SEED_OFFSET,
-                       class_weight_power=0.5)
+  return TrainSettings(steps=steps, batch_size=16, seed_offset=SEGMENTER_SEED_OFFSET, class_weight_power=0.5)
 
 
 def default_classifier_settings(steps: int) -> TrainSettings:
-  return TrainSettings(steps=steps, batch_size=16,
-                       seed_offset=CLASSIFIER_SEED_OFFSET,
-                       augment=AugmentSettings(shift_prob=0.2))
+  return TrainSettings(
+    steps=steps, batch_size=16, seed_offset=CLASSIFIER_SEED_OFFSET, augment=AugmentSettings(shift_prob=0.2)
+  )
 
 
 # ----------------------------------------------------------------------------- data
@@ -88,15 +88,13 @@ def to_float(images_uint8: np.ndarray) -> np.ndarray:
 def render_batch(seeds, resolution: int = models.RESOLUTION):
   """-> images float32 [N, R, R, 3] in [-1, 1], labels uint8 [N, R, R],
   attrs float32 [N, A] for the given seeds."""
-  images, labels, attrs = render_lib.render(np.asarray(seeds, np.int64),
-                                            resolution)
+  images, labels, attrs = render_lib.render(np.asarray(seeds, np.int64), resolution)
   return to_float(images), labels, attrs
 
 
 def step_seeds(step: int, settings: TrainSettings) -> np.ndarray:
   """int64 [batch_size] seeds of training step `step`."""
-  return (settings.seed_offset + np.int64(step) * settings.batch_size
-          + np.arange(settings.batch_size, dtype=np.int64))
+  return settings.seed_offset + np.int64(step) * settings.batch_size + np.arange(settings.batch_size, dtype=np.int64)
 
 
 def heldout_seeds(n: int, offset: int = HELDOUT_OFFSET) -> np.ndarray:
@@ -138,8 +136,7 @@ def _blur(x: jax.Array, a: jax.Array) -> jax.Array:
   return a * xp[:, :, :-2] + (1 - 2 * a) * xp[:, :, 1:-1] + a * xp[:, :, 2:]
 
 
-def augment(key: jax.Array, images: jax.Array, labels: jax.Array | None,
-            settings: AugmentSettings):
+def augment(key: jax.Array, images: jax.Array, labels: jax.Array | None, settings: AugmentSettings):
   """Random degradations of a batch (pure).
 
   Args:
@@ -167,8 +164,7 @@ def augment(key: jax.Array, images: jax.Array, labels: jax.Array | None,
 # ----------------------------------------------------------------------------- losses and steps
 
 
-def part_class_weights(num_images: int = 512, power: float = 0.5,
-                       resolution: int = models.RESOLUTION) -> np.ndarray:
+def part_class_weights(num_images: int = 512, power: float = 0.5, resolution: int = models.RESOLUTION) -> np.ndarray:
   """float32 [K] cross-entropy weights ~ frequency ** -power.
 
   Frequencies are measured on fixed renders (seeds just below the held-out
@@ -176,15 +172,13 @@ def part_class_weights(num_images: int = 512, power: float = 0.5,
   (nose, earring: ~0.2% of pixels) are otherwise learned last, which hurts
   mIoU, a per-class mean.
   """
-  _, labels, _ = render_batch(heldout_seeds(num_images, HELDOUT_OFFSET - num_images),
-                              resolution)
+  _, labels, _ = render_batch(heldout_seeds(num_images, HELDOUT_OFFSET - num_images), resolution)
   freq = np.bincount(labels.ravel(), minlength=parts_lib.NUM_PARTS) / labels.size
   w = np.maximum(freq, 1e-4) ** -power
   return (w / np.sum(freq * w)).astype(np.float32)
 
 
-def segmenter_loss(config: models.SegmenterConfig, params, images, labels,
-                   class_weights=None):
+def segmenter_loss(config: models.SegmenterConfig, params, images, labels, class_weights=None):
   """Mean per-pixel (optionally class-weighted) cross-entropy.
 
   Args:
@@ -208,14 +202,13 @@ def classifier_loss(config: models.ClassifierConfig, params, images, targets):
 def make_optimizer(settings: TrainSettings) -> optax.GradientTransformation:
   warmup = min(settings.warmup_steps, settings.steps // 2)
   schedule = optax.warmup_cosine_decay_schedule(
-      0.0, settings.learning_rate, warmup, max(settings.steps, warmup + 1),
-      end_value=0.02 * settings.learning_rate)
+    0.0, settings.learning_rate, warmup, max(settings.steps, warmup + 1), end_value=0.02 * settings.learning_rate
+  )
   return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "settings"))
-def train_step(config, settings: TrainSettings, params, opt_state, key, step,
-               images, y, class_weights=None):
+def train_step(config, settings: TrainSettings, params, opt_state, key, step, images, y, class_weights=None):
   """One augmented Adam step (pure; jitted once per (config, settings)).
 
   Args:
@@ -233,16 +226,13 @@ def train_step(config, settings: TrainSettings, params, opt_state, key, step,
     (params, opt_state, loss scalar).
   """
   seg = isinstance(config, models.SegmenterConfig)
-  images, shifted = augment(jax.random.fold_in(key, step), images,
-                            y if seg else None, settings.augment)
+  images, shifted = augment(jax.random.fold_in(key, step), images, y if seg else None, settings.augment)
   if seg:
-    loss_fn = lambda p: segmenter_loss(config, p, images, shifted,
-                                       class_weights)
+    loss_fn = lambda p: segmenter_loss(config, p, images, shifted, class_weights)
   else:
     loss_fn = lambda p: classifier_loss(config, p, images, y)
   loss, grads = jax.value_and_grad(loss_fn)(params)
-  updates, opt_state = make_optimizer(settings).update(grads, opt_state,
-                                                       params)
+  updates, opt_state = make_optimizer(settings).update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state, loss
 
 
@@ -252,8 +242,7 @@ def train_step(config, settings: TrainSettings, params, opt_state, key, step,
 def _save_state(path, step, settings, state):
   leaves = jax.tree_util.tree_leaves(jax.device_get(state))
   arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-  jobs.atomic_save_npz(path, step=np.int64(step),
-                       settings=np.array(settings.to_json()), **arrays)
+  jobs.atomic_save_npz(path, step=np.int64(step), settings=np.array(settings.to_json()), **arrays)
 
 
 def _load_state(path, settings, like):
@@ -263,18 +252,22 @@ def _load_state(path, settings, like):
     return 0, like
   data = jobs.load_npz(path)
   if str(data["settings"]) != settings.to_json():
-    raise jobs.SettingsMismatch(
-        f"{path} was written with other settings; use another --workdir or "
-        "delete it")
+    raise jobs.SettingsMismatch(f"{path} was written with other settings; use another --workdir or delete it")
   leaves, treedef = jax.tree_util.tree_flatten(like)
-  new = [jnp.asarray(data[f"leaf_{i:05d}"], dtype=x.dtype)
-         for i, x in enumerate(leaves)]
+  new = [jnp.asarray(data[f"leaf_{i:05d}"], dtype=x.dtype) for i, x in enumerate(leaves)]
   return int(data["step"]), jax.tree_util.tree_unflatten(treedef, new)
 
 
-def _train(kind: str, config, settings: TrainSettings, batch_fn: Callable,
-           class_weights=None, checkpoint=None, checkpoint_every: int = 250,
-           log: Callable = print):
+def _train(
+  kind: str,
+  config,
+  settings: TrainSettings,
+  batch_fn: Callable,
+  class_weights=None,
+  checkpoint=None,
+  checkpoint_every: int = 250,
+  log: Callable = print,
+):
   """Generic loop: returns trained params; resumes from `checkpoint`."""
   optimizer = make_optimizer(settings)
   key = jax.random.key(settings.key_seed)
@@ -289,62 +282,66 @@ def _train(kind: str, config, settings: TrainSettings, batch_fn: Callable,
   t0, ema = time.time(), None
   for step in range(start, settings.steps):
     images, y = batch_fn(step_seeds(step, settings))
-    params, opt_state, loss = train_step(config, settings, *state, aug_key,
-                                         step, images, y, class_weights)
+    params, opt_state, loss = train_step(config, settings, *state, aug_key, step, images, y, class_weights)
     state = (params, opt_state)
     if step % 25 == 0 or step == settings.steps - 1:
       loss = float(loss)
       ema = loss if ema is None else 0.8 * ema + 0.2 * loss
-      log(f"{kind}: step {step + 1}/{settings.steps} loss {loss:.4f} "
-          f"(avg {ema:.4f}) {time.time() - t0:.0f}s")
-    if checkpoint is not None and ((step + 1) % checkpoint_every == 0
-                                   or step + 1 == settings.steps):
+      log(f"{kind}: step {step + 1}/{settings.steps} loss {loss:.4f} (avg {ema:.4f}) {time.time() - t0:.0f}s")
+    if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == settings.steps):
       _save_state(checkpoint, step + 1, settings, state)
   return state[0]
 
 
-def train_segmenter(settings: TrainSettings,
-                    config: models.SegmenterConfig = models.SegmenterConfig(),
-                    checkpoint=None, checkpoint_every: int = 250,
-                    log: Callable = print):
+def train_segmenter(
+  settings: TrainSettings,
+  config: models.SegmenterConfig = models.SegmenterConfig(),
+  checkpoint=None,
+  checkpoint_every: int = 250,
+  log: Callable = print,
+):
   """Trains the part segmenter on fresh renders -> params.
 
   checkpoint: optional .npz path; written every `checkpoint_every` steps and
   at the end, resumed from when present (same settings required).
   """
+
   def batch_fn(seeds):
     images, labels, _ = render_batch(seeds, config.resolution)
     return images, labels.astype(np.int32)
-  weights = (part_class_weights(power=settings.class_weight_power,
-                                resolution=config.resolution)
-             if settings.class_weight_power else None)
-  return _train("segmenter", config, settings, batch_fn, weights,
-                checkpoint, checkpoint_every, log)
+
+  weights = (
+    part_class_weights(power=settings.class_weight_power, resolution=config.resolution)
+    if settings.class_weight_power
+    else None
+  )
+  return _train("segmenter", config, settings, batch_fn, weights, checkpoint, checkpoint_every, log)
 
 
-def train_classifier(settings: TrainSettings,
-                     config: models.ClassifierConfig = models.ClassifierConfig(),
-                     checkpoint=None, checkpoint_every: int = 250,
-                     log: Callable = print):
+def train_classifier(
+  settings: TrainSettings,
+  config: models.ClassifierConfig = models.ClassifierConfig(),
+  checkpoint=None,
+  checkpoint_every: int = 250,
+  log: Callable = print,
+):
   """Trains the attribute classifier on fresh renders -> params (see
   `train_segmenter` for the checkpoint)."""
+
   def batch_fn(seeds):
     images, _, attrs = render_batch(seeds, config.resolution)
     return images, models.binary_targets(attrs, config)
-  return _train("classifier", config, settings, batch_fn, None,
-                checkpoint, checkpoint_every, log)
+
+  return _train("classifier", config, settings, batch_fn, None, checkpoint, checkpoint_every, log)
 
 
 # ----------------------------------------------------------------------------- metrics
 
 
-def confusion_matrix(pred: np.ndarray, true: np.ndarray,
-                     num_classes: int) -> np.ndarray:
+def confusion_matrix(pred: np.ndarray, true: np.ndarray, num_classes: int) -> np.ndarray:
   """int64 [K, K] counts; rows are true classes, columns predictions."""
-  idx = np.asarray(true, np.int64).ravel() * num_classes + np.asarray(
-      pred, np.int64).ravel()
-  return np.bincount(idx, minlength=num_classes ** 2).reshape(
-      num_classes, num_classes)
+  idx = np.asarray(true, np.int64).ravel() * num_classes + np.asarray(pred, np.int64).ravel()
+  return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def iou_per_class(conf: np.ndarray) -> np.ndarray:
@@ -379,8 +376,7 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(s))
     sorted_s = s[order]
     # Mid-ranks for ties: every member of a tie group gets the group's mean.
-    _, first, counts = np.unique(sorted_s, return_index=True,
-                                 return_counts=True)
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
     mid = first + (counts + 1) / 2.0
     ranks[order] = np.repeat(mid, counts)
     out[j] = (ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
@@ -396,8 +392,7 @@ def degrade(images: np.ndarray, seed: int = 0) -> np.ndarray:
   return np.asarray(x)
 
 
-def evaluate_segmenter(segmenter: models.Segmenter, images: np.ndarray,
-                       labels: np.ndarray) -> dict:
+def evaluate_segmenter(segmenter: models.Segmenter, images: np.ndarray, labels: np.ndarray) -> dict:
   """mIoU, per-part IoU and pixel accuracy of `segmenter` on a labelled set.
 
   Args:
@@ -407,13 +402,14 @@ def evaluate_segmenter(segmenter: models.Segmenter, images: np.ndarray,
   pred = segmenter.segment(images)
   conf = confusion_matrix(pred, labels, parts_lib.NUM_PARTS)
   iou = iou_per_class(conf)
-  return {"miou": float(np.nanmean(iou)),
-          "pixel_accuracy": float(np.trace(conf) / conf.sum()),
-          "iou": {n: float(v) for n, v in zip(parts_lib.PART_NAMES, iou)}}
+  return {
+    "miou": float(np.nanmean(iou)),
+    "pixel_accuracy": float(np.trace(conf) / conf.sum()),
+    "iou": {n: float(v) for n, v in zip(parts_lib.PART_NAMES, iou)},
+  }
 
 
-def evaluate_classifier(classifier: models.Classifier, images: np.ndarray,
-                        attrs: np.ndarray) -> dict:
+def evaluate_classifier(classifier: models.Classifier, images: np.ndarray, attrs: np.ndarray) -> dict:
   """Mean AUC / accuracy and per-attribute accuracy and AUC (logit > 0).
 
   Args:
@@ -425,10 +421,12 @@ def evaluate_classifier(classifier: models.Classifier, images: np.ndarray,
   acc = ((logits > 0) == (y > 0.5)).mean(0)
   auc = roc_auc(logits, y)
   names = classifier.attribute_names
-  return {"mean_auc": float(np.nanmean(auc)),
-          "mean_accuracy": float(acc.mean()),
-          "accuracy": {n: float(v) for n, v in zip(names, acc)},
-          "auc": {n: float(v) for n, v in zip(names, auc)}}
+  return {
+    "mean_auc": float(np.nanmean(auc)),
+    "mean_accuracy": float(acc.mean()),
+    "accuracy": {n: float(v) for n, v in zip(names, acc)},
+    "auc": {n: float(v) for n, v in zip(names, auc)},
+  }
 
 
 # ----------------------------------------------------------------------------- end-to-end
@@ -441,10 +439,14 @@ def install(src_dir, dst_dir):
     jobs.atomic_write_bytes(dst_dir / name, (src_dir / name).read_bytes())
 
 
-def train_and_export(workdir, segmenter_settings: TrainSettings | None,
-                     classifier_settings: TrainSettings | None,
-                     eval_images: int = 1024, install_assets: bool = False,
-                     log: Callable = print) -> dict:
+def train_and_export(
+  workdir,
+  segmenter_settings: TrainSettings | None,
+  classifier_settings: TrainSettings | None,
+  eval_images: int = 1024,
+  install_assets: bool = False,
+  log: Callable = print,
+) -> dict:
   """Trains the requested helpers, evaluates them on held-out renders and
   writes WORKDIR/{segmenter,classifier}/ and WORKDIR/metrics.json.
 
@@ -458,39 +460,58 @@ def train_and_export(workdir, segmenter_settings: TrainSettings | None,
   images, labels, attrs = render_batch(heldout_seeds(eval_images))
   degraded = degrade(images)
   metrics_path = workdir / "metrics.json"
-  metrics = (json.loads(metrics_path.read_text()) if metrics_path.is_file()
-             else {})
+  metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
   metrics["heldout"] = {"seeds": [HELDOUT_OFFSET, HELDOUT_OFFSET + eval_images]}
   tasks = []
   if segmenter_settings is not None:
-    tasks.append(("segmenter", segmenter_settings, train_segmenter,
-                  models.SegmenterConfig(), models.Segmenter,
-                  lambda m, x: evaluate_segmenter(m, x, labels),
-                  models.SEGMENTER_DIR))
+    tasks.append(
+      (
+        "segmenter",
+        segmenter_settings,
+        train_segmenter,
+        models.SegmenterConfig(),
+        models.Segmenter,
+        lambda m, x: evaluate_segmenter(m, x, labels),
+        models.SEGMENTER_DIR,
+      )
+    )
   if classifier_settings is not None:
-    tasks.append(("classifier", classifier_settings, train_classifier,
-                  models.ClassifierConfig(), models.Classifier,
-                  lambda m, x: evaluate_classifier(m, x, attrs),
-                  models.CLASSIFIER_DIR))
+    tasks.append(
+      (
+        "classifier",
+        classifier_settings,
+        train_classifier,
+        models.ClassifierConfig(),
+        models.Classifier,
+        lambda m, x: evaluate_classifier(m, x, attrs),
+        models.CLASSIFIER_DIR,
+      )
+    )
   for kind, settings, train_fn, config, wrap, eval_fn, asset_dir in tasks:
     t0 = time.time()
-    params = train_fn(settings, config, checkpoint=workdir / f"{kind}_train.npz",
-                      log=log)
+    params = train_fn(settings, config, checkpoint=workdir / f"{kind}_train.npz", log=log)
     seconds = time.time() - t0
     model = wrap(config, params)
-    result = {"clean": eval_fn(model, images),
-              "degraded": eval_fn(model, degraded),
-              "train_seconds_this_run": round(seconds, 1),
-              "settings": dataclasses.asdict(settings),
-              "num_params": models.num_params(params)}
+    result = {
+      "clean": eval_fn(model, images),
+      "degraded": eval_fn(model, degraded),
+      "train_seconds_this_run": round(seconds, 1),
+      "settings": dataclasses.asdict(settings),
+      "num_params": models.num_params(params),
+    }
     metrics[kind] = result
-    summary = {k: v for k, v in result["clean"].items()
-               if isinstance(v, float)}
-    models.save_model(workdir / kind, config, params,
-                      extra={"heldout": metrics["heldout"],
-                             "heldout_metrics": result["clean"],
-                             "heldout_metrics_degraded": result["degraded"],
-                             "settings": dataclasses.asdict(settings)})
+    summary = {k: v for k, v in result["clean"].items() if isinstance(v, float)}
+    models.save_model(
+      workdir / kind,
+      config,
+      params,
+      extra={
+        "heldout": metrics["heldout"],
+        "heldout_metrics": result["clean"],
+        "heldout_metrics_degraded": result["degraded"],
+        "settings": dataclasses.asdict(settings),
+      },
+    )
     log(f"{kind}: {summary}")
     if install_assets:
       install(workdir / kind, asset_dir)

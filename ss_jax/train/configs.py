@@ -4,6 +4,7 @@ A `TrainConfig` holds everything that determines the training trajectory
 (networks, optimiser, losses, batch, seeds); run-time knobs (time budget,
 logging and checkpoint cadence, data workers) are arguments of `loop.train`.
 """
+
 import dataclasses
 import json
 import math
@@ -36,6 +37,7 @@ class TrainConfig:
     data_seed_offset: step t trains on ToyFaces seeds offset + t * batch + [0, batch):
       a fixed function of the step, so resumed runs see the same data.
   """
+
   generator: GeneratorConfig
   discriminator: DiscriminatorConfig
   batch_size: int = 32
@@ -55,8 +57,10 @@ class TrainConfig:
 
   def __post_init__(self):
     if self.generator.img_resolution != self.discriminator.img_resolution:
-      raise ValueError("generator and discriminator resolutions differ: "
-                       f"{self.generator.img_resolution} vs {self.discriminator.img_resolution}")
+      raise ValueError(
+        "generator and discriminator resolutions differ: "
+        f"{self.generator.img_resolution} vs {self.discriminator.img_resolution}"
+      )
     if self.generator.img_channels != self.discriminator.img_channels:
       raise ValueError("generator and discriminator image channels differ")
     if self.generator.c_dim:
@@ -110,11 +114,18 @@ def toyfaces_default() -> TrainConfig:
   """
   channels = (128, 128, 128, 64, 32)
   return TrainConfig(
-      generator=GeneratorConfig(z_dim=128, w_dim=128, img_resolution=64, channels=channels,
-                                mapping_layers=4, architecture="skip"),
-      discriminator=DiscriminatorConfig(img_resolution=64, channels=channels),
-      batch_size=32, r1_gamma=0.1, r1_interval=16, style_mixing_prob=0.9,
-      ema_kimg=10.0, ema_rampup=0.05, total_kimg=3000.0)
+    generator=GeneratorConfig(
+      z_dim=128, w_dim=128, img_resolution=64, channels=channels, mapping_layers=4, architecture="skip"
+    ),
+    discriminator=DiscriminatorConfig(img_resolution=64, channels=channels),
+    batch_size=32,
+    r1_gamma=0.1,
+    r1_interval=16,
+    style_mixing_prob=0.9,
+    ema_kimg=10.0,
+    ema_rampup=0.05,
+    total_kimg=3000.0,
+  )
 
 
 def smoke() -> TrainConfig:
@@ -124,11 +135,18 @@ def smoke() -> TrainConfig:
   """
   channels = (32, 32, 16)
   return TrainConfig(
-      generator=GeneratorConfig(z_dim=32, w_dim=32, img_resolution=16, channels=channels,
-                                mapping_layers=2, architecture="skip"),
-      discriminator=DiscriminatorConfig(img_resolution=16, channels=channels),
-      batch_size=8, r1_gamma=0.1, r1_interval=2, style_mixing_prob=0.9,
-      ema_kimg=0.05, ema_rampup=0.05, total_kimg=0.1)
+    generator=GeneratorConfig(
+      z_dim=32, w_dim=32, img_resolution=16, channels=channels, mapping_layers=2, architecture="skip"
+    ),
+    discriminator=DiscriminatorConfig(img_resolution=16, channels=channels),
+    batch_size=8,
+    r1_gamma=0.1,
+    r1_interval=2,
+    style_mixing_prob=0.9,
+    ema_kimg=0.05,
+    ema_rampup=0.05,
+    total_kimg=0.1,
+  )
 
 
 CONFIGS = {"toyfaces_default": toyfaces_default, "smoke": smoke}

@@ -6,6 +6,7 @@ are rendered by a pool of workers a few steps ahead; rendering is numpy-heavy
 Python that threads barely parallelise (the GIL), so on many-core hosts use
 processes.
 """
+
 import collections
 import concurrent.futures
 import functools
@@ -23,6 +24,7 @@ def step_seeds(step: int, batch_size: int, offset: int) -> np.ndarray:
 def toyfaces_images(seeds, resolution: int) -> np.ndarray:
   """uint8 [N, R, R, 3] ToyFaces renders (module level, so process pools can pickle it)."""
   from ss_jax.toyfaces import render  # pylint: disable=g-import-not-at-top
+
   return render.render(np.asarray(seeds), resolution)[0]
 
 
@@ -57,14 +59,14 @@ class Prefetcher:
     processes: use spawned processes instead of threads.
   """
 
-  def __init__(self, data_fn, start_step, batch_size, offset, workers=1, depth=None,
-               processes=False):
+  def __init__(self, data_fn, start_step, batch_size, offset, workers=1, depth=None, processes=False):
     self._args = (data_fn, batch_size, offset)
     self._next_step = int(start_step)
     self._depth = depth or max(2, 2 * workers)
     if processes:
       self._pool = concurrent.futures.ProcessPoolExecutor(
-          workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_signals)
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_signals
+      )
     else:
       self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="render")
     self._queue = collections.deque()
@@ -73,8 +75,7 @@ class Prefetcher:
   def _fill(self):
     data_fn, batch_size, offset = self._args
     while len(self._queue) < self._depth:
-      self._queue.append(self._pool.submit(_render_step, data_fn, self._next_step,
-                                           batch_size, offset))
+      self._queue.append(self._pool.submit(_render_step, data_fn, self._next_step, batch_size, offset))
       self._next_step += 1
 
   def next(self) -> np.ndarray:

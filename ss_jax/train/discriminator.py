@@ -25,6 +25,7 @@ training dynamics. lrelu carries the usual sqrt(2) gain.
                  "out": {"w": (C4, 1), "b": (1,)}},
   }
 """
+
 import dataclasses
 import math
 
@@ -39,6 +40,7 @@ from ss_jax.stylegan2.config import check_resolution_channels
 @dataclasses.dataclass(frozen=True)
 class DiscriminatorConfig:
   """Static hyper-parameters; channels[k] is the width at resolution 2**(k + 2) (4..R)."""
+
   img_resolution: int
   channels: tuple
   img_channels: int = 3
@@ -76,19 +78,22 @@ def init_params(cfg: DiscriminatorConfig, key):
   normal = lambda shape: jax.random.normal(next(keys), shape, jnp.float32)
   zeros = lambda n: jnp.zeros((n,), jnp.float32)
   c_top = cfg.channels_at(cfg.img_resolution)
-  params = {"fromrgb": {"w": normal((1, 1, cfg.img_channels, c_top)), "b": zeros(c_top)},
-            "blocks": []}
+  params = {"fromrgb": {"w": normal((1, 1, cfg.img_channels, c_top)), "b": zeros(c_top)}, "blocks": []}
   for res in cfg.block_resolutions:
     tmp, out = cfg.channels_at(res), cfg.channels_at(res // 2)
-    params["blocks"].append({
+    params["blocks"].append(
+      {
         "conv0": {"w": normal((3, 3, tmp, tmp)), "b": zeros(tmp)},
         "conv1": {"w": normal((3, 3, tmp, out)), "b": zeros(out)},
-        "skip": {"w": normal((1, 1, tmp, out))}})
+        "skip": {"w": normal((1, 1, tmp, out))},
+      }
+    )
   c4, f = cfg.channels_at(4), cfg.mbstd_features
   params["epilogue"] = {
-      "conv": {"w": normal((3, 3, c4 + f, c4)), "b": zeros(c4)},
-      "fc": {"w": normal((16 * c4, c4)), "b": zeros(c4)},
-      "out": {"w": normal((c4, 1)), "b": zeros(1)}}
+    "conv": {"w": normal((3, 3, c4 + f, c4)), "b": zeros(c4)},
+    "fc": {"w": normal((16 * c4, c4)), "b": zeros(c4)},
+    "out": {"w": normal((c4, 1)), "b": zeros(1)},
+  }
   return params
 
 
@@ -120,16 +125,20 @@ def downsample2d(x, fir):
     widths[axis] = (1, 1)
     xp = jnp.pad(x, widths)
     n = x.shape[axis] // 2
-    x = sum(float(f[j]) * jax.lax.slice_in_dim(xp, j, j + 2 * (n - 1) + 1, stride=2, axis=axis)
-            for j in range(len(f)))
+    x = sum(float(f[j]) * jax.lax.slice_in_dim(xp, j, j + 2 * (n - 1) + 1, stride=2, axis=axis) for j in range(len(f)))
   return x
 
 
 def _conv(x, w, stride=1, padding="SAME", precision=None):
   fan_in = w.shape[0] * w.shape[1] * w.shape[2]
   return jax.lax.conv_general_dilated(
-      x, w * (1.0 / math.sqrt(fan_in)), window_strides=(stride, stride), padding=padding,
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+    x,
+    w * (1.0 / math.sqrt(fan_in)),
+    window_strides=(stride, stride),
+    padding=padding,
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=precision,
+  )
 
 
 def _fc(x, p, precision=None):
@@ -160,8 +169,8 @@ def minibatch_stddev(x, group_size=4, num_features=1):
   f = num_features
   y = x.reshape(n // g, g, h, w, f, c // f)
   y = y - jnp.mean(y, axis=1, keepdims=True)
-  y = jnp.sqrt(jnp.mean(jnp.square(y), axis=1) + 1e-8)        # (M, H, W, F, C/F)
-  y = jnp.mean(y, axis=(1, 2, 4))                              # (M, F)
+  y = jnp.sqrt(jnp.mean(jnp.square(y), axis=1) + 1e-8)  # (M, H, W, F, C/F)
+  y = jnp.mean(y, axis=(1, 2, 4))  # (M, F)
   y = jnp.broadcast_to(y[:, None, None, None, :], (n // g, g, h, w, f)).reshape(n, h, w, f)
   return jnp.concatenate([x, y], axis=-1)
 
@@ -169,16 +178,16 @@ def minibatch_stddev(x, group_size=4, num_features=1):
 def discriminator(cfg: DiscriminatorConfig, params, img, precision=None):
   """img (N, R, R, img_channels) float32 in about [-1, 1] -> logits (N,) float32."""
   if img.shape[1:] != (cfg.img_resolution, cfg.img_resolution, cfg.img_channels):
-    raise ValueError(f"expected images (N, {cfg.img_resolution}, {cfg.img_resolution}, "
-                     f"{cfg.img_channels}), got {img.shape}")
+    raise ValueError(
+      f"expected images (N, {cfg.img_resolution}, {cfg.img_resolution}, {cfg.img_channels}), got {img.shape}"
+    )
   sqrt_half = math.sqrt(0.5)
   p = params["fromrgb"]
   x = ops.bias_act(_conv(img, p["w"], precision=precision), p["b"], "lrelu")
   for blk in params["blocks"]:
     y = _conv(downsample2d(x, cfg.fir), blk["skip"]["w"], precision=precision) * sqrt_half
     x = ops.bias_act(_conv(x, blk["conv0"]["w"], precision=precision), blk["conv0"]["b"], "lrelu")
-    x = ops.bias_act(conv_down(x, blk["conv1"]["w"], cfg.fir, precision), blk["conv1"]["b"],
-                     "lrelu", sqrt_half)
+    x = ops.bias_act(conv_down(x, blk["conv1"]["w"], cfg.fir, precision), blk["conv1"]["b"], "lrelu", sqrt_half)
     x = y + x
   e = params["epilogue"]
   if cfg.mbstd_features > 0:

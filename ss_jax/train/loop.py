@@ -11,6 +11,7 @@ Running the same `train(...)` again continues from the latest checkpoint; the
 data of step t and the per-step keys depend only on t and the saved state,
 so a run split into chunks follows the uninterrupted trajectory exactly.
 """
+
 import dataclasses
 import json
 import logging
@@ -40,10 +41,11 @@ SAMPLES_DIR = "samples"
 
 def _manager(workdir, max_to_keep=2, read_only=False):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                         read_only=read_only)
-  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / CKPT_DIR, options=options,
-                               item_names=("state", "meta"))
+
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only)
+  return ocp.CheckpointManager(
+    pathlib.Path(workdir).absolute() / CKPT_DIR, options=options, item_names=("state", "meta")
+  )
 
 
 def _abstract_state(cfg: TrainConfig, sharding=None):
@@ -54,21 +56,29 @@ def _abstract_state(cfg: TrainConfig, sharding=None):
 def save_checkpoint(manager, state, meta):
   """Queue an (async) orbax save of state + meta at meta['step']."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  manager.save(int(meta["step"]), args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+  manager.save(
+    int(meta["step"]),
+    args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+    force=True,
+  )
 
 
 def restore_checkpoint(manager, cfg: TrainConfig, step=None, sharding=None):
   """(TrainState, meta) of `step` (default latest), or (None, None) without checkpoints."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
   step = manager.latest_step() if step is None else step
   if step is None:
     return None, None
   if sharding is None:
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  out = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(_abstract_state(cfg, sharding)),
-      meta=ocp.args.JsonRestore()))
+  out = manager.restore(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(_abstract_state(cfg, sharding)), meta=ocp.args.JsonRestore()
+    ),
+  )
   return out["state"], out["meta"]
 
 
@@ -91,8 +101,10 @@ def _check_config(workdir, cfg: TrainConfig):
     a.pop(k), b.pop(k)
   if not jobs.same_settings(a, b):
     diff = sorted(k for k in set(a) | set(b) if not jobs.same_settings(a.get(k), b.get(k)))
-    raise ValueError(f"{path} differs from the requested config in {diff}: resuming with "
-                     "another config would not continue the same run (use a new workdir)")
+    raise ValueError(
+      f"{path} differs from the requested config in {diff}: resuming with "
+      "another config would not continue the same run (use a new workdir)"
+    )
   if saved.total_kimg != cfg.total_kimg:
     jobs.atomic_write_text(path, cfg.to_json())
 
@@ -104,8 +116,7 @@ def grid_image(images_u8, grid):
   """uint8 (N, H, W, C) -> (gh * H, gw * W, C) tiled row-major; N must be gh * gw."""
   gh, gw = grid
   n, h, w, c = images_u8.shape
-  return images_u8[:gh * gw].reshape(gh, gw, h, w, c).transpose(0, 2, 1, 3, 4).reshape(
-      gh * h, gw * w, c)
+  return images_u8[: gh * gw].reshape(gh, gw, h, w, c).transpose(0, 2, 1, 3, 4).reshape(gh * h, gw * w, c)
 
 
 def to_uint8(images):
@@ -134,8 +145,7 @@ def ema_generator(cfg: TrainConfig, state, w_avg=None) -> gen.Generator:
 def sample_images(cfg: TrainConfig, state, z, batch=64):
   """EMA-generator images (uint8 NHWC) for z, psi 1, const noise."""
   g = ema_generator(cfg, state)
-  return np.concatenate([to_uint8(_ema_images(g, z[i:i + batch]))
-                         for i in range(0, len(z), batch)])
+  return np.concatenate([to_uint8(_ema_images(g, z[i : i + batch])) for i in range(0, len(z), batch)])
 
 
 @jax.jit
@@ -155,8 +165,7 @@ def compute_w_avg(g: gen.Generator, num=10_000, seed=0, chunk=1000):
   return (sums / num).astype(np.float32)
 
 
-def export_generator(cfg: TrainConfig, state, directory, source=None, w_avg_samples=10_000,
-                     overwrite=False):
+def export_generator(cfg: TrainConfig, state, directory, source=None, w_avg_samples=10_000, overwrite=False):
   """Save the EMA generator (w_avg = mean mapping of w_avg_samples z) with save_generator.
 
   Returns the exported Generator.
@@ -164,8 +173,12 @@ def export_generator(cfg: TrainConfig, state, directory, source=None, w_avg_samp
   state = jax.device_get(state)
   g = ema_generator(cfg, state)
   g = ema_generator(cfg, state, compute_w_avg(g, w_avg_samples))
-  src = {"trainer": "ss_jax.train", "data": "ss_jax.toyfaces.render", "w_avg_samples": w_avg_samples,
-         "train_config": cfg.to_dict()}
+  src = {
+    "trainer": "ss_jax.train",
+    "data": "ss_jax.toyfaces.render",
+    "w_avg_samples": w_avg_samples,
+    "train_config": cfg.to_dict(),
+  }
   src.update(source or {})
   save_generator(g, directory, source=src, overwrite=overwrite)
   return g
@@ -179,8 +192,7 @@ def export_latest(workdir, directory, source=None, w_avg_samples=10_000, overwri
     state, meta = restore_checkpoint(manager, cfg)
   if state is None:
     raise FileNotFoundError(f"{workdir}: no checkpoint to export")
-  info = {k: meta.get(k) for k in ("step", "kimg", "train_seconds", "device", "num_devices",
-                                   "commands")}
+  info = {k: meta.get(k) for k in ("step", "kimg", "train_seconds", "device", "num_devices", "commands")}
   info.update(source or {})
   return export_generator(cfg, state, directory, info, w_avg_samples, overwrite), meta
 
@@ -195,6 +207,7 @@ def _device_info():
 
 def _save_png(path, image_u8):
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix(".tmp.png")
   Image.fromarray(image_u8).save(tmp)
@@ -204,6 +217,7 @@ def _save_png(path, image_u8):
 @dataclasses.dataclass
 class _MetricMeans:
   """Running sums of per-step device metrics, fetched once per log interval."""
+
   pending: list = dataclasses.field(default_factory=list)
 
   def add(self, m):
@@ -219,11 +233,26 @@ class _MetricMeans:
     return {k: sums[k] / counts[k] for k in sums}
 
 
-def train(cfg: TrainConfig, workdir, *, max_minutes=None, max_steps=None, data_fn=None,
-          devices=None, data_workers=1, data_processes=False, log_every_s=10.0,
-          sample_every_kimg=50.0, sample_grid=(8, 8), ckpt_every_minutes=10.0,
-          ckpt_every_steps=None, should_stop=None, command=None, compiler_options=None,
-          log=logging.info):
+def train(
+  cfg: TrainConfig,
+  workdir,
+  *,
+  max_minutes=None,
+  max_steps=None,
+  data_fn=None,
+  devices=None,
+  data_workers=1,
+  data_processes=False,
+  log_every_s=10.0,
+  sample_every_kimg=50.0,
+  sample_grid=(8, 8),
+  ckpt_every_minutes=10.0,
+  ckpt_every_steps=None,
+  should_stop=None,
+  command=None,
+  compiler_options=None,
+  log=logging.info,
+):
   """Train (or resume) in workdir until total_kimg, max_steps, the time budget or should_stop().
 
   Args:
@@ -260,8 +289,14 @@ def train(cfg: TrainConfig, workdir, *, max_minutes=None, max_steps=None, data_f
     if state is None:
       state = train_step.init()
       meta = {"step": 0, "kimg": 0.0, "train_seconds": 0.0, "commands": []}
-      log("new run in %s: G %d params, D %d params, %d device(s) %s", workdir,
-          _nparams(state.g_params), _nparams(state.d_params), mesh.devices.size, _device_info())
+      log(
+        "new run in %s: G %d params, D %d params, %d device(s) %s",
+        workdir,
+        _nparams(state.g_params),
+        _nparams(state.d_params),
+        mesh.devices.size,
+        _device_info(),
+      )
     else:
       log("resuming %s at step %d (%.1f kimg)", workdir, meta["step"], meta["kimg"])
     step = int(meta["step"])
@@ -277,27 +312,31 @@ def train(cfg: TrainConfig, workdir, *, max_minutes=None, max_steps=None, data_f
       _save_png(samples / "reals.png", grid_image(np.asarray(reals), sample_grid))
 
     def write_samples():
-      _save_png(samples / f"fakes_step{step:08d}.png",
-                grid_image(sample_images(cfg, state, grid_z), sample_grid))
+      _save_png(samples / f"fakes_step{step:08d}.png", grid_image(sample_images(cfg, state, grid_z), sample_grid))
 
     saved = {"step": None}
 
     def checkpoint():
       saved["step"] = step
-      meta.update(step=step, kimg=step * cfg.batch_size / 1000.0,
-                  train_seconds=train_seconds0 + time.time() - t_start)
+      meta.update(step=step, kimg=step * cfg.batch_size / 1000.0, train_seconds=train_seconds0 + time.time() - t_start)
       save_checkpoint(manager, state, dict(meta))
 
     means = _MetricMeans()
     prev_metrics = None
     t_log = t_ckpt = time.time()
     step_log = step
-    next_sample_kimg = (math.floor(step * cfg.batch_size / 1000.0 / sample_every_kimg) + 1
-                        ) * sample_every_kimg if sample_every_kimg else None
+    next_sample_kimg = (
+      (math.floor(step * cfg.batch_size / 1000.0 / sample_every_kimg) + 1) * sample_every_kimg
+      if sample_every_kimg
+      else None
+    )
     start_step = step
-    with data_lib.Prefetcher(data_fn, step, cfg.batch_size, cfg.data_seed_offset,
-                             workers=data_workers, processes=data_processes) as prefetch, \
-        open(workdir / METRICS_FILE, "a") as metrics_file:
+    with (
+      data_lib.Prefetcher(
+        data_fn, step, cfg.batch_size, cfg.data_seed_offset, workers=data_workers, processes=data_processes
+      ) as prefetch,
+      open(workdir / METRICS_FILE, "a") as metrics_file,
+    ):
       while step < total_steps:
         if deadline is not None and time.time() >= deadline:
           log("time budget of %s min reached", max_minutes)
@@ -319,22 +358,34 @@ def train(cfg: TrainConfig, workdir, *, max_minutes=None, max_steps=None, data_f
         if now - t_log >= log_every_s or step == total_steps:
           jax.block_until_ready(metrics)
           now = time.time()
-          rec = {"step": step, "kimg": step * cfg.batch_size / 1000.0,
-                 "images_per_s": (step - step_log) * cfg.batch_size / max(now - t_log, 1e-9),
-                 "train_seconds": train_seconds0 + now - t_start}
+          rec = {
+            "step": step,
+            "kimg": step * cfg.batch_size / 1000.0,
+            "images_per_s": (step - step_log) * cfg.batch_size / max(now - t_log, 1e-9),
+            "train_seconds": train_seconds0 + now - t_start,
+          }
           rec.update(means.pop())
           jobs.check_finite(rec, f"training at step {step}")  # stop, keep the last checkpoint
           metrics_file.write(json.dumps(rec) + "\n")
           metrics_file.flush()
-          log("step %d kimg %.2f img/s %.1f G %.3f D %.3f D(real) %.2f D(fake) %.2f R1 %s",
-              step, rec["kimg"], rec["images_per_s"], rec["g_loss"], rec["d_loss"],
-              rec["d_real"], rec["d_fake"], f"{rec['r1']:.4f}" if "r1" in rec else "-")
+          log(
+            "step %d kimg %.2f img/s %.1f G %.3f D %.3f D(real) %.2f D(fake) %.2f R1 %s",
+            step,
+            rec["kimg"],
+            rec["images_per_s"],
+            rec["g_loss"],
+            rec["d_loss"],
+            rec["d_real"],
+            rec["d_fake"],
+            f"{rec['r1']:.4f}" if "r1" in rec else "-",
+          )
           t_log, step_log = now, step
         if next_sample_kimg is not None and step * cfg.batch_size / 1000.0 >= next_sample_kimg:
           write_samples()
           next_sample_kimg += sample_every_kimg
-        if ((ckpt_every_steps and step % ckpt_every_steps == 0)
-            or (ckpt_every_minutes and now - t_ckpt >= 60.0 * ckpt_every_minutes)):
+        if (ckpt_every_steps and step % ckpt_every_steps == 0) or (
+          ckpt_every_minutes and now - t_ckpt >= 60.0 * ckpt_every_minutes
+        ):
           checkpoint()
           t_ckpt = now
     if saved["step"] != step and (step != start_step or manager.latest_step() is None):
@@ -342,8 +393,7 @@ def train(cfg: TrainConfig, workdir, *, max_minutes=None, max_steps=None, data_f
     if step != start_step:
       write_samples()
     manager.wait_until_finished()
-    log("stopped at step %d (%.2f kimg); checkpoint in %s", step,
-        step * cfg.batch_size / 1000.0, workdir / CKPT_DIR)
+    log("stopped at step %d (%.2f kimg); checkpoint in %s", step, step * cfg.batch_size / 1000.0, workdir / CKPT_DIR)
   return state, meta
 
 

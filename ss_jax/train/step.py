@@ -13,6 +13,7 @@ device->host sync, no lax.cond; the main step compiles once). The batch is
 sharded over a 1-D ('data',) mesh and everything else is replicated; GSPMD
 inserts the gradient all-reduces, so the same code runs on 1..N devices.
 """
+
 import functools
 
 import flax.struct
@@ -47,6 +48,7 @@ class TrainState:
   g_params; d_params: discriminator; g_opt / d_opt: optax Adam states of the
   flattened (ravel_pytree) params.
   """
+
   step: jax.Array
   rng: jax.Array
   g_params: dict
@@ -61,8 +63,7 @@ def make_mesh(batch_size, devices=None):
   """1-D ('data',) mesh over the most devices (<= available) that divide batch_size."""
   devices = list(jax.devices() if devices is None else devices)
   n = max(k for k in range(1, len(devices) + 1) if batch_size % k == 0)
-  return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=devices[:n])
+  return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n])
 
 
 def optimizers(cfg: TrainConfig):
@@ -84,11 +85,16 @@ def init_state(cfg: TrainConfig) -> TrainState:
   g_params, g_buffers = gen.init_params(cfg.generator, kg)
   d_params = disc.init_params(cfg.discriminator, kd)
   g_tx, d_tx = optimizers(cfg)
-  return TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(krng),
-                    g_params=g_params,
-                    g_buffers=g_buffers, g_ema=jax.tree.map(jnp.copy, g_params),
-                    d_params=d_params, g_opt=g_tx.init(ravel_pytree(g_params)[0]),
-                    d_opt=d_tx.init(ravel_pytree(d_params)[0]))
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    rng=jax.random.key_data(krng),
+    g_params=g_params,
+    g_buffers=g_buffers,
+    g_ema=jax.tree.map(jnp.copy, g_params),
+    d_params=d_params,
+    g_opt=g_tx.init(ravel_pytree(g_params)[0]),
+    d_opt=d_tx.init(ravel_pytree(d_params)[0]),
+  )
 
 
 def _apply_flat(tx, grads, opt_state, params, ema=None, beta=None):
@@ -139,11 +145,9 @@ def generate_fakes(cfg: TrainConfig, g_params, g_buffers, key, n, sharding=None)
   """
   gcfg = cfg.generator
   kz, ku, knoise = jax.random.split(key, 3)
-  constrain = (lambda x: x) if sharding is None else (
-      lambda x: jax.lax.with_sharding_constraint(x, sharding))
+  constrain = (lambda x: x) if sharding is None else (lambda x: jax.lax.with_sharding_constraint(x, sharding))
   z = jax.random.normal(kz, (2, n, gcfg.z_dim))
-  ws = jnp.broadcast_to(gen.mapping(gcfg, g_params, constrain(z[0]))[:, None],
-                        (n, gcfg.num_ws, gcfg.w_dim))
+  ws = jnp.broadcast_to(gen.mapping(gcfg, g_params, constrain(z[0]))[:, None], (n, gcfg.num_ws, gcfg.w_dim))
   if cfg.style_mixing_prob > 0:
     w2 = gen.mapping(gcfg, g_params, constrain(z[1]))
     u = jax.random.uniform(ku, (2,))
@@ -156,13 +160,12 @@ def generate_fakes(cfg: TrainConfig, g_params, g_buffers, key, n, sharding=None)
   flat = constrain(jax.random.normal(knoise, (n, sum(h * w for h, w in shapes))))
   noise, i = [], 0
   for h, w in shapes:
-    noise.append(flat[:, i:i + h * w].reshape(n, h, w))
+    noise.append(flat[:, i : i + h * w].reshape(n, h, w))
     i += h * w
 
   def one(s_i, noise_i):
     buffers = dict(g_buffers, noise=noise_i)
-    return gen.synthesis(gcfg, g_params, buffers, [x[None] for x in s_i], noise_mode="const",
-                         precision=None)[0]
+    return gen.synthesis(gcfg, g_params, buffers, [x[None] for x in s_i], noise_mode="const", precision=None)[0]
 
   return constrain(jax.vmap(one)(tuple(s), noise))
 
@@ -181,8 +184,7 @@ def _main_step(cfg: TrainConfig, sharding, state: TrainState, real_u8):
   rng, k_d, k_g = jax.random.split(jax.random.wrap_key_data(state.rng, impl=PRNG_IMPL), 3)
 
   # Fakes from the current G, no gradient into G.
-  fake = jax.lax.stop_gradient(generate_fakes(cfg, state.g_params, state.g_buffers, k_d, n,
-                                              sharding))
+  fake = jax.lax.stop_gradient(generate_fakes(cfg, state.g_params, state.g_buffers, k_d, n, sharding))
 
   def d_loss_fn(d_params):
     logits_fake = d_fn(d_params, fake)
@@ -198,11 +200,18 @@ def _main_step(cfg: TrainConfig, sharding, state: TrainState, real_u8):
     return jnp.mean(jax.nn.softplus(-d_fn(d_params, fake)))
 
   g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.g_params)
-  g_params, g_opt, g_ema = _apply_flat(g_tx, g_grads, state.g_opt, state.g_params,
-                                       state.g_ema, ema_beta(cfg, state.step))
-  new_state = state.replace(step=state.step + 1, rng=jax.random.key_data(rng),
-                            g_params=g_params, g_ema=g_ema, d_params=d_params,
-                            g_opt=g_opt, d_opt=d_opt)
+  g_params, g_opt, g_ema = _apply_flat(
+    g_tx, g_grads, state.g_opt, state.g_params, state.g_ema, ema_beta(cfg, state.step)
+  )
+  new_state = state.replace(
+    step=state.step + 1,
+    rng=jax.random.key_data(rng),
+    g_params=g_params,
+    g_ema=g_ema,
+    d_params=d_params,
+    g_opt=g_opt,
+    d_opt=d_opt,
+  )
   return new_state, dict(metrics, g_loss=g_loss)
 
 
@@ -243,13 +252,16 @@ class TrainStep:
     self.mesh = mesh
     self.replicated = NamedSharding(mesh, P())
     self.data_sharding = NamedSharding(mesh, P(DATA_AXIS))
-    shardings = dict(in_shardings=(self.replicated, self.data_sharding),
-                     out_shardings=(self.replicated, self.replicated),
-                     compiler_options=compiler_options)
+    shardings = dict(
+      in_shardings=(self.replicated, self.data_sharding),
+      out_shardings=(self.replicated, self.replicated),
+      compiler_options=compiler_options,
+    )
     self.main = jax.jit(functools.partial(_main_step, cfg, self.data_sharding), **shardings)
     self.r1 = jax.jit(functools.partial(_r1_step, cfg), **shardings)
-    self._init = jax.jit(functools.partial(init_state, cfg), out_shardings=self.replicated,
-                         compiler_options=compiler_options)
+    self._init = jax.jit(
+      functools.partial(init_state, cfg), out_shardings=self.replicated, compiler_options=compiler_options
+    )
 
   def init(self):
     """init_state(cfg), computed replicated on the mesh."""

@@ -58,6 +58,7 @@ resumable gradient-map job (`storage.gradient_map_job`) on 1 device, N
 devices or M processes x N devices: each process maps its own shards of images
 over the global mesh, in lock-step rounds (ss_jax.runtime.distributed).
 """
+
 import functools
 
 import jax
@@ -96,8 +97,7 @@ def _sharded(g, s, *, res, layers, pl, maps, mesh):
   """Per-image Jacobians/maps of a 'data'-sharded batch: lax.map over each device's images."""
   fn = functools.partial(_per_image, res=res, layers=layers, pl=pl, maps=maps)
   local = lambda g, s: jax.lax.map(lambda si: fn(g, si), s)
-  return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"),
-                       check_vma=False)(g, s)
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"), check_vma=False)(g, s)
 
 
 @functools.partial(jax.jit, static_argnames=("res", "layers", "pl", "maps", "mesh", "n"))
@@ -111,7 +111,7 @@ def _as_styles(g, styles):
     styles = jnp.asarray(styles)
     if styles.ndim != 2 or styles.shape[1] != g.num_style_channels:
       raise ValueError(f"flat styles must have shape (N, {g.num_style_channels}), got {styles.shape}")
-    styles = tuple(styles[:, L.offset:L.offset + L.channels] for L in g.layout)
+    styles = tuple(styles[:, L.offset : L.offset + L.channels] for L in g.layout)
   styles = [jnp.asarray(v) for v in styles]
   styles = tuple(v if jnp.issubdtype(v.dtype, jnp.floating) else v.astype(jnp.float32) for v in styles)
   if len(styles) != len(g.layout):
@@ -142,8 +142,7 @@ def _run(g, styles, resolution, include_torgb, chunk_size, method, mesh, maps):
   return _batched(g, styles, res=res, layers=layers, pl=pl, maps=maps, mesh=mesh, n=n)
 
 
-def jacobian(g: Generator, styles, resolution=32, include_torgb=False, chunk_size=None, method="auto",
-             mesh=None):
+def jacobian(g: Generator, styles, resolution=32, include_torgb=False, chunk_size=None, method="auto", mesh=None):
   """Exact Jacobian of the pooled image w.r.t. the considered style channels.
 
   Args:
@@ -166,8 +165,7 @@ def jacobian(g: Generator, styles, resolution=32, include_torgb=False, chunk_siz
   return _run(g, styles, resolution, include_torgb, chunk_size, method, mesh, maps=False)
 
 
-def gradient_maps(g: Generator, styles, resolution=32, include_torgb=False, chunk_size=None, method="auto",
-                  mesh=None):
+def gradient_maps(g: Generator, styles, resolution=32, include_torgb=False, chunk_size=None, method="auto", mesh=None):
   """StyleSpace gradient maps: |jacobian(...)| averaged over colour channels.
 
   Returns (N, C, P, P) in the styles' float dtype (float32 normally), P =
@@ -192,7 +190,7 @@ def _maps_step(res, layers, pl, mesh):
   """(g, flat S (B, C)) -> maps (B, C_considered, P, P), sharded like its input (a map_batches step)."""
 
   def step(g, flat):
-    s = tuple(flat[:, L.offset:L.offset + L.channels] for L in g.layout)
+    s = tuple(flat[:, L.offset : L.offset + L.channels] for L in g.layout)
     return _sharded(g, s, res=res, layers=layers, pl=pl, maps=True, mesh=mesh)
 
   return step
@@ -209,6 +207,7 @@ def map_shards(spec, shards, g, chunk_size=None, method="auto", mesh=None):
   round where this process has nothing left.
   """
   from ss_jax.stylegan2 import sampling
+
   seeds, per = np.asarray(spec["seeds"], np.int64), int(spec["images_per_shard"])
   res, rgb = int(spec["resolution"]), bool(spec["include_torgb"])
   layers = considered_layers(g.layout, rgb)
@@ -222,14 +221,12 @@ def map_shards(spec, shards, g, chunk_size=None, method="auto", mesh=None):
   for i in distributed.schedule(shards, mesh):
     idx = np.arange(i * per, min((i + 1) * per, len(seeds))) if i is not None else np.zeros(0, np.int64)
     batch = seeds[idx]
-    out = list(distributed.map_batches(_render_step, g, (batch,), (np.float32(spec["psi"]),), per, mesh,
-                                       prepare))
+    out = list(distributed.map_batches(_render_step, g, (batch,), (np.float32(spec["psi"]),), per, mesh, prepare))
     flat = np.concatenate([o[0] for o in out])
     x = np.concatenate([o[1] for o in out])
     maps = np.concatenate(list(distributed.map_batches(maps_step, g, (flat,), (), per, mesh)))
     if i is not None and maps.shape != (len(idx), channels, pooled, pooled):
-      raise ValueError(f"gradient maps have shape {maps.shape}, "
-                       f"expected ({len(idx)}, {channels}, {pooled}, {pooled})")
+      raise ValueError(f"gradient maps have shape {maps.shape}, expected ({len(idx)}, {channels}, {pooled}, {pooled})")
     yield i, idx, batch, flat.astype(np.float32), x, maps.astype(np.float32)
 
 
@@ -254,17 +251,21 @@ def run_job(gm, g, chunk_size=None, method="auto", mesh=None, progress=None):
   """
   from ss_jax.runtime import images as images_lib
   from ss_jax.stylespace.gradmaps import storage
+
   storage.check_generator(g, gm.spec["psi"])
   done = 0
   for i, idx, batch, flat, x, maps in map_shards(gm.spec, gm.pending(), g, chunk_size, method, mesh):
     if i is None:
       continue
-    gm.write(i, seeds=batch, index=idx, styles=flat, images=images_lib.to_uint8(x),
-             **storage.encode_maps(maps, gm.spec["dtype"]))
+    gm.write(
+      i,
+      seeds=batch,
+      index=idx,
+      styles=flat,
+      images=images_lib.to_uint8(x),
+      **storage.encode_maps(maps, gm.spec["dtype"]),
+    )
     done += len(idx)
     if progress is not None:
       progress.update(len(idx))
   return done
-
-
-

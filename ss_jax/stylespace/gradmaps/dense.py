@@ -46,10 +46,10 @@ def _entry_tangents(g, m, x, s, pre, c0, k):
       a = jnp.pad(a, [(0, padc if i == axis else 0) for i in range(a.ndim)])
     return jax.lax.dynamic_slice_in_dim(a, c0, k, axis=axis)
 
-  xc = chunk(x[0], 2)                                               # (Rin, Rin, k)
+  xc = chunk(x[0], 2)  # (Rin, Rin, k)
   w = p["weight"]
   if L.kind == "torgb":
-    wc = chunk(w[0, 0], 0) * (1.0 / math.sqrt(cin))                 # (k, img_c)
+    wc = chunk(w[0, 0], 0) * (1.0 / math.sqrt(cin))  # (k, img_c)
     return jnp.einsum("yxc,co->cyxo", xc, wc, precision=HIGHEST)
   # Modulated conv u * d with u = conv(x * s, w): d/ds_c = conv(x_c, w_c) d + u dd/ds_c,
   # dd/ds_c = -d^3 s_c sum_hw w[:, :, c]^2, and u d = pre.
@@ -57,12 +57,12 @@ def _entry_tangents(g, m, x, s, pre, c0, k):
   # each channel come from one dense conv with an identity kernel (works for any linear
   # up-sampling conv implementation), then a K=9 contraction.
   basis = jnp.eye(9, dtype=xc.dtype).reshape(3, 3, 1, 9)
-  xb = jnp.moveaxis(xc, 2, 0)[..., None]                            # (k, Rin, Rin, 1)
+  xb = jnp.moveaxis(xc, 2, 0)[..., None]  # (k, Rin, Rin, 1)
   taps = ops.conv2d_up(xb, basis, cfg.fir, HIGHEST) if L.up else ops.conv2d(xb, basis, HIGHEST)
   t1 = jnp.einsum("cyxt,tco->cyxo", taps, chunk(w, 2).reshape(9, k, -1), precision=HIGHEST)
   d = ops.demod_coefficients(w, s, _demod_eps(cfg, w), HIGHEST)[0]  # (Cout,)
-  wsq = chunk(jnp.sum(jnp.square(w), axis=(0, 1)), 0)               # (k, Cout)
-  sc = chunk(s[0], 0)                                               # (k,)
+  wsq = chunk(jnp.sum(jnp.square(w), axis=(0, 1)), 0)  # (k, Cout)
+  sc = chunk(s[0], 0)  # (k,)
   t2 = pre[0][None] * (-(d * d)[None] * sc[:, None] * wsq)[:, None, None, :]
   return t1 * d + t2
 
@@ -119,8 +119,9 @@ def _forward_columns(g, s, layers, chunk, states, stop, readout, consume=None):
 
     _, lin = jax.linearize(rest, pre)
     k = _balanced(L.channels, chunk)
-    body = lambda c0, m=m, st=st, pre=pre, lin=lin, k=k: consume(jax.vmap(lin)(
-        _entry_tangents(g, m, st[0], s[m], pre, c0, k)[:, None]))
+    body = lambda c0, m=m, st=st, pre=pre, lin=lin, k=k: consume(
+      jax.vmap(lin)(_entry_tangents(g, m, st[0], s[m], pre, c0, k)[:, None])
+    )
     cols.append(_chunked(body, L.channels, k))
   return jnp.concatenate(cols, axis=0)
 
@@ -150,7 +151,7 @@ def _jac_reverse(g, s, res, layers, chunk):
   def body(i0):
     ct = jax.nn.one_hot(i0 + jnp.arange(k), n_out, dtype=y.dtype).reshape((k,) + y.shape)
     grads = jax.vmap(pull)(ct)[0]
-    return jnp.concatenate([v[:, 0] for v in grads], axis=1)       # (k, C_considered)
+    return jnp.concatenate([v[:, 0] for v in grads], axis=1)  # (k, C_considered)
 
-  jt = _chunked(body, n_out, k)                                      # (n_out, C)
+  jt = _chunked(body, n_out, k)  # (n_out, C)
   return jt.T.reshape((-1,) + y.shape)

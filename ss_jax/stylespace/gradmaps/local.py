@@ -40,19 +40,20 @@ def _union(r1, r2):
 @dataclasses.dataclass(frozen=True)
 class _Step:
   """One layer above the cut on crops: its output region and where to cut inputs."""
+
   m: int
-  a: np.ndarray                         # (T,) output region start (x for conv, img for toRGB)
-  n: int                                # output region size
-  off: np.ndarray                       # start of the output inside the valid conv result
+  a: np.ndarray  # (T,) output region start (x for conv, img for toRGB)
+  n: int  # output region size
+  off: np.ndarray  # start of the output inside the valid conv result
   skip_off: Optional[np.ndarray] = None  # same for the up-sampled shortcut / previous image
 
 
 @dataclasses.dataclass(frozen=True)
 class _CropPlan:
-  cut: int            # layers >= cut run on crops
-  tile: int           # pooled pixels per tile side
-  num_tiles: int      # tiles per side
-  x_cut: tuple        # region of the cut state's x
+  cut: int  # layers >= cut run on crops
+  tile: int  # pooled pixels per tile side
+  num_tiles: int  # tiles per side
+  x_cut: tuple  # region of the cut state's x
   img_cut: Optional[tuple]
   steps: tuple
 
@@ -65,6 +66,7 @@ def _has_prev_img(layout, m):
 def _crop_plan(cfg, cut, tile, p_res):
   """Regions each layer >= cut must produce so every tile's pooled pixels are exact."""
   from ss_jax.stylegan2.config import style_layout
+
   layout = style_layout(cfg)
   pool = cfg.img_resolution // p_res
   if p_res % tile:
@@ -125,11 +127,12 @@ def _dslice(x, ty, tx, tab, n):
   """x[:, tab[ty]:+n, tab[tx]:+n] for (1, H, W, C) x and a (T,) int table."""
   if np.all(tab == tab[0]):  # static slice: its transpose is a pad, not a scatter
     a = int(tab[0])
-    return x[:, a:a + n, a:a + n]
+    return x[:, a : a + n, a : a + n]
   tab = jnp.asarray(tab, jnp.int32)
   zero = jnp.zeros((), jnp.int32)
-  return jax.lax.dynamic_slice(x, (zero, tab[ty].astype(jnp.int32), tab[tx].astype(jnp.int32), zero),
-                               (1, n, n, x.shape[3]))
+  return jax.lax.dynamic_slice(
+    x, (zero, tab[ty].astype(jnp.int32), tab[tx].astype(jnp.int32), zero), (1, n, n, x.shape[3])
+  )
 
 
 class _Crop:
@@ -258,7 +261,7 @@ def _contract(rows, tables, tangent):
   _, (ij, iq, iv) = tables
   y = jnp.einsum("abqrmo,kabo->abqrmk", rows, tangent, precision=HIGHEST)
   b = lambda v, y: v[:, None, :, None] if y else v[None, :, None, :]
-  picked = y[b(ij, 1), b(ij, 0), b(iq, 1), b(iq, 0)]                       # (T, T, n, n, M, k)
+  picked = y[b(ij, 1), b(ij, 0), b(iq, 1), b(iq, 0)]  # (T, T, n, n, M, k)
   w = (b(iv, 1) * b(iv, 0)).astype(picked.dtype)[..., None, None]
   return jnp.sum(picked * w, axis=(2, 3))
 

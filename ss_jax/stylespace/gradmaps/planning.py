@@ -1,5 +1,6 @@
 """Gradient-map planning: which exact method (forward / reverse / local) and what chunk, cut and tile
 sizes, chosen by a multiply-add model of the generator (see api.py for the methods)."""
+
 import dataclasses
 from typing import Optional
 
@@ -22,6 +23,7 @@ class Plan:
   multiply-adds per image, for information; family: "stylegan2" or "stylegan3"
   (ss_jax.stylespace.gradmaps.stylegan3: forward / reverse only).
   """
+
   method: str
   chunk: Optional[int] = None
   cut: int = 0
@@ -62,16 +64,18 @@ def _tile_batch(cfg, layout, cut, tile, p_res, budget):
   per_tile = 4 * floats * (1 + cfg.img_channels * tile * tile)
   # Hard cap: XLA's temporaries were ~12x this estimate (config-f 64 px: 8 tiles 2.2 GB, 4 tiles
   # 0.77 GB, compiled memory_analysis), so big crops get at most ~1 GiB in flight.
-  b = int(max(1, min(pl.num_tiles ** 2, budget // per_tile, TILE_MEMORY_CAP // (12 * per_tile))))
-  while (pl.num_tiles ** 2) % b:  # no remainder batch (it would be compiled separately)
+  b = int(max(1, min(pl.num_tiles**2, budget // per_tile, TILE_MEMORY_CAP // (12 * per_tile))))
+  while (pl.num_tiles**2) % b:  # no remainder batch (it would be compiled separately)
     b -= 1
   return b
 
 
 def _default_chunk(layout, stop, budget=1 << 30):
   """Tangents / cotangents per vmapped batch so that ~4 activation-sized buffers each fit `budget` bytes."""
-  act = max(max(L.resolution ** 2 * L.out_channels, (L.resolution // (2 if L.up else 1)) ** 2 * L.channels)
-            for L in layout[:max(stop, 1)])
+  act = max(
+    max(L.resolution**2 * L.out_channels, (L.resolution // (2 if L.up else 1)) ** 2 * L.channels)
+    for L in layout[: max(stop, 1)]
+  )
   return int(max(1, budget // (4 * 4 * act)))
 
 
@@ -100,7 +104,7 @@ def _local_macs(cfg, layout, layers, cut, tile, p_res):
     crop += _conv_macs(L, st.n, n_x)
     if L.kind == "conv":
       n_x = st.n
-  above = pl.num_tiles ** 2 * (1 + m_ct) * crop
+  above = pl.num_tiles**2 * (1 + m_ct) * crop
   below = [m for m in layers if m < cut]
   fwd = sum(layout[m].channels * sum(_conv_macs(layout[l]) for l in range(m + 1, cut)) for m in below)
   c_below = sum(layout[m].channels for m in below)
@@ -112,8 +116,16 @@ def _local_macs(cfg, layout, layers, cut, tile, p_res):
   return above + fwd + contr
 
 
-def plan(cfg, resolution=32, include_torgb=False, method="auto", chunk_size=None, cut_resolution=None,
-         tile=None, tile_batch=None):
+def plan(
+  cfg,
+  resolution=32,
+  include_torgb=False,
+  method="auto",
+  chunk_size=None,
+  cut_resolution=None,
+  tile=None,
+  tile_batch=None,
+):
   """Choose how to compute the Jacobian; `jacobian`/`gradient_maps` accept the result as method.
 
   method "auto" takes the cheapest of forward / reverse / local by a multiply-add
@@ -145,8 +157,9 @@ def plan(cfg, resolution=32, include_torgb=False, method="auto", chunk_size=None
   if cut_resolution is not None:
     cuts = [0] if cut_resolution == 0 else [m for m in cuts if m and layout[m].resolution == 2 * cut_resolution]
     if not cuts:
-      raise ValueError(f"cut_resolution must be 0 or a block resolution below {cfg.img_resolution}, "
-                       f"got {cut_resolution}")
+      raise ValueError(
+        f"cut_resolution must be 0 or a block resolution below {cfg.img_resolution}, got {cut_resolution}"
+      )
   tiles = [tile] if tile else [t for t in (1, 2, 4) if p_res % t == 0]
   for c in cuts:
     for t in tiles:

@@ -5,6 +5,7 @@ i holds, for images i * per .. (i + 1) * per - 1: seeds, index (n,), styles (n, 
 images (n, H, W, img_c) uint8, maps (n, C, P, P) (float32, or float16 / per-map max plus scale
 (n, C)). `api.run_job` writes them; locally_active and report read them.
 """
+
 import json
 import math
 import pathlib
@@ -28,12 +29,15 @@ def check_generator(g, psi=1.0):
   noise = g.buffers.get("noise", []) if isinstance(g.buffers, dict) else None
   convs = [] if sg3_config.is_config(g.config) else [L for L in g.layout if L.kind == "conv"]
   if noise is None or len(noise) != len(convs):
-    raise ValueError(f"checkpoint has no constant noise buffers ({0 if noise is None else len(noise)} of "
-                     f"{len(convs)}); gradient maps and segmented images are rendered with the stored noise")
+    raise ValueError(
+      f"checkpoint has no constant noise buffers ({0 if noise is None else len(noise)} of "
+      f"{len(convs)}); gradient maps and segmented images are rendered with the stored noise"
+    )
   for L, nz in zip(convs, noise):
     if tuple(np.shape(nz)) != (L.resolution, L.resolution):
-      raise ValueError(f"checkpoint noise buffer of {L.name} has shape {np.shape(nz)}, "
-                       f"expected ({L.resolution}, {L.resolution})")
+      raise ValueError(
+        f"checkpoint noise buffer of {L.name} has shape {np.shape(nz)}, expected ({L.resolution}, {L.resolution})"
+      )
   if psi != 1.0 and np.shape(g.buffers.get("w_avg", ())) != (g.config.w_dim,):
     raise ValueError(f"checkpoint has no w_avg buffer, needed for truncation psi={psi}")
 
@@ -74,21 +78,34 @@ def read_gradient_maps(gm, i):
   return d
 
 
-def gradient_map_job(workdir, g, seeds, checkpoint, resolution=32, include_torgb=False, psi=0.7,
-                     class_idx=0, images_per_shard=8, dtype="float32"):
+def gradient_map_job(
+  workdir,
+  g,
+  seeds,
+  checkpoint,
+  resolution=32,
+  include_torgb=False,
+  psi=0.7,
+  class_idx=0,
+  images_per_shard=8,
+  dtype="float32",
+):
   """Creates or re-opens (same settings only) the gradient-map job of `seeds`."""
-  return jobs.ShardedJob(workdir, GRADMAPS, *gradient_map_spec(g, seeds, checkpoint, resolution, include_torgb,
-                                                               psi, class_idx, images_per_shard, dtype))
+  return jobs.ShardedJob(
+    workdir,
+    GRADMAPS,
+    *gradient_map_spec(g, seeds, checkpoint, resolution, include_torgb, psi, class_idx, images_per_shard, dtype),
+  )
 
 
-def gradient_map_spec(g, seeds, checkpoint, resolution=32, include_torgb=False, psi=0.7, class_idx=0,
-                      images_per_shard=8, dtype="float32"):
+def gradient_map_spec(
+  g, seeds, checkpoint, resolution=32, include_torgb=False, psi=0.7, class_idx=0, images_per_shard=8, dtype="float32"
+):
   """Checked settings of a gradient-map job of `seeds` -> (spec dict, number of shards)."""
   if dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
   if int(resolution) < 1 or int(images_per_shard) < 1:
-    raise ValueError(f"resolution and images_per_shard must be positive, "
-                     f"got {resolution}, {images_per_shard}")
+    raise ValueError(f"resolution and images_per_shard must be positive, got {resolution}, {images_per_shard}")
   size = g.config.img_resolution
   pooled = min(int(resolution), size)
   if size % pooled:
@@ -100,9 +117,18 @@ def gradient_map_spec(g, seeds, checkpoint, resolution=32, include_torgb=False, 
     raise ValueError("no seeds given")
   if pathlib.Path(checkpoint).exists():  # absolute, so report can reload it from anywhere
     checkpoint = pathlib.Path(checkpoint).resolve()
-  spec = {"kind": "gradient_maps", "checkpoint": str(checkpoint), "config": g.config.to_dict(),
-          "model": model_fingerprint(g),
-          "seeds": seeds, "psi": float(psi), "class_idx": int(class_idx), "resolution": int(resolution),
-          "pooled": pooled, "include_torgb": bool(include_torgb), "dtype": dtype,
-          "images_per_shard": int(images_per_shard)}
+  spec = {
+    "kind": "gradient_maps",
+    "checkpoint": str(checkpoint),
+    "config": g.config.to_dict(),
+    "model": model_fingerprint(g),
+    "seeds": seeds,
+    "psi": float(psi),
+    "class_idx": int(class_idx),
+    "resolution": int(resolution),
+    "pooled": pooled,
+    "include_torgb": bool(include_torgb),
+    "dtype": dtype,
+    "images_per_shard": int(images_per_shard),
+  }
   return spec, math.ceil(len(seeds) / int(images_per_shard))

@@ -27,6 +27,7 @@ restarted with the same command (any process or device count) computes only what
 is missing. At 1024 px (6,048 conv channels, 11 categories, P = 32) the total is
 ~55 MB (50 MB of it the summed maps) whatever the number of images.
 """
+
 import pathlib
 import re
 import types
@@ -91,8 +92,7 @@ class StreamJob:
     """
     if self._total is None:
       t = self._totals()
-      self._total = (t[-1][0], detection_stats.DetectionStats.from_arrays(jobs.load_npz(t[-1][1]))) if t \
-          else (0, None)
+      self._total = (t[-1][0], detection_stats.DetectionStats.from_arrays(jobs.load_npz(t[-1][1]))) if t else (0, None)
     k, total = self._total
     start = k
     while k < self.num_shards and self.shard_path(k).exists():
@@ -112,22 +112,42 @@ class StreamJob:
   def stats(self):
     """The complete total (DetectionStats); ValueError if shards are missing."""
     if self.fold() != self.num_shards:
-      raise ValueError(f"streamed statistics in {self.dir} are incomplete ({self.folded()} of "
-                       f"{self.num_shards} shards); rerun experiments.gradient_maps --stream")
+      raise ValueError(
+        f"streamed statistics in {self.dir} are incomplete ({self.folded()} of "
+        f"{self.num_shards} shards); rerun experiments.gradient_maps --stream"
+      )
     return self._total[1]
 
 
-def stream_job(workdir, g, seeds, checkpoint, labels_source, table, discount=2.0, resolution=32,
-               include_torgb=False, psi=0.7, class_idx=0, images_per_shard=8):
+def stream_job(
+  workdir,
+  g,
+  seeds,
+  checkpoint,
+  labels_source,
+  table,
+  discount=2.0,
+  resolution=32,
+  include_torgb=False,
+  psi=0.7,
+  class_idx=0,
+  images_per_shard=8,
+):
   """Creates or re-opens (same settings only) a streamed statistics job.
 
   Arguments as `storage.gradient_map_job` and `detection_job`; labels_source is
   the plain-data description of the masks ({"segmenter": name} or {"labels_dir": path}).
   """
-  gm_spec, num = storage.gradient_map_spec(g, seeds, checkpoint, resolution, include_torgb, psi, class_idx,
-                                           images_per_shard, "float32")
-  spec = {"kind": "gradient_stats", "gradient_maps": dict(gm_spec, num_shards=num), "labels": labels_source,
-          "table": table.to_dict(), "discount": float(discount)}
+  gm_spec, num = storage.gradient_map_spec(
+    g, seeds, checkpoint, resolution, include_torgb, psi, class_idx, images_per_shard, "float32"
+  )
+  spec = {
+    "kind": "gradient_stats",
+    "gradient_maps": dict(gm_spec, num_shards=num),
+    "labels": labels_source,
+    "table": table.to_dict(),
+    "discount": float(discount),
+  }
   return StreamJob(workdir, spec, num)
 
 
@@ -137,6 +157,7 @@ def open_stream(workdir):
   if not path.is_file():
     return None
   import json
+
   spec = json.loads(path.read_text())
   return StreamJob(workdir, {k: v for k, v in spec.items() if k != "num_shards"}, spec["num_shards"])
 
@@ -149,6 +170,7 @@ def run(job, g, labels_fn, chunk_size=None, method="auto", mesh=None, progress=N
   """
   from ss_jax.stylespace.gradmaps import api as gradmaps
   from ss_jax.runtime import images as images_lib
+
   gm_spec = job.spec["gradient_maps"]
   storage.check_generator(g, gm_spec["psi"])
   table = segmentation.CategoryTable.from_json(job.spec["table"])
@@ -160,8 +182,7 @@ def run(job, g, labels_fn, chunk_size=None, method="auto", mesh=None, progress=N
     cats = segmentation.check_labels(labels_fn(seeds, idx, images), table, images.shape[1:3])
     cats = segmentation.reduce_labels(cats, pooled, k)
     if i == 0:
-      jobs.atomic_save_npz(job.dir / "examples.npz", seeds=seeds, index=idx, styles=flat, images=images,
-                           cats=cats)
+      jobs.atomic_save_npz(job.dir / "examples.npz", seeds=seeds, index=idx, styles=flat, images=images, cats=cats)
     job.write(i, detection_stats.accumulate(maps, cats, k, job.spec["discount"], with_map_sum=True))
     if job.process_index == 0:
       job.fold()
@@ -179,7 +200,8 @@ def finalize(job, outdir, threshold=0.5, margin=0.25, top_k=20, layers=None):
   outdir.mkdir(parents=True, exist_ok=True)
   view = types.SimpleNamespace(dir=outdir, spec=job.spec)
   gm = types.SimpleNamespace(spec=job.spec["gradient_maps"])
-  result = locally_active.finalize(view, gm, threshold, margin, top_k, layers, stats=st.official(),
-                                   maps_fn=st.mean_maps)
+  result = locally_active.finalize(
+    view, gm, threshold, margin, top_k, layers, stats=st.official(), maps_fn=st.mean_maps
+  )
   jobs.atomic_save_npz(outdir / "stats.npz", **st.to_arrays())
   return result

@@ -94,10 +94,12 @@ def layer_macs(cfg):
   out = []
   for t in table:
     conv_n = t.in_size + t.conv_kernel - 1
-    macs = conv_n ** 2 * t.conv_kernel ** 2 * t.in_channels * t.out_channels
+    macs = conv_n**2 * t.conv_kernel**2 * t.in_channels * t.out_channels
     tmp = conv_n * t.up_factor + t.padding[0] + t.padding[1] - t.up_taps + 1
     fir = (conv_n * tmp + tmp * tmp) * t.up_taps / t.up_factor * t.out_channels
-    fir += (t.out_size ** 2 * t.down_taps ** 2 if t.down_radial else (tmp * t.out_size + t.out_size ** 2) * t.down_taps) * t.out_channels
+    fir += (
+      t.out_size**2 * t.down_taps**2 if t.down_radial else (tmp * t.out_size + t.out_size**2) * t.down_taps
+    ) * t.out_channels
     out.append(macs + fir)
   return out
 
@@ -105,20 +107,23 @@ def layer_macs(cfg):
 def max_activation(cfg):
   """Floats of the largest per-image intermediate (the up-sampled map before the leaky ReLU)."""
   _, table = layer_table(cfg)
-  return max(((t.in_size + t.conv_kernel - 1) * t.up_factor + t.padding[0] + t.padding[1]) ** 2 * t.out_channels
-             for t in table)
+  return max(
+    ((t.in_size + t.conv_kernel - 1) * t.up_factor + t.padding[0] + t.padding[1]) ** 2 * t.out_channels for t in table
+  )
 
 
 def plan_method(cfg, layers, resolution, method, chunk_size, budget=1 << 30):
   """(method, chunk, macs): forward vs reverse by a multiply-add model; chunk sized for ~budget bytes."""
   if method not in METHODS:
-    raise ValueError(f"method {method!r} is not available for StyleGAN3 generators (choose from {METHODS}; "
-                     "the crop-based 'local' mode assumes StyleGAN2's 3x3-conv pyramid without margins)")
+    raise ValueError(
+      f"method {method!r} is not available for StyleGAN3 generators (choose from {METHODS}; "
+      "the crop-based 'local' mode assumes StyleGAN2's 3x3-conv pyramid without margins)"
+    )
   per_layer = layer_macs(cfg)
   total = sum(per_layer)
   p = min(int(resolution), cfg.img_resolution)
   channels = {m: l for m, l in zip(range(1, cfg.num_layers + 2), [t.in_channels for t in layer_table(cfg)[1]])}
-  fwd = sum(channels[m] * sum(per_layer[m - 1:]) for m in layers)
+  fwd = sum(channels[m] * sum(per_layer[m - 1 :]) for m in layers)
   rev = 2.0 * cfg.img_channels * p * p * total
   if method == "auto":
     method = "forward" if fwd <= rev else "reverse"

@@ -8,6 +8,7 @@ each method's codes are cached with their settings (other settings are refused).
 inversion.py; tables and figure: inversion_table.py. Errors are one-line FileNotFoundError /
 ValueError.
 """
+
 import dataclasses
 import json
 import pathlib
@@ -76,8 +77,9 @@ def _cached(path, spec, compute):
     old = json.loads(str(data.pop("settings_json")))
     if old != spec:
       diff = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k))
-      raise ValueError(f"{path} was computed with other settings ({', '.join(diff)}); "
-                       "use another --workdir or delete that file")
+      raise ValueError(
+        f"{path} was computed with other settings ({', '.join(diff)}); use another --workdir or delete that file"
+      )
     return data, True
   data = compute()
   jobs.atomic_save_npz(path, settings_json=np.array(json.dumps(spec, sort_keys=True)), **data)
@@ -88,6 +90,7 @@ def _load_encoder(cfg, g):
   path = pathlib.Path(cfg.encoder) if cfg.encoder else encoder_lib.ENCODER_DIR
   if (path / "checkpoints").is_dir() and not (path / "config.json").is_file():
     from ss_jax.inversion import encoder_trainer
+
     enc, meta, _ = encoder_trainer.load_latest(path, g)
     return enc, f"{path} (training checkpoint, step {meta.get('step')})"
   enc = encoder_lib.load_encoder(path, generator=g)
@@ -131,15 +134,17 @@ def _pilot(cfg, g, st, plan_fn, classifier, segmenter, logit_std, reliable, alph
   s = sampling_lib.styles_from_seeds(g, seeds, psi=1.0)
   x = manipulate.render(g, s, batch_size=cfg.batch_size)
   d = ie.decision_directions(classifier.classify(x), plan)
-  ev = ie.evaluate_edits(g, s, x, d, plan, st["std"], alpha, classifier, segmenter, logit_std, reliable,
-                         cfg.batch_size)
+  ev = ie.evaluate_edits(g, s, x, d, plan, st["std"], alpha, classifier, segmenter, logit_std, reliable, cfg.batch_size)
   summary = inversion_table_lib.summarize_edits(ev)["per_attribute"]
-  text = (f"Pilot: top {num_channels} channel(s) per attribute, alpha {alpha:g}, edits of "
-          f"{cfg.pilot_images} generator samples (seeds {PILOT_SEED0}.., psi 1) toggling the classifier's "
-          f"decision.\n\n" + inversion_table_lib.format_pilot_table(summary, plan) + "\n")
+  text = (
+    f"Pilot: top {num_channels} channel(s) per attribute, alpha {alpha:g}, edits of "
+    f"{cfg.pilot_images} generator samples (seeds {PILOT_SEED0}.., psi 1) toggling the classifier's "
+    f"decision.\n\n" + inversion_table_lib.format_pilot_table(summary, plan) + "\n"
+  )
   jobs.atomic_write_text(workdir / "pilot.md", text)
-  jobs.atomic_write_json(workdir / "pilot.json", {"alpha": alpha, "plan": [e.to_dict() for e in plan],
-                                                  "summary": summary})
+  jobs.atomic_write_json(
+    workdir / "pilot.json", {"alpha": alpha, "plan": [e.to_dict() for e in plan], "summary": summary}
+  )
   print(text)
 
 
@@ -164,6 +169,7 @@ def run(cfg: TableConfig, command_args=()):
   perceptual = None
   if cfg.lpips != "none":
     from ss_jax.inversion import lpips
+
     perceptual = lpips.load_lpips(cfg.lpips)
   encoder, encoder_src = None, None
   if not cfg.pilot and {"encoder", "hybrid"} & set(methods):
@@ -177,23 +183,31 @@ def run(cfg: TableConfig, command_args=()):
   reliable = classifier.reliable()
 
   def plan_fn(attrs):
-    return ie.edit_plan(bank["styles"], bank["logits"], attrs, st["mean"], st["std"], g.layout,
-                        cfg.num_exemplars, num_channels)
+    return ie.edit_plan(
+      bank["styles"], bank["logits"], attrs, st["mean"], st["std"], g.layout, cfg.num_exemplars, num_channels
+    )
 
   if cfg.pilot:
     _pilot(cfg, g, st, plan_fn, classifier, segmenter, logit_std, reliable, alpha, num_channels, workdir)
     return
   plan = plan_fn(attributes)
   jobs.atomic_write_json(workdir / "channels.json", [e.to_dict() for e in plan])
-  _log("edit channels: " + "; ".join(f"{e.name}: {', '.join(f'{n}{s:+d}' for n, s in zip(e.names, e.signs))}"
-                                     for e in plan))
+  _log(
+    "edit channels: "
+    + "; ".join(f"{e.name}: {', '.join(f'{n}{s:+d}' for n, s in zip(e.names, e.signs))}" for e in plan)
+  )
 
   res = g.config.img_resolution
   targets, _, attrs = ie.heldout_renders(cfg.num_images, res)
   losses = inversion.Losses(mse=1.0, perceptual=1.0 if perceptual is not None else 0.0)
-  common = {"model": model_id, "images": {"seed0": ie.HELDOUT_SEED0, "num": cfg.num_images, "resolution": res},
-            "lr": cfg.lr, "lpips": cfg.lpips, "losses": losses.to_dict(),
-            "spread": {"num_samples": inversion.SPREAD_SAMPLES, "seed": inversion.SPREAD_SEED}}
+  common = {
+    "model": model_id,
+    "images": {"seed0": ie.HELDOUT_SEED0, "num": cfg.num_images, "resolution": res},
+    "lr": cfg.lr,
+    "lpips": cfg.lpips,
+    "losses": losses.to_dict(),
+    "spread": {"num_samples": inversion.SPREAD_SAMPLES, "seed": inversion.SPREAD_SEED},
+  }
   enc_id = fingerprints.tree_fingerprint(encoder.params) if encoder is not None else None
   spread = None
   outs, seconds = {}, {}
@@ -216,10 +230,20 @@ def run(cfg: TableConfig, command_args=()):
       def progress(done, total, latest):
         _log(f"{m}: step {done}/{total}, mean loss {float(np.mean(latest)):.4g}")
 
-      out = ie.invert_method(g, m, targets, steps=cfg.steps, hybrid_steps=cfg.hybrid_steps, lr=cfg.lr,
-                             perceptual=perceptual, encoder=encoder, spread=spread,
-                             image_ids=np.arange(cfg.num_images), chunk_size=cfg.chunk_steps,
-                             progress=progress)
+      out = ie.invert_method(
+        g,
+        m,
+        targets,
+        steps=cfg.steps,
+        hybrid_steps=cfg.hybrid_steps,
+        lr=cfg.lr,
+        perceptual=perceptual,
+        encoder=encoder,
+        spread=spread,
+        image_ids=np.arange(cfg.num_images),
+        chunk_size=cfg.chunk_steps,
+        progress=progress,
+      )
       return dict(out, seconds=np.float64(time.time() - t0))
 
     outs[m], cached = _cached(workdir / "methods" / f"{m}.npz", spec, compute)
@@ -230,37 +254,68 @@ def run(cfg: TableConfig, command_args=()):
   ref_feats = classifier.features(ie.heldout_renders(cfg.reference_images, res, ie.REFERENCE_SEED0)[0])
   n_edits = cfg.num_images * len(plan)
   # Renders vs renders at the size of the edited sets: FLOOR_SETS disjoint sets give the sampling spread.
-  floor_feats = [classifier.features(ie.heldout_renders(n_edits, res, ie.FLOOR_SEED0 + k * n_edits)[0])
-                 for k in range(FLOOR_SETS)]
+  floor_feats = [
+    classifier.features(ie.heldout_renders(n_edits, res, ie.FLOOR_SEED0 + k * n_edits)[0]) for k in range(FLOOR_SETS)
+  ]
   floor_fd = [evaluate.frechet_distance(f, ref_feats) for f in floor_feats]
-  floors = {"fd_edits": float(np.mean(floor_fd)), "fd_edits_std": float(np.std(floor_fd)),
-            "fd_edits_sets": floor_fd, "num_sets": FLOOR_SETS,
-            "fd_recon": evaluate.frechet_distance(floor_feats[0][:cfg.num_images], ref_feats)}
+  floors = {
+    "fd_edits": float(np.mean(floor_fd)),
+    "fd_edits_std": float(np.std(floor_fd)),
+    "fd_edits_sets": floor_fd,
+    "num_sets": FLOOR_SETS,
+    "fd_recon": evaluate.frechet_distance(floor_feats[0][: cfg.num_images], ref_feats),
+  }
   rows, recons, edits = {}, {}, {}
   gt = ie.evaluate_ground_truth(targets, attrs, plan, classifier, segmenter, logit_std, reliable)
-  rows[ie.GROUND_TRUTH] = inversion_table_lib.summarize({"mse": np.zeros(len(targets)), "perceptual": np.zeros(len(targets))}, gt,
-                                       ref_feats)
+  rows[ie.GROUND_TRUTH] = inversion_table_lib.summarize(
+    {"mse": np.zeros(len(targets)), "perceptual": np.zeros(len(targets))}, gt, ref_feats
+  )
   edits["true"] = gt["edited"]
   directions = ie.plan_directions(attrs, plan)
   for m in methods:
     o = outs[m]
     err = ie.reconstruction_errors(targets, o["images"], perceptual)
-    ev = ie.evaluate_edits(g, o["styles"], o["images"], directions, plan, st["std"], alpha, classifier, segmenter,
-                           logit_std, reliable, cfg.batch_size)
+    ev = ie.evaluate_edits(
+      g,
+      o["styles"],
+      o["images"],
+      directions,
+      plan,
+      st["std"],
+      alpha,
+      classifier,
+      segmenter,
+      logit_std,
+      reliable,
+      cfg.batch_size,
+    )
     rms_z = ie.code_rms_z(o["styles"], st["mean"], st["std"], g.layout)
     rows[ie.METHOD_LABELS[m]] = dict(inversion_table_lib.summarize(err, ev, ref_feats, rms_z), seconds=seconds[m])
     recons[ie.SHORT_LABELS[m]] = o["images"]
     edits[ie.SHORT_LABELS[m]] = ev["edited"]
 
-  settings = {"num_images": cfg.num_images, "steps": cfg.steps, "hybrid_steps": cfg.hybrid_steps,
-              "lr": cfg.lr, "lpips": cfg.lpips, "alpha": alpha, "num_channels": num_channels,
-              "num_exemplars": cfg.num_exemplars, "bank_size": cfg.bank_size,
-              "stats_samples": cfg.stats_samples, "reference_images": cfg.reference_images,
-              "methods": list(methods), "encoder": encoder_src, "heldout_seed0": ie.HELDOUT_SEED0,
-              "reference_seed0": ie.REFERENCE_SEED0, "floor_seed0": ie.FLOOR_SEED0}
+  settings = {
+    "num_images": cfg.num_images,
+    "steps": cfg.steps,
+    "hybrid_steps": cfg.hybrid_steps,
+    "lr": cfg.lr,
+    "lpips": cfg.lpips,
+    "alpha": alpha,
+    "num_channels": num_channels,
+    "num_exemplars": cfg.num_exemplars,
+    "bank_size": cfg.bank_size,
+    "stats_samples": cfg.stats_samples,
+    "reference_images": cfg.reference_images,
+    "methods": list(methods),
+    "encoder": encoder_src,
+    "heldout_seed0": ie.HELDOUT_SEED0,
+    "reference_seed0": ie.REFERENCE_SEED0,
+    "floor_seed0": ie.FLOOR_SEED0,
+  }
   lp = f"LPIPS {cfg.lpips}" if perceptual is not None else "LPIPS"
   loss = f"MSE + {lp}" if perceptual is not None else "MSE"
-  text = "\n".join([
+  text = "\n".join(
+    [
       f"{cfg.num_images} held-out ToyFaces renders (seeds {ie.HELDOUT_SEED0:,}..) inverted with "
       f"ss_jax.inversion ({cfg.steps} steps in W, W+, S; the encoder's S + {cfg.hybrid_steps} steps in S "
       f"for the hybrid; lr {cfg.lr}; loss {loss}; encoder: {encoder_src or '-'}). Edits: the top "
@@ -271,18 +326,33 @@ def run(cfg: TableConfig, command_args=()):
       f"frequencies). FD: classifier features vs {cfg.reference_images} fresh renders; at N = {n_edits} in "
       f"{ref_feats.shape[1]} dimensions it is biased upwards, compare within the table only; the floor is the "
       f"mean ± std over {FLOOR_SETS} disjoint sets of {n_edits} fresh renders. Code RMS z: RMS over the conv "
-      f"channels of (s - mean) / std of the S codes (about 1 for generator samples).", "",
-      inversion_table_lib.format_table(rows, floors["fd_edits"], lp, floors["fd_edits_std"]), "",
+      f"channels of (s - mean) / std of the S codes (about 1 for generator samples).",
+      "",
+      inversion_table_lib.format_table(rows, floors["fd_edits"], lp, floors["fd_edits_std"]),
+      "",
       "Per attribute (edited channels; sign = direction that adds the attribute): target Δ (σ) / flipped / "
-      "change outside region:", "",
-      inversion_table_lib.format_attribute_table(rows, plan), "",
+      "change outside region:",
+      "",
+      inversion_table_lib.format_attribute_table(rows, plan),
+      "",
       "Inversion time (s, this machine, shared load): "
-      + ", ".join(f"{ie.METHOD_LABELS[m]} {seconds[m]:.0f}" for m in methods), "",
-      "Command: `python -m experiments.inversion_table " + " ".join(command_args) + "`", ""])
+      + ", ".join(f"{ie.METHOD_LABELS[m]} {seconds[m]:.0f}" for m in methods),
+      "",
+      "Command: `python -m experiments.inversion_table " + " ".join(command_args) + "`",
+      "",
+    ]
+  )
   jobs.atomic_write_text(workdir / "table.md", text)
-  jobs.atomic_write_json(workdir / "results.json", {"settings": settings, "floors": floors, "rows": rows,
-                                                    "plan": [e.to_dict() for e in plan],
-                                                    "seconds_total_this_run": time.time() - t_start})
+  jobs.atomic_write_json(
+    workdir / "results.json",
+    {
+      "settings": settings,
+      "floors": floors,
+      "rows": rows,
+      "plan": [e.to_dict() for e in plan],
+      "seconds_total_this_run": time.time() - t_start,
+    },
+  )
   images.save_png(workdir / "figure.png", inversion_table_lib.figure(targets, recons, edits, plan, cfg.figure_rows))
   print(text)
   _log(f"wrote table.md, results.json, figure.png, channels.json to {workdir}")

@@ -56,6 +56,7 @@ compare rows of one table only, against the spread of the floor over disjoint se
 
 Everything here is pure except for running the models passed in (no file I/O).
 """
+
 import dataclasses
 from typing import Callable, Optional, Sequence
 
@@ -74,8 +75,13 @@ REFERENCE_SEED0 = 41_000_000
 FLOOR_SEED0 = 42_000_000
 
 METHODS = ("w", "wplus", "s", "encoder", "hybrid")
-METHOD_LABELS = {"w": "optimise W", "wplus": "optimise W+", "s": "optimise S", "encoder": "encoder (S)",
-                 "hybrid": "encoder + optimise S"}
+METHOD_LABELS = {
+  "w": "optimise W",
+  "wplus": "optimise W+",
+  "s": "optimise S",
+  "encoder": "encoder (S)",
+  "hybrid": "encoder + optimise S",
+}
 SHORT_LABELS = {"w": "W", "wplus": "W+", "s": "S", "encoder": "enc", "hybrid": "hyb"}
 GROUND_TRUTH = "ground truth"
 # Chosen on the shipped models with `experiments.inversion_table --pilot` (top-3-channel edits of
@@ -127,8 +133,12 @@ def reconstruction_errors(targets, reconstructions, perceptual: Optional[Callabl
   mse = np.mean(np.square(x.astype(np.float64) - y), axis=(1, 2, 3))
   d = None
   if perceptual is not None:
-    d = np.concatenate([np.asarray(perceptual(y[i:i + batch_size], x[i:i + batch_size]), np.float64)
-                        for i in range(0, len(x), batch_size)])
+    d = np.concatenate(
+      [
+        np.asarray(perceptual(y[i : i + batch_size], x[i : i + batch_size]), np.float64)
+        for i in range(0, len(x), batch_size)
+      ]
+    )
   return {"mse": mse, "perceptual": d}
 
 
@@ -157,8 +167,21 @@ def check_methods(methods):
   return tuple(m for m in METHODS if m in methods)
 
 
-def invert_method(g, method, targets, *, steps, hybrid_steps, lr=0.1, perceptual=None, encoder=None,
-                  spread=None, image_ids=None, chunk_size=None, progress=None):
+def invert_method(
+  g,
+  method,
+  targets,
+  *,
+  steps,
+  hybrid_steps,
+  lr=0.1,
+  perceptual=None,
+  encoder=None,
+  spread=None,
+  image_ids=None,
+  chunk_size=None,
+  progress=None,
+):
   """Codes of `targets` by one method, as flat S, and their renders.
 
   Args:
@@ -175,6 +198,7 @@ def invert_method(g, method, targets, *, steps, hybrid_steps, lr=0.1, perceptual
     dict(styles (N, C) float32, images (N, H, W, 3) float32).
   """
   from ss_jax.inversion import optimise as inversion
+
   if method not in METHODS:
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
   targets = np.asarray(targets, np.float32)
@@ -188,8 +212,20 @@ def invert_method(g, method, targets, *, steps, hybrid_steps, lr=0.1, perceptual
       return {"styles": init, "images": manipulate.render(g, init, batch_size=64)}
   space = "s" if method == "hybrid" else method
   n = steps if method != "hybrid" else hybrid_steps
-  res = inversion.invert(g, targets, space, steps=n, lr=lr, losses=losses, init=init, perceptual=perceptual,
-                         spread=spread, image_ids=image_ids, chunk_size=chunk_size, progress=progress)
+  res = inversion.invert(
+    g,
+    targets,
+    space,
+    steps=n,
+    lr=lr,
+    losses=losses,
+    init=init,
+    perceptual=perceptual,
+    spread=spread,
+    image_ids=image_ids,
+    chunk_size=chunk_size,
+    progress=progress,
+  )
   return {"styles": np.asarray(res.styles, np.float32), "images": np.asarray(res.images, np.float32)}
 
 
@@ -214,6 +250,7 @@ class Edit:
   direction that increases the attribute); theta: their relevance.
   parts: part names of the attribute's region.
   """
+
   attribute: int
   name: str
   channels: tuple
@@ -249,9 +286,17 @@ def edit_plan(bank_styles, bank_logits, attributes, mean, std, layout, num_exemp
     res = ac.find_channels(np.asarray(bank_styles)[idx], mean, std, layout)
     top = res["ranking"][:num_channels]
     signs = np.where(res["z_mean"][top] >= 0, 1, -1)
-    plan.append(Edit(int(a), attr_lib.ATTRIBUTE_NAMES[a], tuple(int(c) for c in top),
-                     tuple(stylespace.names_of(layout, top)), tuple(int(s) for s in signs),
-                     tuple(float(res["theta"][c]) for c in top), tuple(attr_lib.ATTRIBUTES[a].parts)))
+    plan.append(
+      Edit(
+        int(a),
+        attr_lib.ATTRIBUTE_NAMES[a],
+        tuple(int(c) for c in top),
+        tuple(stylespace.names_of(layout, top)),
+        tuple(int(s) for s in signs),
+        tuple(float(res["theta"][c]) for c in top),
+        tuple(attr_lib.ATTRIBUTES[a].parts),
+      )
+    )
   return plan
 
 
@@ -302,7 +347,7 @@ def dilate(mask, pixels=DILATE):
     m = np.zeros_like(m)
     for dy in range(3):
       for dx in range(3):
-        m |= p[:, dy:dy + h, dx:dx + w]
+        m |= p[:, dy : dy + h, dx : dx + w]
   return m
 
 
@@ -324,8 +369,9 @@ def outside_change(before, after, region):
     summed over pixels and colour).
   """
   labels = np.asarray(region, np.uint8)  # 0 outside, 1 inside
-  names, shares, total = evaluate.locality_shares(before, after, labels, {"outside": "outside", "inside": "inside"},
-                                                  ("outside", "inside"))
+  names, shares, total = evaluate.locality_shares(
+    before, after, labels, {"outside": "outside", "inside": "inside"}, ("outside", "inside")
+  )
   return shares[:, names.index("outside")], total
 
 
@@ -353,12 +399,25 @@ def logit_effects(logits_before, logits_after, logit_std, attribute, directions,
   keep = np.ones(ad.shape[1], bool) if reliable is None else np.array(reliable, bool)
   keep[attribute] = False
   after = np.asarray(logits_after)[:, attribute]
-  return {"target": ad[:, attribute] * directions, "flipped": (after > 0) == (directions > 0),
-          "others": np.abs(ad[:, keep]).mean(axis=1) if keep.any() else np.zeros(len(ad))}
+  return {
+    "target": ad[:, attribute] * directions,
+    "flipped": (after > 0) == (directions > 0),
+    "others": np.abs(ad[:, keep]).mean(axis=1) if keep.any() else np.zeros(len(ad)),
+  }
 
 
-def score_edit(before, after, logits_before, logits_after, labels_before, labels_after, edit: Edit, directions,
-               logit_std, reliable=None):
+def score_edit(
+  before,
+  after,
+  logits_before,
+  logits_after,
+  labels_before,
+  labels_after,
+  edit: Edit,
+  directions,
+  logit_std,
+  reliable=None,
+):
   """All per-image scores of one attribute edit.
 
   Args:
@@ -397,15 +456,30 @@ def _score_all(before, edited, directions, plan, classifier, segmenter, logit_st
   per, feats = {}, []
   for e, x, d in zip(plan, edited, directions):
     logits1, f1 = _outputs(classifier, x)
-    per[e.name] = score_edit(before, x, logits0, logits1, labels0, np.asarray(segmenter(x)), e, d, logit_std,
-                             reliable)
+    per[e.name] = score_edit(before, x, logits0, logits1, labels0, np.asarray(segmenter(x)), e, d, logit_std, reliable)
     feats.append(f1)
-  return {"per_attribute": per, "edited": np.asarray(edited, np.float32), "features": np.concatenate(feats),
-          "recon_features": feats0}
+  return {
+    "per_attribute": per,
+    "edited": np.asarray(edited, np.float32),
+    "features": np.concatenate(feats),
+    "recon_features": feats0,
+  }
 
 
-def evaluate_edits(g, styles, recon, directions, plan: Sequence[Edit], std, alpha, classifier, segmenter,
-                   logit_std, reliable=None, batch_size=64):
+def evaluate_edits(
+  g,
+  styles,
+  recon,
+  directions,
+  plan: Sequence[Edit],
+  std,
+  alpha,
+  classifier,
+  segmenter,
+  logit_std,
+  reliable=None,
+  batch_size=64,
+):
   """Edit every image by every attribute of the plan and score it.
 
   Args:
@@ -425,10 +499,13 @@ def evaluate_edits(g, styles, recon, directions, plan: Sequence[Edit], std, alph
   directions = np.asarray(directions, np.float32)
   if directions.shape != (len(plan), len(styles)):
     raise ValueError(f"directions must have shape ({len(plan)}, {len(styles)}), got {directions.shape}")
-  edited = np.stack([manipulate.render(g, edit_styles(styles, e, std, alpha, d), batch_size=batch_size)
-                     for e, d in zip(plan, directions)])
-  return _score_all(np.asarray(recon, np.float32), edited, directions, plan, classifier, segmenter, logit_std,
-                    reliable)
+  edited = np.stack(
+    [
+      manipulate.render(g, edit_styles(styles, e, std, alpha, d), batch_size=batch_size)
+      for e, d in zip(plan, directions)
+    ]
+  )
+  return _score_all(np.asarray(recon, np.float32), edited, directions, plan, classifier, segmenter, logit_std, reliable)
 
 
 def evaluate_ground_truth(images, attrs, plan: Sequence[Edit], classifier, segmenter, logit_std, reliable=None):
@@ -441,11 +518,10 @@ def evaluate_ground_truth(images, attrs, plan: Sequence[Edit], classifier, segme
     dict like evaluate_edits (recon_features are the originals' features).
   """
   images = np.asarray(images, np.float32)
-  edited = np.stack([images_lib.from_uint8(render_lib.render_attributes(toggled_attributes(attrs, e.attribute),
-                                                                        images.shape[1])[0]) for e in plan])
+  edited = np.stack(
+    [
+      images_lib.from_uint8(render_lib.render_attributes(toggled_attributes(attrs, e.attribute), images.shape[1])[0])
+      for e in plan
+    ]
+  )
   return _score_all(images, edited, plan_directions(attrs, plan), plan, classifier, segmenter, logit_std, reliable)
-
-
-
-
-

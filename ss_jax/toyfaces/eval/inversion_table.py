@@ -1,5 +1,6 @@
 """Summaries, Markdown tables and the figure of the ToyFaces inversion/editing comparison
 (per method: reconstruction errors, edit success, leakage; see inversion.py for the measurements)."""
+
 import math
 from typing import Mapping, Optional, Sequence
 
@@ -12,18 +13,26 @@ from ss_jax.toyfaces.eval.inversion import Edit, pooled_share
 
 
 def _edit_means(scores):
-  return {"target": float(np.mean(scores["target"])), "flipped": float(np.mean(scores["flipped"])),
-          "others": float(np.mean(scores["others"])), "outside": pooled_share(scores["outside"], scores["change"])}
+  return {
+    "target": float(np.mean(scores["target"])),
+    "flipped": float(np.mean(scores["flipped"])),
+    "others": float(np.mean(scores["others"])),
+    "outside": pooled_share(scores["outside"], scores["change"]),
+  }
 
 
 def summarize_edits(edits):
   """Means of evaluate_edits' scores: dict(target, flipped, others, outside, num_edits,
   per_attribute {name: {target, flipped, others, outside}}); outside is pooled (`pooled_share`)."""
   per = edits["per_attribute"]
-  pooled = {k: np.concatenate([sc[k] for sc in per.values()]) for k in ("target", "flipped", "others", "outside",
-                                                                       "change")}
-  return dict(_edit_means(pooled), num_edits=int(len(pooled["target"])),
-              per_attribute={name: _edit_means(sc) for name, sc in per.items()})
+  pooled = {
+    k: np.concatenate([sc[k] for sc in per.values()]) for k in ("target", "flipped", "others", "outside", "change")
+  }
+  return dict(
+    _edit_means(pooled),
+    num_edits=int(len(pooled["target"])),
+    per_attribute={name: _edit_means(sc) for name, sc in per.items()},
+  )
 
 
 def summarize(recon_errors, edits, reference_features, rms_z=None):
@@ -41,12 +50,15 @@ def summarize(recon_errors, edits, reference_features, rms_z=None):
     strongly biased), num_images.
   """
   p = recon_errors.get("perceptual")
-  return dict(summarize_edits(edits), mse=float(np.mean(recon_errors["mse"])),
-              rms_z=None if rms_z is None else float(np.mean(rms_z)),
-              perceptual=None if p is None else float(np.mean(p)),
-              fd_recon=evaluate.frechet_distance(edits["recon_features"], reference_features),
-              fd_edits=evaluate.frechet_distance(edits["features"], reference_features),
-              num_images=int(len(recon_errors["mse"])))
+  return dict(
+    summarize_edits(edits),
+    mse=float(np.mean(recon_errors["mse"])),
+    rms_z=None if rms_z is None else float(np.mean(rms_z)),
+    perceptual=None if p is None else float(np.mean(p)),
+    fd_recon=evaluate.frechet_distance(edits["recon_features"], reference_features),
+    fd_edits=evaluate.frechet_distance(edits["features"], reference_features),
+    num_images=int(len(recon_errors["mse"])),
+  )
 
 
 def _fmt(v, digits):
@@ -55,8 +67,12 @@ def _fmt(v, digits):
   return f"{v:.{digits}f}"
 
 
-def format_table(rows: Mapping[str, dict], fd_floor: Optional[float] = None, perceptual_name="LPIPS",
-                 fd_floor_std: Optional[float] = None):
+def format_table(
+  rows: Mapping[str, dict],
+  fd_floor: Optional[float] = None,
+  perceptual_name="LPIPS",
+  fd_floor_std: Optional[float] = None,
+):
   """Markdown table of summarize() rows, keyed by label in display order.
 
   fd_floor: optional renders-vs-renders FD at the size of the edited sets, printed as a
@@ -64,16 +80,20 @@ def format_table(rows: Mapping[str, dict], fd_floor: Optional[float] = None, per
   (fd_recon is left out: at a few dozen images in 128 dimensions the FD is
   dominated by its small-sample bias.)
   """
-  head = ("| method | MSE ↓ | " + perceptual_name + " ↓ | code RMS z | target Δ (σ) ↑ | flipped ↑ | "
-          "other attrs abs Δ (σ) ↓ | change outside region ↓ | FD edits ↓ |")
+  head = (
+    "| method | MSE ↓ | " + perceptual_name + " ↓ | code RMS z | target Δ (σ) ↑ | flipped ↑ | "
+    "other attrs abs Δ (σ) ↓ | change outside region ↓ | FD edits ↓ |"
+  )
   lines = [head, "|---|---|---|---|---|---|---|---|---|"]
   if fd_floor is not None:
     spread = f" ± {_fmt(fd_floor_std, 1)}" if fd_floor_std is not None else ""
     lines.append(f"| fresh renders (FD floor) | – | – | – | – | – | – | – | {_fmt(fd_floor, 1)}{spread} |")
   for label, r in rows.items():
-    lines.append(f"| {label} | {_fmt(r['mse'], 4)} | {_fmt(r['perceptual'], 3)} | {_fmt(r.get('rms_z'), 2)} | "
-                 f"{_fmt(r['target'], 2)} | {_fmt(r['flipped'], 2)} | {_fmt(r['others'], 3)} | "
-                 f"{_fmt(r['outside'], 3)} | {_fmt(r['fd_edits'], 1)} |")
+    lines.append(
+      f"| {label} | {_fmt(r['mse'], 4)} | {_fmt(r['perceptual'], 3)} | {_fmt(r.get('rms_z'), 2)} | "
+      f"{_fmt(r['target'], 2)} | {_fmt(r['flipped'], 2)} | {_fmt(r['others'], 3)} | "
+      f"{_fmt(r['outside'], 3)} | {_fmt(r['fd_edits'], 1)} |"
+    )
   return "\n".join(lines)
 
 
@@ -94,18 +114,23 @@ def format_attribute_table(rows: Mapping[str, dict], plan: Sequence[Edit]):
 
 def format_pilot_table(summary: Mapping[str, dict], plan: Sequence[Edit]):
   """Markdown: one row per candidate attribute (summarize_edits(...)["per_attribute"]) with its channels."""
-  lines = ["| attribute | channels (theta) | target Δ (σ) | flipped | other attrs abs Δ (σ) | "
-           "change outside region |", "|---|---|---|---|---|---|"]
+  lines = [
+    "| attribute | channels (theta) | target Δ (σ) | flipped | other attrs abs Δ (σ) | change outside region |",
+    "|---|---|---|---|---|---|",
+  ]
   for e in plan:
     r = summary[e.name]
     ch = ", ".join(f"{n} ({t:.1f})" for n, t in zip(e.names, e.theta))
-    lines.append(f"| {e.name} | {ch} | {_fmt(r['target'], 2)} | {_fmt(r['flipped'], 2)} | "
-                 f"{_fmt(r['others'], 3)} | {_fmt(r['outside'], 3)} |")
+    lines.append(
+      f"| {e.name} | {ch} | {_fmt(r['target'], 2)} | {_fmt(r['flipped'], 2)} | "
+      f"{_fmt(r['others'], 3)} | {_fmt(r['outside'], 3)} |"
+    )
   return "\n".join(lines)
 
 
-def figure(originals, recons: Mapping[str, np.ndarray], edits: Mapping[str, np.ndarray], plan: Sequence[Edit],
-           rows=4, min_cell=0):
+def figure(
+  originals, recons: Mapping[str, np.ndarray], edits: Mapping[str, np.ndarray], plan: Sequence[Edit], rows=4, min_cell=0
+):
   """Labelled (H', W', 3) uint8 grid: original | each method's reconstruction | each method's edit.
 
   Args:
