@@ -66,19 +66,19 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from ss_jax.runtime import defaults, distributed, jobs
-  from ss_jax.dci import attribute_dependency as ad
+  from ss_jax.dci import ad_population
   from ss_jax.stylegan2.checkpoint import load_generator
   from converters.io import CheckpointError
 
   try:
     _distributed_flags.initialize()
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
-    fn = ad.attribute_function(FLAGS.classifier, FLAGS.attribute_names)
-    reliable = ad.reliable_mask(fn.names, FLAGS.reliable, FLAGS.classifier, FLAGS.min_accuracy)
+    fn = ad_population.attribute_function(FLAGS.classifier, FLAGS.attribute_names)
+    reliable = ad_population.reliable_mask(fn.names, FLAGS.reliable, FLAGS.classifier, FLAGS.min_accuracy)
     if reliable is None:
       raise ValueError("--reliable is required with a custom --classifier")
     wanted = FLAGS.attributes or (ad_comparison.DEFAULT_TARGETS if FLAGS.classifier == "toyfaces" else ["all"])
-    targets = None if wanted == ["all"] else ad.reliable_mask(fn.names, wanted)  # validates the names
+    targets = None if wanted == ["all"] else ad_population.reliable_mask(fn.names, wanted)  # validates the names
     settings = ad_comparison.Settings(
       num_population=FLAGS.num_population,
       num_select=FLAGS.num_select,

@@ -55,6 +55,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  from ss_jax.dci import ad_edits, ad_population
   from ss_jax.dci import attribute_dependency as ad
   from ss_jax.runtime import defaults, distributed, jobs
   from ss_jax.stylespace import directions
@@ -63,12 +64,12 @@ def main(argv):
 
   try:
     _distributed_flags.initialize()
-    fn = ad.attribute_function(FLAGS.classifier, FLAGS.attribute_names)
+    fn = ad_population.attribute_function(FLAGS.classifier, FLAGS.attribute_names)
     names = list(fn.names)
     if FLAGS.attribute not in names:
       raise ValueError(f"unknown attribute {FLAGS.attribute!r}; choose from {', '.join(names)}")
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
-    others = ad.reliable_mask(names, FLAGS.others, FLAGS.classifier, FLAGS.min_accuracy)
+    others = ad_population.reliable_mask(names, FLAGS.others, FLAGS.classifier, FLAGS.min_accuracy)
     if (
       FLAGS.eval_seed < FLAGS.population_seed + FLAGS.num_population
       and FLAGS.population_seed < FLAGS.eval_seed + FLAGS.num_images
@@ -77,7 +78,7 @@ def main(argv):
     alphas = [float(a) for a in FLAGS.alphas]
     rows = None if FLAGS.rows == "all" else directions.parse_rows(FLAGS.rows, g.config.num_ws)
     progress = (lambda n, label: jobs.Progress(n, label, "renders")) if distributed.is_main() else (lambda *a: None)
-    pop = ad.population(
+    pop = ad_population.population(
       FLAGS.workdir,
       g,
       fn,
@@ -88,7 +89,7 @@ def main(argv):
       progress=progress(FLAGS.num_population, "population"),
     )
     t = names.index(FLAGS.attribute)
-    edits = ad.make_edits(g, pop, t, FLAGS.channels, FLAGS.directions, rows, FLAGS.interfacegan)
+    edits = ad_edits.make_edits(g, pop, t, FLAGS.channels, FLAGS.directions, rows, FLAGS.interfacegan)
     job = ad.make_job(
       FLAGS.workdir,
       "ad_heldout",
@@ -102,7 +103,7 @@ def main(argv):
     )
     base, edited = ad.run_and_read(job, g, edits, fn, FLAGS.batch_size, progress(ad.num_renders(job), "held-out"))
     results = ad.evaluate(
-      base, edited, edits, [t] * len(edits), alphas, ad.logit_std(pop["logits"]), names, FLAGS.match, others
+      base, edited, edits, [t] * len(edits), alphas, ad_population.logit_std(pop["logits"]), names, FLAGS.match, others
     )
   except (CheckpointError, FileNotFoundError, ValueError, jobs.ShardsMissing) as e:
     sys.exit(f"error: {e}")
