@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ss_jax import GeneratorConfig
-from ss_jax.inversion import optimise as inversion
+from ss_jax.inversion import codes as inversion_codes
 from ss_jax.stylespace import manipulate, channels as stylespace
 from ss_jax.stylegan2.config import style_layout
 from ss_jax.toyfaces import attributes as attr_lib
@@ -271,7 +271,7 @@ class StandInEncoder:
   """encode -> the generator's S of w_avg plus a fixed per-image offset."""
 
   def __init__(self, g):
-    self.base = np.asarray(inversion.start_code(g, "s", 1))
+    self.base = np.asarray(inversion_codes.start_code(g, "s", 1))
 
   def encode(self, x):
     off = 0.01 * np.random.RandomState(0).randn(len(x), self.base.shape[1])
@@ -282,7 +282,7 @@ def test_end_to_end_tiny():
   g = tiny.tiny_generator(0, CFG)
   targets, _, attrs = ie.heldout_renders(6, CFG.img_resolution)
   assert targets.shape == (6, 8, 8, 3) and targets.dtype == np.float32 and -1 <= targets.min() <= targets.max() <= 1
-  spread = inversion.latent_spread(g, num_samples=500)
+  spread = inversion_codes.latent_spread(g, num_samples=500)
   enc = StandInEncoder(g)
   outs = {
     m: ie.invert_method(g, m, targets, steps=3, hybrid_steps=2, perceptual=None, encoder=enc, spread=spread)
@@ -297,7 +297,7 @@ def test_end_to_end_tiny():
     ie.invert_method(g, "encoder", targets, steps=1, hybrid_steps=1)
 
   clf = StandInClassifier()
-  bank = np.asarray(inversion.start_code(g, "s", 1)) + np.random.RandomState(1).randn(64, g.num_style_channels)
+  bank = np.asarray(inversion_codes.start_code(g, "s", 1)) + np.random.RandomState(1).randn(64, g.num_style_channels)
   mean, std = bank.mean(0), bank.std(0)
   plan = ie.edit_plan(
     bank,

@@ -20,6 +20,7 @@ import numpy as np
 
 from ss_jax.runtime import fingerprints
 from ss_jax.inversion import encoder as encoder_lib
+from ss_jax.inversion import codes as inversion_codes
 from ss_jax.inversion import optimise as inversion
 from ss_jax.runtime import defaults, images, jobs
 from ss_jax.stylegan2 import sampling as sampling_lib
@@ -206,7 +207,7 @@ def run(cfg: TableConfig, command_args=()):
     "lr": cfg.lr,
     "lpips": cfg.lpips,
     "losses": losses.to_dict(),
-    "spread": {"num_samples": inversion.SPREAD_SAMPLES, "seed": inversion.SPREAD_SEED},
+    "spread": {"num_samples": inversion_codes.SPREAD_SAMPLES, "seed": inversion_codes.SPREAD_SEED},
   }
   enc_id = fingerprints.tree_fingerprint(encoder.params) if encoder is not None else None
   spread = None
@@ -221,7 +222,7 @@ def run(cfg: TableConfig, command_args=()):
       spec["encoder"] = enc_id
     n_steps = {"encoder": 0, "hybrid": cfg.hybrid_steps}.get(m, cfg.steps)
     if spread is None and n_steps > 0 and not (workdir / "methods" / f"{m}.npz").exists():
-      spread = inversion.latent_spread(g)
+      spread = inversion_codes.latent_spread(g)
 
     def compute(m=m, n_steps=n_steps):
       _log(f"{m}: inverting {cfg.num_images} images ({n_steps} steps)")
