@@ -7,8 +7,6 @@ Without any of them (and without env JAX_COORDINATOR_ADDRESS) a binary is one
 process over its local devices, as before.
 """
 
-import sys
-
 from absl import flags
 
 flags.DEFINE_string(
@@ -33,15 +31,3 @@ def initialize():
   return distributed.initialize(
     FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
   )
-
-
-def wait_for_shards(*jobs_):
-  """ss_jax.runtime.distributed.wait_for_shards; exits with a one-line error if another process's shards
-  never show up. Returns whether this is process 0 (the one that merges and writes the outputs)."""
-  from ss_jax.runtime import distributed, jobs
-
-  try:
-    distributed.wait_for_shards(*jobs_)
-  except jobs.ShardsMissing as e:
-    sys.exit(f"error: {e}")
-  return distributed.is_main()
