@@ -31,3 +31,21 @@ def initialize():
   return distributed.initialize(
     FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
   )
+
+
+def run_pipeline(pipeline, errors):
+  """The sharded binaries' main: `pipeline.prepare(Settings from the flags)`, then `pipeline.run`.
+
+  pipeline: a library module with Settings (fields = the binary's flags), prepare and run (e.g.
+  ss_jax.dci.dci_run). The settings are read before this process joins a multi-process run;
+  `errors` raised while preparing, or another process's shards that never show up
+  (jobs.ShardsMissing), end the binary with one `error: ...` line.
+  """
+  from ss_jax.runtime import cli, jobs
+
+  with cli.exit_on(*errors):
+    settings = cli.config_from_flags(pipeline.Settings)
+    initialize()
+    prepared = pipeline.prepare(settings)
+  with cli.exit_on(jobs.ShardsMissing):
+    pipeline.run(prepared)

@@ -58,13 +58,9 @@ def main(argv):
   del argv
   from converters.io import CheckpointError
   from ss_jax.dci import dci_run
-  from ss_jax.runtime import jobs
 
-  with cli.exit_on(CheckpointError, FileNotFoundError, ValueError):  # includes SettingsMismatch
-    _distributed_flags.initialize()
-    prepared = dci_run.prepare(cli.config_from_flags(dci_run.Settings))
-  with cli.exit_on(jobs.ShardsMissing):  # another process's shards never showed up
-    dci_run.run(prepared)
+  # ValueError includes SettingsMismatch
+  _distributed_flags.run_pipeline(dci_run, (CheckpointError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax.runtime import defaults, jobs
+  from ss_jax.runtime import defaults
   from ss_jax.stylegan2.checkpoint import load_generator
   from ss_jax.stylespace import manipulate_run
 
@@ -58,12 +58,8 @@ def main(argv):
       for path in edit_spec.replay_file(g, FLAGS.edit, FLAGS.outdir):
         print(f"wrote {path}")
     return
-  with cli.exit_on(FileNotFoundError, ValueError):  # includes CheckpointError, bad names, wrong stats
-    settings = cli.config_from_flags(manipulate_run.Settings)
-    _distributed_flags.initialize()
-    prepared = manipulate_run.prepare(settings)
-  with cli.exit_on(jobs.ShardsMissing):  # another process's shards never showed up
-    manipulate_run.run(prepared)
+  # ValueError includes CheckpointError, bad names, wrong stats, missing --stats / --channels
+  _distributed_flags.run_pipeline(manipulate_run, (FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

@@ -37,14 +37,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax.runtime import jobs
   from ss_jax.stylespace import stats_run
 
-  with cli.exit_on(FileNotFoundError, ValueError):  # includes CheckpointError, SettingsMismatch
-    _distributed_flags.initialize()
-    prepared = stats_run.prepare(cli.config_from_flags(stats_run.Settings))
-  with cli.exit_on(jobs.ShardsMissing):  # another process's shards never showed up
-    stats_run.run(prepared)
+  # ValueError includes CheckpointError, SettingsMismatch
+  _distributed_flags.run_pipeline(stats_run, (FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":
