@@ -29,7 +29,7 @@ def main():
   import os
   from ss_jax.runtime import defaults
   from ss_jax.stylespace import ground_truth
-  from ss_jax.stylegan2 import sampling
+  from ss_jax.runtime.seeds import parse_seeds
   from ss_jax.stylegan2.checkpoint import load_generator
 
   ckpt = defaults.default_checkpoint()
@@ -39,9 +39,9 @@ def main():
     args.workdir,
     g,
     ckpt,
-    sampling.parse_seeds(args.seeds),
-    sampling.parse_seeds(args.verify_seeds),
-    sampling.parse_seeds(args.oracle_seeds),
+    parse_seeds(args.seeds),
+    parse_seeds(args.verify_seeds),
+    parse_seeds(args.oracle_seeds),
   )
   print((pathlib.Path(args.workdir) / "bench_verification.md").read_text())
   t = out["timings"]

@@ -7,8 +7,6 @@ Without any of them (and without env JAX_COORDINATOR_ADDRESS) a binary is one
 process over its local devices, as before.
 """
 
-import sys
-
 from absl import flags
 
 flags.DEFINE_string(
@@ -35,13 +33,19 @@ def initialize():
   )
 
 
-def wait_for_shards(*jobs_):
-  """ss_jax.runtime.distributed.wait_for_shards; exits with a one-line error if another process's shards
-  never show up. Returns whether this is process 0 (the one that merges and writes the outputs)."""
-  from ss_jax.runtime import distributed, jobs
+def run_pipeline(pipeline, errors):
+  """The sharded binaries' main: `pipeline.prepare(Settings from the flags)`, then `pipeline.run`.
 
-  try:
-    distributed.wait_for_shards(*jobs_)
-  except jobs.ShardsMissing as e:
-    sys.exit(f"error: {e}")
-  return distributed.is_main()
+  pipeline: a library module with Settings (fields = the binary's flags), prepare and run (e.g.
+  ss_jax.dci.dci_run). The settings are read before this process joins a multi-process run;
+  `errors` raised while preparing, or another process's shards that never show up
+  (jobs.ShardsMissing), end the binary with one `error: ...` line.
+  """
+  from ss_jax.runtime import cli, jobs
+
+  with cli.exit_on(*errors):
+    settings = cli.config_from_flags(pipeline.Settings)
+    initialize()
+    prepared = pipeline.prepare(settings)
+  with cli.exit_on(jobs.ShardsMissing):
+    pipeline.run(prepared)

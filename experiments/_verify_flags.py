@@ -39,7 +39,7 @@ FLAGS = flags.FLAGS
 
 def verify(job, gm, result, labels_fn, source, table, progress_stream=None):
   """Runs the verification step from the flags; returns verified.json's dict."""
-  from ss_jax.stylegan2 import sampling
+  from ss_jax.runtime.seeds import parse_seeds
   from ss_jax.stylespace import stats, verified_detection
   from ss_jax.stylegan2.checkpoint import load_generator
 
@@ -51,7 +51,7 @@ def verify(job, gm, result, labels_fn, source, table, progress_stream=None):
     g,
     source,
     table,
-    sampling.parse_seeds(FLAGS.verify_seeds),
+    parse_seeds(FLAGS.verify_seeds),
     [float(a) for a in FLAGS.verify_alphas],
     FLAGS.visible,
     sigma,

@@ -6,14 +6,11 @@
 
 Protocol (ss_jax/dci/ad_comparison.py): population of generator samples (logit stds, exemplars,
 InterFaceGAN, GANSpace PCA), candidates picked on selection images, AD measured on disjoint
-held-out images. Targets: attributes with held-out classifier accuracy >= --min_accuracy
+held-out images (pipeline: ss_jax/dci/ad_comparison_run.py). Targets: attributes with held-out classifier accuracy >= --min_accuracy
 (stored with the ToyFaces classifier) and a positive rate in [--min_rate, 1 - --min_rate].
 Writes comparison.md / .json, ad.md / .json and ad_<attribute>.png; resumable (rerun the
 same command after a kill), sharded over devices and processes like the other jobs.
 """
-
-import sys
-import time
 
 from absl import flags
 
@@ -65,53 +62,17 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax.runtime import defaults, distributed, jobs
-  from ss_jax.dci import attribute_dependency as ad
-  from ss_jax.stylegan2.checkpoint import load_generator
   from converters.io import CheckpointError
+  from ss_jax.dci import ad_comparison_run
+  from ss_jax.runtime import distributed, jobs
 
-  try:
+  with cli.exit_on(CheckpointError, FileNotFoundError, ValueError):
     _distributed_flags.initialize()
-    g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
-    fn = ad.attribute_function(FLAGS.classifier, FLAGS.attribute_names)
-    reliable = ad.reliable_mask(fn.names, FLAGS.reliable, FLAGS.classifier, FLAGS.min_accuracy)
-    if reliable is None:
-      raise ValueError("--reliable is required with a custom --classifier")
-    wanted = FLAGS.attributes or (ad_comparison.DEFAULT_TARGETS if FLAGS.classifier == "toyfaces" else ["all"])
-    targets = None if wanted == ["all"] else ad.reliable_mask(fn.names, wanted)  # validates the names
-    settings = ad_comparison.Settings(
-      num_population=FLAGS.num_population,
-      num_select=FLAGS.num_select,
-      num_eval=FLAGS.num_eval,
-      psi=FLAGS.psi,
-      alphas=tuple(float(a) for a in FLAGS.alphas),
-      select_alpha=FLAGS.select_alpha,
-      num_exemplars=FLAGS.num_exemplars,
-      s_candidates=FLAGS.s_candidates,
-      num_components=FLAGS.num_components,
-      row_ranges=tuple(FLAGS.row_ranges) if FLAGS.row_ranges else None,
-      matches=tuple(float(x) for x in FLAGS.matches),
-      min_rate=FLAGS.min_rate,
-    )
-    settings.check()
-  except (CheckpointError, FileNotFoundError, ValueError) as e:
-    sys.exit(f"error: {e}")
-  log = distributed.log
-  progress = (lambda total, label: jobs.Progress(total, label, "renders")) if distributed.is_main() else None
-  t0 = time.time()
-  try:
-    result = ad_comparison.run(
-      FLAGS.workdir, g, fn, reliable, settings, FLAGS.batch_size, log, progress, targets=targets
-    )
-  except (ValueError, jobs.ShardsMissing) as e:  # includes SettingsMismatch
-    sys.exit(f"error: {e}")
-  if not distributed.is_main():
-    return
-  md = ad_comparison.write_outputs(FLAGS.workdir, result, {"seconds": time.time() - t0})
-  print(md)
-  print(
-    f"\nwrote comparison.md/.json, ad.md/.json and ad_<attribute>.png to {FLAGS.workdir} in {time.time() - t0:.0f}s"
-  )
+    prepared = ad_comparison_run.prepare(cli.config_from_flags(ad_comparison_run.Settings))
+  with cli.exit_on(ValueError, jobs.ShardsMissing):  # includes SettingsMismatch
+    outcome = ad_comparison_run.run(prepared)
+  if distributed.is_main():
+    ad_comparison_run.report(prepared, outcome)
 
 
 if __name__ == "__main__":

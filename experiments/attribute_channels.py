@@ -10,10 +10,8 @@ Bank mode (--classifier / --logits, ss_jax/dci/attribute_bank.py): a resumable b
 against an independent half of the bank, with and without the region's verified locally-active
 channels (--verified); edits of held-out images (classifier mode). Exemplar mode (--seeds/--codes):
 ranking.json and a self-resampling curve (stability only: its last point is 1 by construction).
+Pipeline: ss_jax/dci/attribute_channels_run.py.
 """
-
-import pathlib
-import sys
 
 from absl import flags
 
@@ -58,73 +56,13 @@ flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
 
-def bank_main(out, g, checkpoint):
-  from ss_jax.dci import attribute_bank as ab
-
-  cs = ab.CheckSettings(
-    FLAGS.num_eval,
-    FLAGS.num_exemplars,
-    FLAGS.num_reference,
-    num_draws=FLAGS.draws,
-    split_seed=FLAGS.curve_seed,
-    curve_seed=FLAGS.curve_seed,
-    alphas=tuple(float(a) for a in FLAGS.alphas),
-    edit_top=FLAGS.edit_top,
-    lowest=FLAGS.lowest,
-    include_torgb=FLAGS.include_torgb,
-  )
-  ab.bank_mode(
-    g,
-    out,
-    cs,
-    FLAGS.attribute,
-    FLAGS.classifier,
-    FLAGS.logits,
-    bank_size=FLAGS.bank_size,
-    bank_seed=FLAGS.bank_seed,
-    bank_workdir=FLAGS.bank_workdir,
-    psi=FLAGS.psi,
-    samples_per_shard=FLAGS.samples_per_shard,
-    checkpoint=checkpoint,
-    verified=FLAGS.verified,
-    stats_path=FLAGS.stats,
-    batch_size=FLAGS.batch_size,
-  )
-
-
 def main(argv):
   del argv
-  import jax
-  from ss_jax.runtime import defaults, jobs
-  from ss_jax.stylegan2.checkpoint import load_generator
-  from ss_jax.stylespace import attribute_channels as ac
+  from ss_jax.dci import attribute_channels_run
 
-  try:
+  with cli.exit_on(FileNotFoundError, ValueError):  # includes CheckpointError, SettingsMismatch, bad names
     _distributed_flags.initialize()
-    out = jobs.open_workdir(FLAGS.workdir, jax.process_index())  # never a folder of the user's files
-    if sum(x is not None for x in (FLAGS.classifier or FLAGS.logits, FLAGS.seeds, FLAGS.codes)) != 1:
-      raise ValueError("give exactly one of --classifier / --logits (bank mode), --seeds, --codes")
-    checkpoint = FLAGS.checkpoint or defaults.default_checkpoint()
-    g = load_generator(checkpoint)
-    if FLAGS.classifier or FLAGS.logits:
-      return bank_main(out, g, str(pathlib.Path(checkpoint).absolute()))
-    restrict = ac.channel_list(FLAGS.restrict_to) if FLAGS.restrict_to else None
-    ac.exemplar_mode(
-      g,
-      out,
-      FLAGS.stats,
-      FLAGS.seeds,
-      FLAGS.codes,
-      FLAGS.psi,
-      FLAGS.include_torgb,
-      restrict,
-      FLAGS.top_k,
-      FLAGS.draws,
-      FLAGS.curve_seed,
-      FLAGS.batch_size,
-    )
-  except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, SettingsMismatch, bad names
-    sys.exit(f"error: {e}")
+    attribute_channels_run.run(cli.config_from_flags(attribute_channels_run.Settings))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,9 @@ Edits: --channels (S; '6_113+6_114' moves both together), --directions (.npy, W 
 on --rows, or W+ (num_ws, w_dim)), --interfacegan (boundary fitted on the population for the
 target). Strength alpha = alpha population stds of the edited code along the edit. A
 population (seeds --population_seed..) gives the logit stds; held-out images are seeds
---eval_seed.. Writes ad.json, ad.md and ad_<attribute>.png (ss_jax/dci/attribute_dependency.py);
-resumable and sharded over devices / processes like the other jobs.
+--eval_seed.. Writes ad.json, ad.md and ad_<attribute>.png (ss_jax/dci/attribute_dependency.py;
+pipeline: ss_jax/dci/ad_run.py); resumable and sharded over devices / processes like the other jobs.
 """
-
-import sys
 
 from absl import flags
 
@@ -55,67 +53,16 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax.dci import attribute_dependency as ad
-  from ss_jax.runtime import defaults, distributed, jobs
-  from ss_jax.stylespace import directions
-  from ss_jax.stylegan2.checkpoint import load_generator
   from converters.io import CheckpointError
+  from ss_jax.dci import ad_run
+  from ss_jax.runtime import distributed, jobs
 
-  try:
+  settings = cli.config_from_flags(ad_run.Settings)
+  with cli.exit_on(CheckpointError, FileNotFoundError, ValueError, jobs.ShardsMissing):
     _distributed_flags.initialize()
-    fn = ad.attribute_function(FLAGS.classifier, FLAGS.attribute_names)
-    names = list(fn.names)
-    if FLAGS.attribute not in names:
-      raise ValueError(f"unknown attribute {FLAGS.attribute!r}; choose from {', '.join(names)}")
-    g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
-    others = ad.reliable_mask(names, FLAGS.others, FLAGS.classifier, FLAGS.min_accuracy)
-    if (
-      FLAGS.eval_seed < FLAGS.population_seed + FLAGS.num_population
-      and FLAGS.population_seed < FLAGS.eval_seed + FLAGS.num_images
-    ):
-      raise ValueError("the held-out seeds overlap the population seeds: they must be disjoint")
-    alphas = [float(a) for a in FLAGS.alphas]
-    rows = None if FLAGS.rows == "all" else directions.parse_rows(FLAGS.rows, g.config.num_ws)
-    progress = (lambda n, label: jobs.Progress(n, label, "renders")) if distributed.is_main() else (lambda *a: None)
-    pop = ad.population(
-      FLAGS.workdir,
-      g,
-      fn,
-      FLAGS.num_population,
-      FLAGS.population_seed,
-      FLAGS.psi,
-      batch_size=FLAGS.batch_size,
-      progress=progress(FLAGS.num_population, "population"),
-    )
-    t = names.index(FLAGS.attribute)
-    edits = ad.make_edits(g, pop, t, FLAGS.channels, FLAGS.directions, rows, FLAGS.interfacegan)
-    job = ad.make_job(
-      FLAGS.workdir,
-      "ad_heldout",
-      g,
-      fn,
-      range(FLAGS.eval_seed, FLAGS.eval_seed + FLAGS.num_images),
-      edits,
-      alphas,
-      FLAGS.psi,
-      FLAGS.images_per_shard,
-    )
-    base, edited = ad.run_and_read(job, g, edits, fn, FLAGS.batch_size, progress(ad.num_renders(job), "held-out"))
-    results = ad.evaluate(
-      base, edited, edits, [t] * len(edits), alphas, ad.logit_std(pop["logits"]), names, FLAGS.match, others
-    )
-  except (CheckpointError, FileNotFoundError, ValueError, jobs.ShardsMissing) as e:
-    sys.exit(f"error: {e}")
+    result = ad_run.run(settings)
   if distributed.is_main():
-    settings = dict(
-      job.spec,
-      others=None if others is None else [n for n, o in zip(names, others) if o],
-      num_population=FLAGS.num_population,
-      population_seed=FLAGS.population_seed,
-    )
-    pngs = ad.write_outputs(FLAGS.workdir, results, FLAGS.match, settings)
-    print(ad.curves_markdown(results, FLAGS.match))
-    print(f"\nwrote ad.json, ad.md and {', '.join(pngs)} to {FLAGS.workdir}")
+    ad_run.report(settings, result)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,11 @@ Samples seeds seed .. seed + num_samples - 1 at psi 1 (as the paper), stores z, 
 resumable shards (other settings are refused), scores the renders with the attribute function
 (default: the ToyFaces classifier) or reads a (num_samples, A) logits .npy (row i = seed + i),
 runs ss_jax.dci.metric.dci per space (controls: ss_jax/dci/controls.py) and writes dci.json, dci.md,
-importance.npz and heat maps (conventions: ss_jax/dci/sampling.py, ss_jax/dci/results.py). Several
+importance.npz and heat maps (pipeline: ss_jax/dci/dci_run.py; conventions: ss_jax/dci/sampling.py,
+ss_jax/dci/results.py). Several
 processes (docs/scaling.md): --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or
 --distributed); each samples its own shards, process 0 fits and writes the outputs.
 """
-
-import pathlib
-import sys
-import time
 
 from absl import flags
 
@@ -59,80 +56,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax.dci import sampling as dci_sampling
-  from ss_jax.dci import results as results_lib
-  from ss_jax.runtime import defaults, distributed
-  from ss_jax.stylegan2.checkpoint import load_generator
   from converters.io import CheckpointError
+  from ss_jax.dci import dci_run
 
-  try:
-    _distributed_flags.initialize()
-    bad = [s for s in FLAGS.spaces if s not in dci_sampling.SPACES]
-    if bad or not FLAGS.spaces:
-      raise ValueError(f"--spaces: unknown {bad}; choose from {', '.join(dci_sampling.SPACES)}")
-    checkpoint = FLAGS.checkpoint or defaults.default_checkpoint()
-    g = load_generator(checkpoint)
-    logits, attr_fn, names, source = dci_sampling.attribute_source(
-      FLAGS.logits, FLAGS.attribute_names, FLAGS.num_samples
-    )
-    sjobs = dci_sampling.make_jobs(
-      FLAGS.workdir,
-      g,
-      FLAGS.num_samples,
-      attr_fn,
-      seed=FLAGS.seed,
-      psi=FLAGS.psi,
-      samples_per_shard=FLAGS.samples_per_shard,
-      extra_spec={"checkpoint": str(pathlib.Path(checkpoint).absolute())},
-    )
-  except (CheckpointError, FileNotFoundError, ValueError) as e:  # includes SettingsMismatch
-    sys.exit(f"error: {e}")
-
-  log = distributed.log
-  done = sjobs.done_samples()
-  what = "codes + classifier logits" if attr_fn else "codes"
-  log(
-    f"DCI sampling: {FLAGS.num_samples} samples ({what}), psi={FLAGS.psi}, seed={FLAGS.seed}, "
-    f"{len(sjobs.ranges)} shards, {done} samples already done, in {FLAGS.workdir}; {distributed.describe()}"
-  )
-  t0 = time.time()
-  computed = dci_sampling.run_sampling(
-    g,
-    sjobs,
-    attr_fn,
-    batch_size=FLAGS.batch_size,
-    progress=dci_sampling.main_progress(sjobs),
-    max_shards=FLAGS.max_shards,
-  )
-  sample_s = time.time() - t0
-  if FLAGS.max_shards is not None:
-    distributed.barrier("dci/max_shards")  # every process has written; then one decision for all
-    if distributed.agree_max(int(not sjobs.complete())):
-      log(
-        f"stopped after {computed} samples (--max_shards); {sjobs.done_samples()}/{FLAGS.num_samples} "
-        "done, rerun to continue"
-      )
-      return
-  if not _distributed_flags.wait_for_shards(*[j for j in (sjobs.codes, sjobs.logits) if j is not None]):
-    return  # process 0 fits and writes; the others are done
-  if logits is None:
-    logits = dci_sampling.read_array(sjobs.logits, "logits")
-
-  results_lib.fit_and_report(
-    FLAGS.workdir,
-    sjobs.codes,
-    logits,
-    g,
-    FLAGS.spaces,
-    FLAGS.method,
-    FLAGS.dci_seed,
-    names,
-    source,
-    sample_s,
-    computed,
-    what,
-    control_seed=FLAGS.control_seed,
-  )
+  # ValueError includes SettingsMismatch
+  _distributed_flags.run_pipeline(dci_run, (CheckpointError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

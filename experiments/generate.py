@@ -34,12 +34,13 @@ def main(argv):
   import numpy as np
   from converters.io import CheckpointError
   from ss_jax.runtime import defaults, images, outputs
+  from ss_jax.runtime.seeds import parse_seeds
   from ss_jax.stylegan2 import sampling
   from ss_jax.stylegan2.checkpoint import load_generator
 
   out = outputs.claim(FLAGS.outdir, "images")  # never into a folder of the user's files
   try:
-    seeds = sampling.parse_seeds(FLAGS.seeds)
+    seeds = parse_seeds(FLAGS.seeds)
     g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
   except (CheckpointError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")

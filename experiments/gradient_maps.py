@@ -10,6 +10,7 @@ devices or processes); other settings in the same workdir are refused. Without
 --checkpoint the embedded ToyFaces model is used. Several processes (docs/scaling.md):
 add --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or --distributed on
 a TPU pod slice / SLURM); each maps its own shards of images over all devices.
+Pipeline: ss_jax/stylespace/gradmaps/run.py.
 
 --stream segments each shard's images and keeps only per-category sums (WORKDIR/gradstats,
 ~55 MB at 1024 px whatever the number of images; README "Streaming"); then run
@@ -17,8 +18,6 @@ a TPU pod slice / SLURM); each maps its own shards of images over all devices.
 
   python -m experiments.gradient_maps --seeds=0-999 --workdir=out/local --stream --segmenter=toyfaces
 """
-
-import sys
 
 from absl import flags
 
@@ -58,50 +57,16 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax.runtime import defaults, distributed, jobs
-  from ss_jax.stylespace import segmentation
-  from ss_jax.stylespace.gradmaps import api as gradmaps, storage, stream
-  from ss_jax.stylegan2 import sampling
-  from ss_jax.stylegan2.checkpoint import load_generator
   from converters.io import CheckpointError
+  from ss_jax.runtime import jobs
+  from ss_jax.stylespace.gradmaps import run as gradmap_run
 
-  try:
+  with cli.exit_on(CheckpointError, FileNotFoundError, ValueError):
     _distributed_flags.initialize()
-    seeds = sampling.parse_seeds(FLAGS.seeds)
-    ckpt = FLAGS.checkpoint or defaults.default_checkpoint()
-    g = load_generator(ckpt)
-    storage.check_generator(g, FLAGS.psi)
-    args = (FLAGS.resolution, FLAGS.include_torgb, FLAGS.psi, FLAGS.class_idx, FLAGS.images_per_shard)
-    if FLAGS.stream:
-      labels_fn, source, table = segmentation.labels_source(FLAGS.labels_dir, FLAGS.segmenter, FLAGS.categories)
-      gm = stream.stream_job(FLAGS.workdir, g, seeds, ckpt, source, table, FLAGS.discount, *args)
-    else:
-      gm = storage.gradient_map_job(FLAGS.workdir, g, seeds, ckpt, *args, FLAGS.dtype)
-    pooled = gm.spec.get("gradient_maps", gm.spec)["pooled"]
-    distributed.log(
-      f"gradient maps of {len(seeds)} images at {pooled}x{pooled} -> {gm.dir} "
-      f"({len(gm.mine()) - len(gm.pending())}/{len(gm.mine())} own shards done); "
-      f"{distributed.describe()}"
-    )
-    progress = None
-    if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
-      size = lambda i: len(seeds[i * FLAGS.images_per_shard : (i + 1) * FLAGS.images_per_shard])
-      progress = jobs.Progress(
-        sum(size(i) for i in gm.mine()),
-        "gradient maps",
-        "images",
-        done=sum(size(i) for i in set(gm.mine()) - set(gm.pending())),
-      )
-    kw = dict(chunk_size=FLAGS.chunk_size, method=FLAGS.method, progress=progress)
-    if FLAGS.stream:
-      stream.run(gm, g, labels_fn, **kw)
-    else:
-      gradmaps.run_job(gm, g, **kw)
-  except (CheckpointError, FileNotFoundError, ValueError) as e:
-    sys.exit(f"error: {e}")
-  if _distributed_flags.wait_for_shards(gm) and FLAGS.stream:
-    gm.fold()  # process 0 merges the other processes' shard sums
-  distributed.log(f"done: {gm.num_shards} shards in {gm.dir}")
+    prepared = gradmap_run.prepare(cli.config_from_flags(gradmap_run.Settings))
+    gradmap_run.compute(prepared)
+  with cli.exit_on(jobs.ShardsMissing):  # another process's shards never showed up
+    gradmap_run.finish(prepared)
 
 
 if __name__ == "__main__":

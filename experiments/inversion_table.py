@@ -20,7 +20,6 @@ original | reconstructions | true edit | edits) and channels.json; with --pilot,
 pilot.json (edits of generated samples for every candidate attribute) instead.
 """
 
-import dataclasses
 import sys
 
 from absl import flags
@@ -84,11 +83,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  config = experiment.TableConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(experiment.TableConfig)})
-  try:
+  config = cli.config_from_flags(experiment.TableConfig)
+  with cli.exit_on(FileNotFoundError, ValueError):  # CheckpointError, GeneratorMismatch, SettingsMismatch, flags
     experiment.run(config, sys.argv[1:])
-  except (FileNotFoundError, ValueError) as e:  # CheckpointError, GeneratorMismatch, SettingsMismatch, flags
-    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,6 @@ Writes to WORKDIR:
   invert.json           settings and mean losses
 """
 
-import dataclasses
-import sys
-
 from absl import flags
 
 from ss_jax.inversion import folder
@@ -69,11 +66,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  config = folder.InvertConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(folder.InvertConfig)})
-  try:
+  config = cli.config_from_flags(folder.InvertConfig)
+  with cli.exit_on(FileNotFoundError, ValueError):  # includes CheckpointError, SettingsMismatch, bad stats
     folder.run(config)
-  except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, SettingsMismatch, bad stats
-    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,8 @@ Writes OUTDIR/grid.png and manipulation.json; the edits themselves (uint8, every
 channel x alpha) are kept in resumable shards under OUTDIR/edits_<settings hash>/, so a
 killed batch of many seeds resumes, with any number of devices or processes
 (--coordinator_address=HOST:PORT --num_processes=M --process_id=i, or --distributed;
-docs/scaling.md). Process 0 writes the grid.
+docs/scaling.md). Process 0 writes the grid (pipeline: ss_jax/stylespace/manipulate_run.py).
 """
-
-import pathlib
-import sys
 
 from absl import flags
 
@@ -49,75 +46,20 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax.runtime import defaults, distributed, images, jobs
-  from ss_jax.stylegan2 import sampling
+  from ss_jax.runtime import defaults
   from ss_jax.stylegan2.checkpoint import load_generator
-  from ss_jax.stylespace import manipulate, stats
+  from ss_jax.stylespace import manipulate_run
 
   if FLAGS.edit:
     from ss_jax.explorer import edit_spec
 
-    try:
+    with cli.exit_on(FileNotFoundError, ValueError):
       g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
       for path in edit_spec.replay_file(g, FLAGS.edit, FLAGS.outdir):
         print(f"wrote {path}")
-    except (FileNotFoundError, ValueError) as e:
-      sys.exit(f"error: {e}")
     return
-  if not FLAGS.stats or not FLAGS.channels:
-    sys.exit("error: --stats and --channels are required (or --edit=FILE.json)")
-  try:
-    _distributed_flags.initialize()
-    seeds = sampling.parse_seeds(FLAGS.seeds)
-    alphas = manipulate.parse_alphas(FLAGS.alphas)
-    g = load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
-    manipulate.resolve_channels(g.layout, FLAGS.channels)
-    st = stats.load(FLAGS.stats, g.layout)
-    job = manipulate.make_job(
-      FLAGS.outdir,
-      g,
-      seeds,
-      FLAGS.channels,
-      alphas,
-      st["std"],
-      psi=FLAGS.psi,
-      class_idx=FLAGS.class_idx,
-      joint=FLAGS.joint,
-      images_per_shard=FLAGS.images_per_shard,
-    )
-  except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, bad names, wrong stats
-    sys.exit(f"error: {e}")
-  groups = job.spec["groups"]
-  names = [label for _, label in groups] if not FLAGS.joint else groups[0][1].split("+")
-  distributed.log(
-    f"editing {', '.join(names)}{' jointly' if FLAGS.joint else ''} on {len(seeds)} images, "
-    f"alphas {list(alphas)} -> {job.dir}; {distributed.describe()}"
-  )
-  progress = None
-  if distributed.is_main():  # process 0 reports its own shards; the others advance in lock-step
-    progress = jobs.Progress(len(job.pending()) * len(groups), "edits", "channel x shard", interval=0)
-  manipulate.run_job(job, g, FLAGS.batch_size, progress=progress)
-  if not _distributed_flags.wait_for_shards(job):
-    return
-  grid = manipulate.job_grid(job, min_cell=FLAGS.min_cell)
-  out = pathlib.Path(FLAGS.outdir)
-  images.save_png(out / "grid.png", grid)
-  idx = [i for grp, _ in groups for i in grp]
-  jobs.atomic_write_json(
-    out / "manipulation.json",
-    {
-      "channels": names,
-      "sigma": [job.spec["sigma"][str(i)] for i in idx],
-      "alphas": list(alphas),
-      "seeds": seeds,
-      "psi": FLAGS.psi,
-      "joint": FLAGS.joint,
-      "stats": FLAGS.stats,
-      "rows": [label for _, label in groups for _ in seeds],
-      "edits": str(job.dir),
-    },
-  )
-  distributed.log(f"wrote {out / 'grid.png'} ({grid.shape[1]}x{grid.shape[0]}) and manipulation.json")
+  # ValueError includes CheckpointError, bad names, wrong stats, missing --stats / --channels
+  _distributed_flags.run_pipeline(manipulate_run, (FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,9 @@ Resumable: rerunning with the same flags computes only the missing shards, with 
 number of devices or processes. Several processes (docs/scaling.md): add
 --coordinator_address=HOST:PORT --num_processes=M --process_id=i (or --distributed on a
 TPU pod slice / SLURM); each computes its own shards and process 0 merges.
-Writes WORKDIR/stats.npz (mean, std, count, layer offsets) and stats_summary.json.
+Writes WORKDIR/stats.npz (mean, std, count, layer offsets) and stats_summary.json
+(pipeline: ss_jax/stylespace/stats_run.py).
 """
-
-import pathlib
-import sys
 
 from absl import flags
 
@@ -39,76 +37,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  import numpy as np
-  from ss_jax.runtime import defaults, distributed, jobs
-  from ss_jax.stylespace import stats
-  from ss_jax.stylegan2.checkpoint import load_generator
+  from ss_jax.stylespace import stats_run
 
-  try:
-    _distributed_flags.initialize()
-    checkpoint = FLAGS.checkpoint or defaults.default_checkpoint()
-    g = load_generator(checkpoint)
-    job = stats.make_job(
-      FLAGS.workdir,
-      g,
-      FLAGS.num_samples,
-      FLAGS.psi,
-      FLAGS.seed,
-      FLAGS.samples_per_shard,
-      FLAGS.class_idx,
-      extra_spec={"checkpoint": str(pathlib.Path(checkpoint).absolute())},
-    )
-  except (FileNotFoundError, ValueError) as e:  # includes CheckpointError, SettingsMismatch
-    sys.exit(f"error: {e}")
-  log = distributed.log
-  done = stats.done_samples(job, FLAGS.num_samples, FLAGS.samples_per_shard)
-  log(
-    f"population stats: {FLAGS.num_samples} samples, psi={FLAGS.psi}, {g.num_style_channels} channels, "
-    f"{job.num_shards} shards ({done} samples already done) in {job.dir}; {distributed.describe()}"
-  )
-  progress = jobs.Progress(FLAGS.num_samples, "styles", "samples", done=done) if distributed.is_main() else None
-  try:
-    result = stats.population_stats(
-      g,
-      FLAGS.num_samples,
-      FLAGS.psi,
-      FLAGS.batch_size,
-      FLAGS.seed,
-      job,
-      progress,
-      FLAGS.samples_per_shard,
-      FLAGS.class_idx,
-    )
-  except jobs.ShardsMissing as e:  # another process's shards never showed up
-    sys.exit(f"error: {e}")
-  if not distributed.is_main():
-    return
-  out = pathlib.Path(FLAGS.workdir)
-  stats.save(out / "stats.npz", result, g.layout, psi=FLAGS.psi, seed=FLAGS.seed, model=job.spec["model"])
-  layers = [
-    {
-      "index": L.index,
-      "name": L.name,
-      "kind": L.kind,
-      "channels": L.channels,
-      "mean_of_mean": float(np.mean(result["mean"][L.offset : L.offset + L.channels])),
-      "mean_of_std": float(np.mean(result["std"][L.offset : L.offset + L.channels])),
-    }
-    for L in g.layout
-  ]
-  jobs.atomic_write_json(
-    out / "stats_summary.json",
-    {
-      "checkpoint": str(checkpoint),
-      "count": result["count"],
-      "psi": FLAGS.psi,
-      "seed": FLAGS.seed,
-      "num_channels": g.num_style_channels,
-      "ddof": 0,
-      "layers": layers,
-    },
-  )
-  log(f"wrote {out / 'stats.npz'} and stats_summary.json ({result['count']} samples)")
+  # ValueError includes CheckpointError, SettingsMismatch
+  _distributed_flags.run_pipeline(stats_run, (FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ Evaluate the latest checkpoint and export it (here: as the shipped ToyFaces enco
 --checkpoint defaults to the embedded ToyFaces generator. Settings flags
 (--steps, --batch_size, --learning_rate, ...) must be the same on every chunk
 of a run: a resume with other settings is refused. Progress, checkpoints and
-metrics go to WORKDIR (see ss_jax.inversion.encoder_training).
+metrics go to WORKDIR (see ss_jax.inversion.encoder_training; pipeline:
+ss_jax/inversion/encoder_run.py).
 """
 
 import sys
@@ -57,67 +58,19 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ss_jax.inversion import encoder_trainer  # pylint: disable=g-import-not-at-top
-  from ss_jax.inversion import encoder_training as et  # pylint: disable=g-import-not-at-top
-  from ss_jax.runtime import defaults, jobs  # pylint: disable=g-import-not-at-top
-  from ss_jax.stylegan2 import checkpoint  # pylint: disable=g-import-not-at-top
+  from ss_jax.inversion import encoder_run  # pylint: disable=g-import-not-at-top
+  from ss_jax.runtime import jobs  # pylint: disable=g-import-not-at-top
 
-  log = lambda msg: print(msg, flush=True)
+  settings = cli.config_from_flags(encoder_run.Settings)
   command = " ".join(["python", "-m", "experiments.train_encoder"] + sys.argv[1:])
-  g = checkpoint.load_generator(FLAGS.checkpoint or defaults.default_checkpoint())
-  try:
-    if FLAGS.export:
-      encoder_trainer.export(
-        FLAGS.workdir,
-        FLAGS.export,
-        g,
-        eval_images=FLAGS.eval_images,
-        render_images=FLAGS.render_images,
-        command=command,
-        log=log,
-        overwrite=FLAGS.overwrite,
-      )
-      if FLAGS.grid:
-        from ss_jax.inversion import encoder  # pylint: disable=g-import-not-at-top
-        from PIL import Image  # pylint: disable=g-import-not-at-top
-
-        enc = encoder.load_encoder(FLAGS.export, generator=g)
-        images = (
-          et.heldout_renders(8, g.config.img_resolution)
-          if FLAGS.render_images
-          else et.generated_heldout(g, 8, encoder_trainer.load_run(FLAGS.workdir)[0])[0]
-        )
-        Image.fromarray(et.comparison_grid(enc, g, images)).save(FLAGS.grid)
-        log(f"grid (rows: input, G(S), G(W+), G(w_avg)) written to {FLAGS.grid}")
-      return
-    settings = et.TrainSettings(
-      steps=FLAGS.steps,
-      batch_size=FLAGS.batch_size,
-      learning_rate=FLAGS.learning_rate,
-      image_weight=FLAGS.image_weight,
-      image_batch=FLAGS.image_batch,
-      mixing_prob=FLAGS.mixing_prob,
-      psi_min=FLAGS.psi_min,
-      psi_max=FLAGS.psi_max,
-      reuse=FLAGS.reuse,
-    )
-    stop = cli.StopRequest()  # timeout(1), Ctrl-C: checkpoint, then exit
-    encoder_trainer.train(
-      g,
-      FLAGS.workdir,
-      settings,
-      max_seconds=FLAGS.max_seconds,
-      max_steps=FLAGS.max_steps,
-      eval_images=FLAGS.eval_images,
-      log_every_s=FLAGS.log_every_s,
-      ckpt_every_s=FLAGS.ckpt_every_s,
-      should_stop=stop,
-      command=command,
-      log=log,
-    )
-    stop.exit_if_interrupted()
-  except (jobs.SettingsMismatch, FileNotFoundError) as e:
-    sys.exit(f"error: {e}")
+  g = encoder_run.load_generator(settings)
+  with cli.exit_on(jobs.SettingsMismatch, FileNotFoundError):
+    if settings.export:
+      encoder_run.export(settings, g, command)
+    else:
+      stop = cli.StopRequest()  # timeout(1), Ctrl-C: checkpoint, then exit
+      encoder_run.train(settings, g, command, should_stop=stop)
+      stop.exit_if_interrupted()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from ss_jax.dci import ad_comparison
 from ss_jax.stylespace import manipulate
 from ss_jax.stylegan2 import sampling
 from ss_jax import save_generator
-from ss_jax.dci import attribute_dependency as ad
+from ss_jax.dci import ad_edits
 
 import tiny
 
@@ -150,10 +150,10 @@ def test_edit_names_carry_the_sign():
   """An edit's name identifies its direction: the same channel with opposite signs gets two names."""
   g = tiny.tiny_generator(0)
   std = np.ones(g.num_style_channels)
-  plus, minus = ad.channel_edit(g.layout, ["2_5"], std), ad.channel_edit(g.layout, ["2_5"], std, sign=-1.0)
+  plus, minus = ad_edits.channel_edit(g.layout, ["2_5"], std), ad_edits.channel_edit(g.layout, ["2_5"], std, sign=-1.0)
   assert (plus.name, minus.name) == ("S 2_5", "S 2_5 (-)")
   neg = ad_comparison._negated(minus)
   assert neg.name == "S 2_5" and np.array_equal(neg.direction, plus.direction)
   assert len(ad_comparison._unique([plus, neg, minus])) == 2
   with pytest.raises(ValueError, match="both named"):
-    ad_comparison._unique([plus, ad.Edit("S 2_5", "s", minus.direction)])
+    ad_comparison._unique([plus, ad_edits.Edit("S 2_5", "s", minus.direction)])

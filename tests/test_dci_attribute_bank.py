@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ss_jax.dci import attribute_bank as ab
+from ss_jax.dci import attribute_summary
 from ss_jax.dci import sampling as dci_sampling
 from ss_jax.runtime import jobs
 from ss_jax import save_generator
@@ -73,10 +74,10 @@ def test_detection_without_rendering_and_table(g):
   )
   assert d["ref_all"] == d["ref_local"] == d["top_all"][0] == g.layout[3].offset + 5
   assert d["num_local"] == 3 and d["acc_all"][-1] == 1.0 and d["acc_local"][0] >= d["acc_all"][0]
-  row = ab.summary_row(d, "red", g.layout, NAMES, CLF.regions)
+  row = attribute_summary.summary_row(d, "red", g.layout, NAMES, CLF.regions)
   assert row["reference_all"] == "3_5" and row["accuracy_all"]["10"] == d["acc_all"][1]
   assert row["accuracy_all"]["5"] is None and "edits" not in row  # 5 not among the sizes; no edits
-  table = ab.markdown_table([row])
+  table = attribute_summary.markdown_table([row])
   assert table.splitlines()[2].startswith("| red | hair (3) | 3_5 |") and "best edit" not in table
 
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ss_jax.dci import ad_edits, ad_population
 from ss_jax.dci import attribute_dependency as ad
 from ss_jax.dci import sampling as dci_sampling
 from ss_jax.runtime import line_plot
@@ -64,12 +65,12 @@ def _linear_classifier(g):
 def test_job_on_linear_classifier_known_answer(tmp_path):
   g = tiny.tiny_generator(3)
   attr_fn, last = _linear_classifier(g)
-  pop = ad.population(tmp_path / "job", g, attr_fn, 64, seed=1000, samples_per_shard=32, batch_size=32)
-  sd = ad.logit_std(pop["logits"])
+  pop = ad_population.population(tmp_path / "job", g, attr_fn, 64, seed=1000, samples_per_shard=32, batch_size=32)
+  sd = ad_population.logit_std(pop["logits"])
   std_s = pop["s"].std(0)
   edits = [
-    ad.channel_edit(g.layout, [last.offset], std_s),
-    ad.channel_edit(g.layout, [last.offset], std_s, sign=-1.0, name="minus"),
+    ad_edits.channel_edit(g.layout, [last.offset], std_s),
+    ad_edits.channel_edit(g.layout, [last.offset], std_s, sign=-1.0, name="minus"),
   ]
   alphas = [1.0, 3.0]
   job = ad.make_job(tmp_path / "job", "heldout", g, attr_fn, range(5), edits, alphas, images_per_shard=2)

@@ -285,7 +285,7 @@ def test_api_safety(client, explorer, monkeypatch):
 
 
 def test_upload_inverts_with_an_encoder(setup):
-  from ss_jax.inversion import encoder
+  from ss_jax.inversion import encoder, normaliser
   import jax
 
   g, _, std = setup
@@ -293,7 +293,7 @@ def test_upload_inverts_with_an_encoder(setup):
   enc = encoder.Encoder(
     cfg,
     encoder.fresh_params(cfg, jax.random.key(0)),
-    encoder.Normaliser.identity(cfg.num_style_channels, cfg.w_dim),
+    normaliser.Normaliser.identity(cfg.num_style_channels, cfg.w_dim),
     fingerprints.model_fingerprint(g),
   )
   ex = state.Explorer(g, sigma=std, encoder=enc)

@@ -9,6 +9,7 @@ import pytest
 
 from ss_jax.runtime import fingerprints, outputs
 from ss_jax.inversion import encoder as enc_lib
+from ss_jax.inversion import normaliser
 from tests.tiny import TINY, tiny_encoder_config, tiny_generator
 
 
@@ -26,7 +27,7 @@ def config(g):
 def norm(g):
   rs = np.random.RandomState(3)
   c, w = g.num_style_channels, g.config.w_dim
-  return enc_lib.Normaliser.create(rs.randn(c), rs.rand(c) + 0.5, rs.randn(w), rs.rand(w) + 0.5)
+  return normaliser.Normaliser.create(rs.randn(c), rs.rand(c) + 0.5, rs.randn(w), rs.rand(w) + 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +72,13 @@ def test_normalisation_round_trip(norm, g):
   rs = np.random.RandomState(0)
   s = rs.randn(5, g.num_style_channels).astype(np.float32) * 3
   w = rs.randn(5, TINY.num_ws, TINY.w_dim).astype(np.float32)
-  np.testing.assert_allclose(enc_lib.denormalise_s(norm, enc_lib.normalise_s(norm, s)), s, rtol=1e-6, atol=1e-6)
-  np.testing.assert_allclose(enc_lib.denormalise_wplus(norm, enc_lib.normalise_wplus(norm, w)), w, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(normaliser.denormalise_s(norm, normaliser.normalise_s(norm, s)), s, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    normaliser.denormalise_wplus(norm, normaliser.normalise_wplus(norm, w)), w, rtol=1e-6, atol=1e-6
+  )
   # Each normalised coordinate is (x - mean) / std, W+ rows sharing w_avg / w_std.
-  np.testing.assert_allclose(enc_lib.normalise_wplus(norm, w)[:, 3], (w[:, 3] - norm.w_avg) / norm.w_std, rtol=1e-6)
-  floored = enc_lib.Normaliser.create(np.zeros(3), [2.0, 0.0, 1.0], np.zeros(2), [1.0, 1.0])
+  np.testing.assert_allclose(normaliser.normalise_wplus(norm, w)[:, 3], (w[:, 3] - norm.w_avg) / norm.w_std, rtol=1e-6)
+  floored = normaliser.Normaliser.create(np.zeros(3), [2.0, 0.0, 1.0], np.zeros(2), [1.0, 1.0])
   assert floored.s_std.min() > 0
 
 

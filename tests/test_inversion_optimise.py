@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ss_jax import GeneratorConfig
+from ss_jax.inversion import codes as inversion_codes
 from ss_jax.inversion import optimise as inversion
 from ss_jax.inversion import noise as noise_lib
 
@@ -18,7 +19,7 @@ CFG = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=8, channels=(16, 8), ma
 STEPS = 40  # every optimising call below uses it: one compilation per space / setting
 PERCEPTUAL_W = 0.5
 render = jax.jit(inversion.render)  # eager synthesis is slow on CPU
-to_styles = jax.jit(inversion.code_to_styles, static_argnums=1)
+to_styles = jax.jit(inversion_codes.code_to_styles, static_argnums=1)
 regularizer = jax.jit(noise_lib.noise_regularizer)
 normalize = jax.jit(noise_lib.normalize_noise)
 
@@ -32,7 +33,7 @@ def setup():
   # Its const noise maps are unit-variance too (as the normalised maps that inversion optimises).
   noise = [noise_lib.normalize_noise(v[None])[0] for v in g.buffers["noise"]]
   g = g.replace(buffers=dict(g.buffers, w_avg=jnp.asarray(w.mean(0)), noise=noise))
-  spread = inversion.latent_spread(g, num_samples=2000)
+  spread = inversion_codes.latent_spread(g, num_samples=2000)
   zs = np.random.RandomState(1).randn(3, g.config.z_dim).astype(np.float32)
   x = np.asarray(jax.jit(lambda g, z: g(z))(g, zs))
   # Image 0 is generated from a known w; image 1, the mean of two generated images, is off the manifold.
@@ -68,7 +69,7 @@ def runs(setup):
     space: inversion.invert(
       g, targets, space, steps=STEPS, spread=spread, **(noise_kwargs() if space == "wplus" else {})
     )
-    for space in inversion.SPACES
+    for space in inversion_codes.SPACES
   }
 
 
@@ -105,24 +106,24 @@ def test_noise_regularizer():
 
 def test_latent_spread_is_fixed_by_seed(setup):
   g, spread, _, _ = setup
-  again = inversion.latent_spread(g, num_samples=2000, batch_size=300)
+  again = inversion_codes.latent_spread(g, num_samples=2000, batch_size=300)
   np.testing.assert_allclose(again["s_std"], spread["s_std"], rtol=1e-6)  # float32 batches of another size
   assert again["w_std"] == pytest.approx(spread["w_std"], rel=1e-6)
-  other = inversion.latent_spread(g, num_samples=2000, seed=7)
+  other = inversion_codes.latent_spread(g, num_samples=2000, seed=7)
   assert not np.allclose(other["s_std"], spread["s_std"])
   # w_std is NVIDIA's scalar: sqrt(E |w - w_avg|^2) around g.w_avg.
-  z = np.random.RandomState(inversion.SPREAD_SEED).randn(2000, g.config.z_dim).astype(np.float32)
+  z = np.random.RandomState(inversion_codes.SPREAD_SEED).randn(2000, g.config.z_dim).astype(np.float32)
   w = np.asarray(g.mapping(z)[:, 0], np.float64)
   assert spread["w_std"] == pytest.approx(np.sqrt(np.square(w - np.asarray(g.w_avg)).sum(1).mean()), rel=1e-5)
 
 
-@pytest.mark.parametrize("space", inversion.SPACES)
+@pytest.mark.parametrize("space", inversion_codes.SPACES)
 def test_recovers_generated_image(setup, runs, space):
   g, _, targets, start_mse = setup
   res = runs[space]
   assert res.losses["mse"][0] < start_mse[0] / 10, (res.losses["mse"], start_mse)
   assert res.history.shape == (2, STEPS // 10) and list(res.history_steps) == list(range(0, STEPS, 10))
-  shape = inversion.code_shape(g, space)
+  shape = inversion_codes.code_shape(g, space)
   assert res.code.shape == (2,) + shape and res.styles.shape == (2, g.num_style_channels)
   np.testing.assert_allclose(res.styles, to_styles(g, space, res.code), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(res.images, render(g, res.styles, res.noise), rtol=1e-4, atol=1e-4)
@@ -227,6 +228,6 @@ def test_errors(setup):
   with pytest.raises(ValueError, match="init must be a wplus code"):
     inversion.invert(g, targets, "wplus", init=np.zeros((2, 16), np.float32))
   with pytest.raises(ValueError, match="a code of space .s. must have shape"):
-    inversion.code_to_styles(g, "s", np.zeros((2, 5)))
+    inversion_codes.code_to_styles(g, "s", np.zeros((2, 5)))
   with pytest.raises(ValueError, match="image_ids must have 2 entries"):
     inversion.invert(g, targets, "w", image_ids=[0])

@@ -5,6 +5,7 @@ main are one line (status 1), Ctrl-C is status 130; --debug / SS_JAX_DEBUG=1 sho
 traceback. Library logging is quiet unless --verbosity asks for it.
 """
 
+import dataclasses
 import errno
 import os
 import pathlib
@@ -298,3 +299,42 @@ def test_stop_request_checkpoints_then_exits_130(capsys):
   finally:
     for s, h in saved.items():
       signal.signal(s, h)
+
+
+def test_exit_on_gives_the_raised_message_and_lets_others_through(capsys):
+  from ss_jax.runtime import cli, jobs
+
+  def missing(argv):
+    with cli.exit_on(ValueError, jobs.ShardsMissing):
+      raise jobs.ShardsMissing("wd/job: 2 shard(s) not done")
+
+  with pytest.raises(SystemExit) as e:
+    cli.call(missing, ["prog"])
+  assert e.value.code == "error: wd/job: 2 shard(s) not done"  # sys.exit(text): status 1, text on stderr
+
+  def other(argv):
+    with cli.exit_on(ValueError):
+      raise KeyError("k")
+
+  assert call(capsys, other) == (1, "error: KeyError: 'k' (run with --debug for the traceback)\n")
+
+
+def test_config_from_flags_fills_fields_from_flags_of_their_names():
+  from absl import flags
+  from ss_jax.runtime import cli
+
+  fv = flags.FlagValues()
+  flags.DEFINE_integer("num", 3, "n", flag_values=fv)
+  flags.DEFINE_list("alphas", ["1", "2"], "a", flag_values=fv)
+  fv(["prog", "--num=5"])
+
+  @dataclasses.dataclass(frozen=True)
+  class Settings:
+    num: int
+    alphas: list
+    extra: str
+
+  assert cli.config_from_flags(Settings, fv, extra="x") == Settings(5, ["1", "2"], "x")
+  assert cli.config_from_flags(Settings, fv, extra="x", num=7).num == 7
+  with pytest.raises(KeyError):  # a field without its flag is the binary's bug, not a silent default
+    cli.config_from_flags(Settings, fv)

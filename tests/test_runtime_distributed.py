@@ -204,6 +204,19 @@ def test_map_batches_pads_and_matches_one_device():
   np.testing.assert_allclose(distributed.local_rows(out["y"]), one[0]["y"][:8], rtol=1e-6, atol=1e-6)
 
 
+def test_main_progress_only_on_process_0(monkeypatch):
+  p = distributed.main_progress(10, "items", "images", done=3, interval=0)
+  assert isinstance(p, jobs.Progress) and (p.total, p.label, p.unit, p.done, p.interval) == (
+    10,
+    "items",
+    "images",
+    3,
+    0,
+  )
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  assert distributed.main_progress(10, "items") is None
+
+
 def test_schedule_gather_and_wait_in_one_process(tmp_path):
   assert distributed.schedule([3, 1]) == [3, 1] and distributed.schedule([]) == []
   assert distributed.agree_max(7) == 7 and distributed.allgather(np.int64(2)).tolist() == [2]

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from ss_jax import GeneratorConfig
-from ss_jax.inversion import optimise as inversion
+from ss_jax.inversion import codes as inversion_codes
 from ss_jax.stylespace import manipulate, channels as stylespace
 from ss_jax.stylegan2.config import style_layout
 from ss_jax.toyfaces import attributes as attr_lib
+from ss_jax.toyfaces.eval import edit_scores
 from ss_jax.toyfaces.eval import inversion as ie
 from ss_jax.toyfaces.eval import inversion_table
 from ss_jax.toyfaces import parts, render
@@ -80,11 +81,11 @@ def test_toggle_directions_and_toggled_attributes():
   np.testing.assert_allclose(np.abs(moved), 0.5, rtol=1e-6)  # half of its [0, 1] range
   assert ((moved > 0) == (ie.toggle_directions(attrs, HAIR_COLOR) > 0)).all()
   np.testing.assert_array_equal(
-    ie.plan_directions(attrs, [_edit(HAT), _edit(HAIR_COLOR)])[1], ie.toggle_directions(attrs, HAIR_COLOR)
+    edit_scores.plan_directions(attrs, [_edit(HAT), _edit(HAIR_COLOR)])[1], ie.toggle_directions(attrs, HAIR_COLOR)
   )
   logits = np.zeros((3, attr_lib.NUM_ATTRIBUTES))
   logits[:, HAT] = [-1.0, 2.0, 0.0]
-  np.testing.assert_array_equal(ie.decision_directions(logits, [_edit(HAT)]), [[1, -1, 1]])
+  np.testing.assert_array_equal(edit_scores.decision_directions(logits, [_edit(HAT)]), [[1, -1, 1]])
 
 
 def _edit(attribute, channels=(0,), signs=(1,)):
@@ -122,15 +123,15 @@ def test_region_dilation_and_union():
   after = before.copy()
   before[0, 2, 2] = parts.PART_INDEX["hat"]
   after[0, 0, 4] = parts.PART_INDEX["glasses"]
-  r = ie.attribute_region(before, after, ("hat",), pixels=1)
+  r = edit_scores.attribute_region(before, after, ("hat",), pixels=1)
   expect = np.zeros((5, 5), bool)
   expect[1:4, 1:4] = True
   np.testing.assert_array_equal(r[0], expect)
-  r = ie.attribute_region(before, after, ("hat", "glasses"), pixels=1)  # the edited image's part counts too
+  r = edit_scores.attribute_region(before, after, ("hat", "glasses"), pixels=1)  # the edited image's part counts too
   expect[0:2, 3:5] = True
   np.testing.assert_array_equal(r[0], expect)
-  assert not ie.attribute_region(before, after, ("glasses",), pixels=1)[0, 4, 0]  # no wrap-around
-  np.testing.assert_array_equal(ie.attribute_region(before, after, ("hat",), pixels=0)[0], before[0] > 0)
+  assert not edit_scores.attribute_region(before, after, ("glasses",), pixels=1)[0, 4, 0]  # no wrap-around
+  np.testing.assert_array_equal(edit_scores.attribute_region(before, after, ("hat",), pixels=0)[0], before[0] > 0)
 
 
 def test_outside_change_and_pooled_share():
@@ -141,18 +142,18 @@ def test_outside_change_and_pooled_share():
   after[0, :2] = 0.5  # image 0: change only inside the region
   after[1, 2:, :, 0] = 1.0  # image 1: only outside
   # image 2: unchanged
-  share, total = ie.outside_change(before, after, region)
+  share, total = edit_scores.outside_change(before, after, region)
   np.testing.assert_allclose(share, [0.0, 1.0, 0.0])
   np.testing.assert_allclose(total, [8 * 3 * 0.5, 8 * 1.0, 0.0])
-  assert ie.pooled_share(share, total) == pytest.approx(8.0 / 20.0)
-  assert np.isnan(ie.pooled_share(share[2:], total[2:]))
+  assert edit_scores.pooled_share(share, total) == pytest.approx(8.0 / 20.0)
+  assert np.isnan(edit_scores.pooled_share(share[2:], total[2:]))
 
 
 def test_logit_effects_known_values():
   a = attr_lib.NUM_ATTRIBUTES
   before = np.zeros((2, a))
   std = np.full(a, 2.0)
-  same = ie.logit_effects(before, before, std, HAT, [1, -1])
+  same = edit_scores.logit_effects(before, before, std, HAT, [1, -1])
   np.testing.assert_array_equal(same["target"], 0)
   np.testing.assert_array_equal(same["others"], 0)
   np.testing.assert_array_equal(same["flipped"], [False, True])  # logit 0 reads as "absent"
@@ -162,7 +163,7 @@ def test_logit_effects_known_values():
   reliable = np.ones(a, bool)
   reliable[1] = False
   after[:, 1] = 100.0  # unreliable: ignored
-  eff = ie.logit_effects(before, after, std, HAT, [1, -1], reliable)
+  eff = edit_scores.logit_effects(before, after, std, HAT, [1, -1], reliable)
   np.testing.assert_allclose(eff["target"], [2.0, -2.0])
   np.testing.assert_array_equal(eff["flipped"], [True, False])
   np.testing.assert_allclose(eff["others"], 1.0 / (a - 2))  # mean over the 24 other reliable ones
@@ -172,9 +173,11 @@ def test_ground_truth_edit_is_local_with_exact_labels():
   x, labels, attrs = render.render(np.arange(ie.HELDOUT_SEED0, ie.HELDOUT_SEED0 + 16), 32)
   for a in (HAT, HAIR_COLOR, attr_lib.ATTRIBUTE_INDEX["mouth_open"]):
     x1, labels1 = render.render_attributes(ie.toggled_attributes(attrs, a), 32)
-    share, total = ie.outside_change(x, x1, ie.attribute_region(labels, labels1, attr_lib.ATTRIBUTES[a].parts))
+    share, total = edit_scores.outside_change(
+      x, x1, edit_scores.attribute_region(labels, labels1, attr_lib.ATTRIBUTES[a].parts)
+    )
     assert (total > 0).all()
-    assert ie.pooled_share(share, total) < 0.01  # measured: <= 0.002 (anti-aliasing beyond 1 px)
+    assert edit_scores.pooled_share(share, total) < 0.01  # measured: <= 0.002 (anti-aliasing beyond 1 px)
 
 
 # ---------------------------------------------------------------- edit plan
@@ -271,7 +274,7 @@ class StandInEncoder:
   """encode -> the generator's S of w_avg plus a fixed per-image offset."""
 
   def __init__(self, g):
-    self.base = np.asarray(inversion.start_code(g, "s", 1))
+    self.base = np.asarray(inversion_codes.start_code(g, "s", 1))
 
   def encode(self, x):
     off = 0.01 * np.random.RandomState(0).randn(len(x), self.base.shape[1])
@@ -282,7 +285,7 @@ def test_end_to_end_tiny():
   g = tiny.tiny_generator(0, CFG)
   targets, _, attrs = ie.heldout_renders(6, CFG.img_resolution)
   assert targets.shape == (6, 8, 8, 3) and targets.dtype == np.float32 and -1 <= targets.min() <= targets.max() <= 1
-  spread = inversion.latent_spread(g, num_samples=500)
+  spread = inversion_codes.latent_spread(g, num_samples=500)
   enc = StandInEncoder(g)
   outs = {
     m: ie.invert_method(g, m, targets, steps=3, hybrid_steps=2, perceptual=None, encoder=enc, spread=spread)
@@ -297,7 +300,7 @@ def test_end_to_end_tiny():
     ie.invert_method(g, "encoder", targets, steps=1, hybrid_steps=1)
 
   clf = StandInClassifier()
-  bank = np.asarray(inversion.start_code(g, "s", 1)) + np.random.RandomState(1).randn(64, g.num_style_channels)
+  bank = np.asarray(inversion_codes.start_code(g, "s", 1)) + np.random.RandomState(1).randn(64, g.num_style_channels)
   mean, std = bank.mean(0), bank.std(0)
   plan = ie.edit_plan(
     bank,
@@ -310,17 +313,21 @@ def test_end_to_end_tiny():
     num_channels=2,
   )
   logit_std = np.ones(attr_lib.NUM_ATTRIBUTES)
-  d = ie.plan_directions(attrs, plan)
+  d = edit_scores.plan_directions(attrs, plan)
   ref = clf.outputs(ie.heldout_renders(40, CFG.img_resolution, ie.REFERENCE_SEED0)[0])[1]
 
   hyb = outs["hybrid"]
-  still = ie.evaluate_edits(g, hyb["styles"], hyb["images"], d, plan, std, 0.0, clf, stand_in_segmenter, logit_std)
+  still = edit_scores.evaluate_edits(
+    g, hyb["styles"], hyb["images"], d, plan, std, 0.0, clf, stand_in_segmenter, logit_std
+  )
   np.testing.assert_allclose(still["edited"][0], hyb["images"], atol=1e-5)  # alpha 0: the reconstruction
   s0 = inversion_table.summarize_edits(still)
   assert s0["target"] == pytest.approx(0, abs=1e-5) and s0["others"] == pytest.approx(0, abs=1e-5)
   assert s0["num_edits"] == 12
 
-  ev = ie.evaluate_edits(g, hyb["styles"], hyb["images"], d, plan, std, 5.0, clf, stand_in_segmenter, logit_std)
+  ev = edit_scores.evaluate_edits(
+    g, hyb["styles"], hyb["images"], d, plan, std, 5.0, clf, stand_in_segmenter, logit_std
+  )
   assert ev["edited"].shape == (2, 6, 8, 8, 3) and ev["features"].shape == (12, 12)
   assert np.abs(ev["edited"] - hyb["images"][None]).max() > 1e-3
   row = inversion_table.summarize(
@@ -330,7 +337,7 @@ def test_end_to_end_tiny():
     ie.code_rms_z(hyb["styles"], mean, std, g.layout),
   )
   assert row["rms_z"] > 0
-  gt = ie.evaluate_ground_truth(targets, attrs, plan, clf, stand_in_segmenter, logit_std)
+  gt = edit_scores.evaluate_ground_truth(targets, attrs, plan, clf, stand_in_segmenter, logit_std)
   truth = inversion_table.summarize({"mse": np.zeros(6), "perceptual": np.zeros(6)}, gt, ref)
   for r in (row, truth):
     assert set(r["per_attribute"]) == {"hat", "hair_color"} and r["num_edits"] == 12 and r["num_images"] == 6

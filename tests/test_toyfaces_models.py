@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ss_jax.toyfaces import attributes, models, parts
+from ss_jax.toyfaces import model_metrics
 from ss_jax.toyfaces import train_helpers as th
 
 # Held-out quality bars, a little below what the shipped models measured on
@@ -43,14 +44,14 @@ def test_shipped_files_are_small_and_described():
 
 def test_segmenter_heldout_miou(segmenter, heldout):
   images, labels, _ = heldout
-  m = th.evaluate_segmenter(segmenter, images, labels)
+  m = model_metrics.evaluate_segmenter(segmenter, images, labels)
   assert m["miou"] >= MIN_MIOU, m
   assert m["pixel_accuracy"] >= 0.97, m
 
 
 def test_classifier_heldout_auc(classifier, heldout):
   images, _, attrs = heldout
-  m = th.evaluate_classifier(classifier, images, attrs)
+  m = model_metrics.evaluate_classifier(classifier, images, attrs)
   assert m["mean_auc"] >= MIN_MEAN_AUC, m
   # Binary attributes are easy: each must be nearly perfect.
   for name in np.array(attributes.ATTRIBUTE_NAMES)[attributes.BINARY]:
@@ -159,21 +160,21 @@ def test_roc_auc_matches_pairwise_count():
   rng = np.random.default_rng(0)
   scores = rng.integers(0, 5, size=(60, 3)).astype(float)  # Many ties.
   labels = rng.random((60, 3)) < 0.4
-  auc = th.roc_auc(scores, labels)
+  auc = model_metrics.roc_auc(scores, labels)
   for j in range(3):
     pos, neg = scores[labels[:, j], j], scores[~labels[:, j], j]
     d = pos[:, None] - neg[None, :]
     want = ((d > 0) + 0.5 * (d == 0)).mean()
     assert auc[j] == pytest.approx(want)
-  assert np.isnan(th.roc_auc(scores[:, 0], np.zeros(60)))
+  assert np.isnan(model_metrics.roc_auc(scores[:, 0], np.zeros(60)))
 
 
 def test_iou_from_confusion():
   true = np.array([0, 0, 1, 1, 2])
   pred = np.array([0, 1, 1, 1, 0])
-  conf = th.confusion_matrix(pred, true, 4)
-  np.testing.assert_allclose(th.iou_per_class(conf)[:3], [1 / 3, 2 / 3, 0.0])
-  assert np.isnan(th.iou_per_class(conf)[3])
+  conf = model_metrics.confusion_matrix(pred, true, 4)
+  np.testing.assert_allclose(model_metrics.iou_per_class(conf)[:3], [1 / 3, 2 / 3, 0.0])
+  assert np.isnan(model_metrics.iou_per_class(conf)[3])
 
 
 def test_training_resumes_exactly(tmp_path, monkeypatch):

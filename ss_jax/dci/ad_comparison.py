@@ -3,7 +3,7 @@
 The protocol (`run`), for every target attribute t that the classifier reads reliably:
 
 1. Population: N generator samples (seeds population_seed + i, psi as given) with w, S and
-   logits (`attribute_dependency.population`): the logit stds sigma_i, the channel stds
+   logits (`ad_population.population`): the logit stds sigma_i, the channel stds
    sigma_c, the W stds along each direction, the InterFaceGAN training set, the GANSpace PCA
    and the exemplar bank.
 2. Candidates (no held-out images used):
@@ -37,6 +37,7 @@ import numpy as np
 
 from ss_jax.stylespace import attribute_channels, directions
 from ss_jax.runtime import jobs
+from ss_jax.dci import ad_edits, ad_population
 from ss_jax.dci import attribute_dependency as ad
 
 METHODS = ("S best", "S theta-top", "InterFaceGAN", "GANSpace", "SeFa")
@@ -89,10 +90,10 @@ class Settings:
     return {k: v for k, v in dataclasses.asdict(self).items() if k != "matches"}
 
 
-def _negated(e: ad.Edit) -> ad.Edit:
+def _negated(e: ad_edits.Edit) -> ad_edits.Edit:
   """The opposite edit, named with ' (-)' toggled."""
   name = e.name[:-4] if e.name.endswith(" (-)") else e.name + " (-)"
-  return ad.Edit(name, e.space, -e.direction, dict(e.meta, sign=-e.meta.get("sign", 1.0)))
+  return ad_edits.Edit(name, e.space, -e.direction, dict(e.meta, sign=-e.meta.get("sign", 1.0)))
 
 
 def w_candidates(g, w, settings: Settings):
@@ -104,8 +105,13 @@ def w_candidates(g, w, settings: Settings):
     rows = directions.parse_rows(spec, g.config.num_ws)
     for j, u in enumerate(pca["components"]):
       out["GANSpace"].append(
-        ad.w_edit(
-          g, u, ad.direction_std(w, u), rows, f"GANSpace pc{j} rows {spec}", meta={"component": j, "method": "GANSpace"}
+        ad_edits.w_edit(
+          g,
+          u,
+          ad_edits.direction_std(w, u),
+          rows,
+          f"GANSpace pc{j} rows {spec}",
+          meta={"component": j, "method": "GANSpace"},
         )
       )
     layers = directions.layers_of_rows(g.layout, rows)
@@ -114,10 +120,10 @@ def w_candidates(g, w, settings: Settings):
     sf = directions.sefa(g, layers, settings.num_components)
     for j, u in enumerate(sf["components"]):
       out["SeFa"].append(
-        ad.w_edit(
+        ad_edits.w_edit(
           g,
           u,
-          ad.direction_std(w, u),
+          ad_edits.direction_std(w, u),
           rows,
           f"SeFa ev{j} rows {spec}",
           meta={"component": j, "layers": layers, "method": "SeFa"},
@@ -133,7 +139,7 @@ def s_candidates(g, pop, t, settings: Settings):
   r = attribute_channels.find_channels(pop["s"][ex], mean, std, g.layout)
   out = []
   for rank, f in enumerate(r["ranking"][: settings.s_candidates]):
-    e = ad.channel_edit(g.layout, [int(f)], std, sign=np.sign(r["z_mean"][f]) or 1.0)
+    e = ad_edits.channel_edit(g.layout, [int(f)], std, sign=np.sign(r["z_mean"][f]) or 1.0)
     e.meta.update(theta=float(r["theta"][f]), theta_rank=rank + 1)
     out.append(e)
   return out
@@ -141,10 +147,10 @@ def s_candidates(g, pop, t, settings: Settings):
 
 def interfacegan_edit(g, pop, t, name):
   fit = directions.interfacegan(pop["w"], pop["logits"][:, int(t)] > 0)
-  return ad.w_edit(
+  return ad_edits.w_edit(
     g,
     fit["direction"],
-    ad.direction_std(pop["w"], fit["direction"]),
+    ad_edits.direction_std(pop["w"], fit["direction"]),
     None,
     f"InterFaceGAN {name}",
     meta={k: fit[k] for k in ("train_accuracy", "holdout_accuracy", "l2")},
@@ -199,7 +205,7 @@ def run(
   workdir = pathlib.Path(workdir)
   mk = (lambda total, label: progress(total, label)) if progress else (lambda total, label: None)
   log(f"population: {settings.num_population} samples (w, S, logits)")
-  pop = ad.population(
+  pop = ad_population.population(
     workdir,
     g,
     attribute_fn,
@@ -210,7 +216,7 @@ def run(
     batch_size,
     mk(settings.num_population, "population"),
   )
-  sd = ad.logit_std(pop["logits"])
+  sd = ad_population.logit_std(pop["logits"])
   rate = (pop["logits"] > 0).mean(0)
   wanted = np.ones(len(names), bool) if targets is None else np.asarray(targets, bool)
   usable = [t for t in range(len(names)) if reliable[t] and settings.min_rate <= rate[t] <= 1 - settings.min_rate]

@@ -16,138 +16,29 @@ the target change; `at_target` reads a curve at a given target change (linear in
 the first crossing, from the unedited point (0, 0)), so edits of different spaces compare at
 a matched target change.
 
-An edit is a flat S direction (`Edit.direction`, (C,)) for strength 1; strength alpha renders
-S + alpha * direction. A channel edit moves channel c by alpha population stds (sigma_c); a
-W / W+ direction u moves w by alpha stds of the population's w along u (S changes exactly by
-alpha * sigma_u * directions.w_to_s(u), since styles are affine in w). So alpha counts
-population stds of the edited code in its own space.
+An edit (ss_jax.dci.ad_edits) is a flat S direction for strength 1; strength alpha renders
+S + alpha * direction, alpha counting population stds of the edited code in its own space.
 
 Images are rendered with the constant noise and classified by a `dci_sampling.AttributeFunction`
 (the ToyFaces classifier by default; any images -> (N, A) logits callable with names). Held-out
 images are a resumable `jobs.ShardedJob` over image seeds (`make_job` / `run_job`): each shard
 holds the unedited logits (n, A) and the edited ones (n, E, K, A) for every edit and strength;
 processes share the shards round-robin in lock-step (ss_jax.runtime.distributed). The population (w, S,
-logits of generator samples, for sigma_i, sigma_c and sigma_u) reuses the DCI sampling jobs.
+logits of generator samples, for sigma_i, sigma_c and sigma_u) and the classifier: ss_jax.dci.ad_population.
 """
 
-import dataclasses
-import hashlib
-import importlib
 import pathlib
 
 import numpy as np
 
 from ss_jax.dci import sampling as dci_sampling
-from ss_jax.stylespace import directions, manipulate, channels as stylespace
+from ss_jax.dci.ad_edits import edits_fingerprint
+from ss_jax.stylespace import channels as stylespace
 from ss_jax.runtime import fingerprints
-from ss_jax.runtime import distributed, jobs, line_plot, outputs
+from ss_jax.runtime import distributed, jobs, line_plot
 from ss_jax.runtime import images as images_lib
 
-POPULATION_DIR = "population"
 DEFAULT_IMAGES_PER_SHARD = 16
-
-
-# ----------------------------------------------------------------------------- edits
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Edit:
-  """One edit: S + alpha * direction.
-
-  Attributes:
-    name: label, e.g. 'S 3_43', 'InterFaceGAN', 'GANSpace pc2 rows 0-3'.
-    space: 's', 'w' or 'wplus' (where the edit was defined).
-    direction: (C,) float32 flat S change per unit strength.
-    meta: JSON-able description (channels, row range, sigma, component index, ...).
-  """
-
-  name: str
-  space: str
-  direction: np.ndarray
-  meta: dict = dataclasses.field(default_factory=dict)
-
-
-def channel_edit(layout, channels, std, sign=1.0, name=None) -> Edit:
-  """Channels ('L_C' names or flat indices) moved together by sign * sigma_c per unit strength."""
-  idx = manipulate.resolve_channels(layout, channels)
-  d = manipulate.direction(layout, idx, std) * np.float32(np.sign(sign) or 1.0)
-  names = stylespace.names_of(layout, idx)
-  name = name or "S " + "+".join(names) + (" (-)" if sign < 0 else "")
-  return Edit(
-    name, "s", d, {"channels": names, "sign": float(np.sign(sign) or 1.0), "sigma": [float(std[i]) for i in idx]}
-  )
-
-
-def direction_std(w, u) -> float:
-  """Population std of the codes projected on the unit vector along u.
-
-  w: (N, D) population codes; u: (D,), or (R, D) for a W+ direction, whose population codes
-  are w repeated on every row (projection w . sum_r u_r / |u|).
-  """
-  u = np.asarray(u, np.float64)
-  v = u.sum(0) if u.ndim == 2 else u
-  return float((np.asarray(w, np.float64) @ (v / np.linalg.norm(u))).std())
-
-
-def w_edit(g, u, sigma, rows=None, name="W direction", space=None, meta=None) -> Edit:
-  """W direction u (w_dim,) on `rows` (None: all rows = W) or W+ direction (num_ws, w_dim);
-  the unit vector along u moved sigma per unit strength."""
-  u = np.asarray(u, np.float64)
-  d = directions.w_to_s(g, u / np.linalg.norm(u) * float(sigma), rows)
-  space = space or ("w" if rows is None or len(rows) == g.config.num_ws else "wplus")
-  return Edit(
-    name, space, d, dict(meta or {}, sigma=float(sigma), rows="all" if rows is None else [int(r) for r in rows])
-  )
-
-
-def make_edits(g, pop, target, channel_groups=(), direction_paths=(), rows=None, interfacegan=False):
-  """Edits given by the user: S channel groups, W / W+ direction files, InterFaceGAN for `target`.
-
-  Args:
-    pop: population dict (w, s, logits) for the stds and the InterFaceGAN fit.
-    channel_groups: e.g. ['3_43', '6_113+6_114']: each group moved together by +sigma_c.
-    direction_paths: .npy files, (w_dim,) (applied on `rows`) or (num_ws, w_dim).
-    rows: w rows for the (w_dim,) directions (None: all).
-  """
-  std = pop["s"].std(0)
-  edits = [channel_edit(g.layout, grp.split("+"), std) for grp in channel_groups]
-  for path in direction_paths:
-    u = load_direction(path, g.config)
-    r = rows if u.ndim == 1 else None
-    edits.append(
-      w_edit(
-        g,
-        u,
-        direction_std(pop["w"], u),
-        r,
-        f"W {pathlib.Path(path).stem}",
-        space="wplus" if u.ndim == 2 else None,
-        meta={"file": str(path)},
-      )
-    )
-  if interfacegan:
-    fit = directions.interfacegan(pop["w"], pop["logits"][:, int(target)] > 0)
-    edits.append(
-      w_edit(
-        g,
-        fit["direction"],
-        direction_std(pop["w"], fit["direction"]),
-        None,
-        "InterFaceGAN",
-        meta={k: fit[k] for k in ("train_accuracy", "holdout_accuracy", "l2")},
-      )
-    )
-  if not edits:
-    raise ValueError("no edits given: pass channels, direction files or interfacegan")
-  return edits
-
-
-def edits_fingerprint(edits) -> str:
-  h = hashlib.sha1()
-  for e in edits:
-    h.update(e.name.encode())
-    h.update(np.ascontiguousarray(np.asarray(e.direction, np.float32)).tobytes())
-  return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- the metric
@@ -245,97 +136,6 @@ def summarize(curve, alphas, x_star) -> dict:
     "max_target_change": float(np.max(curve["target_change"])),
     "match": {"target_change": float(x_star), "alpha": alpha_at, "mean_ad": mean_at, "max_ad": max_at},
   }
-
-
-# ----------------------------------------------------------------------------- population
-
-
-def population(
-  workdir,
-  g,
-  attribute_fn,
-  num_samples,
-  seed=0,
-  psi=1.0,
-  samples_per_shard=1000,
-  batch_size=128,
-  progress=None,
-  mesh=None,
-) -> dict:
-  """w (N, w_dim), s (N, C), logits (N, A) of seeds seed .. seed + N - 1 (resumable, on every process).
-
-  The DCI sampling jobs under workdir/population/ (same conventions as experiments.dci).
-  """
-  if distributed.is_main():
-    outputs.claim(workdir)  # the workdir holds population/ and the edit jobs: one ss-jax folder
-  sjobs = dci_sampling.make_jobs(
-    pathlib.Path(workdir) / POPULATION_DIR,
-    g,
-    num_samples,
-    attribute_fn,
-    seed=seed,
-    psi=psi,
-    samples_per_shard=samples_per_shard,
-  )
-  dci_sampling.run_sampling(g, sjobs, attribute_fn, batch_size=batch_size, mesh=mesh, progress=progress)
-  distributed.wait_for_shards(sjobs.codes, sjobs.logits)
-  read = dci_sampling.read_array
-  return {"w": read(sjobs.codes, "w"), "s": read(sjobs.codes, "s"), "logits": read(sjobs.logits, "logits")}
-
-
-def logit_std(logits, eps=1e-6):
-  """(A,) float64 population std of each logit (floored at eps)."""
-  return np.maximum(np.asarray(logits, np.float64).std(0), eps)
-
-
-def toyfaces_reliable(names, min_accuracy=0.9, directory=None):
-  """(A,) bool: held-out accuracy (stored with the ToyFaces classifier, 1,024 renders) >= min_accuracy."""
-  from ss_jax.toyfaces import models
-
-  acc = models.load_classifier(directory).info.get("heldout_metrics", {}).get("accuracy", {})
-  if not acc:
-    raise ValueError("the classifier carries no held-out accuracy: pass the reliable attributes explicitly")
-  return np.array([acc.get(n, 0.0) >= min_accuracy for n in names])
-
-
-def reliable_mask(names, listed=None, classifier="toyfaces", min_accuracy=0.9):
-  """(A,) bool: the `listed` attributes; else, for the ToyFaces classifier, toyfaces_reliable; else None."""
-  if listed:
-    unknown = sorted(set(listed) - set(names))
-    if unknown:
-      raise ValueError(f"unknown attributes {unknown}; choose from {', '.join(names)}")
-    return np.array([n in listed for n in names])
-  return toyfaces_reliable(names, min_accuracy) if classifier == "toyfaces" else None
-
-
-def attribute_function(spec="toyfaces", names=None) -> dci_sampling.AttributeFunction:
-  """'toyfaces' (the shipped classifier, traceable) or 'package.module:function' (images -> (N, A) logits,
-  called on the host with numpy batches; `names` required)."""
-  if spec == "toyfaces":
-    return dci_sampling.toyfaces_attribute_function()
-  if ":" not in str(spec):
-    raise ValueError(f"unknown classifier {spec!r}: use 'toyfaces' or 'package.module:function'")
-  if not names:
-    raise ValueError("a classifier given as package.module:function needs its attribute names")
-  mod, attr = str(spec).split(":", 1)
-  try:
-    fn = getattr(importlib.import_module(mod), attr)
-  except (ImportError, AttributeError) as e:
-    raise ValueError(f"cannot load classifier {spec!r}: {e}") from e
-  return dci_sampling.AttributeFunction(fn, tuple(names), f"{spec}:{','.join(names)}", traceable=False)
-
-
-def load_direction(path, cfg):
-  """A W (w_dim,) or W+ (num_ws, w_dim) direction from a .npy (no pickles)."""
-  try:
-    u = np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path}: not a readable numeric .npy ({e})") from e
-  if u.shape not in ((cfg.w_dim,), (cfg.num_ws, cfg.w_dim)) or not np.all(np.isfinite(u)):
-    raise ValueError(
-      f"{path}: a direction must be finite with shape ({cfg.w_dim},) or ({cfg.num_ws}, {cfg.w_dim}), got {u.shape}"
-    )
-  return u.astype(np.float64)
 
 
 # ----------------------------------------------------------------------------- the held-out job

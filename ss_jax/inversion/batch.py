@@ -12,7 +12,8 @@ import numpy as np
 
 from ss_jax.runtime import fingerprints
 from ss_jax.inversion.noise import with_noise
-from ss_jax.inversion.optimise import DEFAULT_STEPS, invert, latent_spread
+from ss_jax.inversion.codes import latent_spread
+from ss_jax.inversion.optimise import DEFAULT_STEPS, invert
 from ss_jax.runtime import jobs
 
 JOB_NAME = "invert"

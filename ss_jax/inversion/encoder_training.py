@@ -43,6 +43,7 @@ import numpy as np
 import optax
 
 from ss_jax.inversion import encoder as enc_lib
+from ss_jax.inversion import normaliser
 from ss_jax.runtime import jobs
 from ss_jax.stylegan2 import sampling
 from ss_jax.stylespace import stats
@@ -169,7 +170,7 @@ _styles_jit = jax.jit(lambda g, ws: flatten_styles(g.styles(ws)))
 
 def compute_normaliser(
   g, num_samples: int = 10_000, seed: int = NORMALISER_SEED, batch_size: int = 256
-) -> enc_lib.Normaliser:
+) -> normaliser.Normaliser:
   """Code statistics of generator g at psi 1 over seeds seed .. seed + num_samples - 1.
 
   S: stats.population_stats (population mean and std). W: w_avg is the
@@ -187,16 +188,16 @@ def compute_normaliser(
     w = np.asarray(_mapping_jit(g, z), np.float64)[:k]
     m2 += np.square(w - w_avg).sum(0)
     n += k
-  return enc_lib.Normaliser.create(s_stats["mean"], s_stats["std"], w_avg, np.sqrt(m2 / n))
+  return normaliser.Normaliser.create(s_stats["mean"], s_stats["std"], w_avg, np.sqrt(m2 / n))
 
 
-def save_normaliser(path, norm: enc_lib.Normaliser):
+def save_normaliser(path, norm: normaliser.Normaliser):
   jobs.atomic_save_npz(path, **norm.to_arrays())
 
 
-def load_normaliser(path) -> enc_lib.Normaliser:
+def load_normaliser(path) -> normaliser.Normaliser:
   d = jobs.load_npz(path)
-  return enc_lib.Normaliser(**{f.name: jnp.asarray(d[f.name]) for f in dataclasses.fields(enc_lib.Normaliser)})
+  return normaliser.Normaliser(**{f.name: jnp.asarray(d[f.name]) for f in dataclasses.fields(normaliser.Normaliser)})
 
 
 # ----------------------------------------------------------------------------- loss and step
@@ -226,13 +227,13 @@ def loss_terms(config: enc_lib.EncoderConfig, settings: TrainSettings, params, g
   """
   s_norm, w_norm = enc_lib.predict(config, params, inputs)
   terms = {
-    "s_mse": jnp.mean(jnp.square(s_norm - enc_lib.normalise_s(norm, s))),
-    "wplus_mse": jnp.mean(jnp.square(w_norm - enc_lib.normalise_wplus(norm, wplus))),
+    "s_mse": jnp.mean(jnp.square(s_norm - normaliser.normalise_s(norm, s))),
+    "wplus_mse": jnp.mean(jnp.square(w_norm - normaliser.normalise_wplus(norm, wplus))),
   }
   total = settings.s_weight * terms["s_mse"] + settings.wplus_weight * terms["wplus_mse"]
   if settings.image_weight:
     k = settings.image_batch or len(images)
-    s_hat = unflatten_styles(g.layout, enc_lib.denormalise_s(norm, s_norm[:k]))
+    s_hat = unflatten_styles(g.layout, normaliser.denormalise_s(norm, s_norm[:k]))
     terms["image_mse"] = jnp.mean(jnp.square(g.synthesis(s_hat, noise_mode="const") - images[:k]))
     total = total + settings.image_weight * terms["image_mse"]
   return total, terms
@@ -364,9 +365,9 @@ def generated_metrics(
   codes, rec_s, rec_w = reconstructions(encoder, g, images, batch_size)
   norm = jax.tree.map(np.asarray, encoder.normaliser)
   return {
-    "s_nmse": float(np.mean(np.square(enc_lib.normalise_s(norm, codes["s"]) - enc_lib.normalise_s(norm, s)))),
+    "s_nmse": float(np.mean(np.square(normaliser.normalise_s(norm, codes["s"]) - normaliser.normalise_s(norm, s)))),
     "wplus_nmse": float(
-      np.mean(np.square(enc_lib.normalise_wplus(norm, codes["wplus"]) - enc_lib.normalise_wplus(norm, wplus)))
+      np.mean(np.square(normaliser.normalise_wplus(norm, codes["wplus"]) - normaliser.normalise_wplus(norm, wplus)))
     ),
     "s_mse": float(np.mean(np.square(codes["s"] - s))),
     "wplus_mse": float(np.mean(np.square(codes["wplus"] - wplus))),

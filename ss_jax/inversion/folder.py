@@ -18,6 +18,7 @@ import numpy as np
 from ss_jax.inversion import batch as batch_lib
 from ss_jax.inversion import encoder as encoder_lib
 from ss_jax.inversion import lpips
+from ss_jax.inversion import codes as inversion_codes
 from ss_jax.inversion import optimise as inversion
 from ss_jax.runtime import defaults, images, jobs
 from ss_jax.stylegan2.checkpoint import load_generator
@@ -167,7 +168,7 @@ def run(cfg: InvertConfig, log=sys.stderr):
     "seed": cfg.seed,
     "history_every": cfg.history_every,
     "encoder": (cfg.encoder or "shipped") if enc is not None else None,
-    "spread": {"num_samples": inversion.SPREAD_SAMPLES, "seed": inversion.SPREAD_SEED},
+    "spread": {"num_samples": inversion_codes.SPREAD_SAMPLES, "seed": inversion_codes.SPREAD_SEED},
   }
   job = batch_lib.make_job(
     pathlib.Path(cfg.workdir), g, [p.name for p in files], batch_lib.files_digest(files), cfg.batch_size, settings

@@ -12,7 +12,7 @@ The recipe follows the projector of stylegan2-ada-pytorch (formulas only):
   * During the first 75% of steps Gaussian noise of strength
       0.05 * sigma * max(0, 1 - t / 0.75)^2
     is added to the code before each forward pass (the gradient is applied to the
-    clean code). sigma is the spread of the generator's codes (`latent_spread`):
+    clean code). sigma is the spread of the generator's codes (codes.latent_spread):
     for W / W+ the scalar sqrt(E |w - w_avg|^2), for S the per-channel population std.
   * Optionally the per-layer noise maps are optimised too, with the multi-scale
     regulariser `noise_regularizer` and renormalised to zero mean, unit variance
@@ -53,13 +53,10 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ss_jax.stylespace import stats
+from ss_jax.inversion.codes import check_space, code_shape, code_to_styles, latent_spread, start_code
 from ss_jax.inversion.noise import noise_regularizer, normalize_noise, start_noise
 from ss_jax.runtime import distributed
-from ss_jax.stylegan2 import sampling
-from ss_jax.stylegan2.generator import flatten_styles, unflatten_styles
-
-SPACES = ("w", "wplus", "s")
+from ss_jax.stylegan2.generator import unflatten_styles
 
 # NVIDIA projector defaults.
 DEFAULT_STEPS = 1000
@@ -68,8 +65,6 @@ LR_RAMPUP = 0.05
 LR_RAMPDOWN = 0.25
 NOISE_INITIAL = 0.05
 NOISE_RAMP = 0.75
-SPREAD_SAMPLES = 10_000
-SPREAD_SEED = 123
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 
@@ -132,81 +127,6 @@ def latent_noise_strength(step, steps, initial=NOISE_INITIAL, ramp=NOISE_RAMP):
   """Latent noise std at `step` in units of the code spread: initial * max(0, 1 - t / ramp)^2."""
   t = jnp.asarray(step, jnp.float32) / steps
   return initial * jnp.square(jnp.maximum(0.0, 1.0 - t / ramp))
-
-
-# ---------------------------------------------------------------- codes
-
-
-def _check_space(space):
-  if space not in SPACES:
-    raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-
-
-def code_shape(g, space):
-  """Per-image shape of a code: (w_dim,), (num_ws, w_dim) or (num_style_channels,)."""
-  _check_space(space)
-  cfg = g.config
-  return {"w": (cfg.w_dim,), "wplus": (cfg.num_ws, cfg.w_dim), "s": (g.num_style_channels,)}[space]
-
-
-def code_to_styles(g, space, code):
-  """A code of `space` (N, *code_shape) -> flat S (N, num_style_channels) float32 (jittable)."""
-  _check_space(space)
-  if space == "s" and isinstance(code, (tuple, list)):
-    code = flatten_styles([jnp.asarray(b, jnp.float32) for b in code])
-  code = jnp.asarray(code, jnp.float32)
-  want = code_shape(g, space)
-  if code.ndim != 1 + len(want) or code.shape[1:] != want:
-    raise ValueError(f"a code of space {space!r} must have shape (N, {', '.join(map(str, want))}), got {code.shape}")
-  if space == "s":
-    return code
-  if space == "w":
-    code = jnp.broadcast_to(code[:, None], (code.shape[0], g.config.num_ws, g.config.w_dim))
-  return flatten_styles(g.styles(code))
-
-
-def start_code(g, space, n):
-  """(n, *code_shape) float32 numpy: w_avg (W), w_avg in every row (W+), styles(w_avg) (S)."""
-  w_avg = np.asarray(g.w_avg, np.float32)
-  if space == "w":
-    code = w_avg[None]
-  elif space == "wplus":
-    code = np.broadcast_to(w_avg, (1, g.config.num_ws, g.config.w_dim))
-  else:
-    code = np.asarray(code_to_styles(g, "w", w_avg[None]))
-  return np.repeat(np.asarray(code, np.float32), n, axis=0)
-
-
-def _spread_rows(g, z, c):
-  """(b, z_dim), (b, c_dim) -> (b, 1 + C): |w - w_avg|^2 and flat S of each sample (psi 1)."""
-  ws = g.mapping(z, c)
-  sq = jnp.sum(jnp.square(ws[:, 0] - g.w_avg), axis=1, keepdims=True)
-  return jnp.concatenate([sq, flatten_styles(g.styles(ws))], axis=1)
-
-
-def latent_spread(g, num_samples=SPREAD_SAMPLES, seed=SPREAD_SEED, batch_size=1000, mesh=None):
-  """Spread of the generator's codes from z ~ RandomState(seed).randn(num_samples, z_dim), psi 1.
-
-  Conditional models use class (i % c_dim) for sample i. mesh: default `distributed.local_mesh()`.
-
-  Returns:
-    dict(w_std: float, sqrt of the mean of |w - w_avg|^2 around g.w_avg (NVIDIA's
-    projector's scalar), s_mean: (C,) float64, s_std: (C,) float64 population
-    std (ddof 0) of flat S, num_samples, seed).
-  """
-  z = np.random.RandomState(seed).randn(num_samples, g.config.z_dim).astype(np.float32)
-  c = sampling.class_labels(g.config.c_dim, range(num_samples), None)
-  acc = stats.empty_moments(1 + g.num_style_channels)
-  for rows in distributed.map_batches(_spread_rows, g, (z, c), (), batch_size, mesh or distributed.local_mesh()):
-    acc = stats.merge_moments(acc, stats.batch_moments(rows))
-  n, mean, m2 = acc
-  return {
-    "w_std": float(np.sqrt(mean[0])),
-    "s_mean": mean[1:],
-    "s_std": np.sqrt(m2[1:] / n),
-    "num_samples": int(num_samples),
-    "seed": int(seed),
-  }
 
 
 def render(g, styles, noise=None):
@@ -421,7 +341,7 @@ def invert(
     seed, image_ids: latent noise of image i comes from (seed, image_ids[i]);
       image_ids default to arange(N). Give global ids when inverting a data set in
       batches, so results do not depend on the batching.
-    spread: `latent_spread(g)` to reuse (computed when None and steps > 0).
+    spread: `codes.latent_spread(g)` to reuse (computed when None and steps > 0).
     history_every: record the per-image loss every this many steps.
     chunk_size: steps per jitted call (None: all at once); progress is reported
       between chunks. Results do not depend on it.
@@ -436,7 +356,7 @@ def invert(
   Returns:
     InversionResult.
   """
-  _check_space(space)
+  check_space(space)
   steps, history_every = int(steps), int(history_every)
   if steps < 0:
     raise ValueError(f"steps must be >= 0, got {steps}")

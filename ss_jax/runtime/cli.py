@@ -20,8 +20,14 @@
     could not initialise, are hidden unless `--verbosity` is given (absl's own flag:
     0 shows INFO, 1 DEBUG).
 The validators are absl flag validators, so they run while the flags are parsed.
+
+Two helpers keep the binaries thin: `config_from_flags(Settings)` fills a library's settings
+dataclass from the flags of the same names, and `with exit_on(ValueError, ...):` turns the
+listed errors into one `error: <message>` line (exit status 1), the message as raised.
 """
 
+import contextlib
+import dataclasses
 import importlib.util
 import logging
 import math
@@ -114,7 +120,35 @@ def needs_module(name, value, module, what):
   )
 
 
+# ----------------------------------------------------------------------------- settings
+
+
+def config_from_flags(cls, flag_values=None, **given):
+  """An instance of the dataclass `cls` whose fields are the flags of the same names.
+
+  given: values of fields that are not flags (or replace them). A field without a flag of its
+  name is an error of the binary (KeyError), never silently left at a default.
+  flag_values: default the binary's (absl's global FLAGS).
+  """
+  fv = FLAGS if flag_values is None else flag_values
+  names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in given]
+  return cls(**{name: fv[name].value for name in names}, **given)
+
+
 # ----------------------------------------------------------------------------- errors
+
+
+@contextlib.contextmanager
+def exit_on(*errors):
+  """`with exit_on(ValueError, ...):` one of `errors` ends the binary with `error: <message>` (status 1).
+
+  For the errors a binary expects (bad input, a refused resume): the message as raised, without
+  the traceback even under --debug.
+  """
+  try:
+    yield
+  except errors as e:
+    sys.exit(f"error: {e}")
 
 
 def one_line(text) -> str:

@@ -22,7 +22,8 @@ it on 1 device, N local devices or M processes x N devices:
                           only its own rows. No collective runs inside the step.
   wait_for_shards(job)    barrier (`multihost_utils.sync_global_devices`), then a
                           short poll for the shard files, before process 0 merges.
-  is_main(), log(...)     process 0 alone prints and writes final outputs.
+  is_main(), log(...)     process 0 alone prints and writes final outputs;
+  main_progress(...)      its progress lines (None on the other processes).
 
 Rounds and steps are lock-step: in a multi-process run, every process makes the
 same sequence of `map_batches` / `schedule` / `wait_for_shards` calls (a process
@@ -132,6 +133,11 @@ def describe(mesh=None):
 
 def is_main():
   return jax.process_index() == 0
+
+
+def main_progress(total, label, unit="items", **kwargs):
+  """A jobs.Progress on process 0, None on the others (they advance in lock-step and stay quiet)."""
+  return jobs.Progress(total, label, unit, **kwargs) if is_main() else None
 
 
 def log(*args, **kwargs):

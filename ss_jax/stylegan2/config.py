@@ -21,8 +21,29 @@ def check_resolution_channels(img_resolution, channels, min_resolution):
     raise ValueError(f"channels needs {int(log2) - 1} entries (4..{img_resolution} px), got {len(channels)}")
 
 
+class NetworkConfig:
+  """What the generator's and the discriminator's configs share (a mixin of their dataclasses).
+
+  channels[k] is the width at resolution 2**(k + 2); fir the resampling filter taps; a config
+  goes to and comes from a plain dict (config.json) with tuples restored.
+  """
+
+  def channels_at(self, res):
+    return self.channels[int(math.log2(res)) - 2]
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d):
+    d = dict(d)
+    d["channels"] = tuple(d["channels"])
+    d["fir"] = tuple(d.get("fir", (1.0, 3.0, 3.0, 1.0)))
+    return cls(**d)
+
+
 @dataclasses.dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(NetworkConfig):
   """Hyper-parameters of a StyleGAN2 generator.
 
   channels[k] is the feature width at resolution 2**(k + 2) (4, 8, ..., R).
@@ -73,19 +94,6 @@ class GeneratorConfig:
     if self.c_dim == 0:
       return 0
     return self.embed_features or self.w_dim
-
-  def channels_at(self, res):
-    return self.channels[int(math.log2(res)) - 2]
-
-  def to_dict(self):
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, d):
-    d = dict(d)
-    d["channels"] = tuple(d["channels"])
-    d["fir"] = tuple(d.get("fir", (1.0, 3.0, 3.0, 1.0)))
-    return cls(**d)
 
 
 def nvidia_channels(resolution, channel_base=32768, channel_max=512):

@@ -34,11 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ss_jax.stylegan2 import ops
-from ss_jax.stylegan2.config import check_resolution_channels
+from ss_jax.stylegan2.config import NetworkConfig, check_resolution_channels
 
 
 @dataclasses.dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(NetworkConfig):
   """Static hyper-parameters; channels[k] is the width at resolution 2**(k + 2) (4..R)."""
 
   img_resolution: int
@@ -53,23 +53,10 @@ class DiscriminatorConfig:
     object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
     object.__setattr__(self, "fir", tuple(float(f) for f in self.fir))
 
-  def channels_at(self, res):
-    return self.channels[int(math.log2(res)) - 2]
-
   @property
   def block_resolutions(self):
     """Block input resolutions, highest first: R, R/2, ..., 8."""
     return tuple(2**k for k in range(int(math.log2(self.img_resolution)), 2, -1))
-
-  def to_dict(self):
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, d):
-    d = dict(d)
-    d["channels"] = tuple(d["channels"])
-    d["fir"] = tuple(d.get("fir", (1.0, 3.0, 3.0, 1.0)))
-    return cls(**d)
 
 
 def init_params(cfg: DiscriminatorConfig, key):

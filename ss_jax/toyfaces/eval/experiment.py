@@ -20,6 +20,7 @@ import numpy as np
 
 from ss_jax.runtime import fingerprints
 from ss_jax.inversion import encoder as encoder_lib
+from ss_jax.inversion import codes as inversion_codes
 from ss_jax.inversion import optimise as inversion
 from ss_jax.runtime import defaults, images, jobs
 from ss_jax.stylegan2 import sampling as sampling_lib
@@ -27,6 +28,7 @@ from ss_jax.stylegan2.checkpoint import load_generator
 from ss_jax.stylespace import manipulate, stats
 from ss_jax.toyfaces import attributes as attr_lib
 from ss_jax.toyfaces import evaluate, models
+from ss_jax.toyfaces.eval import edit_scores
 from ss_jax.toyfaces.eval import inversion as ie
 from ss_jax.toyfaces.eval import inversion_table as inversion_table_lib
 
@@ -133,8 +135,10 @@ def _pilot(cfg, g, st, plan_fn, classifier, segmenter, logit_std, reliable, alph
   _log(f"pilot: {len(plan)} candidate attributes on {cfg.pilot_images} generated samples")
   s = sampling_lib.styles_from_seeds(g, seeds, psi=1.0)
   x = manipulate.render(g, s, batch_size=cfg.batch_size)
-  d = ie.decision_directions(classifier.classify(x), plan)
-  ev = ie.evaluate_edits(g, s, x, d, plan, st["std"], alpha, classifier, segmenter, logit_std, reliable, cfg.batch_size)
+  d = edit_scores.decision_directions(classifier.classify(x), plan)
+  ev = edit_scores.evaluate_edits(
+    g, s, x, d, plan, st["std"], alpha, classifier, segmenter, logit_std, reliable, cfg.batch_size
+  )
   summary = inversion_table_lib.summarize_edits(ev)["per_attribute"]
   text = (
     f"Pilot: top {num_channels} channel(s) per attribute, alpha {alpha:g}, edits of "
@@ -206,7 +210,7 @@ def run(cfg: TableConfig, command_args=()):
     "lr": cfg.lr,
     "lpips": cfg.lpips,
     "losses": losses.to_dict(),
-    "spread": {"num_samples": inversion.SPREAD_SAMPLES, "seed": inversion.SPREAD_SEED},
+    "spread": {"num_samples": inversion_codes.SPREAD_SAMPLES, "seed": inversion_codes.SPREAD_SEED},
   }
   enc_id = fingerprints.tree_fingerprint(encoder.params) if encoder is not None else None
   spread = None
@@ -221,7 +225,7 @@ def run(cfg: TableConfig, command_args=()):
       spec["encoder"] = enc_id
     n_steps = {"encoder": 0, "hybrid": cfg.hybrid_steps}.get(m, cfg.steps)
     if spread is None and n_steps > 0 and not (workdir / "methods" / f"{m}.npz").exists():
-      spread = inversion.latent_spread(g)
+      spread = inversion_codes.latent_spread(g)
 
     def compute(m=m, n_steps=n_steps):
       _log(f"{m}: inverting {cfg.num_images} images ({n_steps} steps)")
@@ -266,16 +270,16 @@ def run(cfg: TableConfig, command_args=()):
     "fd_recon": evaluate.frechet_distance(floor_feats[0][: cfg.num_images], ref_feats),
   }
   rows, recons, edits = {}, {}, {}
-  gt = ie.evaluate_ground_truth(targets, attrs, plan, classifier, segmenter, logit_std, reliable)
+  gt = edit_scores.evaluate_ground_truth(targets, attrs, plan, classifier, segmenter, logit_std, reliable)
   rows[ie.GROUND_TRUTH] = inversion_table_lib.summarize(
     {"mse": np.zeros(len(targets)), "perceptual": np.zeros(len(targets))}, gt, ref_feats
   )
   edits["true"] = gt["edited"]
-  directions = ie.plan_directions(attrs, plan)
+  directions = edit_scores.plan_directions(attrs, plan)
   for m in methods:
     o = outs[m]
     err = ie.reconstruction_errors(targets, o["images"], perceptual)
-    ev = ie.evaluate_edits(
+    ev = edit_scores.evaluate_edits(
       g,
       o["styles"],
       o["images"],

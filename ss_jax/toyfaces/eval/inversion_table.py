@@ -9,7 +9,8 @@ import numpy as np
 from ss_jax.runtime import images as images_lib
 from ss_jax.stylespace import manipulate
 from ss_jax.toyfaces import evaluate
-from ss_jax.toyfaces.eval.inversion import Edit, pooled_share
+from ss_jax.toyfaces.eval.edit_scores import pooled_share
+from ss_jax.toyfaces.eval.inversion import Edit
 
 
 def _edit_means(scores):
