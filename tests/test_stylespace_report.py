@@ -85,12 +85,17 @@ def _bin(name, *args, ok=True):
   return r
 
 
-def test_binaries_end_to_end(tmp_path):
+def _checkpoint_and_stats(tmp_path):
+  """tmp_path/ckpt (the tiny generator) and tmp_path/stats.npz (a random population std) for the binaries."""
   g = tiny_generator()
   save_generator(g, tmp_path / "ckpt")
   rng = np.random.RandomState(0)
   c = g.num_style_channels
   stats.save(tmp_path / "stats.npz", {"mean": rng.rand(c), "std": rng.rand(c) + 0.5, "count": 10}, g.layout)
+
+
+def test_binaries_end_to_end(tmp_path):
+  _checkpoint_and_stats(tmp_path)
   wd = str(tmp_path / "wd")
   _bin(
     "gradient_maps",
@@ -208,11 +213,7 @@ def test_report_of_a_streamed_workdir_equals_the_stored_one(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_binaries_on_a_streamed_workdir(tmp_path):
   """gradient_maps --stream, detect_local (verification included) and report through the binaries."""
-  g = tiny_generator()
-  save_generator(g, tmp_path / "ckpt")
-  rng = np.random.RandomState(0)
-  c = g.num_style_channels
-  stats.save(tmp_path / "stats.npz", {"mean": rng.rand(c), "std": rng.rand(c) + 0.5, "count": 10}, g.layout)
+  _checkpoint_and_stats(tmp_path)
   wd = str(tmp_path / "wd")
   seg = "--segmenter=test_stylespace_report:quadrants"
   _bin("gradient_maps", f"--checkpoint={tmp_path / 'ckpt'}", "--seeds=0-4", "--resolution=8", f"--workdir={wd}")
