@@ -7,7 +7,9 @@ manipulation strips (s_c + alpha * std_c), the per-layer histogram and the setti
 verified.json (detect_local's default step), the verification: measured locality against a
 random baseline and edit figures on held-out seeds (ss_jax.stylespace.verification_report).
 index.html links PNG files next to it (relative paths, no server needed). The
-generator defaults to the checkpoint the gradient maps were computed with.
+generator defaults to the checkpoint the gradient maps were computed with. Works on stored
+gradient maps and on a `gradient_maps --stream` workdir alike (the first shard's images from
+gradstats/examples.npz, mean maps from the summed maps).
 """
 
 import sys
@@ -44,10 +46,10 @@ def main(argv):
 
   try:
     alphas = [float(a) for a in FLAGS.alphas]
-    gm = storage.open_job(FLAGS.workdir, storage.GRADMAPS)
+    spec = report.open_analysis(FLAGS.workdir, FLAGS.name).spec  # stored maps or --stream statistics
     std = None  # the generator also draws the verification figures (held-out edits)
-    g = load_generator(FLAGS.checkpoint or gm.spec["checkpoint"])
-    if g.config != any_config_from_dict(gm.spec["config"]):
+    g = load_generator(FLAGS.checkpoint or spec["checkpoint"])
+    if g.config != any_config_from_dict(spec["config"]):
       raise ValueError("the checkpoint is not the generator the gradient maps were computed with")
     storage.check_generator(g)
     if FLAGS.stats:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ss_jax import Generator, GeneratorConfig
-from ss_jax.stylespace import locally_active as la, segmentation
+from ss_jax.stylespace import detection_stats as ds, locally_active as la, segmentation
 from ss_jax.stylespace.gradmaps import storage
 from ss_jax.stylegan2.config import style_layout
 
@@ -44,13 +44,13 @@ def test_concentrated_map_wins_its_region():
   maps = np.full((1, 2, 4, 4), 0.01, np.float32)
   maps[0, 0, :2, :2] = 1.0  # channel 0 lives on region 1
   maps[0, 1, 2:, :] = 1.0  # channel 1 lives on region 0
-  n, area = la.overlap_counts(maps, cats, 3)
+  n, area = ds.overlap_counts(maps, cats, 3)
   np.testing.assert_array_equal(area, [[12, 4, 0]])
   # Channel 1: its 8 hot cells + the first 4 cold cells in row-major order (2 of them in region 1).
   np.testing.assert_array_equal(n[0], [[8, 4, 0], [10, 0, 0]])
-  s = la.overlap_scores(n, area, 2.0)
+  s = ds.overlap_scores(n, area, 2.0)
   assert np.isnan(s[0, :, 2]).all()  # absent category
-  np.testing.assert_array_equal(la.winners(s), [[1, 0]])
+  np.testing.assert_array_equal(ds.winners(s), [[1, 0]])
 
 
 def test_discount_prefers_small_regions():
@@ -60,22 +60,22 @@ def test_discount_prefers_small_regions():
   m[0] = [1.0, 1.0, 0.05, 0.05]  # half of the small region is hot
   m[1:] = 0.9
   m[3, 1:] = 0.01  # 9 of the 12 big-region cells are warm
-  n, area = la.overlap_counts(m[None, None], cats, 2)
+  n, area = ds.overlap_counts(m[None, None], cats, 2)
   np.testing.assert_array_equal(n[0, 0], [9, 2])
-  got = {d: int(la.winners(la.overlap_scores(n, area, d))[0, 0]) for d in (0.0, 1.0, 2.0)}
+  got = {d: int(ds.winners(ds.overlap_scores(n, area, d))[0, 0]) for d in (0.0, 1.0, 2.0)}
   assert got == {0.0: 0, 1.0: 0, 2.0: 1}
 
 
 def test_ties_and_zero_maps():
   cats = np.array([[[0, 1], [1, 1]]])
   flat = np.ones((1, 1, 2, 2), np.float32)  # all tied: the top-k cells are the first k (row-major)
-  n, _ = la.overlap_counts(flat, cats, 2)
+  n, _ = ds.overlap_counts(flat, cats, 2)
   np.testing.assert_array_equal(n[0, 0], [1, 2])
   zero = np.zeros((1, 1, 2, 2), np.float32)  # zero cells never count -> no winner
-  n, area = la.overlap_counts(zero, cats, 2)
-  assert n.sum() == 0 and la.winners(la.overlap_scores(n, area))[0, 0] == -1
+  n, area = ds.overlap_counts(zero, cats, 2)
+  assert n.sum() == 0 and ds.winners(ds.overlap_scores(n, area))[0, 0] == -1
   tie = np.array([[[1.0, 1.0]]])  # equal scores -> lowest category id
-  assert la.winners(tie)[0, 0] == 0
+  assert ds.winners(tie)[0, 0] == 0
 
 
 def test_vectorised_matches_loop_and_streaming_matches_batch():
@@ -85,10 +85,10 @@ def test_vectorised_matches_loop_and_streaming_matches_batch():
   cats = rng.randint(0, 4, (10, 8, 8))
   cats[:5][cats[:5] == 3] = 2  # category 3 absent from half the images
   wins, present = reference_stats(maps, cats, 5, 2.0)
-  full = la.accumulate(maps, cats, 5, 2.0)
+  full = ds.accumulate(maps, cats, 5, 2.0)
   np.testing.assert_array_equal(full.wins, wins)
   np.testing.assert_array_equal(full.present, present)
-  parts = [la.accumulate(maps[a:b], cats[a:b], 5, 2.0, chunk_size=2) for a, b in ((0, 3), (3, 4), (4, 10))]
+  parts = [ds.accumulate(maps[a:b], cats[a:b], 5, 2.0, chunk_size=2) for a, b in ((0, 3), (3, 4), (4, 10))]
   stream = parts[0] + parts[1] + parts[2]
   np.testing.assert_array_equal(stream.wins, full.wins)
   np.testing.assert_array_equal(stream.present, full.present)
@@ -201,3 +201,45 @@ def test_jobs_resume_after_a_kill(tmp_path):
   assert names and all(n.startswith("2_") for n in names)
   with pytest.raises(ValueError, match="different settings"):
     storage.gradient_map_job(tmp_path / "a", g, range(8), "tiny", 8, images_per_shard=3)
+
+
+def _outputs(d):
+  """detections.json, layer_histogram.json and the arrays of local.npz / mean_maps.npz of a job folder."""
+  import json
+
+  from ss_jax.runtime import jobs
+
+  out = {f: json.loads((d / f).read_text()) for f in ("detections.json", "layer_histogram.json")}
+  for f in ("local.npz", "mean_maps.npz"):
+    out.update({f"{f}:{k}": v.tolist() for k, v in jobs.load_npz(d / f).items()})
+  return out
+
+
+def test_score_shards_without_mass_sums_still_load(tmp_path):
+  """Score shards as written before the gradient-mass sums existed (official sums and cats only) give
+  the same detections, the same official sums and the mass sums of fresh shards; resuming such a job
+  writes new-format shards beside them."""
+  from ss_jax.stylespace import verified_detection as vd
+
+  g = tiny_generator()
+  (ref, _), gm, job = _run(tmp_path, g)
+  want = ds.load(job, gm).to_arrays()
+  assert set(ds.MASS_KEYS) <= set(job.read(0).keys())
+  ref_files = _outputs(job.dir)
+  ref_mass, _ = vd.finalize(job, gm, "mass", mass_threshold=0.05)
+  for i in range(job.num_shards):  # the old format: LocalStats.to_arrays() + cats
+    d = job.read(i)
+    job.write(i, **{k: d[k] for k in ds.OFFICIAL_KEYS + ("cats",)})
+  assert not set(ds.MASS_KEYS) & set(job.read(1).keys())
+  for attempt in range(2):  # re-summed from the stored maps, then read from the cache
+    got = ds.load(job, gm).to_arrays()
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want), attempt
+    assert (job.dir / ds.STATS_FILE).is_file()
+  assert la.finalize(job, gm, threshold=0.3, margin=0.1)[0] == ref and _outputs(job.dir) == ref_files
+  assert vd.finalize(job, gm, "mass", mass_threshold=0.05)[0] == ref_mass
+  job.shard_path(2).unlink()  # resume: the missing shard is scored in the new format, the others kept
+  (job.dir / ds.STATS_FILE).unlink()
+  la.run_detection(job, gm, _quadrants, segmentation.FFHQ)
+  assert set(ds.MASS_KEYS) <= set(job.read(2).keys()) and not set(ds.MASS_KEYS) & set(job.read(0).keys())
+  got = ds.load(job, gm).to_arrays()
+  assert all(np.array_equal(got[k], want[k]) for k in want)

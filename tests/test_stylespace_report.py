@@ -85,12 +85,17 @@ def _bin(name, *args, ok=True):
   return r
 
 
-def test_binaries_end_to_end(tmp_path):
+def _checkpoint_and_stats(tmp_path):
+  """tmp_path/ckpt (the tiny generator) and tmp_path/stats.npz (a random population std) for the binaries."""
   g = tiny_generator()
   save_generator(g, tmp_path / "ckpt")
   rng = np.random.RandomState(0)
   c = g.num_style_channels
   stats.save(tmp_path / "stats.npz", {"mean": rng.rand(c), "std": rng.rand(c) + 0.5, "count": 10}, g.layout)
+
+
+def test_binaries_end_to_end(tmp_path):
+  _checkpoint_and_stats(tmp_path)
   wd = str(tmp_path / "wd")
   _bin(
     "gradient_maps",
@@ -146,3 +151,92 @@ def test_binaries_end_to_end(tmp_path):
     report.build_report(wd, out, channels="1_0")
   with pytest.raises(ValueError, match="bad channel name"):
     report.build_report(wd, out, channels="2-1")
+
+
+def _strip(g, styles, channels, alphas, std):
+  """Stand-in manipulation strip: the channel's style values of the strip's images, as grey levels."""
+  v = np.clip(np.asarray(styles)[:, channels] * 40 + 128, 0, 255).astype(np.uint8)  # (N, 1)
+  return np.repeat(v[:, :, None], 3, axis=2).repeat(len(alphas), axis=1)
+
+
+def test_report_of_a_streamed_workdir_equals_the_stored_one(tmp_path, monkeypatch):
+  """The same images analysed with stored maps and streamed (the stream fed the stored maps): same page,
+  same pictures (mean maps, strips from the first shard's styles, examples), extra channels included."""
+  from ss_jax.stylespace import segmentation, verified_detection as vd
+  from ss_jax.stylespace.gradmaps import api, stream
+  from test_stylespace_locally_active import _quadrants, _run
+
+  g = tiny_generator()
+  (_, _), gm, job = _run(tmp_path / "stored", g)
+  vd.finalize(job, gm, "official", 0.3, 0.1)
+
+  def map_shards(spec, shards, g, chunk_size=None, method="auto", mesh=None):
+    for i in shards:
+      d = gm.read(i)
+      yield i, d["index"], d["seeds"], d["styles"], d["images"] / 127.5 - 1.0, d["maps"]
+
+  monkeypatch.setattr(api, "map_shards", map_shards)
+  sj = stream.stream_job(
+    tmp_path / "streamed",
+    g,
+    range(7),
+    "tiny",
+    {"segmenter": "quadrants"},
+    segmentation.FFHQ,
+    resolution=8,
+    images_per_shard=3,
+  )
+  stream.run(sj, g, _quadrants)
+  sc = vd.score_workdir(tmp_path / "streamed")
+  assert sc.streamed and not (tmp_path / "streamed" / "gradmaps").exists()
+  vd.finalize(sc.job, sc.gm, "official", 0.3, 0.1, stats=sc.stats, maps_fn=sc.maps_fn)
+  pages = {}
+  for kind in ("stored", "streamed"):
+    out = tmp_path / f"report_{kind}"
+    std = np.ones(g.num_style_channels)
+    path = report.build_report(tmp_path / kind, out, g=g, std=std, channels="2_1,0_3", manipulation_fn=_strip)
+    check_html(path)
+    files = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    pages[kind] = path.read_text(), {f: (out / f).read_bytes() for f in files}
+  assert report.open_analysis(tmp_path / "streamed").streamed and not report.open_analysis(tmp_path / "stored").streamed
+  html_text, files = pages["streamed"]
+  assert html_text == pages["stored"][0] and files == pages["stored"][1]
+  names = {str(f) for f in files}
+  assert {"maps/2_1.png", "maps/0_3.png", "strips/2_1.png", "examples/00000.png", "examples/00000_cats.png"} <= names
+  assert "no manipulation strips" not in html_text
+  assert sum(n.startswith("maps/") for n in names) > 2  # detected channels' mean maps besides the extra ones
+  (sc.job.dir / "stats.npz").unlink()  # extra channels' mean maps come from the summed maps
+  with pytest.raises(ValueError, match="stats.npz not found"):
+    report.build_report(tmp_path / "streamed", tmp_path / "report_x", g=g, channels="2_1", manipulation_fn=_strip)
+
+
+@pytest.mark.slow
+def test_binaries_on_a_streamed_workdir(tmp_path):
+  """gradient_maps --stream, detect_local (verification included) and report through the binaries."""
+  _checkpoint_and_stats(tmp_path)
+  wd = str(tmp_path / "wd")
+  seg = "--segmenter=test_stylespace_report:quadrants"
+  _bin("gradient_maps", f"--checkpoint={tmp_path / 'ckpt'}", "--seeds=0-4", "--resolution=8", f"--workdir={wd}")
+  _bin(
+    "gradient_maps",
+    f"--checkpoint={tmp_path / 'ckpt'}",
+    "--seeds=0-4",
+    "--resolution=8",
+    f"--workdir={tmp_path / 'st'}",
+    "--stream",
+    seg,
+    "--categories=ffhq",
+  )
+  assert not (tmp_path / "st" / "gradmaps").exists()
+  args = ["--score=official", "--threshold=0.3", "--margin=0.1", "--verify_seeds=100-101"]
+  _bin("detect_local", f"--workdir={wd}", seg, "--categories=ffhq", *args)
+  _bin("detect_local", f"--workdir={tmp_path / 'st'}", *args)
+  pages = {}
+  for w in (wd, str(tmp_path / "st")):
+    out = pathlib.Path(w + "_report")
+    _bin("report", f"--workdir={w}", f"--stats={tmp_path / 'stats.npz'}", f"--outdir={out}", "--channels=2_1")
+    p = check_html(out / "index.html")
+    pages[w] = sorted(p.srcs)
+    assert "maps/2_1.png" in p.srcs and any(s.startswith("strips/") for s in p.srcs)
+    assert any(s.startswith("verify/") for s in p.srcs) and "examples/00000.png" in p.srcs
+  assert pages[wd] == pages[str(tmp_path / "st")]

@@ -25,7 +25,7 @@ import pathlib
 import numpy as np
 
 from ss_jax.runtime import jobs
-from ss_jax.stylespace import locally_active, segmentation, stats, channels as stylespace
+from ss_jax.stylespace import detection_stats, locally_active, segmentation, stats, channels as stylespace
 
 ON_THE_FLY_SAMPLES = 2000
 ON_THE_FLY_PSI = 0.7
@@ -163,7 +163,7 @@ def measure_locality(
   maps = np.asarray(gradmaps.gradient_maps(g, flat, resolution=resolution))  # (N, Cc, P, P)
   p = maps.shape[-1]
   cats = segmentation.reduce_labels(table.merge(segmentation.segment(segmenter, imgs)), p, table.num_categories)
-  st = locally_active.accumulate(maps, cats, table.num_categories)
+  st = detection_stats.accumulate(maps, cats, table.num_categories)
   frac, cover = st.fractions(), st.mean_coverage()
   considered = stylespace.considered_indices(layout)
   det = {"categories": []}

@@ -14,7 +14,7 @@ import uuid
 
 import numpy as np
 
-from ss_jax.stylespace import locally_active, segmentation, stats, channels as stylespace
+from ss_jax.stylespace import detection_stats, segmentation, stats, channels as stylespace
 from ss_jax.runtime import fingerprints
 from ss_jax.explorer import catalogue as catalogue_lib
 from ss_jax.explorer import edit_spec, renderer, uploads, views
@@ -234,13 +234,13 @@ class Explorer:
     return views.changed_region(delta), f"|delta| > {views.CHANGED_FRACTION:g} of its max (no segmenter)"
 
   def _best_category(self, key, img, row, flat):
-    """Winning category of one channel on one image (locally_active's overlap score), or None."""
+    """Winning category of one channel on one image (the paper's overlap score, detection_stats), or None."""
     m = self._channel_map(key, row, flat)
     cats = self._categories(key, img)
     k = self.table.num_categories
     small = segmentation.reduce_labels(cats[None], m.shape[0], k)
-    n, area = locally_active.overlap_counts(m[None, None], small, k)
-    win = locally_active.winners(locally_active.overlap_scores(n, area))[0, 0]
+    n, area = detection_stats.overlap_counts(m[None, None], small, k)
+    win = detection_stats.winners(detection_stats.overlap_scores(n, area))[0, 0]
     return None if win < 0 else int(win)
 
   def _channel_map(self, key, row, flat):

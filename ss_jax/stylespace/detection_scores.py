@@ -20,57 +20,15 @@ Thresholds and the default were chosen against the edit-based ground truth of th
 model (`benchmarks.bench_verification`, docs/verification/README.md), not on a held-out model.
 
 Both rules read the sums of `detection_stats.DetectionStats` (defined there once, for stored and
-streamed maps): mass[c, k] is its `mean_mass_share()`, a_k its `mean_area_share()`. Detection jobs
-scored before the mass sums existed are re-summed from their stored maps (`job_stats`).
+streamed maps; `detection_stats.load` reads a stored job's, re-summing score shards written before
+the mass sums existed): mass[c, k] is its `mean_mass_share()`, a_k its `mean_area_share()`.
 """
 
-import dataclasses
-
 import numpy as np
-
-from ss_jax.runtime import jobs
-from ss_jax.stylespace import detection_stats
 
 SCORES = ("official", "mass", "union")
 DEFAULT_SCORE = "union"
 DEFAULT_MASS_THRESHOLD = 0.15
-STATS_FILE = "detection_stats.npz"
-
-
-def job_stats(job, gm):
-  """DetectionStats of a stored-maps detection job (official and gradient-mass sums, shard order).
-
-  Shards scored with `detection_stats.accumulate` hold every sum; older shards (official sums only)
-  are re-summed from their category maps and the stored gradient maps, cached in job.dir/STATS_FILE.
-  """
-  from ss_jax.stylespace.gradmaps import storage
-
-  if all(set(detection_stats.MASS_KEYS) <= set(job.read(i).keys()) for i in range(job.num_shards)):
-    return detection_stats.load_shards(job)
-  path = job.dir / STATS_FILE
-  key = np.array([job.num_shards, gm.num_shards])
-  if path.is_file():
-    d = jobs.load_npz(path)
-    if np.array_equal(d.pop("key"), key):
-      return detection_stats.DetectionStats.from_arrays(d)
-  from ss_jax.stylespace import locally_active
-
-  k, total = len(job.spec["table"]["categories"]), None
-  for i in range(job.num_shards):
-    d = job.read(i)
-    st = detection_stats.accumulate(storage.read_gradient_maps(gm, i)["maps"], d["cats"], k, job.spec["discount"])
-    off = locally_active.LocalStats.from_arrays(d)  # the shard's own official sums, exactly
-    st = dataclasses.replace(
-      st,
-      wins=off.wins,
-      present=off.present,
-      score_sum=off.score_sum,
-      coverage_sum=off.coverage_sum,
-      num_images=off.num_images,
-    )
-    total = st if total is None else total + st
-  jobs.atomic_save_npz(path, key=key, **total.to_arrays())
-  return total
 
 
 def mass_excess(mass, area):

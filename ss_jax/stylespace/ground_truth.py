@@ -131,13 +131,13 @@ def run_benchmark(
   job = locally_active.detection_job(workdir, gm, source, table)
   if job.pending():
     t = time.time()
-    locally_active.run_detection(job, gm, labels_fn, table, accumulate_fn=detection_stats.accumulate)
+    locally_active.run_detection(job, gm, labels_fn, table)
     timings["scoring_s"] = timings.get("scoring_s", 0.0) + time.time() - t
     save()
   layout, considered, _ = storage.job_layout(gm)
   c, k = len(considered), table.num_categories
-  frac = locally_active.load_stats(job).fractions()
-  st = detection_scores.job_stats(job, gm)
+  st = detection_stats.load(job, gm)
+  frac = st.fractions()
   mass, area = st.mean_mass_share(), st.mean_area_share()
   rules = {"official": claims(detection_scores.detect("official", frac=frac), c, k)}
   for score in ("mass", "union"):

@@ -1,28 +1,17 @@
-"""Locally-active channels: gradient maps x semantic masks (StyleSpace Sec. 4.1, `align_mask.py`,
-`semantic_channel.py`, `MAdvance.py:GetRank`).
+"""Locally-active channels: the paper's decision rule over gradient maps x semantic masks
+(StyleSpace Sec. 4.1, `align_mask.py`, `semantic_channel.py`, `MAdvance.py:GetRank`).
 
-For image i, considered style channel c (flat S order, toRGB left out unless asked)
-and category k present in the image's R x R category map (`segmentation.reduce_labels`):
-
-  area_k   = cells of category k
-  top_ck   = the area_k largest cells of c's gradient map (ties: lower row-major cell
-             index first; cells whose gradient is exactly 0 never count)
-  n_ck     = |top_ck ∩ category k|
-  score_ck = n_ck / area_k ** d                    (discount d = 2: prefer small regions)
-  win_c    = argmax_k score_ck over present k      (ties: lowest category id; no winner
-                                                    when every score is 0, e.g. a zero map)
+For image i, considered style channel c (flat S order, toRGB left out unless asked) and
+category k present in the image's R x R category map (`segmentation.reduce_labels`), channel c
+"wins" the category with the largest top-area overlap score n / area**d (d = 2: prefer small
+regions); the per-image reductions and their sums over images are defined once in
+`detection_stats` (`overlap_counts`, `DetectionStats`, `accumulate`).
 
 Over images, frac[c, k] = #images that c wins for k / #images containing k (so a row
-can sum to more than 1). Channel c is locally active for k when frac[c, k] > threshold
-(0.5) and frac[c, k] - max_{j != k} frac[c, j] > margin (0.25).
+can sum to more than 1; `DetectionStats.fractions()`). Channel c is locally active for k
+when frac[c, k] > threshold (0.5) and frac[c, k] - max_{j != k} frac[c, j] > margin (0.25).
 
-Differences from the official code, all documented choices: the top set is exactly
-the area_k largest cells (the official `percentile` + `>` can keep a few cells more or
-less on ties), zero-gradient cells never count, and an image where all scores are 0
-gives no winner (the official `nanargmax` would credit the first present category).
-
-Everything is vectorised over channels and categories; images are processed in
-chunks and reduced to per-shard sums (`LocalStats`), so gradient maps of 1,000
+Images are processed in chunks and reduced to per-shard sums, so gradient maps of 1,000
 images never need to be in memory at once. The shard jobs (gradient maps:
 `gradmaps.api.run_job`, detection: `run_detection`) are resumable `jobs.ShardedJob`s under one
 work directory:
@@ -32,163 +21,20 @@ work directory:
       (N, C) (each map's max; ~3 significant digits, ranking ties more likely). Maps take
       C * P * P * 4 bytes per image: FFHQ 1024 conv-only 24.8 MB (24.8 GB per 1,000
       images; half with float16; `ss_jax.stylespace.gradmaps.stream` keeps only sums instead).
-  WORKDIR/local/shard_XXXXX.npz      per gradmaps shard: wins, score_sum, coverage_sum
-      (C, K), present (K,), num_images (1,), cats (N, P, P) uint8 (+ detection_stats sums).
+  WORKDIR/local/shard_XXXXX.npz      per gradmaps shard: the `DetectionStats` arrays (wins,
+      score_sum, coverage_sum, mass sums (C, K), present, area_share_sum (K,), num_images (1,))
+      and cats (N, P, P) uint8.
   WORKDIR/local/{local.npz, detections.json, layer_histogram.json, mean_maps.npz}
       written by `finalize` (cheap; thresholds can change without recomputing shards).
 """
 
-import dataclasses
 import functools
 
 import numpy as np
 
 from ss_jax.runtime import jobs
 from ss_jax.stylespace.gradmaps.storage import job_layout, read_gradient_maps
-from ss_jax.stylespace import segmentation, channels as stylespace
-
-_CHUNK_ELEMENTS = 1 << 23  # cells of (images x channels x P x P) scored at once (~100 MB temporaries)
-
-# ----------------------------------------------------------------------------- per-image scoring
-
-
-def overlap_counts(maps, cats, num_categories):
-  """Top-area overlap of every channel's map with every category.
-
-  Args:
-    maps: (B, C, P, P) float gradient maps.
-    cats: (B, P, P) int category ids.
-    num_categories: K.
-  Returns:
-    n (B, C, K) int32 = |top_ck ∩ category k| and area (B, K) int32.
-  """
-  maps = np.asarray(maps, np.float32)
-  b, c = maps.shape[:2]
-  q = maps.shape[2] * maps.shape[3]
-  m = maps.reshape(b, c, q)
-  cats = np.asarray(cats).reshape(b, q).astype(np.int64)
-  if cats.shape[1] != q:
-    raise ValueError(f"category maps of {cats.shape[1]} cells do not match gradient maps of {q} cells")
-  area = segmentation.category_areas(cats, num_categories)
-  # rank[b, c, j] = position of cell j in c's map sorted descending (stable: lower index first).
-  order = np.argsort(-m, axis=-1, kind="stable")
-  rank = np.empty(order.shape, np.int32)
-  np.put_along_axis(rank, order, np.arange(q, dtype=np.int32)[None, None], axis=-1)
-  # Every cell belongs to exactly one category k, so "in top_ck" only needs k's own area.
-  own_area = np.take_along_axis(area, cats, axis=1)  # (B, Q)
-  hit = (rank < own_area[:, None, :]) & (m > 0)
-  onehot = (cats[..., None] == np.arange(num_categories)).astype(np.float32)  # (B, Q, K)
-  n = np.matmul(hit.astype(np.float32), onehot)  # exact: counts <= Q
-  return n.astype(np.int32), area
-
-
-def overlap_scores(n, area, discount=2.0):
-  """(B, C, K) counts, (B, K) areas -> (B, C, K) float64 n / area**discount, NaN where area = 0."""
-  area = np.asarray(area, np.float64)[:, None, :]
-  with np.errstate(divide="ignore", invalid="ignore"):
-    s = np.asarray(n, np.float64) / area**discount
-  return np.where(area > 0, s, np.nan)
-
-
-def winners(scores):
-  """(B, C, K) scores with NaN for absent categories -> (B, C) int32 winning category, -1 for none."""
-  s = np.where(np.isnan(scores), -np.inf, scores)
-  win = np.argmax(s, axis=-1).astype(np.int32)
-  return np.where(np.max(s, axis=-1) > 0, win, -1)
-
-
-# ----------------------------------------------------------------------------- accumulation
-
-
-@dataclasses.dataclass
-class LocalStats:
-  """Sums over images; add two to merge shards.
-
-  wins (C, K) int64: images where the channel's winning category is k.
-  present (K,) int64: images containing k.
-  score_sum (C, K) float64: sum of n/area**d over images containing k.
-  coverage_sum (C, K) float64: sum of n/area (share of k covered by the top cells).
-  num_images: images seen.
-  """
-
-  wins: np.ndarray
-  present: np.ndarray
-  score_sum: np.ndarray
-  coverage_sum: np.ndarray
-  num_images: int
-
-  @classmethod
-  def zeros(cls, num_channels, num_categories):
-    ck = (num_channels, num_categories)
-    return cls(np.zeros(ck, np.int64), np.zeros(num_categories, np.int64), np.zeros(ck), np.zeros(ck), 0)
-
-  def __add__(self, o):
-    return LocalStats(
-      self.wins + o.wins,
-      self.present + o.present,
-      self.score_sum + o.score_sum,
-      self.coverage_sum + o.coverage_sum,
-      self.num_images + o.num_images,
-    )
-
-  def fractions(self):
-    """(C, K) float64: wins / images containing the category (0 for categories never present)."""
-    return np.divide(self.wins, self.present, out=np.zeros(self.wins.shape), where=self.present > 0)
-
-  def mean_scores(self):
-    return np.divide(self.score_sum, self.present, out=np.zeros(self.score_sum.shape), where=self.present > 0)
-
-  def mean_coverage(self):
-    return np.divide(self.coverage_sum, self.present, out=np.zeros(self.coverage_sum.shape), where=self.present > 0)
-
-  def to_arrays(self):
-    return {
-      "wins": self.wins,
-      "present": self.present,
-      "score_sum": self.score_sum,
-      "coverage_sum": self.coverage_sum,
-      "num_images": np.array([self.num_images], np.int64),
-    }
-
-  @classmethod
-  def from_arrays(cls, d):
-    return cls(
-      d["wins"].astype(np.int64),
-      d["present"].astype(np.int64),
-      d["score_sum"].astype(np.float64),
-      d["coverage_sum"].astype(np.float64),
-      int(np.sum(d["num_images"])),
-    )
-
-
-def accumulate(maps, cats, num_categories, discount=2.0, chunk_size=None):
-  """Scores a batch of images in chunks -> LocalStats.
-
-  Args:
-    maps: (N, C, P, P) gradient maps (any float dtype; an array or memory map).
-    cats: (N, P, P) category ids (already reduced to P x P).
-    num_categories: K.
-    discount: d in n / area**d.
-    chunk_size: images scored at once; default: about 8M map cells.
-  """
-  n_img, c = maps.shape[:2]
-  if len(cats) != n_img:
-    raise ValueError(f"{len(cats)} category maps for {n_img} gradient maps")
-  per = chunk_size or max(1, _CHUNK_ELEMENTS // max(1, c * maps.shape[2] * maps.shape[3]))
-  total = LocalStats.zeros(c, num_categories)
-  for i in range(0, n_img, per):
-    n, area = overlap_counts(maps[i : i + per], cats[i : i + per], num_categories)
-    present = area > 0
-    score = overlap_scores(n, area, discount)
-    win = winners(score)
-    wins = np.stack([np.sum(win == k, axis=0) for k in range(num_categories)], axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-      cover = np.where(present[:, None], n / np.maximum(area, 1)[:, None], 0.0)
-    total = total + LocalStats(
-      wins.astype(np.int64), present.sum(0).astype(np.int64), np.nansum(score, axis=0), cover.sum(0), len(n)
-    )
-  return total
-
+from ss_jax.stylespace import detection_stats, segmentation, channels as stylespace
 
 # ----------------------------------------------------------------------------- decision rule
 
@@ -271,12 +117,11 @@ def detection_job(workdir, gm, labels_source, table, discount=2.0, name="local")
   return jobs.ShardedJob(workdir, name, spec, gm.num_shards)
 
 
-def run_detection(job, gm, labels_fn, table, chunk_size=None, progress_stream=None, accumulate_fn=None):
-  """Scores the missing shards.
+def run_detection(job, gm, labels_fn, table, chunk_size=None, progress_stream=None):
+  """Scores the missing shards: each shard's `detection_stats.accumulate` sums and its category maps.
 
   labels_fn: (seeds (N,), index (N,), images (N, H, W, C) uint8) -> (N, H, W) parser class labels
     (segmentation.labels_from_dir / labels_from_segmenter).
-  accumulate_fn: default `accumulate`; `detection_stats.accumulate` adds the gradient-mass sums.
   """
   _, _, pooled = job_layout(gm)
   k = table.num_categories
@@ -287,20 +132,11 @@ def run_detection(job, gm, labels_fn, table, chunk_size=None, progress_stream=No
     labels = labels_fn(d["seeds"], d["index"], d["images"])
     cats = segmentation.check_labels(labels, table, d["images"].shape[1:3])
     cats = segmentation.reduce_labels(cats, pooled, k)
-    st = (accumulate_fn or accumulate)(d["maps"], cats, k, job.spec["discount"], chunk_size)
+    st = detection_stats.accumulate(d["maps"], cats, k, job.spec["discount"], chunk_size)
     job.write(i, cats=cats, **st.to_arrays())
     if prog:
       prog.update()
   return job
-
-
-def load_stats(job):
-  """Sum of every shard's LocalStats (shard order, so reruns give identical sums)."""
-  total = None
-  for i in range(job.num_shards):
-    st = LocalStats.from_arrays(job.read(i))
-    total = st if total is None else total + st
-  return total
 
 
 def mean_maps(gm, positions):
@@ -345,14 +181,15 @@ def finalize(
 
   layers: optional style-layer indices; only their channels are ranked and detected.
   detector: category id -> ranked positions replacing the paper's rule (`select`); settings_extra: added.
-  stats, maps_fn: LocalStats and positions -> (M, P, P) mean maps replacing the shards' (streaming).
+  stats: DetectionStats (default: the job's shards, `detection_stats.load`); maps_fn: positions ->
+    (M, P, P) mean maps replacing the stored maps' (streaming: `DetectionStats.mean_maps`).
   Returns (detections dict as in detections.json, histogram (num_layers, K) int64). Files: local.npz
   (fractions (C, K), wins, present, mean_score, mean_coverage, channels (C,) flat S, categories),
   detections.json, layer_histogram.json, mean_maps.npz (positions, channels, maps (M, P, P)).
   """
   layout, channels, _ = job_layout(gm)
   table = segmentation.CategoryTable.from_json(job.spec["table"])
-  st = load_stats(job) if stats is None else stats
+  st = detection_stats.load(job, gm) if stats is None else stats
   frac, score, cover = st.fractions(), st.mean_scores(), st.mean_coverage()
   allowed = np.ones(len(channels), bool)
   if layers is not None:

@@ -8,8 +8,15 @@ as plain files):
   OUTDIR/maps/L_C.png                   mean gradient map of channel L_C (heat map)
   OUTDIR/strips/L_C.png                 manipulation strip (rows: images, columns: alphas)
   OUTDIR/examples/NNNNN.png, _cats.png  a few analysed images and their R x R category maps
+
+A report reads the analysis folder WORKDIR/<name> (detect_local's outputs) and, for the strips,
+example images and the mean maps of extra channels, either the stored gradient maps
+(WORKDIR/gradmaps) or, after `experiments.gradient_maps --stream`, the streamed workdir's
+examples.npz (the first shard's styles, images and category maps) and WORKDIR/<name>/stats.npz
+(summed maps): both give the same page (`open_analysis`).
 """
 
+import collections
 import functools
 import html
 import json
@@ -303,6 +310,50 @@ def load_results(job_dir):
   return det, hist, mm
 
 
+Analysis = collections.namedtuple("Analysis", "spec streamed examples mean_maps")
+Analysis.__doc__ = """What a report reads besides WORKDIR/<name>'s result files (`open_analysis`).
+
+spec: the gradient-map settings (checkpoint, config, seeds, pooled, ...); streamed: bool;
+examples: () -> (styles (N, S) float32, images (N, H, W, C) uint8, cats (N, P, P) or None), the
+first shard's images; mean_maps: map positions (M,) -> (M, P, P) float32 mean gradient maps."""
+
+
+def open_analysis(workdir, name="local"):
+  """The analysed images of a workdir with stored gradient maps or streamed statistics -> Analysis.
+
+  A workdir holding WORKDIR/gradstats but no WORKDIR/gradmaps is streamed (as for detect_local,
+  `verified_detection.score_workdir`): examples from gradstats/examples.npz, mean maps from the
+  summed maps in WORKDIR/<name>/stats.npz (written by detect_local).
+  """
+  from ss_jax.stylespace import detection_stats, locally_active
+  from ss_jax.stylespace.gradmaps import storage, stream
+
+  workdir = pathlib.Path(workdir)
+  job_dir = workdir / name
+  sj = stream.open_stream(workdir)
+  if sj is None or (workdir / storage.GRADMAPS).is_dir():
+    gm = storage.open_job(workdir, storage.GRADMAPS)
+
+    def examples():
+      d = gm.read(0)
+      cats = job_dir / "shard_00000.npz"
+      return d["styles"], d["images"], jobs.load_npz(cats)["cats"] if cats.is_file() else None
+
+    return Analysis(gm.spec, False, examples, functools.partial(locally_active.mean_maps, gm))
+
+  def examples():
+    d = jobs.load_npz(sj.dir / "examples.npz")
+    return d["styles"], d["images"], d["cats"]
+
+  def mean_maps(positions):
+    path = job_dir / "stats.npz"
+    if not path.is_file():
+      raise ValueError(f"{path} not found; run experiments.detect_local --workdir={workdir} first")
+    return detection_stats.DetectionStats.from_arrays(jobs.load_npz(path)).mean_maps(positions)
+
+  return Analysis(sj.spec["gradient_maps"], True, examples, mean_maps)
+
+
 def shown_channels(detections, max_channels=8):
   """Flat S indices and names of the channels the report shows (top max_channels per category)."""
   seen = {}
@@ -339,10 +390,11 @@ def build_report(
   from ss_jax.stylespace.gradmaps import storage
 
   outputs.claim(outdir, "report")  # before any work: never into a folder of the user's files
-  gm = storage.open_job(workdir, storage.GRADMAPS)
-  layout, considered, _ = storage.job_layout(gm)
+  an = open_analysis(workdir, name)
+  layout, considered, _ = storage.job_layout(an)
   job_dir = pathlib.Path(workdir) / name
   det, hist, mm = load_results(job_dir)
+  ex_styles, ex_images, ex_cats = an.examples()
   notes = []
   maps = dict(zip(stylespace.names_of(layout, mm["channels"]), mm["maps"]))
   if channels:
@@ -357,7 +409,7 @@ def build_report(
     local = jobs.load_npz(job_dir / "local.npz")
     frac = local["fractions"]
     for f, p in zip(flats, pos):
-      maps.setdefault(stylespace.name_of(layout, f), locally_active.mean_maps(gm, [p])[0])
+      maps.setdefault(stylespace.name_of(layout, f), an.mean_maps([p])[0])
     extra = []
     for f, p in zip(flats, pos):  # shown with their best category's numbers
       best, second = np.argsort(-frac[p], kind="stable")[:2] if frac.shape[1] > 1 else (0, 0)
@@ -387,7 +439,7 @@ def build_report(
   if manipulation_fn is not None and (g is None or std is None):
     notes.append("no generator / population std given: no manipulation strips.")
   elif manipulation_fn is not None:
-    styles = gm.read(0)["styles"][:num_images]
+    styles = ex_styles[:num_images]
     flats, names = shown_channels(det, max_channels)
     for f, n in zip(flats, names):
       strips[n] = np.asarray(manipulation_fn(g, styles, [f], list(alphas), std))
@@ -395,13 +447,7 @@ def build_report(
       f"manipulation strips: s_c + alpha * std_c, alpha in {list(alphas)} (columns), "
       f"first {len(styles)} analysed images (rows)."
     )
-  examples = None
-  try:
-    ims = gm.read(0)["images"][:num_examples]
-    cats = jobs.load_npz(job_dir / "shard_00000.npz")["cats"][:num_examples]
-    examples = (ims, cats)
-  except FileNotFoundError:
-    pass
+  examples = None if ex_cats is None else (ex_images[:num_examples], ex_cats[:num_examples])
   cat_html = counts = None
   if (job_dir / "verified.json").is_file():
     from ss_jax.stylespace import verification_report

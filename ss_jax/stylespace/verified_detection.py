@@ -52,19 +52,19 @@ def finalize(
 ):
   """locally_active.finalize under rule `score`; returns (result, histogram) as it does.
 
-  stats: DetectionStats (default: the stored job's, `detection_scores.job_stats`); maps_fn: positions
+  stats: DetectionStats (default: the stored job's, `detection_stats.load`); maps_fn: positions
   -> (M, P, P) mean maps (default: from the stored maps). A streamed workdir gives both (`score_workdir`).
   """
   if score not in detection_scores.SCORES:
     raise ValueError(f"unknown score {score!r}; known: {', '.join(detection_scores.SCORES)}")
-  st = detection_scores.job_stats(job, gm) if stats is None else stats
+  st = detection_stats.load(job, gm) if stats is None else stats
   frac, mass, area = st.fractions(), st.mean_mass_share(), st.mean_area_share()
   detector = None
   if score != "official":
     detector = detection_scores.detect(score, frac, mass, area, threshold, margin, mass_threshold).__getitem__
   extra = {"score": score, "mass_threshold": mass_threshold}
   result, hist = locally_active.finalize(
-    job, gm, threshold, margin, top_k, layers, detector, extra, stats=st.official(), maps_fn=maps_fn
+    job, gm, threshold, margin, top_k, layers, detector, extra, stats=st, maps_fn=maps_fn
   )
   excess = detection_scores.mass_excess(mass, area)
   for c in result["categories"]:
@@ -126,10 +126,8 @@ def score_workdir(
   job = locally_active.detection_job(workdir, gm, source, table, 2.0 if discount is None else discount, name)
   if progress_stream is not None:  # the summary line on stdout, the progress on progress_stream
     print(f"scoring {gm.num_shards} shards ({len(job.pending())} to do), categories: {table.name}", flush=True)
-  locally_active.run_detection(
-    job, gm, labels_fn, table, progress_stream=progress_stream, accumulate_fn=detection_stats.accumulate
-  )
-  return Scored(job, gm, detection_scores.job_stats(job, gm), None, labels_fn, source, table, False)
+  locally_active.run_detection(job, gm, labels_fn, table, progress_stream=progress_stream)
+  return Scored(job, gm, detection_stats.load(job, gm), None, labels_fn, source, table, False)
 
 
 def _lazy_labels(source):

@@ -19,7 +19,7 @@ mean maps). Disk use does not grow with the number of images:
   WORKDIR/gradstats/examples.npz          shard 0's seeds, styles, uint8 images, cats (reports)
 
 Process 0 folds shard files into the total strictly in shard order (the stored
-path's `load_stats` order, so the sums are bit-identical to it and to any rerun)
+path's order, `detection_stats.sum_shards`, so the sums are bit-identical to it and to any rerun)
 and deletes them after the new total is written; other processes only write their
 own shard files (round-robin, lock-step rounds as `gradmaps.run_job`). A shard
 counts as done when its file exists or the total covers it, so a killed run
@@ -93,12 +93,11 @@ class StreamJob:
     if self._total is None:
       t = self._totals()
       self._total = (t[-1][0], detection_stats.DetectionStats.from_arrays(jobs.load_npz(t[-1][1]))) if t else (0, None)
-    k, total = self._total
-    start = k
+    start, total = self._total
+    k = start
     while k < self.num_shards and self.shard_path(k).exists():
-      st = detection_stats.DetectionStats.from_arrays(self._job.read(k))
-      total = st if total is None else total + st
       k += 1
+    total = detection_stats.sum_shards(self._job.read, range(start, k), total)  # as the stored path
     if k > start:
       jobs.atomic_save_npz(self.dir / f"total_{k:05d}.npz", **total.to_arrays())
       self._total = (k, total)
@@ -200,8 +199,6 @@ def finalize(job, outdir, threshold=0.5, margin=0.25, top_k=20, layers=None):
   outdir.mkdir(parents=True, exist_ok=True)
   view = types.SimpleNamespace(dir=outdir, spec=job.spec)
   gm = types.SimpleNamespace(spec=job.spec["gradient_maps"])
-  result = locally_active.finalize(
-    view, gm, threshold, margin, top_k, layers, stats=st.official(), maps_fn=st.mean_maps
-  )
+  result = locally_active.finalize(view, gm, threshold, margin, top_k, layers, stats=st, maps_fn=st.mean_maps)
   jobs.atomic_save_npz(outdir / "stats.npz", **st.to_arrays())
   return result
