@@ -10,7 +10,6 @@ import jax
 import numpy as np
 
 from ss_jax.runtime import distributed
-from ss_jax.runtime.seeds import parse_seeds  # noqa: F401  (sampling.parse_seeds: seeds of images)
 from ss_jax.stylegan2.generator import Generator, flatten_styles
 
 

@@ -22,6 +22,7 @@ import pathlib
 import numpy as np
 
 from ss_jax.runtime import jobs
+from ss_jax.runtime.seeds import parse_seeds
 from ss_jax.stylespace import stats as stats_lib
 
 from ss_jax.stylegan2 import sampling as sampling_lib
@@ -389,7 +390,7 @@ def exemplar_mode(
   if codes:
     s, meta = styles_from_codes(g, codes, batch_size), {"codes": str(codes)}
   else:
-    seeds = np.array(sampling_lib.parse_seeds(seeds))
+    seeds = np.array(parse_seeds(seeds))
     print(f"computing styles of {len(seeds)} exemplars (psi={psi})")
     s, meta = sampling_lib.styles_from_seeds(g, seeds, psi, batch_size), {"seeds": seeds.tolist(), "psi": psi}
   result = find_channels(s, st["mean"], st["std"], g.layout, include_torgb, restrict)
