@@ -32,7 +32,7 @@ def main():
     default="2000000-2000011+2000012-2000047+2000048-2000095",
     help="oracle stages separated by '+': every channel on the first, open verdicts on the next ones",
   )
-  ap.add_argument("--time_seeds", type=int, default=30, help="gradient-map images timed beside the verification")
+  ap.add_argument("--time_seeds", type=int, default=32, help="gradient-map images timed beside the verification")
   args = ap.parse_args()
   import os
   from ss_jax.runtime import defaults

@@ -75,6 +75,27 @@ def targets(rows, rule):
   return out
 
 
+def split_choice(truth, rules, categories, candidates, decided=None):
+  """Threshold choice without scoring on the same channels: the candidate rule meeting the most targets (ties:
+  the larger summed F1) on the even map positions, scored on the odd ones.
+
+  Returns {"chosen": name, "even": rows, "odd": rows} (rows as `compare`, restricted to each half).
+  """
+  out = {}
+  for name, sel in (("even", 0), ("odd", 1)):
+    h = np.arange(sel, len(truth), 2)
+    d = None if decided is None else decided[h]
+    out[name] = compare(truth[h], {r: rules[r][h] for r in candidates}, categories, d)
+
+  def merit(r):
+    met = [ok for _, ok, _ in targets(out["even"], r)]
+    f1 = [row[r]["f1"] for row in out["even"] if row[r]["f1"] == row[r]["f1"] and row[r]["f1"] is not None]
+    return (sum(met), float(np.nansum(f1)))
+
+  out["chosen"] = max(candidates, key=merit)
+  return out
+
+
 def _fmt(v):
   return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2f}"
 
@@ -126,12 +147,21 @@ def _time_gradient_maps(workdir, g, checkpoint, seeds, timings):
   if "gradient_maps_sample_s" in timings:
     return
   tj = storage.gradient_map_job(workdir / "timing_gradmaps", g, seeds, checkpoint, 32, False, 0.7, 0, 8, "float32")
+  marks = []  # (time, images) per written shard: the steady rate leaves the first shard (compilation) out
+
+  class _Clock(jobs.Progress):
+    def update(self, n=1, force=False, note=""):
+      marks.append((time.time(), n))
+      super().update(n, force, note)
+
   timings["gradient_maps_sample_load_start"] = os.getloadavg()[0]
   t = time.time()
-  gradmaps.run_job(tj, g, progress=jobs.Progress(len(seeds), "gradient maps (timing)", "images", stream=sys.stderr))
+  gradmaps.run_job(tj, g, progress=_Clock(len(seeds), "gradient maps (timing)", "images", stream=sys.stderr))
   timings["gradient_maps_sample_s"] = time.time() - t
   timings["gradient_maps_sample_images"] = len(seeds)
   timings["gradient_maps_sample_load_end"] = os.getloadavg()[0]
+  if len(marks) > 1:
+    timings["gradient_maps_s_per_image"] = (marks[-1][0] - marks[0][0]) / sum(n for _, n in marks[1:])
 
 
 def run_benchmark(
@@ -147,7 +177,7 @@ def run_benchmark(
   min_changed=verification.DEFAULT_MIN_CHANGED,
   mass_grid=(0.15, 0.2, 0.3),
   rows_per_step=64,
-  time_seeds=30,
+  time_seeds=32,
 ):
   """The whole benchmark (resumable: every step is a ShardedJob under workdir). Returns a results dict
   (also written to workdir/bench_verification.json and .md).
@@ -206,29 +236,38 @@ def run_benchmark(
     npz = jobs.load_npz(job.dir / "verified.npz")  # channels (with the baseline) measured per stage
     timings["verify_default_measured"] = [int((npz["stages"] > j).sum()) for j in range(len(tj))]
     save()
-  # Every rule's detections measured in one shared store (stages as in detect_local).
-  vjobs = verified_detection.make_verify_stages(workdir, gm, g, source, table, verify_stages, alphas, visible)
-  verified_detection.verify(job, gm, result, g, labels_fn, vjobs, min_share, min_changed, rows_per_step=rows_per_step)
-  union = np.flatnonzero(np.any([r.any(1) for r in rules.values()], axis=0))
-  wanted = np.any(list(rules.values()), axis=0)[union]
+  # Every rule's detections measured in one shared store, each rule's verdicts as detect_local reaches them
+  # (the default's are detect_local's own output, verified.json).
+  sigma = verification.sigma_from_gradient_maps(gm)
+  vjobs = verified_detection.make_verify_stages(workdir, gm, g, source, table, verify_stages, alphas, visible, sigma)
+  vout = verified_detection.verify(
+    job, gm, result, g, labels_fn, vjobs, min_share, min_changed, rows_per_step=rows_per_step
+  )
+  npz = jobs.load_npz(job.dir / "verified.npz")
+  pos_d, depth = npz["positions"], npz["stages"]
+  dsum = {key: npz[key] for key in npz if key.endswith(("_mean", "_std", "_ci")) or key == "n_images"}
+  first = verification.summarize(verification.load(vjobs[0], pos_d), g.config.img_resolution**2)
   ver = {n: np.zeros((c, k), bool) for n in ("seq", "seq_conf", "first", "first_055")}
-  depth = np.zeros(c, np.int64)
-  if len(union):
-    vsum, depth[union] = verification.run_stages(
-      vjobs, g, labels_fn, union, wanted, min_share, min_changed, rows_per_step
-    )
-    first = verification.summarize(verification.load(vjobs[0], union), g.config.img_resolution**2)
-    ver["seq"][union] = verification.verified_mask(vsum, min_share, min_changed)
-    ver["seq_conf"][union] = verification.verified_mask(vsum, min_share, min_changed, confident=True)
-    ver["first"][union] = verification.verified_mask(first, min_share, min_changed)
-    ver["first_055"][union] = verification.verified_mask(first, 0.55, min_changed)
+  for cat in vout["categories"]:
+    for e in cat["verified"]:
+      ver["seq"][e["position"], cat["id"]] = True
+  ver["seq_conf"][pos_d] = verification.verified_mask(dsum, min_share, min_changed, confident=True)
+  ver["first"][pos_d] = verification.verified_mask(first, min_share, min_changed)
+  ver["first_055"][pos_d] = verification.verified_mask(first, 0.55, min_changed)
+  verified_of = {default: ver["seq"]}
+  for r, m in rules.items():
+    u = np.flatnonzero(m.any(1))
+    if r != default and len(u):
+      vs, _ = verification.run_stages(vjobs, g, labels_fn, u, m[u], min_share, min_changed, rows_per_step)
+      verified_of[r] = np.zeros((c, k), bool)
+      verified_of[r][u] = verification.verified_mask(vs, min_share, min_changed)
   n1 = len(verify_stages[0])
   sweep = {
     f"{default} + verified (first {n1} images only)": ver["first"],
     f"{default} + verified (first {n1} images, share >= 0.55: previous default)": ver["first_055"],
     f"{default} + verified (share - CI >= {min_share:g})": ver["seq_conf"],
   }
-  rules.update({f"{r} + verified": m & ver["seq"] for r, m in list(rules.items())})
+  rules.update({f"{r} + verified": m & verified_of.get(r, False) for r, m in list(rules.items())})
   rules.update({n: rules[default] & v for n, v in sweep.items()})
   # Oracle: every channel, on seeds of its own, more images while its verdict on any category is open.
   forbidden = list(seeds) + [s for st in verify_stages for s in st]
@@ -239,7 +278,7 @@ def run_benchmark(
         workdir,
         g,
         considered,
-        verification.sigma_from_gradient_maps(gm),
+        sigma,
         oseeds,
         source,
         table,
@@ -250,14 +289,16 @@ def run_benchmark(
         name="oracle" if j == 0 else f"oracle_{j + 1}",
       )
     )
-  if any(o.pending() for o in ojobs):  # each run that measured anything, with its load
-    t, load = time.time(), os.getloadavg()[0]
-    prog = lambda j, n: jobs.Progress(n, f"oracle (stage {j + 1})", "channels", stream=sys.stderr)
-    verification.run_stages(ojobs, g, labels_fn, range(c), None, ORACLE_MIN_SHARE, min_changed, rows_per_step, prog)
+  count = lambda: [sum(o.done(i) for i in range(c)) for o in ojobs]
+  t, load, before = time.time(), os.getloadavg()[0], count()
+  prog = lambda j, n: jobs.Progress(n, f"oracle (stage {j + 1})", "channels", stream=sys.stderr)
+  osum, odepth = verification.run_stages(
+    ojobs, g, labels_fn, range(c), None, ORACLE_MIN_SHARE, min_changed, rows_per_step, prog
+  )
+  if count() != before:  # each run that measured anything: seconds, load, channels measured per stage
     run = {"s": time.time() - t, "load_start": load, "load_end": os.getloadavg()[0]}
-    timings.setdefault("oracle_runs", []).append(run)
+    timings.setdefault("oracle_runs", []).append({**run, "channels": [a - b for a, b in zip(count(), before)]})
     save()
-  osum, odepth = verification.run_stages(ojobs, g, labels_fn, range(c), None, ORACLE_MIN_SHARE, min_changed)
   layer = stylespace.layer_of_flat(layout)[considered]
   truth, decided = oracle_labels(osum, min_changed)
   rows = compare(truth, rules, table.categories)
@@ -274,7 +315,7 @@ def run_benchmark(
     "outside_share_truth": _outside(osum, truth, table.categories),
     "oracle_images_per_channel": np.bincount(np.asarray(osum["n_images"].max(1), np.int64)).nonzero()[0].tolist(),
     "oracle_channels_per_stage": [int((odepth > j).sum()) for j in range(len(ojobs))],
-    "verify_channels_per_stage": [int((depth[union] > j).sum()) for j in range(len(vjobs))],
+    "verify_channels_per_stage": [int((depth > j).sum()) for j in range(len(vjobs))],
     "settings": {
       "seeds": len(seeds),
       "verify_stages": [len(s) for s in verify_stages],
@@ -289,6 +330,11 @@ def run_benchmark(
       name: np.bincount(layer[truth[:, i]], minlength=len(layout)).tolist() for i, name in enumerate(table.categories)
     },
   }
+  cands = [f"{r} + verified" for r in rules if r.startswith(detection_scores.DEFAULT_SCORE + " ") and "+" not in r]
+  split = split_choice(truth, rules, table.categories, cands)
+  split_d = split_choice(truth, rules, table.categories, cands, decided)
+  out["split"] = {"candidates": cands, **split, "targets_odd": targets(split["odd"], split["chosen"])}
+  out["split_decided"] = {**split_d, "targets_odd": targets(split_d["odd"], split_d["chosen"])}
   jobs.atomic_write_json(workdir / "bench_verification.json", out)
   main = ["official", default, "official + verified", f"{default} + verified"]
   vrules = [f"{default} + verified"] + list(sweep)
@@ -305,6 +351,12 @@ def run_benchmark(
     + markdown(rows, vrules)
     + "\n\nVerification rules (default detections), decided channels only:\n\n"
     + markdown(rows_decided, vrules)
+  )
+  md += (
+    f"\n\nMass threshold chosen on the even map positions ({split['chosen']}), scored on the odd ones:\n\n"
+    + markdown(split["odd"], cands)
+    + f"\n\nThe same, decided channels only (chosen on the even ones: {split_d['chosen']}):\n\n"
+    + markdown(split_d["odd"], cands)
   )
   jobs.atomic_write_text(workdir / "bench_verification.md", md + "\n")
   np.savez(workdir / "oracle_summary.npz", truth=truth, decided=decided, mass=mass, frac=frac, **osum)
