@@ -53,6 +53,10 @@ def main():
     time_seeds=args.time_seeds,
   )
   print((pathlib.Path(args.workdir) / "bench_verification.md").read_text())
+  for key in ("split", "split_decided"):
+    print(f"{key}: chosen on the even channels: {out[key]['chosen']}; its targets on the odd ones:")
+    for cat, ok, why in out[key]["targets_odd"]:
+      print(f"  {cat:>10}: {'met' if ok else 'NOT met'} ({why})")
   t = out["timings"]
   print(
     "timings (s):",
@@ -60,7 +64,7 @@ def main():
     f"load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}",
   )
   for key, what in (("targets", "all channels"), ("targets_decided", "channels the oracle decided")):
-    print(f"targets (default rule + verified), {what}:")
+    print(f"targets ({out['default_verified']}), {what}:")
     for cat, ok, why in out[key]:
       print(f"  {cat:>10}: {'met' if ok else 'NOT met'} ({why})")
 

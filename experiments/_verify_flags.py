@@ -31,7 +31,9 @@ flags.DEFINE_string(
   "More held-out seeds, measured only for detections whose 95% CI of the visible share contains --min_share "
   "after --verify_seeds ('' = none).",
 )
-flags.DEFINE_bool("verify_confident", False, "Verified only when the lower end of the 95% CI reaches --min_share.")
+flags.DEFINE_bool(
+  "verify_confident", _v.DEFAULT_CONFIDENT, "Verified only when the lower end of the 95% CI reaches --min_share."
+)
 flags.DEFINE_list("verify_alphas", [str(a) for a in _v.DEFAULT_ALPHAS], "Edit strengths in units of std_c.")
 flags.DEFINE_float(
   "visible", _v.DEFAULT_VISIBLE, "A pixel changes visibly when max_RGB |delta| > this ([-1, 1] units)."

@@ -175,7 +175,8 @@ def run_benchmark(
   visible=verification.DEFAULT_VISIBLE,
   min_share=verification.DEFAULT_MIN_SHARE,
   min_changed=verification.DEFAULT_MIN_CHANGED,
-  mass_grid=(0.15, 0.2, 0.3),
+  confident=verification.DEFAULT_CONFIDENT,
+  mass_grid=(0.1, 0.15, 0.2, 0.3),
   rows_per_step=64,
   time_seeds=32,
 ):
@@ -227,8 +228,8 @@ def run_benchmark(
     timings["verify_load_start"] = os.getloadavg()[0]
     t = time.time()
     tj = verified_detection.make_verify_stages(workdir / "timing", gm, g, source, table, verify_stages, alphas, visible)
-    out = verified_detection.verify(
-      job, gm, result, g, labels_fn, tj, min_share, min_changed, rows_per_step=rows_per_step
+    verified_detection.verify(
+      job, gm, result, g, labels_fn, tj, min_share, min_changed, rows_per_step=rows_per_step, confident=confident
     )
     timings["verify_default_s"] = time.time() - t
     timings["verify_load_end"] = os.getloadavg()[0]
@@ -241,34 +242,36 @@ def run_benchmark(
   sigma = verification.sigma_from_gradient_maps(gm)
   vjobs = verified_detection.make_verify_stages(workdir, gm, g, source, table, verify_stages, alphas, visible, sigma)
   vout = verified_detection.verify(
-    job, gm, result, g, labels_fn, vjobs, min_share, min_changed, rows_per_step=rows_per_step
+    job, gm, result, g, labels_fn, vjobs, min_share, min_changed, rows_per_step=rows_per_step, confident=confident
   )
   npz = jobs.load_npz(job.dir / "verified.npz")
   pos_d, depth = npz["positions"], npz["stages"]
-  dsum = {key: npz[key] for key in npz if key.endswith(("_mean", "_std", "_ci")) or key == "n_images"}
   first = verification.summarize(verification.load(vjobs[0], pos_d), g.config.img_resolution**2)
-  ver = {n: np.zeros((c, k), bool) for n in ("seq", "seq_conf", "first", "first_055")}
-  for cat in vout["categories"]:
-    for e in cat["verified"]:
-      ver["seq"][e["position"], cat["id"]] = True
-  ver["seq_conf"][pos_d] = verification.verified_mask(dsum, min_share, min_changed, confident=True)
+  ver = {n: np.zeros((c, k), bool) for n in ("first", "first_055")}
   ver["first"][pos_d] = verification.verified_mask(first, min_share, min_changed)
   ver["first_055"][pos_d] = verification.verified_mask(first, 0.55, min_changed)
-  verified_of = {default: ver["seq"]}
+  verified_of = {}  # (rule, confident) -> (C, K) verified, each rule's detections with their own stages
   for r, m in rules.items():
     u = np.flatnonzero(m.any(1))
-    if r != default and len(u):
-      vs, _ = verification.run_stages(vjobs, g, labels_fn, u, m[u], min_share, min_changed, rows_per_step)
-      verified_of[r] = np.zeros((c, k), bool)
-      verified_of[r][u] = verification.verified_mask(vs, min_share, min_changed)
+    vs = verification.run_stages(vjobs, g, labels_fn, u, m[u], min_share, min_changed, rows_per_step)[0]
+    for conf in (False, True):
+      verified_of[r, conf] = np.zeros((c, k), bool)
+      if len(u):
+        verified_of[r, conf][u] = verification.verified_mask(vs, min_share, min_changed, conf)
+  mine = np.zeros((c, k), bool)  # detect_local's own verdicts (verified.json) for the default rule
+  for cat in vout["categories"]:
+    mine[[e["position"] for e in cat["verified"]], cat["id"]] = True
+  verified_of[default, confident] = mine
   n1 = len(verify_stages[0])
   sweep = {
     f"{default} + verified (first {n1} images only)": ver["first"],
     f"{default} + verified (first {n1} images, share >= 0.55: previous default)": ver["first_055"],
-    f"{default} + verified (share - CI >= {min_share:g})": ver["seq_conf"],
   }
-  rules.update({f"{r} + verified": m & verified_of.get(r, False) for r, m in list(rules.items())})
+  for r, m in list(rules.items()):
+    rules[f"{r} + verified"] = m & verified_of[r, False]
+    rules[f"{r} + verified (CI)"] = m & verified_of[r, True]
   rules.update({n: rules[default] & v for n, v in sweep.items()})
+  chosen = f"{default} + verified{' (CI)' if confident else ''}"
   # Oracle: every channel, on seeds of its own, more images while its verdict on any category is open.
   forbidden = list(seeds) + [s for st in verify_stages for s in st]
   ojobs = []
@@ -303,13 +306,20 @@ def run_benchmark(
   truth, decided = oracle_labels(osum, min_changed)
   rows = compare(truth, rules, table.categories)
   rows_decided = compare(truth, rules, table.categories, decided)
+  det_rules = [r for r in rules if "verified" not in r]
+  cands = [f"{r} + verified{v}" for r in det_rules if r.startswith(f"{default.split()[0]} ") for v in ("", " (CI)")]
+  split = split_choice(truth, rules, table.categories, cands)
+  split_d = split_choice(truth, rules, table.categories, cands, decided)
   out = {
     "timings": timings,
     "default_rule": default,
+    "default_verified": chosen,
     "rows": rows,
     "rows_decided": rows_decided,
-    "targets": targets(rows, f"{default} + verified"),
-    "targets_decided": targets(rows_decided, f"{default} + verified"),
+    "targets": targets(rows, chosen),
+    "targets_decided": targets(rows_decided, chosen),
+    "split": {"candidates": cands, **split, "targets_odd": targets(split["odd"], split["chosen"])},
+    "split_decided": {**split_d, "targets_odd": targets(split_d["odd"], split_d["chosen"])},
     "average_channel_win_rate": dict(zip(table.categories, frac.mean(0).round(4).tolist())),
     "outside_share_official": _outside(osum, rules["official"], table.categories),
     "outside_share_truth": _outside(osum, truth, table.categories),
@@ -323,6 +333,7 @@ def run_benchmark(
       "alphas": list(alphas),
       "visible": visible,
       "min_share": min_share,
+      "confident": confident,
       "oracle_min_share": ORACLE_MIN_SHARE,
       "min_changed": min_changed,
     },
@@ -330,30 +341,25 @@ def run_benchmark(
       name: np.bincount(layer[truth[:, i]], minlength=len(layout)).tolist() for i, name in enumerate(table.categories)
     },
   }
-  cands = [f"{r} + verified" for r in rules if r.startswith(detection_scores.DEFAULT_SCORE + " ") and "+" not in r]
-  split = split_choice(truth, rules, table.categories, cands)
-  split_d = split_choice(truth, rules, table.categories, cands, decided)
-  out["split"] = {"candidates": cands, **split, "targets_odd": targets(split["odd"], split["chosen"])}
-  out["split_decided"] = {**split_d, "targets_odd": targets(split_d["odd"], split_d["chosen"])}
   jobs.atomic_write_json(workdir / "bench_verification.json", out)
-  main = ["official", default, "official + verified", f"{default} + verified"]
-  vrules = [f"{default} + verified"] + list(sweep)
-  det_rules = [r for r in rules if "verified" not in r]
+  vs = " (CI)" if confident else ""
+  main = ["official", default, f"official + verified{vs}", chosen]
+  vrules = [f"{default} + verified", f"{default} + verified (CI)"] + list(sweep)
   md = (
     markdown(rows, main)
     + "\n\nDecided channels only (oracle's 95% CI excludes 0.5):\n\n"
     + markdown(rows_decided, main)
     + "\n\nDetection rules alone:\n\n"
     + markdown(rows, det_rules)
-    + f"\n\nEach rule + verification (share >= {min_share:g}, sequential):\n\n"
+    + f"\n\nEach rule + verification (mean share >= {min_share:g}, sequential):\n\n"
     + markdown(rows, [f"{r} + verified" for r in det_rules])
+    + f"\n\nEach rule + verification (CI: mean - 95% CI >= {min_share:g}, sequential):\n\n"
+    + markdown(rows, [f"{r} + verified (CI)" for r in det_rules])
     + "\n\nVerification rules (default detections):\n\n"
     + markdown(rows, vrules)
     + "\n\nVerification rules (default detections), decided channels only:\n\n"
     + markdown(rows_decided, vrules)
-  )
-  md += (
-    f"\n\nMass threshold chosen on the even map positions ({split['chosen']}), scored on the odd ones:\n\n"
+    + f"\n\nRule chosen on the even map positions ({split['chosen']}), scored on the odd ones:\n\n"
     + markdown(split["odd"], cands)
     + f"\n\nThe same, decided channels only (chosen on the even ones: {split_d['chosen']}):\n\n"
     + markdown(split_d["odd"], cands)

@@ -56,6 +56,7 @@ DEFAULT_ALPHAS = (-10.0, 10.0)
 DEFAULT_VISIBLE = 0.1
 DEFAULT_MIN_SHARE = 0.5  # the oracle's own rule (ground_truth): nothing tuned against it
 DEFAULT_MIN_CHANGED = 0.001
+DEFAULT_CONFIDENT = False  # verified when the mean reaches min_share (True: the lower end of the 95% CI)
 DEFAULT_SEEDS = "1000000-1000015"  # 16 held-out images (gradient maps use 0-999 by default)
 DEFAULT_MORE_SEEDS = "1000016-1000063"  # 48 more, only for channels whose verdict is open after the 16
 MEASURES = ("l1_share", "vis_share", "changed")
