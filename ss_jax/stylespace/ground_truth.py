@@ -323,6 +323,7 @@ def run_benchmark(
     "average_channel_win_rate": dict(zip(table.categories, frac.mean(0).round(4).tolist())),
     "outside_share_official": _outside(osum, rules["official"], table.categories),
     "outside_share_truth": _outside(osum, truth, table.categories),
+    "verification_minus_oracle": _shift(npz, pos_d, osum, rules[default], table.categories),
     "oracle_images_per_channel": np.bincount(np.asarray(osum["n_images"].max(1), np.int64)).nonzero()[0].tolist(),
     "oracle_channels_per_stage": [int((odepth > j).sum()) for j in range(len(ojobs))],
     "verify_channels_per_stage": [int((depth > j).sum()) for j in range(len(vjobs))],
@@ -366,6 +367,19 @@ def run_benchmark(
   )
   jobs.atomic_write_text(workdir / "bench_verification.md", md + "\n")
   np.savez(workdir / "oracle_summary.npz", truth=truth, decided=decided, mass=mass, frac=frac, **osum)
+  return out
+
+
+def _shift(vsum, vpos, osum, claimed, categories, lo=0.3, hi=0.7):
+  """Per category: mean and std over the claimed channels near the threshold (oracle share in [lo, hi]) of
+  (verification mean share - oracle mean share): sampling error of the image sets, shared by all channels."""
+  row = {int(p): i for i, p in enumerate(vpos)}
+  out = {}
+  for k, name in enumerate(categories):
+    p = [q for q in np.flatnonzero(claimed[:, k]) if int(q) in row and lo <= osum["vis_share_mean"][q, k] <= hi]
+    if len(p) > 1:
+      d = vsum["vis_share_mean"][[row[int(q)] for q in p], k] - osum["vis_share_mean"][p, k]
+      out[name] = {"n": len(p), "mean": round(float(d.mean()), 3), "std": round(float(d.std()), 3)}
   return out
 
 

@@ -263,6 +263,7 @@ def verify(
       stages, g, labels_fn, positions, wanted, min_share, min_changed, rows_per_step, prog
     )
   ok = verification.verified_mask(summ, min_share, min_changed, confident) if summ is not None else None
+  open_ = verification.undecided(summ, min_share, min_changed) if summ is not None else None
   layer = stylespace.layer_of_flat(layout)[considered]
   cats = []
   for c in result["categories"]:
@@ -277,6 +278,7 @@ def verify(
         "layer": e["layer"],
         "n_images": int(summ["n_images"][i, k]),
         "stages": int(depth[i]),
+        "open": bool(open_[i, k]),  # the 95% CI of vis_share still contains min_share after every stage
         **{n: _stat(summ, n, i, k) for n in verification.MEASURES},
       }
       entries["verified" if ok[i, k] else "rejected"].append(m)
