@@ -26,8 +26,9 @@ both signs pooled per image:
 each as mean, std and a normal 95% confidence half-width (1.96 std / sqrt(n)).
 
 Rule (`verified_mask`, defaults documented in the README): c is *verified* for k when
-vis_share >= min_share (0.5: most of the visible change lies inside k, the ground truth's own
-rule) and changed >= min_changed (0.001 of the image, 4 px at 64 px: enough pixels to be seen).
+vis_share - ci >= min_share (0.5: with 95% confidence most of the visible change lies inside k,
+the ground truth's own threshold; `confident=False` compares the mean) and changed >=
+min_changed (0.001 of the image, 4 px at 64 px: enough pixels to be seen).
 The L1 share is reported next to it (a faint change spread over the whole image lowers it
 without being seen). Sampling noise is handled by measuring more images, not by a margin
 (`run_stages`): a channel whose 95% CI of vis_share still contains min_share after the first
@@ -56,7 +57,7 @@ DEFAULT_ALPHAS = (-10.0, 10.0)
 DEFAULT_VISIBLE = 0.1
 DEFAULT_MIN_SHARE = 0.5  # the oracle's own rule (ground_truth): nothing tuned against it
 DEFAULT_MIN_CHANGED = 0.001
-DEFAULT_CONFIDENT = False  # verified when the mean reaches min_share (True: the lower end of the 95% CI)
+DEFAULT_CONFIDENT = True  # verified when the lower end of the 95% CI reaches min_share (False: the mean)
 DEFAULT_SEEDS = "1000000-1000015"  # 16 held-out images (gradient maps use 0-999 by default)
 DEFAULT_MORE_SEEDS = "1000016-1000063"  # 48 more, only for channels whose verdict is open after the 16
 MEASURES = ("l1_share", "vis_share", "changed")

@@ -234,7 +234,7 @@ def verify(
   baseline_per_layer=4,
   rows_per_step=64,
   progress_stream=None,
-  confident=False,
+  confident=verification.DEFAULT_CONFIDENT,
 ):
   """Measures the detections of `result` (and the baseline) and writes verified.json/.npz in job.dir.
 
