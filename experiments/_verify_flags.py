@@ -38,7 +38,9 @@ flags.DEFINE_list("verify_alphas", [str(a) for a in _v.DEFAULT_ALPHAS], "Edit st
 flags.DEFINE_float(
   "visible", _v.DEFAULT_VISIBLE, "A pixel changes visibly when max_RGB |delta| > this ([-1, 1] units)."
 )
-flags.DEFINE_float("min_share", _v.DEFAULT_MIN_SHARE, "Verified: mean share of the visible change inside k.")
+flags.DEFINE_float(
+  "min_share", _v.DEFAULT_MIN_SHARE, "Verified: share of the visible change inside k (the CI's lower end, or the mean)."
+)
 flags.DEFINE_float("min_changed", _v.DEFAULT_MIN_CHANGED, "Verified: visibly changed fraction of the image.")
 flags.DEFINE_integer("baseline_per_layer", 4, "Random channels per style layer for the baseline.")
 flags.DEFINE_string("stats", None, "stats.npz for std_c (default: std of the gradient-map images' styles).")
