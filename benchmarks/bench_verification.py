@@ -9,7 +9,7 @@ detect_local runs it (--verify_seeds, then --verify_more_seeds for open verdicts
 a timing sample of the gradient maps (--time_seeds images) under the same load, verification of
 every other rule's detections, and the oracle: all conv channels edited on the first
 --oracle_seeds stage, open verdicts on the next stages (all seed sets disjoint).
-Writes bench_verification.json / .md (tables of docs/verification.md) into --workdir.
+Writes bench_verification.json / .md (tables of docs/verification/README.md) into --workdir.
 """
 
 import argparse

@@ -246,3 +246,16 @@ def test_oracle_labels_and_decided_scoring():
   # Where nothing is decided local, undecided claims count against "at most one claim".
   none = ground_truth.compare(np.zeros((4, 1), bool), {"r": claimed}, ["ear"], decided)
   assert ground_truth.targets(none, "r") == [("ear", False, "3 claimed (<= 1)")]
+
+
+def test_split_choice_picks_on_even_and_scores_on_odd():
+  truth = np.zeros((8, 1), bool)
+  truth[:6, 0] = True  # 3 local channels in each half
+  good_even = truth.copy()
+  good_even[[1, 3, 5], 0] = False  # perfect on the even positions, misses every odd one
+  rules = {"a": good_even, "b": np.ones((8, 1), bool)}  # b: precision 0.75 on each half
+  out = ground_truth.split_choice(truth, rules, ["hair"], ["a", "b"])
+  assert out["chosen"] == "a"
+  assert out["even"][0]["a"]["precision"] == 1.0 and out["even"][0]["a"]["recall"] == 1.0
+  assert out["odd"][0]["truly_local"] == 3 and out["odd"][0]["a"]["claimed"] == 0
+  assert out["odd"][0]["b"]["precision"] == 0.75

@@ -1,10 +1,12 @@
 """Edit-based ground truth for locally-active channels, and precision / recall of detection rules.
 
-The oracle edits *every* considered channel on held-out images (a `verification` job run over
-all map positions, on seeds disjoint from the gradient maps' and from the verification seeds)
-and calls channel c *truly local* for category k when `verification.verified_mask` holds on
-those images (most of the visible and of the L1 change inside k, enough pixels changed).
-A detection rule, and the verified set it leads to, are then scored per category against it.
+The oracle edits *every* considered channel on held-out images (`verification` jobs run over
+all map positions, on seeds disjoint from the gradient maps' and from the verification seeds),
+in stages: a channel whose 95% CI of the visible share contains 0.5 for any category is measured
+on the next stage's images too (`verification.run_stages`). It calls channel c *truly local* for
+category k when the mean visible share over all its images is >= 0.5 and enough pixels change
+(`oracle_labels`), and *decided* when the CI excludes 0.5. A detection rule, and the verified set
+it leads to, are scored per category against it, on all channels and on the decided ones only.
 
 `run_benchmark` is the one-command benchmark of `benchmarks.bench_verification` on the shipped
 ToyFaces model: gradient maps -> scores -> detections of every rule -> verification of the
