@@ -25,11 +25,22 @@ flags.DEFINE_float(
 )
 flags.DEFINE_bool("verify", True, "Verify every detection by editing held-out images (writes verified.json).")
 flags.DEFINE_string("verify_seeds", _v.DEFAULT_SEEDS, "Held-out seeds (disjoint from the gradient maps').")
+flags.DEFINE_string(
+  "verify_more_seeds",
+  _v.DEFAULT_MORE_SEEDS,
+  "More held-out seeds, measured only for detections whose 95% CI of the visible share contains --min_share "
+  "after --verify_seeds ('' = none).",
+)
+flags.DEFINE_bool(
+  "verify_confident", _v.DEFAULT_CONFIDENT, "Verified only when the lower end of the 95% CI reaches --min_share."
+)
 flags.DEFINE_list("verify_alphas", [str(a) for a in _v.DEFAULT_ALPHAS], "Edit strengths in units of std_c.")
 flags.DEFINE_float(
   "visible", _v.DEFAULT_VISIBLE, "A pixel changes visibly when max_RGB |delta| > this ([-1, 1] units)."
 )
-flags.DEFINE_float("min_share", _v.DEFAULT_MIN_SHARE, "Verified: share of the visible and L1 change inside k.")
+flags.DEFINE_float(
+  "min_share", _v.DEFAULT_MIN_SHARE, "Verified: share of the visible change inside k (the CI's lower end, or the mean)."
+)
 flags.DEFINE_float("min_changed", _v.DEFAULT_MIN_CHANGED, "Verified: visibly changed fraction of the image.")
 flags.DEFINE_integer("baseline_per_layer", 4, "Random channels per style layer for the baseline.")
 flags.DEFINE_string("stats", None, "stats.npz for std_c (default: std of the gradient-map images' styles).")
@@ -45,13 +56,14 @@ def verify(job, gm, result, labels_fn, source, table, progress_stream=None):
 
   g = load_generator(gm.spec["checkpoint"])
   sigma = stats.load(FLAGS.stats, g.layout)["std"] if FLAGS.stats else None
-  vjob = verified_detection.make_verify_job(
+  more = parse_seeds(FLAGS.verify_more_seeds) if FLAGS.verify_more_seeds else []
+  vjob = verified_detection.make_verify_stages(
     gm.dir.parent,
     gm,
     g,
     source,
     table,
-    parse_seeds(FLAGS.verify_seeds),
+    [parse_seeds(FLAGS.verify_seeds), more],
     [float(a) for a in FLAGS.verify_alphas],
     FLAGS.visible,
     sigma,
@@ -68,4 +80,5 @@ def verify(job, gm, result, labels_fn, source, table, progress_stream=None):
     FLAGS.baseline_per_layer,
     FLAGS.verify_rows,
     progress_stream,
+    FLAGS.verify_confident,
   )

@@ -138,9 +138,19 @@ def test_verified_json_end_to_end(tmp_path):
   table = segmentation.FFHQ
   with pytest.raises(ValueError, match="overlap"):
     vd.make_verify_job(tmp_path, gm, g, {"segmenter": "halves"}, table, [3, 100])
-  vjob = vd.make_verify_job(tmp_path, gm, g, {"segmenter": "halves"}, table, [100, 101], alphas=(-5.0, 5.0))
+  with pytest.raises(ValueError, match="share seeds"):
+    vd.make_verify_stages(tmp_path, gm, g, {"segmenter": "halves"}, table, [[100, 101], [101, 102]])
+  vjob = vd.make_verify_stages(tmp_path, gm, g, {"segmenter": "halves"}, table, [[100, 101], [102]], (-5.0, 5.0))
+  assert vjob[0].dir == vd.make_verify_job(tmp_path, gm, g, {"segmenter": "halves"}, table, [100, 101], (-5, 5)).dir
   out = vd.verify(job, gm, result, g, _halves, vjob, min_share=0.3, min_changed=0.0, baseline_per_layer=2)
   assert json.loads((job.dir / "verified.json").read_text()) == json.loads(json.dumps(out))
+  assert out["settings"]["more_seeds"] == [vd.locally_active._seed_summary([102])]
+  entries = [e for c in out["categories"] for e in c["verified"] + c["rejected"]]
+  assert {e["stages"] for e in entries} <= {1, 2} and all(e["n_images"] <= 3 for e in entries)
+  for e in entries:  # open: the CI still contains min_share (0.3); away from rounding at the boundary
+    gap = abs(e["vis_share"]["mean"] - 0.3) - e["vis_share"]["ci95"]
+    if abs(gap) > 1e-4 and e["n_images"]:
+      assert e["open"] == (gap < 0), e
   assert [c["category"] for c in out["categories"]] == list(table.categories)
   for c, d in zip(out["categories"], result["categories"]):
     assert len(c["verified"]) + len(c["rejected"]) == len(d["detected"])
@@ -179,3 +189,73 @@ def test_l1_shares_agree_with_toyfaces_evaluate():
   mine = got["l1_in"][:, 0] / got["l1_total"][:, :1]
   for j, name in enumerate(names):
     np.testing.assert_allclose(mine[:, table.categories.index(name)], shares[:, j], rtol=1e-5, atol=1e-7)
+
+
+def test_run_stages_measures_open_verdicts_on_more_seeds(tmp_path):
+  """Sequential stages: stage 2 only for channels whose CI contains min_share; pooled = one job on all seeds."""
+  g = tiny_generator()
+  table = segmentation.FFHQ
+  considered = stylespace.considered_indices(g.layout)
+  sigma = np.linspace(0.5, 1.5, g.num_style_channels)
+  args = (g, considered, sigma)
+  kw = dict(alphas=(-3.0, 3.0), source={"segmenter": "halves"}, table=table)
+  stages = [V.make_job(tmp_path, *args, s, name=f"s{j}", **kw) for j, s in enumerate(([5, 6, 7], [8, 9]))]
+  pos = np.arange(6)
+  ref = V.make_job(tmp_path, *args, [5, 6, 7, 8, 9], name="all", **kw)
+  V.run_job(ref, g, _halves, pos, rows_per_step=10)
+  V.run_job(stages[0], g, _halves, pos)
+  npix = g.config.img_resolution**2
+  first = V.summarize(V.load(stages[0], pos), npix)
+  share = float(np.median(first["vis_share_mean"][first["changed_mean"] > 0]))  # opens some verdicts
+  want = V.undecided(first, share, 0.0)
+  wanted = np.zeros_like(want)
+  wanted[:, 0] = wanted[:, 10] = True  # skin and hair verdicts matter
+  summ, depth = V.run_stages(stages, g, _halves, pos, wanted, share, 0.0, rows_per_step=6)
+  open_ = (want & wanted).any(1)
+  assert open_.any() and not open_.all()
+  np.testing.assert_array_equal(depth, np.where(open_, 2, 1))
+  assert [stages[1].done(p) for p in pos] == open_.tolist()
+  pooled = V.summarize(V.load(ref, pos), npix)
+  for key in summ:
+    np.testing.assert_allclose(summ[key][open_], pooled[key][open_], atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(summ[key][~open_], first[key][~open_], atol=1e-6, err_msg=key)
+  assert (summ["n_images"][open_].max(1) == 5).all() and (summ["n_images"][~open_].max(1) == 3).all()
+  conf = V.verified_mask(summ, share, 0.0, confident=True)
+  assert (conf <= V.verified_mask(summ, share, 0.0)).all()
+  np.testing.assert_array_equal(conf, (summ["vis_share_mean"] - summ["vis_share_ci"] >= share) & (summ["n_images"] > 0))
+
+
+def test_oracle_labels_and_decided_scoring():
+  # 4 channels, 1 category: local, local but undecided, non-local, non-local but undecided.
+  osum = {
+    "vis_share_mean": np.array([[0.9], [0.55], [0.1], [0.45]]),
+    "vis_share_ci": np.array([[0.05], [0.1], [0.05], [0.1]]),
+    "changed_mean": np.full((4, 1), 0.01),
+    "n_images": np.full((4, 1), 12.0),
+  }
+  truth, decided = ground_truth.oracle_labels(osum, 0.001)
+  np.testing.assert_array_equal(truth[:, 0], [True, True, False, False])
+  np.testing.assert_array_equal(decided[:, 0], [True, False, True, False])
+  claimed = np.array([[True], [True], [False], [True]])
+  full = ground_truth.compare(truth, {"r": claimed}, ["hair"])[0]
+  dec = ground_truth.compare(truth, {"r": claimed}, ["hair"], decided)[0]
+  assert (full["truly_local"], full["r"]["claimed"], full["r"]["precision"]) == (2, 3, 2 / 3)
+  assert (dec["truly_local"], dec["undecided"], dec["r"]["claimed"], dec["r"]["claimed_undecided"]) == (1, 2, 1, 2)
+  assert dec["r"]["precision"] == 1.0 and dec["r"]["recall"] == 1.0
+  assert "| hair | 1 | 2 | 1 (+2) / 1.00 / 1.00 / 1.00 |" in ground_truth.markdown([dec], ["r"])
+  # Where nothing is decided local, undecided claims count against "at most one claim".
+  none = ground_truth.compare(np.zeros((4, 1), bool), {"r": claimed}, ["ear"], decided)
+  assert ground_truth.targets(none, "r") == [("ear", False, "3 claimed (<= 1)")]
+
+
+def test_split_choice_picks_on_even_and_scores_on_odd():
+  truth = np.zeros((8, 1), bool)
+  truth[:6, 0] = True  # 3 local channels in each half
+  good_even = truth.copy()
+  good_even[[1, 3, 5], 0] = False  # perfect on the even positions, misses every odd one
+  rules = {"a": good_even, "b": np.ones((8, 1), bool)}  # b: precision 0.75 on each half
+  out = ground_truth.split_choice(truth, rules, ["hair"], ["a", "b"])
+  assert out["chosen"] == "a"
+  assert out["even"][0]["a"]["precision"] == 1.0 and out["even"][0]["a"]["recall"] == 1.0
+  assert out["odd"][0]["truly_local"] == 3 and out["odd"][0]["a"]["claimed"] == 0
+  assert out["odd"][0]["b"]["precision"] == 0.75

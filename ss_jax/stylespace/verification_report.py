@@ -160,7 +160,8 @@ def category_html(cat, det_cat, layer_names, figures, max_channels=5, score="mas
       base = f"{b['vis_share']:.2f} / {b['l1_share']:.2f}" if b else "–"
       h.append(
         f'<tr id="v-{html.escape(e["name"])}"><td>{html.escape(e["name"])}</td>'
-        f"<td>{'verified' if e in ver else 'rejected'}</td><td>{_m(e, 'vis_share')}</td>"
+        f"<td>{'verified' if e in ver else 'rejected'}{' (undecided)' if e.get('open') else ''}</td>"
+        f"<td>{_m(e, 'vis_share')}</td>"
         f"<td>{_m(e, 'l1_share')}</td><td>{100 * e['changed']['mean']:.2f}%</td><td>{base}</td>"
         f"<td>{img}</td></tr>"
       )

@@ -15,7 +15,7 @@ The library side of `experiments.detect_local`:
                    "ci95"}, "vis_share": {...}, "changed": {...}, "n_images", ...}],
                    "rejected": [...], "baseline": {...}}]}
   verified.npz   positions (M,) measured map positions, every summary array (M, K),
-                 baseline (B,) positions.
+                 baseline (B,) positions, stages (M,) seed stages measured per position.
 """
 
 import collections
@@ -186,17 +186,38 @@ def make_verify_job(
   )
 
 
+def make_verify_stages(
+  workdir,
+  gm,
+  g,
+  source,
+  table,
+  seed_stages,
+  alphas=verification.DEFAULT_ALPHAS,
+  visible=verification.DEFAULT_VISIBLE,
+  sigma=None,
+):
+  """One `make_verify_job` per list of held-out seeds (sequential stages, `verification.run_stages`);
+  empty stages are dropped. ValueError if two stages share a seed."""
+  stages = [[int(s) for s in st] for st in seed_stages if len(st)]
+  seen = set()
+  for st in stages:
+    if seen & set(st):
+      raise ValueError(f"verification stages share seeds (first {sorted(seen & set(st))[0]}); give disjoint seeds")
+    seen |= set(st)
+  if sigma is None and stages:
+    sigma = (
+      verification.sigma_from_gradient_maps(gm) if hasattr(gm, "read") else verification.sigma_from_seeds(g, gm.spec)
+    )
+  return [make_verify_job(workdir, gm, g, source, table, st, alphas, visible, sigma) for st in stages]
+
+
 def _stat(summary, name, p, k):
   return {
     "mean": round(float(summary[f"{name}_mean"][p, k]), 5),
     "std": round(float(summary[f"{name}_std"][p, k]), 5),
     "ci95": round(float(summary[f"{name}_ci"][p, k]), 5),
   }
-
-
-def measured(vjob, positions, num_pixels):
-  """summary dict (M, K) arrays of the given positions (verification.summarize)."""
-  return verification.summarize(verification.load(vjob, positions), num_pixels)
 
 
 def verify(
@@ -211,20 +232,36 @@ def verify(
   baseline_per_layer=4,
   rows_per_step=64,
   progress_stream=None,
+  confident=verification.DEFAULT_CONFIDENT,
 ):
-  """Measures the detections of `result` (and the baseline) in vjob; writes verified.json/.npz in job.dir."""
+  """Measures the detections of `result` (and the baseline) and writes verified.json/.npz in job.dir.
+
+  vjob: a verification job, or a list of them on disjoint seeds (sequential stages: a channel is measured
+  on the next stage's images while the 95% CI of its visible share in a detected category contains
+  min_share, `verification.run_stages`). confident: see `verification.verified_mask`.
+  """
   layout, considered, _ = storage.job_layout(gm)
   table = segmentation.CategoryTable.from_json(job.spec["table"])
+  stages = list(vjob) if isinstance(vjob, (list, tuple)) else [vjob]
   det = {c["id"]: np.array([e["position"] for e in c["detected"]], np.int64) for c in result["categories"]}
   union = np.unique(np.concatenate([np.zeros(0, np.int64)] + list(det.values())))
   base = verification.baseline_positions(layout, considered, union, baseline_per_layer) if len(union) else union
   positions = np.union1d(union, base).astype(np.int64)
-  prog = jobs.Progress(len(positions), "verifying", "channels", stream=progress_stream) if progress_stream else None
-  verification.run_job(vjob, g, labels_fn, positions, rows_per_step, progress=prog)
-  size = g.config.img_resolution
-  summ = measured(vjob, positions, size * size) if len(positions) else None
   row = {int(p): i for i, p in enumerate(positions)}
-  ok = verification.verified_mask(summ, min_share, min_changed) if summ is not None else None
+  wanted = np.zeros((len(positions), table.num_categories), bool)  # the verdicts that matter per channel
+  for k, pos in det.items():
+    wanted[[row[int(p)] for p in pos], k] = True
+  wanted[[row[int(p)] for p in base]] |= np.array([len(det.get(k, ())) > 0 for k in range(table.num_categories)])
+  prog = None
+  if progress_stream:
+    prog = lambda j, n: jobs.Progress(n, f"verifying (stage {j + 1}/{len(stages)})", "channels", stream=progress_stream)
+  summ, depth = None, np.zeros(len(positions), np.int64)
+  if len(positions):
+    summ, depth = verification.run_stages(
+      stages, g, labels_fn, positions, wanted, min_share, min_changed, rows_per_step, prog
+    )
+  ok = verification.verified_mask(summ, min_share, min_changed, confident) if summ is not None else None
+  open_ = verification.undecided(summ, min_share, min_changed) if summ is not None else None
   layer = stylespace.layer_of_flat(layout)[considered]
   cats = []
   for c in result["categories"]:
@@ -238,6 +275,8 @@ def verify(
         "position": e["position"],
         "layer": e["layer"],
         "n_images": int(summ["n_images"][i, k]),
+        "stages": int(depth[i]),
+        "open": bool(open_[i, k]),  # the 95% CI of vis_share still contains min_share after every stage
         **{n: _stat(summ, n, i, k) for n in verification.MEASURES},
       }
       entries["verified" if ok[i, k] else "rejected"].append(m)
@@ -250,9 +289,10 @@ def verify(
         "baseline": _baseline(summ, ok, row, base, layer, det[k], k) if len(det[k]) else None,
       }
     )
-  s = vjob.spec
+  s = stages[0].spec
   settings = {
     "seeds": locally_active._seed_summary(s["seeds"]),
+    "more_seeds": [locally_active._seed_summary(st.spec["seeds"]) for st in stages[1:]],
     "alphas": s["alphas"],
     "visible": s["visible"],
     "min_share": min_share,
@@ -261,14 +301,24 @@ def verify(
     "psi": s["psi"],
     "labels": s["labels"],
     "measures": list(verification.MEASURES),
-    "store": vjob.dir.name,
-    "rule": "vis_share >= min_share and changed >= min_changed (means over held-out images)",
+    "store": stages[0].dir.name,
+    "stores": [st.dir.name for st in stages],
+    "confident": bool(confident),
+    "rule": (
+      f"vis_share {'- ci95 ' if confident else ''}>= min_share and changed >= min_changed (means over held-out "
+      "images; while the 95% CI of vis_share contains min_share, the channel is measured on the next seeds too)"
+    ),
   }
   out = {"settings": settings, "categories": cats}
   jobs.atomic_write_json(job.dir / "verified.json", out)
   arrays = {k: v for k, v in (summ or {}).items()}
   jobs.atomic_save_npz(
-    job.dir / "verified.npz", positions=positions, baseline=base, categories=np.array(table.categories), **arrays
+    job.dir / "verified.npz",
+    positions=positions,
+    baseline=base,
+    stages=depth,
+    categories=np.array(table.categories),
+    **arrays,
   )
   return out
 
