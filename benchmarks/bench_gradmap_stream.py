@@ -6,14 +6,18 @@
 
 Model cases (a random config-f-width generator, pooled 32 x 32, all conv channels;
 each case in a fresh subprocess so `peak GB` (ru_maxrss) is its own, compile
-included; cases alternate so both variants see the same machine load):
+included; cases alternate so both variants see the same machine load). Both
+variants include the streaming reduction `detection_stats.accumulate` of every
+image's maps against an 11-category map (fixed synthetic layout: the segmenter,
+BiSeNet at 1024 px, is not part of this measurement):
 
-  before  the previous default: local mode with direct (im2col) crop convs, maps
-          only (what stored maps cost before they are written);
-  now     the current default plan (Winograd F(2x2, 3x3) crop convs) and the
-          streaming reduction `detection_stats.accumulate` of every image's maps
-          against an 11-category map (fixed synthetic layout: the segmenter,
-          BiSeNet at 1024 px, is not part of this measurement).
+  before  the previous default plan: every layer above the local mode's cut is
+          re-run on each tile's crops and differentiated there (jax.vjp);
+  now     the current default plan: the blocks whose crops overlap most (split)
+          run transposed at primal crops cut from one full-size forward pass
+          (no per-tile recomputation of their convs); the rest as before.
+
+The first image's maps of each variant are saved and compared (`max |diff|`).
 
 Each image's computation is compiled ahead (`compile s`, apart), then timed:
 `s/image` wall clock, `CPU s/image` the process's CPU time (all threads; on a
@@ -57,7 +61,6 @@ def worker(case):
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
   from ss_jax.stylespace import detection_stats
-  from ss_jax.stylegan2 import layers
   from ss_jax.stylespace.gradmaps import api as gradmaps
   from ss_jax.stylespace.gradmaps import planning
   from ss_jax.stylegan2.generator import Generator, config_f
@@ -67,12 +70,7 @@ def worker(case):
   g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
   z = jax.random.normal(jax.random.PRNGKey(1), (n, 512))
   styles = jax.jit(lambda g, z: g.styles(g.mapping(z)))(g, z)
-  if before:  # the previous default: folded 36-tap crop up-convs, uncapped tile batch and tangent chunk
-    layers.UP_PHASES = False
-    planning.TILE_MEMORY_CAP = 1 << 62
-    pl = planning.plan(cfg, 32, chunk_size=planning._default_chunk(g.layout, planning.plan(cfg, 32).cut))
-  else:
-    pl = planning.plan(cfg, 32)
+  pl = planning.plan(cfg, 32, split=0 if before else None)
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
   put = lambda i: jax.device_put(tuple(v[i : i + 1] for v in styles), NamedSharding(mesh, P("data")))
@@ -86,11 +84,12 @@ def worker(case):
     s_i = put(i)
     t, c = time.perf_counter(), time.process_time()
     maps = np.asarray(exe(g, s_i))
-    if not before:
-      st = detection_stats.accumulate(maps, cats, 11, with_map_sum=True)
-      stats = st if stats is None else stats + st
+    st = detection_stats.accumulate(maps, cats, 11, with_map_sum=True)
+    stats = st if stats is None else stats + st
     times.append(time.perf_counter() - t)
     cpu.append(time.process_time() - c)
+    if i == 0 and case.get("save"):
+      np.save(case["save"], maps)
   out = dict(
     case,
     plan=str(pl),
@@ -170,10 +169,13 @@ def main():
     toyfaces(args.seeds)
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return
-  rows = []
+  rows, saved = [], {}
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_stream_maps_"))
   for _ in range(args.rounds):
     for variant in args.variants.split(","):
       case = dict(resolution=args.resolution, images=args.images, variant=variant)
+      if variant not in saved:
+        case["save"] = saved[variant] = str(tmp / f"{variant}.npy")
       proc, _ = _spawn(["-m", "benchmarks.bench_gradmap_stream", "--worker", json.dumps(case)])
       row = (
         json.loads(proc.stdout.strip().splitlines()[-1])
@@ -192,6 +194,18 @@ def main():
       f"  {r['variant']:>7}  {r['s_per_image']:8.1f}  {r['cpu_s_per_image']:11.1f}  {r['compile_s']:9.1f}  "
       f"{r['peak_gb']:8.2f}  {r.get('stats_mb', 0):8.1f}  {r['load']:.1f}"
     )
+  _compare(saved)
+  shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compare(saved):
+  """Prints max |difference| between the variants' first-image maps, against the maps' scale."""
+  import numpy as np
+
+  maps = {k: np.load(v) for k, v in saved.items() if pathlib.Path(v).is_file()}
+  if len(maps) == 2:
+    (ka, a), (kb, b) = maps.items()
+    print(f"  first image's maps, {ka} vs {kb}: max |diff| {np.abs(a - b).max():.3g} (max |map| {np.abs(a).max():.3g})")
 
 
 if __name__ == "__main__":

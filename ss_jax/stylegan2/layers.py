@@ -81,6 +81,27 @@ def _up_conv_valid(x, w, fir):
   return y.reshape(n, 2 * h, 2 * wd, cout)
 
 
+def _modulate(L, x, s):
+  """Layer L's modulated input: x (N, R, R, Cin) times its styles s (N, Cin) (toRGB: / sqrt(Cin))."""
+  scale = s if L.kind == "conv" else s * (1.0 / math.sqrt(L.channels))
+  return x * scale[:, None, None, :]
+
+
+def _conv_part(cfg, L, p, h, valid=False, precision=HIGHEST):
+  """Layer L's convolution of its modulated input h, before demodulation, (N, R', R', Cout)."""
+  w = p["weight"]
+  if L.kind == "conv" and L.up:
+    return _up_conv_valid(h, w, cfg.fir) if valid else ops.conv2d_up(h, w, cfg.fir, precision)
+  return _conv_valid(h, w, precision) if valid else ops.conv2d(h, w, precision)  # toRGB 1x1: VALID == SAME
+
+
+def _demod(cfg, L, p, s, precision=HIGHEST):
+  """Demodulation factors (N, Cout) of a conv layer for styles s (N, Cin); None for toRGB."""
+  if L.kind != "conv":
+    return None
+  return ops.demod_coefficients(p["weight"], s, _demod_eps(cfg, p["weight"]), precision)
+
+
 def _pre(cfg, L, p, x, s, valid=False, precision=HIGHEST):
   """Modulated conv output before noise/bias, (N, R', R', Cout).
 
@@ -88,18 +109,9 @@ def _pre(cfg, L, p, x, s, valid=False, precision=HIGHEST):
   input [a, a+n) is exact on high-res [2a+2, 2a+2n-2) (each output reads inputs
   floor(o/2)-1 .. floor(o/2)+1), so 2 px per side are dropped.
   """
-  if L.kind == "conv":
-    w = p["weight"]
-    h = x * s[:, None, None, :]
-    if L.up:
-      h = _up_conv_valid(h, w, cfg.fir) if valid else ops.conv2d_up(h, w, cfg.fir, precision)
-    else:
-      h = _conv_valid(h, w, precision) if valid else ops.conv2d(h, w, precision)
-    d = ops.demod_coefficients(w, s, _demod_eps(cfg, w), precision)
-    return h * d[:, None, None, :]
-  h = x * (s * (1.0 / math.sqrt(L.channels)))[:, None, None, :]
-  w = p["weight"]
-  return _conv_valid(h, w, precision) if valid else ops.conv2d(h, w, precision)  # 1x1: VALID == SAME
+  u = _conv_part(cfg, L, p, _modulate(L, x, s), valid, precision)
+  d = _demod(cfg, L, p, s, precision)
+  return u if d is None else u * d[:, None, None, :]
 
 
 def _block_gain(cfg, L):

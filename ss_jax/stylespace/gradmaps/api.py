@@ -89,7 +89,7 @@ def _per_image(g, s, *, res, layers, pl, maps):
   elif pl.method == "reverse":
     j = _jac_reverse(g, s, res, layers, pl.chunk)
   else:
-    j = _jac_local(g, s, res, layers, pl.chunk, pl.cut, pl.tile, pl.tile_batch)
+    j = _jac_local(g, s, res, layers, pl.chunk, pl.cut, pl.tile, pl.tile_batch, pl.split)
   return jnp.mean(jnp.abs(j), axis=1) if maps else j
 
 
