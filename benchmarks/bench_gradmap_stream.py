@@ -205,7 +205,12 @@ def _compare(saved):
   maps = {k: np.load(v) for k, v in saved.items() if pathlib.Path(v).is_file()}
   if len(maps) == 2:
     (ka, a), (kb, b) = maps.items()
-    print(f"  first image's maps, {ka} vs {kb}: max |diff| {np.abs(a - b).max():.3g} (max |map| {np.abs(a).max():.3g})")
+    d = np.abs(a - b)
+    tiles = int((d.max(axis=0) > 1e-4).sum())
+    print(
+      f"  first image's maps, {ka} vs {kb}: max |diff| {d.max():.3g} (max |map| {np.abs(a).max():.3g}); "
+      f"pooled pixels where some channel differs by > 1e-4: {tiles} of {d.shape[1] * d.shape[2]}"
+    )
 
 
 if __name__ == "__main__":

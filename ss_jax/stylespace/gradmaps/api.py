@@ -27,7 +27,11 @@ Three exact ways to get J, each one `jax.jit` over the image batch:
   `vmap` over its cotangents and over tiles). The crops' gradients w.r.t. the
   cut activations are regrouped by cut position and contracted with the forward
   tangents of the low layers (a batched matmul per position). This drops the
-  dense high-resolution work that dominates both other modes.
+  dense high-resolution work that dominates both other modes. The blocks just
+  above the cut, whose crops overlap most (at 1024 px a tile's 9x9 crop of a
+  16x16 map), are not re-run per tile: their convs run once at full size, and
+  per tile only the transpose of their tangent map runs (`jax.linear_transpose`
+  at primal crops cut from those full-size outputs; Plan.split).
 
 StyleGAN3 generators get "forward" or "reverse" (ss_jax.stylespace.gradmaps.stylegan3, which
 says why "local" is not offered for them).
