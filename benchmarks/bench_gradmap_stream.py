@@ -21,7 +21,10 @@ The first image's maps of each variant are saved and compared (`max |diff|`).
 
 Each image's computation is compiled ahead (`compile s`, apart), then timed:
 `s/image` wall clock, `CPU s/image` the process's CPU time (all threads; on a
-shared machine a better guide than wall time: at low load wall ~ CPU / cores). --toyfaces runs the real binaries on
+shared machine a better guide than wall time: at low load wall ~ CPU / cores);
+`setup GB` is the peak RSS before compiling the maps (process, random model,
+styles), `XLA temp GB` the compiled maps program's temporaries (XLA's memory
+analysis). --toyfaces runs the real binaries on
 the shipped ToyFaces model (segmenter included) both ways and reports wall time
 and disk use of the work directory.
 """
@@ -77,8 +80,11 @@ def worker(case):
   g = jax.device_put(g, NamedSharding(mesh, P()))
   kw = dict(res=32, layers=gradmaps.considered_layers(g.layout), pl=pl, maps=True, mesh=mesh, n=1)
   t = time.perf_counter()
+  setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
   compile_s = time.perf_counter() - t
+  mem = exe.memory_analysis()
+  temp_gb = None if mem is None else mem.temp_size_in_bytes / 1e9
   times, cpu, stats = [], [], None
   for i in range(n):
     s_i = put(i)
@@ -98,6 +104,8 @@ def worker(case):
     cpu_s_per_image=float(np.mean(cpu)),
     all_s=[round(t, 1) for t in times],
     peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    setup_gb=setup_gb,
+    xla_temp_gb=temp_gb,
     channels=int(maps.shape[1]),
     load=os.getloadavg()[0],
   )
@@ -185,14 +193,18 @@ def main():
       rows.append(row)
       print(json.dumps(row), flush=True)
   print(f"\n{args.resolution} px config-f widths, 32 x 32 maps, per image (load average now {os.getloadavg()[0]:.1f}):")
-  print(f"  {'variant':>7}  {'s/image':>8}  {'CPU s/image':>11}  {'compile s':>9}  {'peak GB':>8}  stats MB  load")
+  print(
+    f"  {'variant':>7}  {'s/image':>8}  {'CPU s/image':>11}  {'compile s':>9}  {'peak GB':>8}  setup GB  "
+    "XLA temp GB  stats MB  load"
+  )
   for r in rows:
     if "error" in r:
       print(f"  {r['variant']:>7}  error: {r['error']}")
       continue
     print(
       f"  {r['variant']:>7}  {r['s_per_image']:8.1f}  {r['cpu_s_per_image']:11.1f}  {r['compile_s']:9.1f}  "
-      f"{r['peak_gb']:8.2f}  {r.get('stats_mb', 0):8.1f}  {r['load']:.1f}"
+      f"{r['peak_gb']:8.2f}  {r['setup_gb']:8.2f}  {r['xla_temp_gb'] or float('nan'):11.2f}  "
+      f"{r.get('stats_mb', 0):8.1f}  {r['load']:.1f}"
     )
   _compare(saved)
   shutil.rmtree(tmp, ignore_errors=True)
@@ -205,10 +217,10 @@ def _compare(saved):
   maps = {k: np.load(v) for k, v in saved.items() if pathlib.Path(v).is_file()}
   if len(maps) == 2:
     (ka, a), (kb, b) = maps.items()
-    d = np.abs(a - b)
+    d = np.abs(a - b)[0]  # (C, P, P)
     tiles = int((d.max(axis=0) > 1e-4).sum())
     print(
-      f"  first image's maps, {ka} vs {kb}: max |diff| {d.max():.3g} (max |map| {np.abs(a).max():.3g}); "
+      f"  first image's maps, {ka} vs {kb}: max |diff| {d.max():.3g} (max |map| {np.abs(a[0]).max():.3g}); "
       f"pooled pixels where some channel differs by > 1e-4: {tiles} of {d.shape[1] * d.shape[2]}"
     )
 
