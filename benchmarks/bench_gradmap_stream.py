@@ -11,11 +11,13 @@ variants include the streaming reduction `detection_stats.accumulate` of every
 image's maps against an 11-category map (fixed synthetic layout: the segmenter,
 BiSeNet at 1024 px, is not part of this measurement):
 
-  before  the previous default plan: every layer above the local mode's cut is
-          re-run on each tile's crops and differentiated there (jax.vjp);
-  now     the current default plan: the blocks whose crops overlap most (split)
-          run transposed at primal crops cut from one full-size forward pass
-          (no per-tile recomputation of their convs); the rest as before.
+  before  the previous default: every layer above the local mode's cut is re-run
+          on each tile's crops and differentiated there (jax.vjp), crop up-convs
+          on the zero-padded crop (layers.UP_TRIM = False, split = 0);
+  now     the current default: the blocks whose crops overlap most (split) run
+          transposed at primal crops cut from one full-size forward pass (no
+          per-tile recomputation of their convs), crop up-convs computed only
+          where the kept outputs need them (bit-identical to the padded ones).
 
 The first image's maps of each variant are saved and compared (`max |diff|`).
 
@@ -64,6 +66,7 @@ def worker(case):
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
   from ss_jax.stylespace import detection_stats
+  from ss_jax.stylegan2 import layers
   from ss_jax.stylespace.gradmaps import api as gradmaps
   from ss_jax.stylespace.gradmaps import planning
   from ss_jax.stylegan2.generator import Generator, config_f
@@ -73,6 +76,8 @@ def worker(case):
   g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
   z = jax.random.normal(jax.random.PRNGKey(1), (n, 512))
   styles = jax.jit(lambda g, z: g.styles(g.mapping(z)))(g, z)
+  if before:  # the previous default: crop up-convs on the zero-padded crop, every block re-run per tile
+    layers.UP_TRIM = False
   pl = planning.plan(cfg, 32, split=0 if before else None)
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])

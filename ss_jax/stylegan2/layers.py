@@ -10,6 +10,7 @@ activation, resnet shortcut, toRGB accumulation); `valid=True` / `crop` run them
 import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -62,6 +63,41 @@ def _phase_taps(fir):
 UP_PHASES = True
 
 
+# Crop up-convs (UP_PHASES): True (default) = the stride phases only where the kept outputs read them
+# (per axis n - 1 even and n odd phase samples instead of n + 1 and n: 1.47x fewer multiply-adds
+# at n = 7); False = ops.conv2d_up's phases on the zero-padded crop, then cut.
+UP_TRIM = True
+
+
+def _up_phases_valid(x, w, fir):
+  """_up_conv_valid by stride phases computed only where needed: (N, n, n, Cin) -> (N, 2n-4, 2n-4, Cout).
+
+  As ops.conv2d_up per axis: transposed-conv samples t[2q] = x[q-1] w2 + x[q] w0 (even, e) and
+  t[2q+1] = x[q] w1 (odd, o), blurred (g = 2 f / sum f): y[2p] = g0 o[p-1] + g1 e[p] + g2 o[p]
+  + g3 e[p+1], y[2p+1] = g0 e[p] + g1 o[p] + g2 e[p+1] + g3 o[p+1]. The kept outputs 2 .. 2n-3
+  (p = 1 .. n-2) read e[1 .. n-1] (a VALID 2-tap correlation, no padding) and o[0 .. n-1].
+  """
+  n = x.shape[1]
+  m = n - 2
+  g = np.asarray(fir, np.float64)
+  g = (g * 2.0 / g.sum()).astype(np.float32)
+  even, odd = [2, 0], [1]
+  phase = lambda ty, tx: _conv_valid(x, w[np.ix_(ty, tx)])
+
+  def blur(e, o, axis):  # e[r] = t[2r + 2] (n - 1 along axis), o[r] = t[2r + 1] (n) -> outputs 2 + 2r, 3 + 2r
+    sl = lambda a, start: jax.lax.slice_in_dim(a, start, start + m, axis=axis)
+    y_even = g[0] * sl(o, 0) + g[1] * sl(e, 0) + g[2] * sl(o, 1) + g[3] * sl(e, 1)
+    y_odd = g[0] * sl(e, 0) + g[1] * sl(o, 1) + g[2] * sl(e, 1) + g[3] * sl(o, 2)
+    return y_even, y_odd
+
+  rows_e_cols_e, rows_o_cols_e = blur(phase(even, even), phase(odd, even), 1)
+  rows_e_cols_o, rows_o_cols_o = blur(phase(even, odd), phase(odd, odd), 1)
+  y00, y01 = blur(rows_e_cols_e, rows_e_cols_o, 2)
+  y10, y11 = blur(rows_o_cols_e, rows_o_cols_o, 2)
+  y = jnp.stack([jnp.stack([y00, y01], axis=3), jnp.stack([y10, y11], axis=3)], axis=2)  # (N, m, 2, m, 2, C)
+  return y.reshape(x.shape[0], 2 * m, 2 * m, w.shape[3])
+
+
 def _up_conv_valid(x, w, fir):
   """Up-sampling conv (transposed conv + FIR, as ops.conv2d_up) on a crop, VALID.
 
@@ -69,6 +105,8 @@ def _up_conv_valid(x, w, fir):
   only inputs inside it are kept; each output o = 2p + r reads inputs p-1 .. p+1.
   (N, n, n, Cin) low-res [a, a+n) -> (N, 2n-4, 2n-4, Cout) high-res [2a+2, 2a+2n-2).
   """
+  if UP_PHASES and UP_TRIM:
+    return _up_phases_valid(x, w, fir)
   if UP_PHASES:
     n = x.shape[1]
     return ops.conv2d_up(x, w, fir, HIGHEST, phase_conv=_conv_valid)[:, 2 : 2 * n - 2, 2 : 2 * n - 2]
