@@ -48,8 +48,11 @@ at low load (benchmarks/bench_gradmaps.py; PyTorch's best is torch.func jvp):
                            (estimated from chunks); PyTorch ~57 min
 
 Crop up-convs run as their four stride phases plus the blur (9 taps per input pixel,
-`stylegan2.layers.UP_PHASES`; before: one folded 36-tap conv): 2.1-2.3x less time in
-the crop VJPs at 1024 px config-f widths (benchmarks/bench_gradmap_stream.py).
+`stylegan2.layers.UP_PHASES`; before: one folded 36-tap conv: 2.1-2.3x less time in
+the crop VJPs at 1024 px config-f widths, measured with an earlier version of
+benchmarks/bench_gradmap_stream.py), each phase only where the kept outputs read it
+(`layers.UP_TRIM`). At 1024 px config-f widths, see the README for the current
+per-image time and memory (benchmarks/bench_gradmap_stream.py: before vs now).
 
 The generator is piecewise smooth (leaky ReLU, clamping): where a pre-activation
 lies within rounding of a kink, methods that round differently may take
