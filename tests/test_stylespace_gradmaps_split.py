@@ -5,6 +5,7 @@ jacrev's and the official maps whatever the split."""
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -21,6 +22,7 @@ def _splits(g, cut):
 def test_split_matches_jacrev():
   # Every layer on crops (cut 0), toRGB styles included, the 4 px block transposed, pooled 2x.
   g, s = _tiny()
+  s = tuple(v[:1] for v in s)  # one image: two compilations make most of this test's time
   ref = _jacrev_reference(g, s, 4, True)
   pl = planning.plan(g.config, 4, True, method="local", cut_resolution=0, split=2, chunk_size=3)
   assert (pl.cut, pl.split) == (0, 2)
@@ -68,3 +70,15 @@ def test_split_shared_fixture_maps(fixtures_dir, name, ckpt):
   maps = gradmaps.gradient_maps(g, g.styles(ref["ws"]), resolution=res, method=pl)
   np.testing.assert_allclose(maps, ref["maps"], atol=1e-5)
   jax.clear_caches()
+
+
+def test_trimmed_crop_up_conv_equals_the_padded_one():
+  from ss_jax.stylegan2 import layers, ops
+
+  rng = np.random.RandomState(0)
+  n = 5
+  x = jnp.asarray(rng.randn(2, n, n, 3), jnp.float32)
+  w = jnp.asarray(rng.randn(3, 3, 3, 4), jnp.float32)
+  padded = jax.jit(lambda x, w: ops.conv2d_up(x, w, ops.DEFAULT_FIR, ops.HIGHEST, phase_conv=layers._conv_valid))
+  trimmed = jax.jit(lambda x, w: layers._up_phases_valid(x, w, ops.DEFAULT_FIR))
+  np.testing.assert_array_equal(trimmed(x, w), padded(x, w)[:, 2 : 2 * n - 2, 2 : 2 * n - 2])
