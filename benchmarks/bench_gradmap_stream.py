@@ -6,18 +6,27 @@
 
 Model cases (a random config-f-width generator, pooled 32 x 32, all conv channels;
 each case in a fresh subprocess so `peak GB` (ru_maxrss) is its own, compile
-included; cases alternate so both variants see the same machine load):
+included; cases alternate so both variants see the same machine load). Both
+variants include the streaming reduction `detection_stats.accumulate` of every
+image's maps against an 11-category map (fixed synthetic layout: the segmenter,
+BiSeNet at 1024 px, is not part of this measurement):
 
-  before  the previous default: local mode with direct (im2col) crop convs, maps
-          only (what stored maps cost before they are written);
-  now     the current default plan (Winograd F(2x2, 3x3) crop convs) and the
-          streaming reduction `detection_stats.accumulate` of every image's maps
-          against an 11-category map (fixed synthetic layout: the segmenter,
-          BiSeNet at 1024 px, is not part of this measurement).
+  before  the previous default: every layer above the local mode's cut is re-run
+          on each tile's crops and differentiated there (jax.vjp), crop up-convs
+          on the zero-padded crop (layers.UP_TRIM = False, split = 0);
+  now     the current default: the blocks whose crops overlap most (split) run
+          transposed at primal crops cut from one full-size forward pass (no
+          per-tile recomputation of their convs), crop up-convs computed only
+          where the kept outputs need them (bit-identical to the padded ones).
+
+The first image's maps of each variant are saved and compared (`max |diff|`).
 
 Each image's computation is compiled ahead (`compile s`, apart), then timed:
 `s/image` wall clock, `CPU s/image` the process's CPU time (all threads; on a
-shared machine a better guide than wall time: at low load wall ~ CPU / cores). --toyfaces runs the real binaries on
+shared machine a better guide than wall time: at low load wall ~ CPU / cores);
+`setup GB` is the peak RSS before compiling the maps (process, random model,
+styles), `XLA temp GB` the compiled maps program's temporaries (XLA's memory
+analysis). --toyfaces runs the real binaries on
 the shipped ToyFaces model (segmenter included) both ways and reports wall time
 and disk use of the work directory.
 """
@@ -67,30 +76,31 @@ def worker(case):
   g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
   z = jax.random.normal(jax.random.PRNGKey(1), (n, 512))
   styles = jax.jit(lambda g, z: g.styles(g.mapping(z)))(g, z)
-  if before:  # the previous default: folded 36-tap crop up-convs, uncapped tile batch and tangent chunk
-    layers.UP_PHASES = False
-    planning.TILE_MEMORY_CAP = 1 << 62
-    pl = planning.plan(cfg, 32, chunk_size=planning._default_chunk(g.layout, planning.plan(cfg, 32).cut))
-  else:
-    pl = planning.plan(cfg, 32)
+  if before:  # the previous default: crop up-convs on the zero-padded crop, every block re-run per tile
+    layers.UP_TRIM = False
+  pl = planning.plan(cfg, 32, split=0 if before else None)
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
   put = lambda i: jax.device_put(tuple(v[i : i + 1] for v in styles), NamedSharding(mesh, P("data")))
   g = jax.device_put(g, NamedSharding(mesh, P()))
   kw = dict(res=32, layers=gradmaps.considered_layers(g.layout), pl=pl, maps=True, mesh=mesh, n=1)
   t = time.perf_counter()
+  setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
   compile_s = time.perf_counter() - t
+  mem = exe.memory_analysis()
+  temp_gb = None if mem is None else mem.temp_size_in_bytes / 1e9
   times, cpu, stats = [], [], None
   for i in range(n):
     s_i = put(i)
     t, c = time.perf_counter(), time.process_time()
     maps = np.asarray(exe(g, s_i))
-    if not before:
-      st = detection_stats.accumulate(maps, cats, 11, with_map_sum=True)
-      stats = st if stats is None else stats + st
+    st = detection_stats.accumulate(maps, cats, 11, with_map_sum=True)
+    stats = st if stats is None else stats + st
     times.append(time.perf_counter() - t)
     cpu.append(time.process_time() - c)
+    if i == 0 and case.get("save"):
+      np.save(case["save"], maps)
   out = dict(
     case,
     plan=str(pl),
@@ -99,6 +109,8 @@ def worker(case):
     cpu_s_per_image=float(np.mean(cpu)),
     all_s=[round(t, 1) for t in times],
     peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    setup_gb=setup_gb,
+    xla_temp_gb=temp_gb,
     channels=int(maps.shape[1]),
     load=os.getloadavg()[0],
   )
@@ -170,10 +182,13 @@ def main():
     toyfaces(args.seeds)
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return
-  rows = []
+  rows, saved = [], {}
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_stream_maps_"))
   for _ in range(args.rounds):
     for variant in args.variants.split(","):
       case = dict(resolution=args.resolution, images=args.images, variant=variant)
+      if variant not in saved:
+        case["save"] = saved[variant] = str(tmp / f"{variant}.npy")
       proc, _ = _spawn(["-m", "benchmarks.bench_gradmap_stream", "--worker", json.dumps(case)])
       row = (
         json.loads(proc.stdout.strip().splitlines()[-1])
@@ -183,14 +198,35 @@ def main():
       rows.append(row)
       print(json.dumps(row), flush=True)
   print(f"\n{args.resolution} px config-f widths, 32 x 32 maps, per image (load average now {os.getloadavg()[0]:.1f}):")
-  print(f"  {'variant':>7}  {'s/image':>8}  {'CPU s/image':>11}  {'compile s':>9}  {'peak GB':>8}  stats MB  load")
+  print(
+    f"  {'variant':>7}  {'s/image':>8}  {'CPU s/image':>11}  {'compile s':>9}  {'peak GB':>8}  setup GB  "
+    "XLA temp GB  stats MB  load"
+  )
   for r in rows:
     if "error" in r:
       print(f"  {r['variant']:>7}  error: {r['error']}")
       continue
     print(
       f"  {r['variant']:>7}  {r['s_per_image']:8.1f}  {r['cpu_s_per_image']:11.1f}  {r['compile_s']:9.1f}  "
-      f"{r['peak_gb']:8.2f}  {r.get('stats_mb', 0):8.1f}  {r['load']:.1f}"
+      f"{r['peak_gb']:8.2f}  {r['setup_gb']:8.2f}  {r['xla_temp_gb'] or float('nan'):11.2f}  "
+      f"{r.get('stats_mb', 0):8.1f}  {r['load']:.1f}"
+    )
+  _compare(saved)
+  shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compare(saved):
+  """Prints max |difference| between the variants' first-image maps, against the maps' scale."""
+  import numpy as np
+
+  maps = {k: np.load(v) for k, v in saved.items() if pathlib.Path(v).is_file()}
+  if len(maps) == 2:
+    (ka, a), (kb, b) = maps.items()
+    d = np.abs(a - b)[0]  # (C, P, P)
+    tiles = int((d.max(axis=0) > 1e-4).sum())
+    print(
+      f"  first image's maps, {ka} vs {kb}: max |diff| {d.max():.3g} (max |map| {np.abs(a[0]).max():.3g}); "
+      f"pooled pixels where some channel differs by > 1e-4: {tiles} of {d.shape[1] * d.shape[2]}"
     )
 
 

@@ -10,6 +10,7 @@ activation, resnet shortcut, toRGB accumulation); `valid=True` / `crop` run them
 import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -62,6 +63,41 @@ def _phase_taps(fir):
 UP_PHASES = True
 
 
+# Crop up-convs (UP_PHASES): True (default) = the stride phases only where the kept outputs read them
+# (per axis n - 1 even and n odd phase samples instead of n + 1 and n: 1.47x fewer multiply-adds
+# at n = 7); False = ops.conv2d_up's phases on the zero-padded crop, then cut.
+UP_TRIM = True
+
+
+def _up_phases_valid(x, w, fir):
+  """_up_conv_valid by stride phases computed only where needed: (N, n, n, Cin) -> (N, 2n-4, 2n-4, Cout).
+
+  As ops.conv2d_up per axis: transposed-conv samples t[2q] = x[q-1] w2 + x[q] w0 (even, e) and
+  t[2q+1] = x[q] w1 (odd, o), blurred (g = 2 f / sum f): y[2p] = g0 o[p-1] + g1 e[p] + g2 o[p]
+  + g3 e[p+1], y[2p+1] = g0 e[p] + g1 o[p] + g2 e[p+1] + g3 o[p+1]. The kept outputs 2 .. 2n-3
+  (p = 1 .. n-2) read e[1 .. n-1] (a VALID 2-tap correlation, no padding) and o[0 .. n-1].
+  """
+  n = x.shape[1]
+  m = n - 2
+  g = np.asarray(fir, np.float64)
+  g = (g * 2.0 / g.sum()).astype(np.float32)
+  even, odd = [2, 0], [1]
+  phase = lambda ty, tx: _conv_valid(x, w[np.ix_(ty, tx)])
+
+  def blur(e, o, axis):  # e[r] = t[2r + 2] (n - 1 along axis), o[r] = t[2r + 1] (n) -> outputs 2 + 2r, 3 + 2r
+    sl = lambda a, start: jax.lax.slice_in_dim(a, start, start + m, axis=axis)
+    y_even = g[0] * sl(o, 0) + g[1] * sl(e, 0) + g[2] * sl(o, 1) + g[3] * sl(e, 1)
+    y_odd = g[0] * sl(e, 0) + g[1] * sl(o, 1) + g[2] * sl(e, 1) + g[3] * sl(o, 2)
+    return y_even, y_odd
+
+  rows_e_cols_e, rows_o_cols_e = blur(phase(even, even), phase(odd, even), 1)
+  rows_e_cols_o, rows_o_cols_o = blur(phase(even, odd), phase(odd, odd), 1)
+  y00, y01 = blur(rows_e_cols_e, rows_e_cols_o, 2)
+  y10, y11 = blur(rows_o_cols_e, rows_o_cols_o, 2)
+  y = jnp.stack([jnp.stack([y00, y01], axis=3), jnp.stack([y10, y11], axis=3)], axis=2)  # (N, m, 2, m, 2, C)
+  return y.reshape(x.shape[0], 2 * m, 2 * m, w.shape[3])
+
+
 def _up_conv_valid(x, w, fir):
   """Up-sampling conv (transposed conv + FIR, as ops.conv2d_up) on a crop, VALID.
 
@@ -69,6 +105,8 @@ def _up_conv_valid(x, w, fir):
   only inputs inside it are kept; each output o = 2p + r reads inputs p-1 .. p+1.
   (N, n, n, Cin) low-res [a, a+n) -> (N, 2n-4, 2n-4, Cout) high-res [2a+2, 2a+2n-2).
   """
+  if UP_PHASES and UP_TRIM:
+    return _up_phases_valid(x, w, fir)
   if UP_PHASES:
     n = x.shape[1]
     return ops.conv2d_up(x, w, fir, HIGHEST, phase_conv=_conv_valid)[:, 2 : 2 * n - 2, 2 : 2 * n - 2]
@@ -81,6 +119,27 @@ def _up_conv_valid(x, w, fir):
   return y.reshape(n, 2 * h, 2 * wd, cout)
 
 
+def _modulate(L, x, s):
+  """Layer L's modulated input: x (N, R, R, Cin) times its styles s (N, Cin) (toRGB: / sqrt(Cin))."""
+  scale = s if L.kind == "conv" else s * (1.0 / math.sqrt(L.channels))
+  return x * scale[:, None, None, :]
+
+
+def _conv_part(cfg, L, p, h, valid=False, precision=HIGHEST):
+  """Layer L's convolution of its modulated input h, before demodulation, (N, R', R', Cout)."""
+  w = p["weight"]
+  if L.kind == "conv" and L.up:
+    return _up_conv_valid(h, w, cfg.fir) if valid else ops.conv2d_up(h, w, cfg.fir, precision)
+  return _conv_valid(h, w, precision) if valid else ops.conv2d(h, w, precision)  # toRGB 1x1: VALID == SAME
+
+
+def _demod(cfg, L, p, s, precision=HIGHEST):
+  """Demodulation factors (N, Cout) of a conv layer for styles s (N, Cin); None for toRGB."""
+  if L.kind != "conv":
+    return None
+  return ops.demod_coefficients(p["weight"], s, _demod_eps(cfg, p["weight"]), precision)
+
+
 def _pre(cfg, L, p, x, s, valid=False, precision=HIGHEST):
   """Modulated conv output before noise/bias, (N, R', R', Cout).
 
@@ -88,18 +147,9 @@ def _pre(cfg, L, p, x, s, valid=False, precision=HIGHEST):
   input [a, a+n) is exact on high-res [2a+2, 2a+2n-2) (each output reads inputs
   floor(o/2)-1 .. floor(o/2)+1), so 2 px per side are dropped.
   """
-  if L.kind == "conv":
-    w = p["weight"]
-    h = x * s[:, None, None, :]
-    if L.up:
-      h = _up_conv_valid(h, w, cfg.fir) if valid else ops.conv2d_up(h, w, cfg.fir, precision)
-    else:
-      h = _conv_valid(h, w, precision) if valid else ops.conv2d(h, w, precision)
-    d = ops.demod_coefficients(w, s, _demod_eps(cfg, w), precision)
-    return h * d[:, None, None, :]
-  h = x * (s * (1.0 / math.sqrt(L.channels)))[:, None, None, :]
-  w = p["weight"]
-  return _conv_valid(h, w, precision) if valid else ops.conv2d(h, w, precision)  # 1x1: VALID == SAME
+  u = _conv_part(cfg, L, p, _modulate(L, x, s), valid, precision)
+  d = _demod(cfg, L, p, s, precision)
+  return u if d is None else u * d[:, None, None, :]
 
 
 def _block_gain(cfg, L):

@@ -27,7 +27,11 @@ Three exact ways to get J, each one `jax.jit` over the image batch:
   `vmap` over its cotangents and over tiles). The crops' gradients w.r.t. the
   cut activations are regrouped by cut position and contracted with the forward
   tangents of the low layers (a batched matmul per position). This drops the
-  dense high-resolution work that dominates both other modes.
+  dense high-resolution work that dominates both other modes. The blocks just
+  above the cut, whose crops overlap most (at 1024 px a tile's 9x9 crop of a
+  16x16 map), are not re-run per tile: their convs run once at full size, and
+  per tile only the transpose of their tangent map runs (`jax.linear_transpose`
+  at primal crops cut from those full-size outputs; Plan.split).
 
 StyleGAN3 generators get "forward" or "reverse" (ss_jax.stylespace.gradmaps.stylegan3, which
 says why "local" is not offered for them).
@@ -44,8 +48,11 @@ at low load (benchmarks/bench_gradmaps.py; PyTorch's best is torch.func jvp):
                            (estimated from chunks); PyTorch ~57 min
 
 Crop up-convs run as their four stride phases plus the blur (9 taps per input pixel,
-`stylegan2.layers.UP_PHASES`; before: one folded 36-tap conv): 2.1-2.3x less time in
-the crop VJPs at 1024 px config-f widths (benchmarks/bench_gradmap_stream.py).
+`stylegan2.layers.UP_PHASES`; before: one folded 36-tap conv: 2.1-2.3x less time in
+the crop VJPs at 1024 px config-f widths, measured with an earlier version of
+benchmarks/bench_gradmap_stream.py), each phase only where the kept outputs read it
+(`layers.UP_TRIM`). At 1024 px config-f widths, see the README for the current
+per-image time and memory (benchmarks/bench_gradmap_stream.py: before vs now).
 
 The generator is piecewise smooth (leaky ReLU, clamping): where a pre-activation
 lies within rounding of a kink, methods that round differently may take
@@ -89,7 +96,7 @@ def _per_image(g, s, *, res, layers, pl, maps):
   elif pl.method == "reverse":
     j = _jac_reverse(g, s, res, layers, pl.chunk)
   else:
-    j = _jac_local(g, s, res, layers, pl.chunk, pl.cut, pl.tile, pl.tile_batch)
+    j = _jac_local(g, s, res, layers, pl.chunk, pl.cut, pl.tile, pl.tile_batch, pl.split)
   return jnp.mean(jnp.abs(j), axis=1) if maps else j
 
 

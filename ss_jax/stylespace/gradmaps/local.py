@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ss_jax.stylegan2.layers import _block_gain, _noise, _post, _pre
+from ss_jax.stylegan2.layers import _block_gain, _conv_part, _demod, _modulate, _noise, _post, _pre
 from ss_jax.stylegan2.ops import HIGHEST
 from ss_jax.stylespace.gradmaps.dense import _forward_columns, _pool, _states
 
@@ -46,6 +46,8 @@ class _Step:
   n: int  # output region size
   off: np.ndarray  # start of the output inside the valid conv result
   skip_off: Optional[np.ndarray] = None  # same for the up-sampled shortcut / previous image
+  x_in: Optional[tuple] = None  # regions of the state's x and img before this step
+  img_in: Optional[tuple] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +98,7 @@ def _crop_plan(cfg, cut, tile, p_res):
   for m in range(cut, len(layout)):
     L = layout[m]
     a, n = out[m]
-    skip = None
+    skip, x_in, img_in = None, xr, ir
     if L.kind == "conv":
       if L.up:
         br = xr
@@ -114,7 +116,7 @@ def _crop_plan(cfg, cut, tile, p_res):
         assert skip.min() >= 0 and skip.max() + n <= 2 * ir[1] - 4
       ir = out[m]
     assert off.min() >= 0 and off.max() + n <= avail, (L.name, off, n, avail)
-    steps.append(_Step(m, a, n, off, skip))
+    steps.append(_Step(m, a, n, off, skip, x_in, img_in))
   return _CropPlan(cut, tile, nt, need_x, need_img, tuple(steps))
 
 
@@ -150,66 +152,158 @@ class _Crop:
     return _dslice(y, self.ty, self.tx, self.step.skip_off + 2, self.step.n)
 
 
-def _crop_forward(g, plan, ty, tx, x0, img0, s, noises):
-  """Layers >= plan.cut on one tile's crops -> pooled tile (img_c, tile, tile)."""
+def _crop_layers(g, steps, ty, tx, state, s, noises):
+  """The layers of `steps` on one tile's crops: crop state -> crop state."""
   cfg = g.config
   syn = g.params["synthesis"]
-  state = (x0, img0, None)
-  for st in plan.steps:
+  for st in steps:
     L, p = g.layout[st.m], syn["layers"][st.m]
     x, img, bx = state
     if L.kind == "conv" and L.up:
       bx = x
     pre = _dslice(_pre(cfg, L, p, x, s[st.m], valid=True), ty, tx, st.off, st.n)
-    noise = None
+    state = _post(cfg, L, p, syn, (x, img, bx), pre, _noise_crop(noises, st, ty, tx), _Crop(ty, tx, st, L.resolution))
+  return state
+
+
+def _noise_crop(noises, st, ty, tx):
+  if st.m not in noises:
+    return None
+  noise_pad, margin = noises[st.m]
+  return _dslice(noise_pad[None, :, :, None], ty, tx, st.a + margin, st.n)[0, :, :, 0]
+
+
+def _crop_forward(g, plan, ty, tx, x0, img0, s, noises, start=0):
+  """Layers plan.steps[start:] on one tile's crops -> pooled tile (img_c, tile, tile)."""
+  return _pool(_crop_layers(g, plan.steps[start:], ty, tx, (x0, img0, None), s, noises)[1], plan.tile)[0]
+
+
+def _crop_tangents(g, steps, ty, tx, state, dstate, s, ds, noises, us, dems):
+  """Tangent of the crop layers `steps`, linear in (dstate, ds), at primal crops whose convs are
+  not recomputed: us[m] is layer m's stored conv output crop (before demodulation), dems[m] its
+  demodulation (d (1, Cout), sum of squared weights (Cin, Cout)); ds: m -> (1, C) style tangents
+  of the considered layers. Only elementwise work and 1x1 toRGB convs run on primal values.
+  Returns the tangent state after the steps."""
+  cfg = g.config
+  syn = g.params["synthesis"]
+  for st in steps:
+    L, p = g.layout[st.m], syn["layers"][st.m]
+    (x, img, bx), (dx, dimg, dbx) = state, dstate
+    if L.kind == "conv" and L.up:
+      bx, dbx = x, dx
+    s_m, ds_m = s[st.m], ds.get(st.m)
+    cut = lambda v: _dslice(v, ty, tx, st.off, st.n)
     if L.kind == "conv":
-      noise_pad, margin = noises[st.m]
-      noise = _dslice(noise_pad[None, :, :, None], ty, tx, st.a + margin, st.n)[0, :, :, 0]
-    state = _post(cfg, L, p, syn, (x, img, bx), pre, noise, _Crop(ty, tx, st, L.resolution))
-  return _pool(state[1], plan.tile)[0]
+      h_t = _modulate(L, dx, s_m) + (0.0 if ds_m is None else _modulate(L, x, ds_m))
+      d, wsq = dems[st.m]
+      pre = us[st.m] * d[:, None, None, :]
+      pre_t = cut(_conv_part(cfg, L, p, h_t, valid=True)) * d[:, None, None, :]
+      if ds_m is not None:  # d(demodulation) = -d^3 sum_i s_i ds_i sum_hw w^2
+        dd = -(d**3) * jnp.matmul(s_m * ds_m, wsq, precision=HIGHEST)
+        pre_t = pre_t + us[st.m] * dd[:, None, None, :]
+    elif ds_m is None:
+      pre, pre_t = jax.jvp(lambda x_: cut(_pre(cfg, L, p, x_, s_m, valid=True)), (x,), (dx,))
+    else:
+      pre, pre_t = jax.jvp(lambda x_, s_: cut(_pre(cfg, L, p, x_, s_, valid=True)), (x, s_m), (dx, ds_m))
+    crop, noise = _Crop(ty, tx, st, L.resolution), _noise_crop(noises, st, ty, tx)
+    post = lambda st_, pre_: _post(cfg, L, p, syn, st_, pre_, noise, crop)
+    state, dstate = jax.jvp(post, ((x, img, bx), pre), ((dx, dimg, dbx), pre_t))
+  return dstate
 
 
-def _tile_vjps(g, s, plan, state, above, want_cut_grads, batch, tiles=None):
+def _primals(g, s, state, cut, split):
+  """Full-size layers [cut, split) from the state at cut: (u, state at split), u: m -> the conv
+  output before demodulation (1, R, R, Cout) of every conv layer (what _crop_tangents slices)."""
+  us = {}
+  for m in range(cut, split):
+    L, p = g.layout[m], g.params["synthesis"]["layers"][m]
+    if L.kind == "conv" and L.up:
+      state = (state[0], state[1], state[0])
+    pre = _conv_part(g.config, L, p, _modulate(L, state[0], s[m]))
+    d = _demod(g.config, L, p, s[m])
+    if d is not None:
+      us[m] = pre
+      pre = pre * d[:, None, None, :]
+    state = _post(g.config, L, p, g.params["synthesis"], state, pre, _noise(g, g.layout, m))
+  return us, state
+
+
+def _padded(v, region):
+  """v (1, R, R, C) zero padded by the margin that region (a, n) needs, and that margin."""
+  mg = _margin(region, v.shape[1])
+  return jnp.pad(v, ((0, 0), (mg, mg), (mg, mg), (0, 0))), mg
+
+
+def _tile_vjps(g, s, plan, state, above, want_cut_grads, batch, tiles=None, split=0):
   """Reverse mode on every tile's crops (or on the tile ids `tiles` (k,), unshaped: benchmarks).
 
+  Layers [plan.cut, split) run transposed (jax.linear_transpose of _crop_tangents) at
+  primal crops cut from one full-size forward pass (no primal recomputation per tile); layers
+  from split on (all if split <= plan.cut) are re-run on the crops and differentiated by jax.vjp.
   Returns (gx, gimg, ja): d pooled tile / d (cut-state crops) as (T, T, M, n, n, C)
   and (T, T, M, n_i, n_i, img_c) (None unless want_cut_grads / no image at the cut)
   and d pooled tile / d s for the considered layers above the cut, (T, T, M, C_above);
   M = img_c * tile * tile cotangents per tile.
   """
-  nt = plan.num_tiles
+  nt, cfg = plan.num_tiles, g.config
+  j = max(0, split - plan.cut)  # steps run transposed at stored primals
+  low, high = plan.steps[:j], plan.steps[j:]
+  above_low = tuple(m for m in above if m < plan.cut + j)
+  above_high = tuple(m for m in above if m >= plan.cut + j)
   x_cut, img_cut = state[0], state[1]
-  mx = _margin(plan.x_cut, x_cut.shape[1])
-  xpad = jnp.pad(x_cut, ((0, 0), (mx, mx), (mx, mx), (0, 0)))
+  xpad, mx = _padded(x_cut, plan.x_cut)
   if img_cut is not None:
-    mi = _margin(plan.img_cut, img_cut.shape[1])
-    ipad = jnp.pad(img_cut, ((0, 0), (mi, mi), (mi, mi), (0, 0)))
+    ipad, mi = _padded(img_cut, plan.img_cut)
   noises = {}
   for st in plan.steps:
     if g.layout[st.m].kind == "conv":
       nz = _noise(g, g.layout, st.m).astype(x_cut.dtype)
       mg = _margin((st.a, st.n), nz.shape[0])
       noises[st.m] = (jnp.pad(nz, mg), mg)
+  if j:
+    us, state_k = _primals(g, s, state, plan.cut, plan.cut + j)
+    upad = {st.m: _padded(us[st.m], (st.a, st.n)) for st in low if st.m in us}
+    syn = g.params["synthesis"]["layers"]
+    dems = {m: (_demod(cfg, g.layout[m], syn[m], s[m]), jnp.sum(jnp.square(syn[m]["weight"]), axis=(0, 1))) for m in us}
+    xkpad, mk = _padded(state_k[0], high[0].x_in)
+    if high[0].img_in is not None:
+      ikpad, mki = _padded(state_k[1], high[0].img_in)
 
   def tile_fn(tid):
     ty, tx = tid // nt, tid % nt
     x0 = _dslice(xpad, ty, tx, plan.x_cut[0] + mx, plan.x_cut[1])
     i0 = None if img_cut is None else _dslice(ipad, ty, tx, plan.img_cut[0] + mi, plan.img_cut[1])
-
-    def f(x0, i0, sa):
-      s2 = list(s)
-      for m, v in zip(above, sa):
-        s2[m] = v
-      return _crop_forward(g, plan, ty, tx, x0, i0, s2, noises)
-
-    sa = tuple(s[m] for m in above)
-    if want_cut_grads:
-      y, pull = jax.vjp(f, x0, i0, sa)
+    if j:
+      xk = _dslice(xkpad, ty, tx, high[0].x_in[0] + mk, high[0].x_in[1])
+      ik = None if high[0].img_in is None else _dslice(ikpad, ty, tx, high[0].img_in[0] + mki, high[0].img_in[1])
     else:
-      y, pull = jax.vjp(lambda sa: f(x0, i0, sa), sa)
+      xk, ik = x0, i0
+
+    def f(xk, ik, sa):
+      s2 = list(s)
+      for m, v in zip(above_high, sa):
+        s2[m] = v
+      return _crop_forward(g, plan, ty, tx, xk, ik, s2, noises, start=j)
+
+    sa = tuple(s[m] for m in above_high)
+    if want_cut_grads or j:
+      y, pull = jax.vjp(f, xk, ik, sa)
+    else:
+      y, pull = jax.vjp(lambda sa: f(xk, ik, sa), sa)
     cts = jnp.eye(y.size, dtype=y.dtype).reshape((y.size,) + y.shape)
     grads = jax.vmap(pull)(cts)
     gs = grads[-1]
+    if j:
+      u_c = {st.m: _dslice(upad[st.m][0], ty, tx, st.a + upad[st.m][1], st.n) for st in low if st.m in upad}
+
+      def lin(dx0, di0, dsa):
+        prim = (x0, i0, None)
+        dst = _crop_tangents(g, low, ty, tx, prim, (dx0, di0, None), s, dict(zip(above_low, dsa)), noises, u_c, dems)
+        return dst[0], dst[1]
+
+      lin_t = jax.linear_transpose(lin, x0, i0, tuple(s[m] for m in above_low))
+      grads = jax.vmap(lin_t)((grads[0], grads[1]))
+      gs = tuple(grads[2]) + tuple(gs)
     ja = jnp.concatenate([v[:, 0] for v in gs], axis=1) if gs else jnp.zeros((y.size, 0), y.dtype)
     if not want_cut_grads:
       return None, None, ja
@@ -273,7 +367,7 @@ def _tiles_to_image(v, img_c, tile):
   return v.transpose(5, 2, 0, 3, 1, 4).reshape(v.shape[-1], img_c, nt * tile, nt * tile)
 
 
-def _jac_local(g, s, res, layers, chunk, cut, tile, tile_batch):
+def _jac_local(g, s, res, layers, chunk, cut, tile, tile_batch, split=0):
   """Per image (s: tuple of (1, C_l)) -> (C_considered, img_c, P, P)."""
   cfg = g.config
   p_res = min(res, cfg.img_resolution)
@@ -281,7 +375,7 @@ def _jac_local(g, s, res, layers, chunk, cut, tile, tile_batch):
   below = tuple(m for m in layers if m < cut)
   above = tuple(m for m in layers if m >= cut)
   states = _states(g, s, cut)
-  gx, gi, ja = _tile_vjps(g, s, plan, states[cut], above, bool(below), tile_batch)
+  gx, gi, ja = _tile_vjps(g, s, plan, states[cut], above, bool(below), tile_batch, split=split)
   parts = []
   if below:
     size = states[cut][0].shape[1]

@@ -19,7 +19,9 @@ class Plan:
   method: "forward" | "reverse" | "local"; chunk: tangents (forward, and the
   local mode's low layers) or cotangents (reverse) per vmapped batch; cut: first
   layer index run on crops (local); tile: pooled pixels per tile side (local);
-  tile_batch: tiles per vmapped batch (local); macs: the model's estimate of
+  tile_batch: tiles per vmapped batch (local); split: layers [cut, split) of the
+  local mode run transposed at primal crops cut from one full-size forward pass
+  instead of being re-run per tile (0: none); macs: the model's estimate of
   multiply-adds per image, for information; family: "stylegan2" or "stylegan3"
   (ss_jax.stylespace.gradmaps.stylegan3: forward / reverse only).
   """
@@ -31,6 +33,7 @@ class Plan:
   tile_batch: int = 1
   macs: float = 0.0
   family: str = "stylegan2"
+  split: int = 0
 
 
 def _conv_macs(L, n=None, n_in=None):
@@ -89,6 +92,27 @@ def _contraction_chunk(cfg, layout, cut, tile, p_res, budget=128 << 20):
   return int(max(1, budget // per))
 
 
+SPLIT_MIN_REDUNDANCY = 3.0
+SPLIT_MEMORY = 256 << 20
+
+
+def _default_split(cfg, layout, cut, tile, p_res):
+  """First layer of the local mode re-run on crops per tile; the blocks below it run transposed at
+  stored full-size primals. A block is stored while its crops cover its map >= SPLIT_MIN_REDUNDANCY
+  times over (re-running it per tile costs that many full-size forward passes) and the stored conv
+  outputs stay under SPLIT_MEMORY bytes; the last block is always re-run. 0: none stored."""
+  pl = _crop_plan(cfg, cut, tile, p_res)
+  ups = [st for st in pl.steps if layout[st.m].kind == "conv" and layout[st.m].up]
+  split, mem = 0, 0
+  for prev, st in zip(ups, ups[1:]):
+    L = layout[prev.m]
+    mem += 4 * 2 * L.resolution**2 * L.out_channels
+    if pl.num_tiles**2 * prev.n**2 < SPLIT_MIN_REDUNDANCY * L.resolution**2 or mem > SPLIT_MEMORY:
+      break
+    split = st.m
+  return split
+
+
 def _cut_choices(layout):
   return [0] + [m for m, L in enumerate(layout) if L.kind == "conv" and L.up]
 
@@ -125,13 +149,15 @@ def plan(
   cut_resolution=None,
   tile=None,
   tile_batch=None,
+  split=None,
 ):
   """Choose how to compute the Jacobian; `jacobian`/`gradient_maps` accept the result as method.
 
   method "auto" takes the cheapest of forward / reverse / local by a multiply-add
   model. For "local", cut_resolution (layers at resolutions above it run on crops,
   0: all layers) and tile (pooled pixels per tile side) default to the model's
-  best; tile_batch (tiles per vmapped batch) defaults to a memory budget.
+  best; tile_batch (tiles per vmapped batch) defaults to a memory budget; split (layer
+  index, 0: none) defaults to `_default_split`.
   StyleGAN3 configs get "forward" or "reverse" (ss_jax.stylespace.gradmaps.stylegan3).
   """
   if getattr(cfg, "family", "stylegan2") == "stylegan3":
@@ -176,4 +202,8 @@ def plan(
   chunk = int(chunk_size or min(_default_chunk(layout, cut), _contraction_chunk(cfg, layout, cut, t, p_res)))
   if tile_batch is None:  # ~128 MiB of crop activations per vmapped batch (measured: smaller batches of
     tile_batch = _tile_batch(cfg, layout, cut, t, p_res, 128 << 20)  # big crops underuse the matmuls)
-  return Plan("local", chunk, cut, t, int(tile_batch), cost)
+  if split is None:
+    split = _default_split(cfg, layout, cut, t, p_res)
+  elif split and not (cut < split < len(layout) and layout[split].kind == "conv" and layout[split].up):
+    raise ValueError(f"split must be 0 or a block's first layer above the cut {cut}, got {split}")
+  return Plan("local", chunk, cut, t, int(tile_batch), cost, split=int(split))
