@@ -21,7 +21,7 @@ from ss_jax.explorer import app as app_lib
 from ss_jax.explorer import edit_spec, renderer, state
 from ss_jax.runtime import images
 from ss_jax.stylegan2 import sampling
-from ss_jax.stylegan2.generator import flatten_styles
+from ss_jax.stylegan2.generator import flatten_styles, unflatten_styles
 from ss_jax.stylespace import channels as stylespace
 from ss_jax.stylespace import directions, manipulate, segmentation
 from ss_jax.stylespace import verification as V
@@ -75,8 +75,8 @@ def test_w_to_s_and_sefa_count_the_input_layer(g):
   assert directions.sefa(g, [1, 2], k=3)["components"].shape == (3, cfg.w_dim)
 
 
-def _explorer_checks(g, std, seed, chan, against_manipulate=False):
-  """Render, export and channel-map requests; returns the image's flat S (1, C) and its channel map."""
+def _explorer_checks(g, std, seed, chan, channel_map=True, against_manipulate=False):
+  """Render and export (and channel-map) requests; returns the image's flat S (1, C) and its map."""
   ex = state.Explorer(g, name="sg3", sigma=std, sigma_source="test", encoder_reason="none (test)")
   try:
     client = app_lib.create_app(ex).test_client()
@@ -90,6 +90,8 @@ def _explorer_checks(g, std, seed, chan, against_manipulate=False):
     if against_manipulate:  # the exported edit is the one manipulate renders (same styles)
       want = images.to_uint8(manipulate.edited_images(g, base, chan, [5.0], std))[0, 0]
       assert np.abs(edit_spec.replay(g, spec["spec"])[0].astype(int) - want).max() <= 1
+    if not channel_map:
+      return base, None
     ch = client.post("/api/channel", json={"name": chan, "image": {"seed": seed, "psi": 0.7}}, headers=H).get_json()
     assert ch["name"] == chan and ch["map"].startswith("data:image/png")
   finally:
@@ -97,9 +99,17 @@ def _explorer_checks(g, std, seed, chan, against_manipulate=False):
   return base, renderer.channel_map(g, base[0], stylespace.parse_name(g.layout, chan))
 
 
-def test_explorer_on_stylegan3(g):
-  std = np.asarray(sampling.styles_from_seeds(g, range(32), psi=0.7, batch_size=32), np.float64).std(0)
-  base, m = _explorer_checks(g, std, 2, "2_3")
+def _tiny_std(g):
+  return np.asarray(sampling.styles_from_seeds(g, range(32), psi=0.7, batch_size=32), np.float64).std(0)
+
+
+def test_explorer_renders_and_exports_stylegan3_edits(g):
+  _explorer_checks(g, _tiny_std(g), 2, "2_3", channel_map=False)
+
+
+@pytest.mark.slow
+def test_explorer_channel_map_on_stylegan3(g):
+  base, m = _explorer_checks(g, _tiny_std(g), 2, "2_3")
   # Its channel map (one jvp; 16 px: no pooling) against a central difference of the image.
   c, h = stylespace.parse_name(g.layout, "2_3"), 2e-3
   x = np.repeat(base, 2, 0)
@@ -118,11 +128,18 @@ def _verification_checks(tmp_path, g, positions):
     tmp_path / "v", g, considered, sigma, [5, 6], {"segmenter": "halves"}, segmentation.FFHQ, alphas=(-3.0, 3.0)
   )
   V.run_job(job, g, _halves, positions, rows_per_step=4)
+  # Independent path: the edited styles by hand, rendered in one manipulate.render call.
   styles = sampling.styles_from_seeds(g, [5, 6], 0.7)
-  base = images.to_uint8(manipulate.render(g, styles))
+  rows = [styles]
   for p in positions:
-    u8 = images.to_uint8(manipulate.edited_images(g, styles, [int(considered[p])], [-3.0, 3.0], sigma))
-    d = np.abs(u8.astype(float) - base[None].astype(float)) / 127.5
+    for a in (-3.0, 3.0):
+      x = styles.copy()
+      x[:, considered[p]] += a * sigma[considered[p]]
+      rows.append(x)
+  u8 = images.to_uint8(manipulate.render(g, np.concatenate(rows), batch_size=len(rows) * 2)).astype(float)
+  base, edited = u8[:2], u8[2:].reshape(len(positions), 2, 2, *u8.shape[1:])
+  for i, p in enumerate(positions):
+    d = np.abs(edited[i] - base[None]) / 127.5  # (A, N, H, W, C)
     got = job.read(p)
     np.testing.assert_allclose(got["l1_total"], d.sum((2, 3, 4)).T, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(got["vis_total"], (d.max(-1) > 0.1).sum((2, 3)).T)
@@ -136,21 +153,29 @@ def test_verification_on_stylegan3(g, tmp_path):
 def _ad_checks(tmp_path, g, chan):
   pop = ad.population(tmp_path / "ad", g, COLOUR, 16, seed=1000, samples_per_shard=8, batch_size=8)
   u = np.random.default_rng(0).normal(size=g.config.w_dim)
-  sigma = ad.direction_std(pop["w"], u)
-  edits = [ad.channel_edit(g.layout, [chan], pop["s"].std(0)), ad.w_edit(g, u, sigma, None, "W u")]
+  sigma, std = ad.direction_std(pop["w"], u), pop["s"].std(0)
+  edits = [ad.channel_edit(g.layout, [chan], std), ad.w_edit(g, u, sigma, None, "W u")]
   alphas = [1.0, 3.0]
   job = ad.make_job(tmp_path / "ad", "heldout", g, COLOUR, range(3), edits, alphas, images_per_shard=2)
-  base, edited = ad.run_and_read(job, g, edits, COLOUR, batch_size=4)
+  base, edited = ad.run_and_read(job, g, edits, COLOUR, batch_size=8)
   assert base.shape == (3, 3) and edited.shape == (3, 2, 2, 3)
-  # Independent paths: manipulate's S edit, and the W edit rendered from g.styles(ws + a u).
-  s = sampling.styles_from_seeds(g, range(3), 1.0)
-  want_s = np.stack([_colour_logits(x) for x in manipulate.edited_images(g, s, [chan], alphas, pop["s"].std(0))], 1)
-  np.testing.assert_allclose(edited[:, 0], want_s, rtol=1e-4, atol=1e-5)
+  # Independent paths: the S edit by hand, the W edit through g.styles(ws + a u); one jitted render.
   z = sampling.z_from_seeds(range(3), g.config.z_dim)
   ws = g.mapping(z, sampling.class_labels(g.config.c_dim, range(3), None) if g.config.c_dim else None)
   un = (u / np.linalg.norm(u) * sigma).astype(np.float32)
-  want_w = np.stack([_colour_logits(g.synthesis(g.styles(ws + a * un))) for a in alphas], 1)
-  np.testing.assert_allclose(edited[:, 1], want_w, rtol=1e-3, atol=1e-4)
+  c = stylespace.parse_name(g.layout, chan)
+  flat = [np.asarray(flatten_styles(g.styles(ws)))] + [
+    np.asarray(flatten_styles(g.styles(ws + a * un))) for a in alphas
+  ]
+  for a in alphas:
+    x = flat[0].copy()
+    x[:, c] += a * std[c]
+    flat.append(x)
+  logits = jax.jit(lambda x: _colour_logits(g.synthesis(unflatten_styles(g.layout, x))))(np.concatenate(flat))
+  want = np.asarray(logits).reshape(1 + 2 * len(alphas), 3, 3)
+  np.testing.assert_allclose(base, want[0], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(edited[:, 1], want[1:3].transpose(1, 0, 2), rtol=1e-3, atol=1e-4)
+  np.testing.assert_allclose(edited[:, 0], want[3:].transpose(1, 0, 2), rtol=1e-4, atol=1e-5)
   res = ad.evaluate(base, edited, edits, [0, 0], alphas, ad.logit_std(pop["logits"]), COLOUR.names, x_star=0.0)
   assert len(res) == 2 and np.isfinite(res[0]["summary"]["target_change"]).all()
 
