@@ -129,7 +129,7 @@ def _verification_checks(tmp_path, g, positions):
   )
   V.run_job(job, g, _halves, positions, rows_per_step=4)
   # Independent path: the edited styles by hand, rendered in one manipulate.render call.
-  styles = sampling.styles_from_seeds(g, [5, 6], 0.7)
+  styles = sampling.styles_from_seeds(g, [5, 6], 0.7, class_idx=job.spec["class_idx"])  # s2: one class
   rows = [styles]
   for p in positions:
     for a in (-3.0, 3.0):
@@ -141,8 +141,9 @@ def _verification_checks(tmp_path, g, positions):
   for i, p in enumerate(positions):
     d = np.abs(edited[i] - base[None]) / 127.5  # (A, N, H, W, C)
     got = job.read(p)
-    np.testing.assert_allclose(got["l1_total"], d.sum((2, 3, 4)).T, rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(got["vis_total"], (d.max(-1) > 0.1).sum((2, 3)).T)
+    # Other batch shapes round differently: a few pixel values may land on the next uint8 level.
+    np.testing.assert_allclose(got["l1_total"], d.sum((2, 3, 4)).T, rtol=0, atol=3 / 127.5)
+    assert np.abs(got["vis_total"] - (d.max(-1) > 0.1).sum((2, 3)).T).max() <= 1
     assert got["l1_total"].max() > 0
 
 
