@@ -104,6 +104,8 @@ def test_binaries_end_to_end_on_stylegan3(tmp_path):
     "--threshold=0.3",
     "--margin=0.1",
   )
+  verified = json.loads((tmp_path / "wd/local/verified.json").read_text())  # the default verification step
+  assert verified["categories"] and all("verified" in c and "rejected" in c for c in verified["categories"])
   out = tmp_path / "report"
   _bin(
     "report",
