@@ -184,7 +184,12 @@ def main():
   if torch and not args.skip_gradmaps:
     print(
       f"(torch jvp: {f'{k} channels per conv layer timed, scaled x{scale:.1f}' if k else 'all channels'}; "
-      f"torch rows: {args.torch_rows} backward passes timed, extrapolated to all pooled outputs)"
+      + (
+        f"torch rows: {args.torch_rows} backward passes timed, extrapolated to all pooled outputs"
+        if args.torch_rows
+        else ""
+      )
+      + ")"
     )
     for label, _, a, b in rows:
       if "gradient" in label:
