@@ -6,12 +6,17 @@
 Generation: images/s of a batch for the fixture architectures s1 (T) and s2 (R)
 at 32 px, and at 256 px (default --res) with config-T widths (channel_base
 32768, max 512, 3x3 convs) and config-R widths (65536 / 1024, 1x1 convs, radial
-filters), random weights, float32; torch at 256 px only with --torch_big. Gradient maps: seconds per image
-for the fixture architectures s1 (T) and s2 (R) at 32 px, ss-jax's planned method
-(forward) over all conv channels vs the official forward-mode method (torch.func
-jvp + vmap) on `--torch_channels` channels of every conv layer, extrapolated
-linearly to all channels. Rounds alternate ss-jax and torch so load drifts hit
-both alike; the load average is printed (the machine is shared).
+filters), random weights, float32; torch at 256 px only with --torch_big.
+Gradient maps: seconds per image for the fixture architectures s1 (T) and s2 (R)
+at 32 px, all conv channels: ss-jax's planned method (forward) vs, in the same
+rounds, the official code's two methods on a model of the same architecture:
+"jvp", the forward mode that made the official maps (torch.func jvp + vmap over
+one conv layer's one-hot tangents at a time; all channels unless
+`--torch_channels K` times K per layer and scales linearly), and "rows",
+StyleSpace's own method (one backward pass per pooled output element;
+`--torch_rows K` of the 3,072 timed, the rest extrapolated at their mean rate).
+Rounds alternate ss-jax and torch so load drifts hit both alike; the load
+average is printed (the machine is shared).
 DIR is a checkout of NVlabs/stylegan3 outside this project; torch runs in a
 separate interpreter (benchmarks/torch_sg3_worker.py), never in ss-jax's.
 """
@@ -88,9 +93,11 @@ def main():
   ap.add_argument("--torch_python", default="")
   ap.add_argument("--nvidia_repo", default="")
   ap.add_argument("--threads", type=int, default=2)
-  ap.add_argument("--torch_channels", type=int, default=4)
+  ap.add_argument("--torch_channels", type=int, default=0, help="0: all channels")
+  ap.add_argument("--torch_rows", type=int, default=16, help="0: skip StyleSpace's per-row method")
   ap.add_argument("--skip_torch", action="store_true")
   ap.add_argument("--skip_gradmaps", action="store_true")
+  ap.add_argument("--skip_generation", action="store_true")
   ap.add_argument(
     "--torch_big", action="store_true", help="also time torch at --res (minutes per image on a loaded 2-core CPU)"
   )
@@ -100,14 +107,22 @@ def main():
   rows = []
   from ss_jax.stylegan2.checkpoint import load_checkpoint
 
-  models = [
-    (f"fixture {n} ({'T' if n == 's1' else 'R'}) 32px", load_checkpoint(FIXTURES / n / f"{n}.pkl")[0], True)
-    for n in ("s1", "s2")
-  ]
-  models += [
-    (f"config-{v} {args.res}px", StyleGAN3Generator.random(f(args.res, conv_clamp=None)), args.torch_big)
-    for v, f in (("T", config_t), ("R", config_r))
-  ]
+  models = (
+    []
+    if args.skip_generation
+    else [
+      (f"fixture {n} ({'T' if n == 's1' else 'R'}) 32px", load_checkpoint(FIXTURES / n / f"{n}.pkl")[0], True)
+      for n in ("s1", "s2")
+    ]
+  )
+  models += (
+    []
+    if args.skip_generation
+    else [
+      (f"config-{v} {args.res}px", StyleGAN3Generator.random(f(args.res, conv_clamp=None)), args.torch_big)
+      for v, f in (("T", config_t), ("R", config_r))
+    ]
+  )
   for name, g, with_torch in models:
     cfg = g.config
     z = jax.random.normal(jax.random.PRNGKey(0), (args.batch, cfg.z_dim))
@@ -138,17 +153,22 @@ def main():
       compile_s = time.perf_counter() - t
       ours = _timer(lambda: gradmaps.gradient_maps(g, s, method=pl))
       conv = [L for L in g.layout if L.kind == "conv"]
-      scale = sum(L.channels for L in conv) / (args.torch_channels * len(conv))
+      k = args.torch_channels if 0 < args.torch_channels < max(L.channels for L in conv) else 0
+      scale = sum(L.channels for L in conv) / sum(min(k, L.channels) for L in conv) if k else 1.0
       if torch:
         meta = json.loads((FIXTURES / name / "meta.json").read_text())
         kw = {k: v for k, v in meta["G_kwargs"].items() if k != "class_name"}
         torch(f"build grad-{name} {json.dumps(kw)}")
-      t_ours, t_torch = [], []
+      t_ours, t_torch, t_rows = [], [], []
       for _ in range(args.rounds):
         t_ours.append(ours())
         if torch:
-          t_torch.append(torch(f"jvp grad-{name} {args.torch_channels}") * scale)
-      rows.append((f"gradient maps {name} ({pl.method}; s/image)", compile_s, t_ours, t_torch))
+          t_torch.append(torch(f"jvp grad-{name} {k or 1 << 30}") * scale)
+          if args.torch_rows:
+            t_rows.append(torch(f"rows grad-{name} {args.torch_rows}"))
+      rows.append((f"gradient maps {name} ({pl.method} vs jvp; s/image)", compile_s, t_ours, t_torch))
+      if t_rows:
+        rows.append((f"gradient maps {name} ({pl.method} vs rows; s/image)", compile_s, t_ours, t_rows))
   load1 = os.getloadavg()
   print(
     f"device: {jax.devices()[0].device_kind}; load average before {load0[0]:.1f}, after {load1[0]:.1f} "
@@ -161,8 +181,19 @@ def main():
     print(f"{label:52s} {c:9.1f} {ta:9.3f} {tb:9.3f} {tb / ta:7.2f}x")
     if "generate" in label:
       print(f"{'':52s} {'images/s':>9s} {args.batch / ta:9.2f} {args.batch / tb:9.2f}")
-  if torch:
-    print(f"(torch gradient maps: {args.torch_channels} channels per conv layer timed, extrapolated to all)")
+  if torch and not args.skip_gradmaps:
+    print(
+      f"(torch jvp: {f'{k} channels per conv layer timed, scaled x{scale:.1f}' if k else 'all channels'}; "
+      + (
+        f"torch rows: {args.torch_rows} backward passes timed, extrapolated to all pooled outputs"
+        if args.torch_rows
+        else ""
+      )
+      + ")"
+    )
+    for label, _, a, b in rows:
+      if "gradient" in label:
+        print(f"  {label}: ss-jax {' '.join(f'{x:.2f}' for x in a)}; torch {' '.join(f'{x:.2f}' for x in b)}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 The official maps were computed with torch.func.jvp over one-hot tangents of the
 conv styles (L0 ... L13), image rendered alone, pooled to 32 x 32 (no pooling at
-32 px). Here: two layers' maps of one image of s1 in the default suite (s2 @slow); all maps with the method chosen
-by the planner (forward) and with reverse on s1 (@slow: tens of seconds per image on 2 cores).
+32 px). Here: two layers' maps of one image of s1 in the default suite (s2 @slow); @slow: all maps
+with the method chosen by the planner (forward), and reverse mode on 64 pixels of s1 (all 3,072 rows
+take minutes per image on 2 cores).
 """
 
 import json
@@ -64,9 +65,26 @@ def test_local_mode_is_refused_with_a_reason(fixtures_dir):
 
 @pytest.mark.slow
 def test_reverse_mode_matches_official(fixtures_dir):
+  """Reverse mode over every conv layer of s1's image 0, on 64 pixels spread over the map (their 3
+  colours: 192 backward passes, 1/16 of the full J, which takes minutes on 2 cores): the official maps."""
   g, ref = _load(fixtures_dir, "s1")
-  maps = np.asarray(gradmaps.gradient_maps(g, g.styles(ref["ws"][:1]), method="reverse", chunk_size=512))
-  np.testing.assert_allclose(maps, ref["maps"][:1], atol=MAP_ATOL, rtol=0)
+  s = tuple(v[:1] for v in g.styles(ref["ws"][:1]))
+  layers = gradmaps.considered_layers(g.layout)
+  pix = np.linspace(0, 32 * 32 - 1, 64).astype(np.int32)
+  rows = (np.arange(3)[:, None] * 32 * 32 + pix[None]).ravel()  # NCHW flat indices, colour-major
+  fn = jax.jit(lambda g, s: sg3_jacobian.jac_reverse(g, s, 32, layers, 64, rows=rows))
+  jt = np.asarray(fn(g, s))  # (C_conv, 192)
+  maps = np.abs(jt).reshape(len(jt), 3, len(pix)).mean(1)
+  want = ref["maps"][0].reshape(len(jt), -1)[:, pix]
+  assert want.max() > 0.1
+  np.testing.assert_allclose(maps, want, atol=MAP_ATOL, rtol=0)
+  # The public API's reverse mode runs the same code over all rows (forward == reverse on a tiny
+  # StyleGAN3: test_stylegan3_stylespace.test_forward_and_reverse_gradient_maps_agree).
+
+
+@pytest.mark.slow
+def test_jacobian_with_torgb_keeps_the_official_conv_columns(fixtures_dir):
+  g, ref = _load(fixtures_dir, "s1")
   j = np.asarray(gradmaps.jacobian(g, g.styles(ref["ws"][:1]), include_torgb=True, method="forward"))
   assert j.shape[1] == ref["maps"].shape[1] + g.layout[-1].channels
   np.testing.assert_allclose(np.abs(j[0, : -g.layout[-1].channels]).mean(1), ref["maps"][0], atol=MAP_ATOL)

@@ -38,7 +38,9 @@ def test_stats_manipulation_and_attribute_channels():
   grid = manipulate.manipulation_grid(g, flat[:2], "2_3", [-5, 0, 5], res["std"])
   assert grid.ndim == 3 and grid.shape[2] == 3
   imgs = np.asarray(
-    manipulate.edited_images(g, flat[:2], stylespace.parse_names(g.layout, "2_3"), [0.0, 8.0], res["std"])
+    manipulate.edited_images(
+      g, flat[:2], stylespace.parse_names(g.layout, "2_3"), [0.0, 8.0, -8.0], res["std"]
+    )  # the grid's shape: one compile
   )
   assert np.abs(imgs[1] - imgs[0]).max() > 1e-3
   # Attribute channels: exemplars shifted along one conv channel are found first.
@@ -102,6 +104,8 @@ def test_binaries_end_to_end_on_stylegan3(tmp_path):
     "--threshold=0.3",
     "--margin=0.1",
   )
+  verified = json.loads((tmp_path / "wd/local/verified.json").read_text())  # the default verification step
+  assert verified["categories"] and all("verified" in c and "rejected" in c for c in verified["categories"])
   out = tmp_path / "report"
   _bin(
     "report",

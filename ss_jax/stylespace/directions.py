@@ -143,17 +143,23 @@ def ganspace(w, k=10):
 # ----------------------------------------------------------------------------- SeFa
 
 
+def _affines(g):
+  """Affine parameters of every style layer in layout order (StyleGAN3: the input layer's first)."""
+  syn = g.params["synthesis"]
+  return ([syn["input"]] if g.layout[0].kind == "input" else []) + list(syn["layers"])
+
+
 def affine_weights(g, layers):
   """Style affine weights of style layers `layers` stacked as A (sum C_l, w_dim) float64.
 
   A row is one style channel: s_c = A[c] . w + b_c (the runtime gain 1/sqrt(w_dim) included).
   """
   gain = 1.0 / np.sqrt(g.config.w_dim)
-  blocks = []
+  blocks, affines = [], _affines(g)
   for li in layers:
     if not 0 <= int(li) < len(g.layout):
       raise ValueError(f"style layer {li} out of range 0..{len(g.layout) - 1}")
-    blocks.append(np.asarray(g.params["synthesis"]["layers"][int(li)]["affine_w"], np.float64).T * gain)
+    blocks.append(np.asarray(affines[int(li)]["affine_w"], np.float64).T * gain)
   if not blocks:
     raise ValueError("no style layers given for SeFa")
   return np.concatenate(blocks)
@@ -231,7 +237,7 @@ def w_to_s(g, u, rows=None):
   # The bias cancels in the difference; computed as A u directly (no bias, no round-off from it).
   out = np.zeros(stylespace.num_channels(g.layout), np.float64)
   gain = 1.0 / np.sqrt(cfg.w_dim)
-  for L, p in zip(g.layout, g.params["synthesis"]["layers"]):
+  for L, p in zip(g.layout, _affines(g)):
     out[L.offset : L.offset + L.channels] = dws[L.w_index].astype(np.float64) @ (
       np.asarray(p["affine_w"], np.float64) * gain
     )

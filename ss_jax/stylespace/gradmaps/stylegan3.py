@@ -24,6 +24,11 @@ from ss_jax.stylegan3 import generator as sg3
 from ss_jax.stylegan3.config import layer_table, style_layout
 
 METHODS = ("auto", "forward", "reverse")
+# Full-size (max_activation) float32 temporaries per tangent (forward) / cotangent (reverse) in a
+# chunk, with headroom: XLA's memory_analysis of s1's all-layer Jacobian gives about 2 (forward,
+# chunk 16: 79 MiB) and 12.8 (reverse, 8 / 32 rows: 251 / 956 MiB; the transposed polyphase FIRs
+# keep several cotangent maps per layer alive).
+LIVE_MAPS = {"forward": 4, "reverse": 16}
 
 
 def _render_from(g, s, start, x):
@@ -62,8 +67,13 @@ def jac_forward(g, s, res, layers, chunk):
   return jnp.concatenate(cols, axis=0)
 
 
-def jac_reverse(g, s, res, layers, chunk):
-  """Per image (s: tuple of (1, C_l)) -> (C_considered, img_c, P, P)."""
+def jac_reverse(g, s, res, layers, chunk, rows=None):
+  """Per image (s: tuple of (1, C_l)) -> (C_considered, img_c, P, P).
+
+  rows: optional flat indices into the pooled output (img_c * P * P, NCHW order): only those
+  rows of J, returned as (C_considered, len(rows)) (a check of a few pixels costs that many
+  backward passes instead of img_c * P * P).
+  """
 
   def f(sc):
     s2 = list(s)
@@ -72,16 +82,18 @@ def jac_reverse(g, s, res, layers, chunk):
     return _pool(sg3.synthesis(g.config, g.params, g.buffers, s2), res)[0]
 
   y, pull = jax.vjp(f, tuple(s[m] for m in layers))
-  n_out = y.size
-  k = _balanced(n_out, chunk)
+  idx = jnp.arange(y.size) if rows is None else jnp.asarray(rows, jnp.int32)
+  n = int(idx.size)
+  k = _balanced(n, chunk)
+  idx = jnp.pad(idx, (0, (-n) % k))
 
   def body(i0):
-    ct = jax.nn.one_hot(i0 + jnp.arange(k), n_out, dtype=y.dtype).reshape((k,) + y.shape)
+    ct = jax.nn.one_hot(jax.lax.dynamic_slice_in_dim(idx, i0, k), y.size, dtype=y.dtype).reshape((k,) + y.shape)
     grads = jax.vmap(pull)(ct)[0]
     return jnp.concatenate([v[:, 0] for v in grads], axis=1)
 
-  jt = _chunked(body, n_out, k)
-  return jt.T.reshape((-1,) + y.shape)
+  jt = _chunked(body, n, k)
+  return jt.T.reshape((-1,) + y.shape) if rows is None else jt.T
 
 
 def per_image(g, s, res, layers, method, chunk):
@@ -113,7 +125,8 @@ def max_activation(cfg):
 
 
 def plan_method(cfg, layers, resolution, method, chunk_size, budget=1 << 30):
-  """(method, chunk, macs): forward vs reverse by a multiply-add model; chunk sized for ~budget bytes."""
+  """(method, chunk, macs): forward vs reverse by a multiply-add model; chunk sized for ~budget bytes
+  of temporaries (LIVE_MAPS full-size maps per column or row)."""
   if method not in METHODS:
     raise ValueError(
       f"method {method!r} is not available for StyleGAN3 generators (choose from {METHODS}; "
@@ -127,7 +140,7 @@ def plan_method(cfg, layers, resolution, method, chunk_size, budget=1 << 30):
   rev = 2.0 * cfg.img_channels * p * p * total
   if method == "auto":
     method = "forward" if fwd <= rev else "reverse"
-  chunk = int(chunk_size or max(1, budget // (4 * 4 * max_activation(cfg))))
+  chunk = int(chunk_size or max(1, budget // (4 * LIVE_MAPS[method] * max_activation(cfg))))
   return method, chunk, float(fwd if method == "forward" else rev)
 
 
