@@ -15,6 +15,7 @@ import pytest
 
 import ss_jax
 from ss_jax.dci import attribute_bank as ab
+from ss_jax.dci import ad_edits, ad_population
 from ss_jax.dci import attribute_dependency as ad
 from ss_jax.dci import sampling as dci_sampling
 from ss_jax.explorer import app as app_lib
@@ -152,10 +153,10 @@ def test_verification_on_stylegan3(g, tmp_path):
 
 
 def _ad_checks(tmp_path, g, chan):
-  pop = ad.population(tmp_path / "ad", g, COLOUR, 16, seed=1000, samples_per_shard=8, batch_size=8)
+  pop = ad_population.population(tmp_path / "ad", g, COLOUR, 16, seed=1000, samples_per_shard=8, batch_size=8)
   u = np.random.default_rng(0).normal(size=g.config.w_dim)
-  sigma, std = ad.direction_std(pop["w"], u), pop["s"].std(0)
-  edits = [ad.channel_edit(g.layout, [chan], std), ad.w_edit(g, u, sigma, None, "W u")]
+  sigma, std = ad_edits.direction_std(pop["w"], u), pop["s"].std(0)
+  edits = [ad_edits.channel_edit(g.layout, [chan], std), ad_edits.w_edit(g, u, sigma, None, "W u")]
   alphas = [1.0, 3.0]
   job = ad.make_job(tmp_path / "ad", "heldout", g, COLOUR, range(3), edits, alphas, images_per_shard=2)
   base, edited = ad.run_and_read(job, g, edits, COLOUR, batch_size=8)
@@ -177,7 +178,9 @@ def _ad_checks(tmp_path, g, chan):
   np.testing.assert_allclose(base, want[0], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(edited[:, 1], want[1:3].transpose(1, 0, 2), rtol=1e-3, atol=1e-4)
   np.testing.assert_allclose(edited[:, 0], want[3:].transpose(1, 0, 2), rtol=1e-4, atol=1e-5)
-  res = ad.evaluate(base, edited, edits, [0, 0], alphas, ad.logit_std(pop["logits"]), COLOUR.names, x_star=0.0)
+  res = ad.evaluate(
+    base, edited, edits, [0, 0], alphas, ad_population.logit_std(pop["logits"]), COLOUR.names, x_star=0.0
+  )
   assert len(res) == 2 and np.isfinite(res[0]["summary"]["target_change"]).all()
 
 
