@@ -22,7 +22,9 @@ BiSeNet at 1024 px, is not part of this measurement):
           crop gradients at the cut are regrouped by position before the
           contraction with the forward tangents (local.REGROUP = True);
   now     the current default: as before, but the contraction reads the crop
-          gradients window offset by window offset (no regrouped copy).
+          gradients window offset by window offset (no regrouped copy), and the
+          compiler's freed heap is returned to the OS before running
+          (runtime.memory.release_free_heap, as distributed.map_batches does).
 
 The first image's maps of each variant are saved and compared (`max |diff|`).
 
@@ -72,6 +74,7 @@ def worker(case):
   import numpy as np
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
+  from ss_jax.runtime import memory
   from ss_jax.stylespace import detection_stats
   from ss_jax.stylegan2 import layers
   from ss_jax.stylespace.gradmaps import api as gradmaps
@@ -101,6 +104,8 @@ def worker(case):
   t = time.perf_counter()
   setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
+  if variant == "now":  # as distributed.map_batches does: the compiler's freed heap back to the OS
+    memory.release_free_heap()
   compile_s = time.perf_counter() - t
   mem = exe.memory_analysis()
   temp_gb = None if mem is None else mem.temp_size_in_bytes / 1e9
