@@ -1,7 +1,7 @@
 """Gradient maps + detection statistics at config-f widths, and stored vs streamed detection.
 
   python -m benchmarks.bench_gradmap_stream                       # 1024 px: before vs now, side by side
-  python -m benchmarks.bench_gradmap_stream --variants=untransposed,before,now
+  python -m benchmarks.bench_gradmap_stream --variants=before,now,windows
   python -m benchmarks.bench_gradmap_stream --resolution=256 --images=2
   python -m benchmarks.bench_gradmap_stream --toyfaces --seeds=0-31   # stored vs --stream binaries
 
@@ -21,10 +21,11 @@ BiSeNet at 1024 px, is not part of this measurement):
           where the kept outputs need them (bit-identical to the padded ones); the
           crop gradients at the cut are regrouped by position before the
           contraction with the forward tangents (local.REGROUP = True);
-  now     the current default: as before, but the contraction reads the crop
-          gradients window offset by window offset (no regrouped copy), and the
-          compiler's freed heap is returned to the OS before running
-          (runtime.memory.release_free_heap, as distributed.map_batches does).
+  now     the current default: as before, and the compiler's freed heap is
+          returned to the OS before running (runtime.memory.release_free_heap, as
+          distributed.map_batches and the gradmaps API do);
+  windows as now, but the contraction reads the crop gradients window offset by
+          window offset (local.REGROUP = False: no regrouped copy).
 
 The first image's maps of each variant are saved and compared (`max |diff|`).
 
@@ -94,7 +95,7 @@ def worker(case):
   styles = jax.jit(lambda g, z: g.styles(g.mapping(z)))(g, z)
   if variant == "untransposed":  # crop up-convs on the zero-padded crop, every block re-run per tile
     layers.UP_TRIM = False
-  local.REGROUP = variant in ("before", "untransposed")
+  local.REGROUP = variant != "windows"
   pl = planning.plan(cfg, 32, split=0 if variant == "untransposed" else None)
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
@@ -104,7 +105,7 @@ def worker(case):
   t = time.perf_counter()
   setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
-  if variant == "now":  # as distributed.map_batches does: the compiler's freed heap back to the OS
+  if variant in ("now", "windows"):  # as distributed.map_batches does: the compiler's freed heap back to the OS
     memory.release_free_heap()
   compile_s = time.perf_counter() - t
   mem = exe.memory_analysis()
