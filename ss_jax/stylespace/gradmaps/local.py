@@ -408,9 +408,10 @@ def _contraction(gcut, region, size):
   return functools.partial(_contract, _rows(gcut, tables), tables)
 
 
-# True (default): regroup the cut gradients by position, one large matmul per position (1024 px: 0.66 s per
-# chunk of 222 tangents); False: window offset by window offset where the tile starts are regular, 0.07 GB
-# less XLA temporaries per image at 1024 px but 49 small matmuls (0.87 s per chunk; bench_gradmap_stream).
+# True (default): regroup the cut gradients by position, one large matmul per position; False: window
+# offset by window offset where the tile starts are regular, 49 small matmuls per chunk of tangents.
+# At 1024 px (bench_gradmap_stream, variant windows) False saves 0.07 GB of XLA temporaries per image
+# and costs 2-3 CPU s per image.
 REGROUP = True
 
 
