@@ -25,7 +25,9 @@ BiSeNet at 1024 px, is not part of this measurement):
           returned to the OS before running (runtime.memory.release_free_heap, as
           distributed.map_batches and the gradmaps API do);
   windows as now, but the contraction reads the crop gradients window offset by
-          window offset (local.REGROUP = False: no regrouped copy).
+          window offset (local.REGROUP = False: no regrouped copy);
+  tbN     as now, with N tiles per vmapped batch (Plan.tile_batch; the planner
+          chooses 1 at 1024 px).
 
 The first image's maps of each variant are saved and compared (`max |diff|`).
 
@@ -97,6 +99,10 @@ def worker(case):
     layers.UP_TRIM = False
   local.REGROUP = variant != "windows"
   pl = planning.plan(cfg, 32, split=0 if variant == "untransposed" else None)
+  if variant.startswith("tb"):  # tbN: now with N tiles per vmapped batch
+    import dataclasses
+
+    pl = dataclasses.replace(pl, tile_batch=int(variant[2:]))
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
   put = lambda i: jax.device_put(tuple(v[i : i + 1] for v in styles), NamedSharding(mesh, P("data")))
@@ -105,7 +111,9 @@ def worker(case):
   t = time.perf_counter()
   setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
-  if variant in ("now", "windows"):  # as distributed.map_batches does: the compiler's freed heap back to the OS
+  if (
+    variant == "now" or variant == "windows" or variant.startswith("tb")
+  ):  # as distributed.map_batches does: the compiler's freed heap back to the OS
     memory.release_free_heap()
   compile_s = time.perf_counter() - t
   mem = exe.memory_analysis()
