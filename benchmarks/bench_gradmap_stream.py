@@ -1,6 +1,7 @@
 """Gradient maps + detection statistics at config-f widths, and stored vs streamed detection.
 
   python -m benchmarks.bench_gradmap_stream                       # 1024 px: before vs now, side by side
+  python -m benchmarks.bench_gradmap_stream --variants=before,now,windows
   python -m benchmarks.bench_gradmap_stream --resolution=256 --images=2
   python -m benchmarks.bench_gradmap_stream --toyfaces --seeds=0-31   # stored vs --stream binaries
 
@@ -11,21 +12,32 @@ variants include the streaming reduction `detection_stats.accumulate` of every
 image's maps against an 11-category map (fixed synthetic layout: the segmenter,
 BiSeNet at 1024 px, is not part of this measurement):
 
-  before  the previous default: every layer above the local mode's cut is re-run
-          on each tile's crops and differentiated there (jax.vjp), crop up-convs
-          on the zero-padded crop (layers.UP_TRIM = False, split = 0);
-  now     the current default: the blocks whose crops overlap most (split) run
+  untransposed  the default before 1ebe2fb: every layer above the local mode's cut is
+          re-run on each tile's crops and differentiated there (jax.vjp), crop
+          up-convs on the zero-padded crop (layers.UP_TRIM = False, split = 0);
+  before  the default of b9e64bd: the blocks whose crops overlap most (split) run
           transposed at primal crops cut from one full-size forward pass (no
           per-tile recomputation of their convs), crop up-convs computed only
-          where the kept outputs need them (bit-identical to the padded ones).
+          where the kept outputs need them (bit-identical to the padded ones); the
+          crop gradients at the cut are regrouped by position before the
+          contraction with the forward tangents (local.REGROUP = True);
+  now     the current default: as before, and the compiler's freed heap is
+          returned to the OS before running (runtime.memory.release_free_heap, as
+          distributed.map_batches and the gradmaps API do);
+  windows as now, but the contraction reads the crop gradients window offset by
+          window offset (local.REGROUP = False: no regrouped copy);
+  tbN     as now, with N tiles per vmapped batch (Plan.tile_batch; the planner
+          chooses 1 at 1024 px).
 
 The first image's maps of each variant are saved and compared (`max |diff|`).
 
 Each image's computation is compiled ahead (`compile s`, apart), then timed:
 `s/image` wall clock, `CPU s/image` the process's CPU time (all threads; on a
 shared machine a better guide than wall time: at low load wall ~ CPU / cores);
-`setup GB` is the peak RSS before compiling the maps (process, random model,
-styles), `XLA temp GB` the compiled maps program's temporaries (XLA's memory
+`setup GB` is the peak RSS before compiling the maps (process, model, styles;
+by default the random model is saved once as a converted directory and each case
+loads it with `load_generator`, as a user's run does: 0.5 GB; `--model=random`
+builds it in each case, whose jitted random init alone peaks ~0.6 GB higher), `XLA temp GB` the compiled maps program's temporaries (XLA's memory
 analysis). --toyfaces runs the real binaries on
 the shipped ToyFaces model (segmenter included) both ways and reports wall time
 and disk use of the work directory.
@@ -65,20 +77,32 @@ def worker(case):
   import numpy as np
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
+  from ss_jax.runtime import memory
   from ss_jax.stylespace import detection_stats
   from ss_jax.stylegan2 import layers
   from ss_jax.stylespace.gradmaps import api as gradmaps
-  from ss_jax.stylespace.gradmaps import planning
+  from ss_jax.stylespace.gradmaps import local, planning
   from ss_jax.stylegan2.generator import Generator, config_f
 
-  res, n, before = case["resolution"], case["images"], case["variant"] == "before"
+  res, n, variant = case["resolution"], case["images"], case["variant"]
   cfg = config_f(res)
-  g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
+  if case.get("model_dir"):  # what a user's run does: a converted directory, loaded
+    from ss_jax.stylegan2 import checkpoint
+
+    g = checkpoint.load_generator(case["model_dir"])
+    assert g.config == cfg, (g.config, cfg)
+  else:  # built in this process: compiling the random init alone peaks at ~0.6 GB
+    g = jax.jit(Generator.random, static_argnums=0)(cfg, jax.random.PRNGKey(0))
   z = jax.random.normal(jax.random.PRNGKey(1), (n, 512))
   styles = jax.jit(lambda g, z: g.styles(g.mapping(z)))(g, z)
-  if before:  # the previous default: crop up-convs on the zero-padded crop, every block re-run per tile
+  if variant == "untransposed":  # crop up-convs on the zero-padded crop, every block re-run per tile
     layers.UP_TRIM = False
-  pl = planning.plan(cfg, 32, split=0 if before else None)
+  local.REGROUP = variant != "windows"
+  pl = planning.plan(cfg, 32, split=0 if variant == "untransposed" else None)
+  if variant.startswith("tb"):  # tbN: now with N tiles per vmapped batch
+    import dataclasses
+
+    pl = dataclasses.replace(pl, tile_batch=int(variant[2:]))
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
   put = lambda i: jax.device_put(tuple(v[i : i + 1] for v in styles), NamedSharding(mesh, P("data")))
@@ -87,6 +111,10 @@ def worker(case):
   t = time.perf_counter()
   setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
+  if (
+    variant == "now" or variant == "windows" or variant.startswith("tb")
+  ):  # as distributed.map_batches does: the compiler's freed heap back to the OS
+    memory.release_free_heap()
   compile_s = time.perf_counter() - t
   mem = exe.memory_analysis()
   temp_gb = None if mem is None else mem.temp_size_in_bytes / 1e9
@@ -117,6 +145,16 @@ def worker(case):
   if stats is not None:
     out["stats_mb"] = sum(v.nbytes for v in stats.to_arrays().values()) / 1e6
   return out
+
+
+def save_model(resolution, directory):
+  """Writes the benchmark's random config-f-width generator (seed 0) as a converted directory."""
+  import jax
+  from ss_jax.stylegan2 import checkpoint
+  from ss_jax.stylegan2.generator import Generator, config_f
+
+  g = jax.jit(Generator.random, static_argnums=0)(config_f(resolution), jax.random.PRNGKey(0))
+  checkpoint.save_generator(g, directory, source={"random": "config_f, PRNGKey(0)"})
 
 
 def _spawn(args, cwd=REPO):
@@ -172,10 +210,21 @@ def main():
   ap.add_argument("--variants", default="before,now", help="order of the variants in each round")
   ap.add_argument("--toyfaces", action="store_true", help="stored vs streamed binaries on ToyFaces")
   ap.add_argument("--seeds", default="0-31")
+  ap.add_argument(
+    "--model",
+    default="converted",
+    choices=["converted", "random"],
+    help="converted: the random model is saved once and each case loads it as a user's converted "
+    "checkpoint (load_generator); random: each case builds it in-process (compiles the random init)",
+  )
   ap.add_argument("--worker", help=argparse.SUPPRESS)
+  ap.add_argument("--save_model", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.worker:
     print(json.dumps(worker(json.loads(args.worker))))
+    return
+  if args.save_model:
+    save_model(args.resolution, args.save_model)
     return
   print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
   if args.toyfaces:
@@ -184,9 +233,17 @@ def main():
     return
   rows, saved = [], {}
   tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_stream_maps_"))
+  model_dir = None
+  if args.model == "converted":
+    model_dir = str(tmp / "model")
+    proc, _ = _spawn(
+      ["-m", "benchmarks.bench_gradmap_stream", f"--resolution={args.resolution}", f"--save_model={model_dir}"]
+    )
+    if proc.returncode:
+      raise RuntimeError(proc.stderr[-2000:])
   for _ in range(args.rounds):
     for variant in args.variants.split(","):
-      case = dict(resolution=args.resolution, images=args.images, variant=variant)
+      case = dict(resolution=args.resolution, images=args.images, variant=variant, model_dir=model_dir)
       if variant not in saved:
         case["save"] = saved[variant] = str(tmp / f"{variant}.npy")
       proc, _ = _spawn(["-m", "benchmarks.bench_gradmap_stream", "--worker", json.dumps(case)])
@@ -197,7 +254,10 @@ def main():
       )
       rows.append(row)
       print(json.dumps(row), flush=True)
-  print(f"\n{args.resolution} px config-f widths, 32 x 32 maps, per image (load average now {os.getloadavg()[0]:.1f}):")
+  print(
+    f"\n{args.resolution} px config-f widths ({args.model} model), 32 x 32 maps, per image "
+    f"(load average now {os.getloadavg()[0]:.1f}):"
+  )
   print(
     f"  {'variant':>7}  {'s/image':>8}  {'CPU s/image':>11}  {'compile s':>9}  {'peak GB':>8}  setup GB  "
     "XLA temp GB  stats MB  load"
@@ -216,12 +276,12 @@ def main():
 
 
 def _compare(saved):
-  """Prints max |difference| between the variants' first-image maps, against the maps' scale."""
+  """Prints max |difference| between the first variant's first-image maps and each other's, against the maps' scale."""
   import numpy as np
 
   maps = {k: np.load(v) for k, v in saved.items() if pathlib.Path(v).is_file()}
-  if len(maps) == 2:
-    (ka, a), (kb, b) = maps.items()
+  items = list(maps.items())
+  for (ka, a), (kb, b) in zip(items[:1] * (len(items) - 1), items[1:]):
     d = np.abs(a - b)[0]  # (C, P, P)
     tiles = int((d.max(axis=0) > 1e-4).sum())
     print(

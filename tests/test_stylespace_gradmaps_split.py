@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from test_stylespace_gradmaps import _jacrev_reference, _tiny
+from ss_jax.stylegan2.config import style_layout
 from ss_jax.stylegan2.generator import config_f
 from ss_jax.stylespace.gradmaps import api as gradmaps
 from ss_jax.stylespace.gradmaps import planning
@@ -82,3 +83,54 @@ def test_trimmed_crop_up_conv_equals_the_padded_one():
   padded = jax.jit(lambda x, w: ops.conv2d_up(x, w, ops.DEFAULT_FIR, ops.HIGHEST, phase_conv=layers._conv_valid))
   trimmed = jax.jit(lambda x, w: layers._up_phases_valid(x, w, ops.DEFAULT_FIR))
   np.testing.assert_array_equal(trimmed(x, w), padded(x, w)[:, 2 : 2 * n - 2, 2 : 2 * n - 2])
+
+
+@pytest.mark.parametrize("res,p_res,tile", [(1024, 32, 1), (64, 8, 1)])
+def test_cut_contraction_without_regrouping(res, p_res, tile):
+  # The local mode's contraction of crop gradients at the cut with the tangents there, by its definition
+  # J[ty, tx, m, k] = sum_{e, f} G[ty, tx, m, e, f] . T[k, a_ty + e, a_tx + f] (zero outside the map),
+  # both by window offsets (no regrouped copy) and by regrouping by position.
+  from ss_jax.stylespace.gradmaps import local
+
+  cfg = config_f(res)
+  pl = planning.plan(cfg, p_res, method="local", tile=tile)
+  cp = local._crop_plan(cfg, pl.cut, tile, p_res)
+  cut = style_layout(cfg)[pl.cut]
+  size = cut.resolution // 2 if cut.up else cut.resolution  # the cut state's map
+  rng = np.random.RandomState(0)
+  for a, n in [cp.x_cut] + ([cp.img_cut] if cp.img_cut is not None else []):
+    nt = len(a)
+    gcut = rng.randn(nt, nt, 2, n, n, 3).astype(np.float32)
+    tan = rng.randn(2, size, size, 3).astype(np.float32)
+    tp = np.zeros((2, size + 2 * n, size + 2 * n, 3), np.float32)
+    tp[:, n : n + size, n : n + size] = tan
+    ref = np.zeros((nt, nt, 2, 2), np.float64)
+    for ty in range(nt):
+      for tx in range(nt):
+        win = tp[:, a[ty] + n : a[ty] + 2 * n, a[tx] + n : a[tx] + 2 * n]  # (k, n, n, C)
+        ref[ty, tx] = np.einsum("mefc,kefc->mk", gcut[ty, tx], win)
+    assert local._regular(a) is not None
+    got = local._contract_windows(jnp.asarray(gcut), (a, n), jnp.asarray(tan))
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    tables = local._contraction_tables((a, n), size)
+    np.testing.assert_allclose(local._contract(local._rows(jnp.asarray(gcut), tables), tables, tan), ref, atol=1e-4)
+  assert local._regular(np.array([0, 0, 1, 3])) is None
+
+
+@pytest.mark.slow
+def test_windowed_contraction_matches_jacrev(monkeypatch):
+  # The local mode with the contraction window by window (local.REGROUP = False): resnet with clamping,
+  # cut at 4 px (layers below it by forward mode), 2x2 tiles, toRGB styles included.
+  from ss_jax.stylespace.gradmaps import local
+
+  g, s = _tiny(architecture="resnet", conv_clamp=0.8)
+  s = tuple(v[:1] for v in s)
+  ref = _jacrev_reference(g, s, 4, True)
+  pl = planning.plan(g.config, 4, True, method="local", cut_resolution=4, tile=2)
+  assert local._regular(local._crop_plan(g.config, pl.cut, 2, 4).x_cut[0]) is not None
+  monkeypatch.setattr(local, "REGROUP", False)
+  jax.clear_caches()  # the traced programs read REGROUP
+  try:
+    np.testing.assert_allclose(gradmaps.jacobian(g, s, resolution=4, include_torgb=True, method=pl), ref, atol=2e-5)
+  finally:
+    jax.clear_caches()

@@ -74,7 +74,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ss_jax.runtime import distributed
+from ss_jax.runtime import distributed, memory
 from ss_jax.stylegan2.generator import Generator, flatten_styles
 from ss_jax.stylespace.gradmaps.dense import _jac_forward, _jac_reverse, considered_layers
 from ss_jax.stylespace.gradmaps.local import _jac_local
@@ -146,7 +146,11 @@ def _run(g, styles, resolution, include_torgb, chunk_size, method, mesh, maps):
     styles = tuple(np.asarray(v) for v in styles)
   styles = jax.device_put(styles, NamedSharding(mesh, P("data")))
   g = distributed.replicate(g, mesh)
-  return _batched(g, styles, res=res, layers=layers, pl=pl, maps=maps, mesh=mesh, n=n)
+  kw = dict(res=res, layers=layers, pl=pl, maps=maps, mesh=mesh, n=n)
+  if not any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves((g, styles))):
+    _batched.lower(g, styles, **kw).compile()  # compile first (a cache hit after the first call) and
+    memory.release_free_heap()  # return the compiler's freed heap before the program's buffers
+  return _batched(g, styles, **kw)
 
 
 def jacobian(g: Generator, styles, resolution=32, include_torgb=False, chunk_size=None, method="auto", mesh=None):
