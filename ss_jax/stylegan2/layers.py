@@ -10,7 +10,6 @@ activation, resnet shortcut, toRGB accumulation); `valid=True` / `crop` run them
 import functools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -77,25 +76,12 @@ def _up_phases_valid(x, w, fir):
   + g3 e[p+1], y[2p+1] = g0 e[p] + g1 o[p] + g2 e[p+1] + g3 o[p+1]. The kept outputs 2 .. 2n-3
   (p = 1 .. n-2) read e[1 .. n-1] (a VALID 2-tap correlation, no padding) and o[0 .. n-1].
   """
-  n = x.shape[1]
-  m = n - 2
-  g = np.asarray(fir, np.float64)
-  g = (g * 2.0 / g.sum()).astype(np.float32)
-  even, odd = [2, 0], [1]
+  m = x.shape[1] - 2
+  g = ops.up_blur_taps(fir)
   phase = lambda ty, tx: _conv_valid(x, w[np.ix_(ty, tx)])
-
-  def blur(e, o, axis):  # e[r] = t[2r + 2] (n - 1 along axis), o[r] = t[2r + 1] (n) -> outputs 2 + 2r, 3 + 2r
-    sl = lambda a, start: jax.lax.slice_in_dim(a, start, start + m, axis=axis)
-    y_even = g[0] * sl(o, 0) + g[1] * sl(e, 0) + g[2] * sl(o, 1) + g[3] * sl(e, 1)
-    y_odd = g[0] * sl(e, 0) + g[1] * sl(o, 1) + g[2] * sl(e, 1) + g[3] * sl(o, 2)
-    return y_even, y_odd
-
-  rows_e_cols_e, rows_o_cols_e = blur(phase(even, even), phase(odd, even), 1)
-  rows_e_cols_o, rows_o_cols_o = blur(phase(even, odd), phase(odd, odd), 1)
-  y00, y01 = blur(rows_e_cols_e, rows_e_cols_o, 2)
-  y10, y11 = blur(rows_o_cols_e, rows_o_cols_o, 2)
-  y = jnp.stack([jnp.stack([y00, y01], axis=3), jnp.stack([y10, y11], axis=3)], axis=2)  # (N, m, 2, m, 2, C)
-  return y.reshape(x.shape[0], 2 * m, 2 * m, w.shape[3])
+  # e[r] = t[2r + 2] (n - 1 along axis), o[r] = t[2r + 1] (n) -> outputs 2 + 2r, 3 + 2r
+  blur = lambda e, o, axis: ops.blur_phase_pair(e, o, g, axis, m)
+  return ops.interleave_blurred_phases(phase, blur)
 
 
 def _up_conv_valid(x, w, fir):

@@ -131,10 +131,7 @@ def conv2d_up(x, w, fir=DEFAULT_FIR, precision=None, phase_conv=None):
   phase_conv: optional (x zero-padded, kernel (kh, kw, Ci, Co)) -> VALID correlation
   for the phases (default lax.conv; the gradient maps use patches @ weight on crops).
   """
-  n, h, wd, _ = x.shape
-  g = np.asarray(fir, np.float64)
-  g = (g * 2.0 / g.sum()).astype(np.float32)
-  even, odd = [2, 0], [1]  # taps landing on even / odd positions, in input order p-1, p
+  g = up_blur_taps(fir)
 
   def phase(ty, tx):
     py = (1, 1) if len(ty) == 2 else (0, 0)
@@ -147,21 +144,45 @@ def conv2d_up(x, w, fir=DEFAULT_FIR, precision=None, phase_conv=None):
 
   def blur(e, o, axis):
     """Transposed-conv samples t[2p] = e[p] (p <= L), t[2p+1] = o[p] (p < L) -> blurred (even, odd) outputs."""
-    m = o.shape[axis]
     pad = [(0, 0)] * o.ndim
     pad[axis] = (1, 1)
-    op = jnp.pad(o, pad)  # op[p] = o[p - 1], zero outside
-    sl = lambda a, start: jax.lax.slice_in_dim(a, start, start + m, axis=axis)
-    y_even = g[0] * sl(op, 0) + g[1] * sl(e, 0) + g[2] * sl(op, 1) + g[3] * sl(e, 1)
-    y_odd = g[0] * sl(e, 0) + g[1] * sl(op, 1) + g[2] * sl(e, 1) + g[3] * sl(op, 2)
-    return y_even, y_odd
+    return blur_phase_pair(e, jnp.pad(o, pad), g, axis, o.shape[axis])  # padded: o'[p] = o[p - 1], zero outside
 
+  return interleave_blurred_phases(phase, blur)
+
+
+def up_blur_taps(fir):
+  """The up-sampling blur's 4 taps as float32: g = 2 f / sum f (gain 4 over both axes)."""
+  g = np.asarray(fir, np.float64)
+  return (g * 2.0 / g.sum()).astype(np.float32)
+
+
+def blur_phase_pair(e, o, g, axis, m):
+  """One axis of the up-sampling blur on stride phases: m (even, odd) outputs along axis.
+
+  e, o: the even and odd transposed-conv samples, aligned so that output pair r reads
+  o[r], e[r], o[r + 1], e[r + 1] (even) and e[r], o[r + 1], e[r + 1], o[r + 2] (odd); g: up_blur_taps.
+  """
+  sl = lambda a, start: jax.lax.slice_in_dim(a, start, start + m, axis=axis)
+  y_even = g[0] * sl(o, 0) + g[1] * sl(e, 0) + g[2] * sl(o, 1) + g[3] * sl(e, 1)
+  y_odd = g[0] * sl(e, 0) + g[1] * sl(o, 1) + g[2] * sl(e, 1) + g[3] * sl(o, 2)
+  return y_even, y_odd
+
+
+def interleave_blurred_phases(phase, blur):
+  """Up-sampling conv output from its four stride phases, blurred separably, interleaved once.
+
+  phase(ty, tx) -> the (N, ., ., C) phase map of the kernel taps ty x tx (even taps [2, 0], odd [1],
+  in input order p-1, p); blur(e, o, axis) -> the (even, odd) blurred outputs along axis (1 rows,
+  2 columns). Returns (N, 2 Hb, 2 Wb, C) for blurred phase maps of (N, Hb, Wb, C).
+  """
+  even, odd = [2, 0], [1]
   rows_e_cols_e, rows_o_cols_e = blur(phase(even, even), phase(odd, even), 1)
   rows_e_cols_o, rows_o_cols_o = blur(phase(even, odd), phase(odd, odd), 1)
   y00, y01 = blur(rows_e_cols_e, rows_e_cols_o, 2)
   y10, y11 = blur(rows_o_cols_e, rows_o_cols_o, 2)
-  y = jnp.stack([jnp.stack([y00, y01], axis=3), jnp.stack([y10, y11], axis=3)], axis=2)  # (N, H, 2, W, 2, C)
-  return y.reshape(n, 2 * h, 2 * wd, w.shape[3])
+  y = jnp.stack([jnp.stack([y00, y01], axis=3), jnp.stack([y10, y11], axis=3)], axis=2)  # (N, Hb, 2, Wb, 2, C)
+  return y.reshape(y.shape[0], 2 * y.shape[1], 2 * y.shape[3], y.shape[5])
 
 
 def upsample2d(x, fir=DEFAULT_FIR):
