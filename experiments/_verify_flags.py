@@ -34,6 +34,12 @@ flags.DEFINE_string(
 flags.DEFINE_bool(
   "verify_confident", _v.DEFAULT_CONFIDENT, "Verified only when the lower end of the 95% CI reaches --min_share."
 )
+flags.DEFINE_bool(
+  "verify_any_category",
+  _v.DEFAULT_ANY_CATEGORY,
+  "Judge each detected channel for every category and list it as verified wherever its edits land "
+  "(marked detected: false), not only for the categories it was detected for.",
+)
 flags.DEFINE_list("verify_alphas", [str(a) for a in _v.DEFAULT_ALPHAS], "Edit strengths in units of std_c.")
 flags.DEFINE_float(
   "visible", _v.DEFAULT_VISIBLE, "A pixel changes visibly when max_RGB |delta| > this ([-1, 1] units)."
@@ -81,4 +87,5 @@ def verify(job, gm, result, labels_fn, source, table, progress_stream=None):
     FLAGS.verify_rows,
     progress_stream,
     FLAGS.verify_confident,
+    FLAGS.verify_any_category,
   )

@@ -240,3 +240,36 @@ def test_binaries_on_a_streamed_workdir(tmp_path):
     assert "maps/2_1.png" in p.srcs and any(s.startswith("strips/") for s in p.srcs)
     assert any(s.startswith("verify/") for s in p.srcs) and "examples/00000.png" in p.srcs
   assert pages[wd] == pages[str(tmp_path / "st")]
+
+
+def test_verification_section_marks_channels_found_by_editing():
+  """Counts and verdicts of one category: detected ones apart from those found by editing (detected elsewhere)."""
+  from ss_jax.stylespace import verification_report as vr
+
+  stat = lambda m: {"mean": m, "std": 0.1, "ci95": 0.05}
+  entry = lambda name, layer, share, detected, **kw: {
+    "name": name,
+    "layer": layer,
+    "detected": detected,
+    "vis_share": stat(share),
+    "l1_share": stat(share),
+    "changed": stat(0.01),
+    **kw,
+  }
+  cat = {
+    "category": "background",
+    "detected": 2,
+    "verified": [entry("3_1", 3, 0.8, True), entry("5_2", 5, 0.7, False, detected_as=["eye", "hair"])],
+    "rejected": [entry("3_4", 3, 0.2, True, open=True)],
+    "found_by_editing": 1,
+  }
+  h = vr.category_html(cat, {"average_channel_win_rate": 0.3}, {3: "b8.conv1", 5: "b16.conv1"}, {})
+  assert "1 of 2 detected channels verified" in h and "1 more found by editing" in h
+  assert "<td>2 / 1 / 0</td>" in h and "<td>0 / 0 / 1</td>" in h  # per layer: detected / verified / found
+  assert "found by editing; detected as eye, hair" in h and "rejected (undecided)" in h
+  assert "Warning: an average channel wins this category in 30%" in h
+  old = dict(cat, verified=cat["verified"][:1], found_by_editing=0)  # a verified.json without found channels
+  for e in old["verified"] + old["rejected"]:
+    e.pop("detected")
+  h = vr.category_html(old, {}, {3: "b8.conv1"}, {})
+  assert "1 of 2 detected channels verified</b> by editing held-out images.</p>" in h and "<td>2 / 1</td>" in h

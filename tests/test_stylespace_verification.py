@@ -152,11 +152,27 @@ def test_verified_json_end_to_end(tmp_path):
     if abs(gap) > 1e-4 and e["n_images"]:
       assert e["open"] == (gap < 0), e
   assert [c["category"] for c in out["categories"]] == list(table.categories)
+  detected_for = {}
+  for d in result["categories"]:
+    for e in d["detected"]:
+      detected_for.setdefault(e["position"], []).append(d["category"])
   for c, d in zip(out["categories"], result["categories"]):
-    assert len(c["verified"]) + len(c["rejected"]) == len(d["detected"])
-    for e in c["verified"]:
-      assert e["vis_share"]["mean"] >= 0.3 and "ci95" in e["changed"] and "ci95" in e["l1_share"]
+    own = [e for e in c["verified"] if e["detected"]]
+    assert len(own) + len(c["rejected"]) == len(d["detected"]) and all(e["detected"] for e in c["rejected"])
+    assert sorted(e["name"] for e in own + c["rejected"]) == sorted(e["name"] for e in d["detected"])
+    for e in c["verified"]:  # confident rule (default): the CI's lower end reaches min_share
+      assert e["vis_share"]["mean"] - e["vis_share"]["ci95"] >= 0.3 - 1e-5
+      assert "ci95" in e["changed"] and "ci95" in e["l1_share"]
+    found = [e for e in c["verified"] if not e["detected"]]  # any_category: detected elsewhere, verified here
+    assert c["found_by_editing"] == len(found)
+    for e in found:
+      assert c["category"] not in e["detected_as"] and e["detected_as"] == detected_for[e["position"]]
+  assert sum(c["found_by_editing"] for c in out["categories"]) > 0  # this set-up has some: the test can fail
   assert any(c["baseline"] for c in out["categories"])
+  own_only = vd.verify(job, gm, result, g, _halves, vjob, 0.3, 0.0, baseline_per_layer=2, any_category=False)
+  assert not own_only["settings"]["any_category"] and out["settings"]["any_category"]
+  for c, d in zip(own_only["categories"], result["categories"]):
+    assert c["found_by_editing"] == 0 and len(c["verified"]) + len(c["rejected"]) == len(d["detected"])
   # The oracle comparison on these numbers: the verified set is a subset of the detections.
   c = len(storage.job_layout(gm)[1])
   truth = np.zeros((c, 11), bool)

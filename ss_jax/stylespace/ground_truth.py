@@ -178,6 +178,7 @@ def run_benchmark(
   min_share=verification.DEFAULT_MIN_SHARE,
   min_changed=verification.DEFAULT_MIN_CHANGED,
   confident=verification.DEFAULT_CONFIDENT,
+  any_category=verification.DEFAULT_ANY_CATEGORY,
   mass_grid=(0.1, 0.15, 0.2, 0.3),
   rows_per_step=64,
   time_seeds=32,
@@ -186,7 +187,9 @@ def run_benchmark(
   (also written to workdir/bench_verification.json and .md).
 
   verify_stages / oracle_stages: lists of held-out seed lists (sequential stages, all disjoint from each other
-  and from `seeds`); time_seeds: images of the gradient-map timing sample (0: none).
+  and from `seeds`); time_seeds: images of the gradient-map timing sample (0: none). any_category: the
+  "+ verified" rules claim a detected channel for every category it verifies in (detect_local's default);
+  the other reading, only the categories it was detected for, is scored beside it as "(own category)".
   """
   import sys
   from ss_jax.stylespace.gradmaps import api as gradmaps
@@ -231,7 +234,17 @@ def run_benchmark(
     t = time.time()
     tj = verified_detection.make_verify_stages(workdir / "timing", gm, g, source, table, verify_stages, alphas, visible)
     verified_detection.verify(
-      job, gm, result, g, labels_fn, tj, min_share, min_changed, rows_per_step=rows_per_step, confident=confident
+      job,
+      gm,
+      result,
+      g,
+      labels_fn,
+      tj,
+      min_share,
+      min_changed,
+      rows_per_step=rows_per_step,
+      confident=confident,
+      any_category=any_category,
     )
     timings["verify_default_s"] = time.time() - t
     timings["verify_load_end"] = os.getloadavg()[0]
@@ -244,7 +257,17 @@ def run_benchmark(
   sigma = verification.sigma_from_gradient_maps(gm)
   vjobs = verified_detection.make_verify_stages(workdir, gm, g, source, table, verify_stages, alphas, visible, sigma)
   vout = verified_detection.verify(
-    job, gm, result, g, labels_fn, vjobs, min_share, min_changed, rows_per_step=rows_per_step, confident=confident
+    job,
+    gm,
+    result,
+    g,
+    labels_fn,
+    vjobs,
+    min_share,
+    min_changed,
+    rows_per_step=rows_per_step,
+    confident=confident,
+    any_category=any_category,
   )
   npz = jobs.load_npz(job.dir / "verified.npz")
   pos_d, depth = npz["positions"], npz["stages"]
@@ -252,27 +275,34 @@ def run_benchmark(
   ver = {n: np.zeros((c, k), bool) for n in ("first", "first_055")}
   ver["first"][pos_d] = verification.verified_mask(first, min_share, min_changed)
   ver["first_055"][pos_d] = verification.verified_mask(first, 0.55, min_changed)
-  verified_of = {}  # (rule, confident) -> (C, K) verified, each rule's detections with their own stages
+  verified_of = {}  # (rule, confident, any category) -> (C, K) claimed: each rule's detections, own stages
   for r, m in rules.items():
     u = np.flatnonzero(m.any(1))
-    vs = verification.run_stages(vjobs, g, labels_fn, u, m[u], min_share, min_changed, rows_per_step)[0]
-    for conf in (False, True):
-      verified_of[r, conf] = np.zeros((c, k), bool)
-      if len(u):
-        verified_of[r, conf][u] = verification.verified_mask(vs, min_share, min_changed, conf)
+    for anycat in (False, True):  # any category: every verdict of a detected channel matters for the stages
+      vs = verification.run_stages(
+        vjobs, g, labels_fn, u, None if anycat else m[u], min_share, min_changed, rows_per_step
+      )[0]
+      for conf in (False, True):
+        verified_of[r, conf, anycat] = np.zeros((c, k), bool)
+        if len(u):
+          verified_of[r, conf, anycat][u] = verification.verified_mask(vs, min_share, min_changed, conf)
+        if not anycat:
+          verified_of[r, conf, anycat] &= m
   mine = np.zeros((c, k), bool)  # detect_local's own verdicts (verified.json) for the default rule
   for cat in vout["categories"]:
     mine[[e["position"] for e in cat["verified"]], cat["id"]] = True
-  verified_of[default, confident] = mine
+  verified_of[default, confident, any_category] = mine
   n1 = len(verify_stages[0])
   sweep = {
     f"{default} + verified (first {n1} images only)": ver["first"],
     f"{default} + verified (first {n1} images, share >= 0.55: previous default)": ver["first_055"],
   }
-  for r, m in list(rules.items()):
-    rules[f"{r} + verified"] = m & verified_of[r, False]
-    rules[f"{r} + verified (CI)"] = m & verified_of[r, True]
-  rules.update({n: rules[default] & v for n, v in sweep.items()})
+  own = " (own category)" if any_category else " (any category)"  # the reading that is not the default
+  for r in list(rules):
+    for conf, tag in ((False, ""), (True, " (CI")):
+      rules[f"{r} + verified{tag + ')' if tag else ''}"] = verified_of[r, conf, any_category]
+      rules[f"{r} + verified{(tag + ', ' + own[2:]) if tag else own}"] = verified_of[r, conf, not any_category]
+  rules.update({n: rules[default] & v for n, v in sweep.items()})  # own category, as the previous default
   chosen = f"{default} + verified{' (CI)' if confident else ''}"
   # Oracle: every channel, on seeds of its own, more images while its verdict on any category is open.
   forbidden = list(seeds) + [s for st in verify_stages for s in st]
@@ -309,7 +339,8 @@ def run_benchmark(
   rows = compare(truth, rules, table.categories)
   rows_decided = compare(truth, rules, table.categories, decided)
   det_rules = [r for r in rules if "verified" not in r]
-  cands = [f"{r} + verified{v}" for r in det_rules if r.startswith(f"{default.split()[0]} ") for v in ("", " (CI)")]
+  variants = ("", " (CI)", own, f" (CI, {own[2:]}")
+  cands = [f"{r} + verified{v}" for r in det_rules if r.startswith(f"{default.split()[0]} ") for v in variants]
   split = split_choice(truth, rules, table.categories, cands)
   split_d = split_choice(truth, rules, table.categories, cands, decided)
   out = {
@@ -347,7 +378,7 @@ def run_benchmark(
   jobs.atomic_write_json(workdir / "bench_verification.json", out)
   vs = " (CI)" if confident else ""
   main = ["official", default, f"official + verified{vs}", chosen]
-  vrules = [f"{default} + verified", f"{default} + verified (CI)"] + list(sweep)
+  vrules = [f"{default} + verified{v}" for v in variants] + list(sweep)
   md = (
     markdown(rows, main)
     + "\n\nDecided channels only (oracle's 95% CI excludes 0.5):\n\n"

@@ -33,6 +33,9 @@ The L1 share is reported next to it (a faint change spread over the whole image 
 without being seen). Sampling noise is handled by measuring more images, not by a margin
 (`run_stages`): a channel whose 95% CI of vis_share still contains min_share after the first
 seeds (`undecided`) is measured on the next held-out seeds too, and judged on all of them.
+The measures cover every category at once, so a channel detected for one category can be verified
+for another (`verified_detection.verify`, any_category): the detector nominates channels worth
+editing, the edit decides where they act.
 
 Store: a `jobs.ShardedJob` with ONE SHARD PER CONSIDERED CHANNEL (shard j = map position j,
 i.e. flat index `considered[j]`), so any subset can be measured, a later run reuses what
@@ -58,6 +61,7 @@ DEFAULT_VISIBLE = 0.1
 DEFAULT_MIN_SHARE = 0.5  # the oracle's own rule (ground_truth): nothing tuned against it
 DEFAULT_MIN_CHANGED = 0.001
 DEFAULT_CONFIDENT = True  # verified when the lower end of the 95% CI reaches min_share (False: the mean)
+DEFAULT_ANY_CATEGORY = True  # a detected channel is verified for every category its edits land in, not only its own
 DEFAULT_SEEDS = "1000000-1000015"  # 16 held-out images (gradient maps use 0-999 by default)
 DEFAULT_MORE_SEEDS = "1000016-1000063"  # 48 more, only for channels whose verdict is open after the 16
 MEASURES = ("l1_share", "vis_share", "changed")

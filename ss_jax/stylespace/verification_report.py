@@ -116,6 +116,13 @@ def _m(e, key):
   return f"{s['mean']:.2f} ± {s['ci95']:.2f}"
 
 
+def _verdict(e, ver):
+  v = "verified" if e in ver else "rejected"
+  if not e.get("detected", True):
+    v += " (found by editing; detected as " + html.escape(", ".join(e.get("detected_as", []))) + ")"
+  return v + (" (undecided)" if e.get("open") else "")
+
+
 def category_html(cat, det_cat, layer_names, figures, max_channels=5, score="mass"):
   """HTML of one category's verification: counts per layer, warning, channel table, collapsed lists."""
   h = []
@@ -127,17 +134,28 @@ def category_html(cat, det_cat, layer_names, figures, max_channels=5, score="mas
       + (" (this run detects with the paper's rule).</p>" if score == "official" else ".</p>")
     )
   ver, rej = cat["verified"], cat["rejected"]
-  h.append(f"<p><b>{len(ver)} of {cat['detected']} detected channels verified</b> by editing held-out images.</p>")
-  if cat["detected"]:
+  found = [e for e in ver if not e.get("detected", True)]  # detected for other categories, verified here
+  h.append(
+    f"<p><b>{len(ver) - len(found)} of {cat['detected']} detected channels verified</b> by editing held-out images"
+    + (
+      f"; <b>{len(found)} more found by editing</b>: detected for other categories, their edits land here"
+      if found
+      else ""
+    )
+    + ".</p>"
+  )
+  if ver or rej:
     per = {}
     for e in ver + rej:
-      d, v = per.get(e["layer"], (0, 0))
-      per[e["layer"]] = (d + 1, v + (e in ver))
+      d, v, f = per.get(e["layer"], (0, 0, 0))
+      per[e["layer"]] = (d + (e not in found), v + (e in ver and e not in found), f + (e in found))
     h.append(
       "<table><tr><th>style layer</th>"
       + "".join(f"<th>{html.escape(layer_names[L])}</th>" for L in sorted(per))
-      + "</tr><tr><td>detected / verified</td>"
-      + "".join(f"<td>{per[L][0]} / {per[L][1]}</td>" for L in sorted(per))
+      + "</tr><tr><td>detected / verified"
+      + (" / found by editing" if found else "")
+      + "</td>"
+      + "".join(f"<td>{per[L][0]} / {per[L][1]}{f' / {per[L][2]}' if found else ''}</td>" for L in sorted(per))
       + "</tr></table>"
     )
   b = cat.get("baseline") or {}
@@ -160,7 +178,7 @@ def category_html(cat, det_cat, layer_names, figures, max_channels=5, score="mas
       base = f"{b['vis_share']:.2f} / {b['l1_share']:.2f}" if b else "–"
       h.append(
         f'<tr id="v-{html.escape(e["name"])}"><td>{html.escape(e["name"])}</td>'
-        f"<td>{'verified' if e in ver else 'rejected'}{' (undecided)' if e.get('open') else ''}</td>"
+        f"<td>{_verdict(e, ver)}</td>"
         f"<td>{_m(e, 'vis_share')}</td>"
         f"<td>{_m(e, 'l1_share')}</td><td>{100 * e['changed']['mean']:.2f}%</td><td>{base}</td>"
         f"<td>{img}</td></tr>"

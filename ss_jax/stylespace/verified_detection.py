@@ -12,8 +12,10 @@ The library side of `experiments.detect_local`:
 
   verified.json  {"settings": {...}, "categories": [{"category": "hair", "id": 10,
                    "detected": 12, "verified": [{"name": "6_113", "l1_share": {"mean", "std",
-                   "ci95"}, "vis_share": {...}, "changed": {...}, "n_images", ...}],
-                   "rejected": [...], "baseline": {...}}]}
+                   "ci95"}, "vis_share": {...}, "changed": {...}, "n_images", "detected": true,
+                   ...}], "rejected": [...], "found_by_editing": 2, "baseline": {...}}]}
+                 ("detected": false, with "detected_as": [categories], marks a channel detected for
+                 other categories whose edits were verified inside this one: any_category)
   verified.npz   positions (M,) measured map positions, every summary array (M, K),
                  baseline (B,) positions, stages (M,) seed stages measured per position.
 """
@@ -233,12 +235,17 @@ def verify(
   rows_per_step=64,
   progress_stream=None,
   confident=verification.DEFAULT_CONFIDENT,
+  any_category=verification.DEFAULT_ANY_CATEGORY,
 ):
   """Measures the detections of `result` (and the baseline) and writes verified.json/.npz in job.dir.
 
   vjob: a verification job, or a list of them on disjoint seeds (sequential stages: a channel is measured
-  on the next stage's images while the 95% CI of its visible share in a detected category contains
+  on the next stage's images while the 95% CI of its visible share in a category that matters contains
   min_share, `verification.run_stages`). confident: see `verification.verified_mask`.
+  any_category: a detected channel is judged for every category (its verdicts on all of them matter for the
+  stages), and listed as verified wherever the rule holds, also in categories it was not detected for
+  ("detected": false); False: only for the categories it was detected for. The random baseline channels
+  are never claimed.
   """
   layout, considered, _ = storage.job_layout(gm)
   table = segmentation.CategoryTable.from_json(job.spec["table"])
@@ -251,7 +258,11 @@ def verify(
   wanted = np.zeros((len(positions), table.num_categories), bool)  # the verdicts that matter per channel
   for k, pos in det.items():
     wanted[[row[int(p)] for p in pos], k] = True
-  wanted[[row[int(p)] for p in base]] |= np.array([len(det.get(k, ())) > 0 for k in range(table.num_categories)])
+  if any_category:
+    wanted[[row[int(p)] for p in union]] = True
+  wanted[[row[int(p)] for p in base]] |= np.array(
+    [any_category or len(det.get(k, ())) > 0 for k in range(table.num_categories)]
+  )
   prog = None
   if progress_stream:
     prog = lambda j, n: jobs.Progress(n, f"verifying (stage {j + 1}/{len(stages)})", "channels", stream=progress_stream)
@@ -263,30 +274,49 @@ def verify(
   ok = verification.verified_mask(summ, min_share, min_changed, confident) if summ is not None else None
   open_ = verification.undecided(summ, min_share, min_changed) if summ is not None else None
   layer = stylespace.layer_of_flat(layout)[considered]
+  by_pos = {}  # position -> (its detection entry, categories it was detected for)
+  for c in result["categories"]:
+    for e in c["detected"]:
+      by_pos.setdefault(e["position"], (e, []))[1].append(c["category"])
+
+  def measured(e, k, detected):
+    i = row[e["position"]]
+    return {
+      "name": e["name"],
+      "flat": e["flat"],
+      "position": e["position"],
+      "layer": e["layer"],
+      "detected": detected,
+      "n_images": int(summ["n_images"][i, k]),
+      "stages": int(depth[i]),
+      "open": bool(open_[i, k]),  # the 95% CI of vis_share still contains min_share after every stage
+      **{n: _stat(summ, n, i, k) for n in verification.MEASURES},
+    }
+
   cats = []
   for c in result["categories"]:
     k = c["id"]
     entries = {"verified": [], "rejected": []}
     for e in c["detected"]:
-      i = row[e["position"]]
-      m = {
-        "name": e["name"],
-        "flat": e["flat"],
-        "position": e["position"],
-        "layer": e["layer"],
-        "n_images": int(summ["n_images"][i, k]),
-        "stages": int(depth[i]),
-        "open": bool(open_[i, k]),  # the 95% CI of vis_share still contains min_share after every stage
-        **{n: _stat(summ, n, i, k) for n in verification.MEASURES},
-      }
-      entries["verified" if ok[i, k] else "rejected"].append(m)
+      entries["verified" if ok[row[e["position"]], k] else "rejected"].append(measured(e, k, True))
+    found = []
+    if any_category:
+      mine = set(int(p) for p in det[k])
+      for p in union:
+        if int(p) not in mine and ok[row[int(p)], k]:
+          e, cats_of = by_pos[int(p)]
+          found.append({**measured(e, k, False), "detected_as": cats_of})
+      found.sort(key=lambda m: -m["vis_share"]["mean"])
+    entries["verified"] += found
+    claimed = np.concatenate([det[k], np.array([m["position"] for m in found], np.int64)])
     cats.append(
       {
         "category": c["category"],
         "id": k,
         "detected": len(c["detected"]),
+        "found_by_editing": len(found),
         **entries,
-        "baseline": _baseline(summ, ok, row, base, layer, det[k], k) if len(det[k]) else None,
+        "baseline": _baseline(summ, ok, row, base, layer, claimed, k) if len(claimed) else None,
       }
     )
   s = stages[0].spec
@@ -304,9 +334,11 @@ def verify(
     "store": stages[0].dir.name,
     "stores": [st.dir.name for st in stages],
     "confident": bool(confident),
+    "any_category": bool(any_category),
     "rule": (
       f"vis_share {'- ci95 ' if confident else ''}>= min_share and changed >= min_changed (means over held-out "
       "images; while the 95% CI of vis_share contains min_share, the channel is measured on the next seeds too)"
+      + ("; a detected channel is judged for every category" if any_category else "")
     ),
   }
   out = {"settings": settings, "categories": cats}
@@ -324,8 +356,8 @@ def verify(
 
 
 def _baseline(summ, ok, row, base, layer, det_k, k):
-  """Layer-matched baseline of category k: per layer of the detections, the mean over that layer's random
-  channels, weighted by the number of detections in the layer."""
+  """Layer-matched baseline of category k: per layer of its claimed channels (detected, and found by editing),
+  the mean over that layer's random channels, weighted by the number of claimed channels in the layer."""
   w_sum, acc = 0.0, {n: 0.0 for n in verification.MEASURES + ("verified_rate",)}
   for L, cnt in zip(*np.unique(layer[det_k], return_counts=True)):
     b = [row[int(p)] for p in base if layer[p] == L]
