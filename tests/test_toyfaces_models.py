@@ -201,3 +201,25 @@ def test_training_resumes_exactly(tmp_path, monkeypatch):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="other settings"):
     th.train_segmenter(th.TrainSettings(steps=5, batch_size=2), config, checkpoint=ckpt, log=quiet)
+
+
+def test_batched_pads_the_last_chunk_to_a_power_of_two():
+  """Chunks of batch_size, the last padded to the next power of two (>= 8, <= batch_size); outputs unpadded."""
+  shapes = []
+
+  def fn(x):
+    shapes.append(x.shape[0])
+    return x.reshape(len(x), -1).sum(1), x[:, 0, 0]
+
+  x = np.arange(96 * 2 * 2 * 3, dtype=np.float32).reshape(96, 2, 2, 3)
+  s, first = models._batched(fn, x, 64)
+  assert shapes == [64, 32] and s.shape == (96,) and first.shape == (96, 3)
+  np.testing.assert_array_equal(s, x.reshape(96, -1).sum(1))
+  np.testing.assert_array_equal(first, x[:, 0, 0])
+  for n, want in ((5, [8]), (9, [16]), (70, [64, 8]), (100, [64, 64]), (1, [8])):
+    shapes.clear()
+    out = models._batched(fn, x[:n] if n <= 96 else np.concatenate([x, x[: n - 96]]), 64)[0]
+    assert shapes == want and out.shape == (n,), (n, shapes)
+  shapes.clear()
+  models._batched(fn, x[:5], 4)  # batch_size below 8: never padded beyond it
+  assert shapes == [4, 4]

@@ -316,7 +316,7 @@ def run_job(job, g, labels_fn, positions, rows_per_step=64, mesh=None, progress=
   cat_before = labels(before, seeds)
   present = np.stack([(cat_before == c).any((1, 2)) for c in range(k)], axis=1)
   alphas = np.asarray(spec["alphas"], np.float32)
-  per_round = max(1, int(rows_per_step) // n)
+  per_round = max(1, int(rows_per_step) // n)  # whole channels per step: no padded rows (48 images: 48, not 64)
   rounds = [todo[i : i + per_round] for i in range(0, len(todo), per_round)]
   rounds += [[]] * (distributed.agree_max(len(rounds), mesh) - len(rounds))
   considered = np.asarray(spec["considered"], np.int64)
@@ -326,7 +326,7 @@ def run_job(job, g, labels_fn, positions, rows_per_step=64, mesh=None, progress=
     chan = np.repeat(considered[grp], n).astype(np.int32)
     sig = np.repeat(np.asarray(spec["sigma"], np.float32)[grp], n)
     rows = np.tile(flat, (m, 1)) if m else np.zeros((0, flat.shape[1]), np.float32)
-    after = list(distributed.map_batches(_edit_rows, g, (rows, chan, sig), (alphas,), rows_per_step, mesh))
+    after = list(distributed.map_batches(_edit_rows, g, (rows, chan, sig), (alphas,), per_round * n, mesh))
     if not m:
       continue
     after = np.concatenate(after)  # (m*n, A, H, W, C)
