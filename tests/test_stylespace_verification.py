@@ -70,6 +70,15 @@ def test_job_matches_manipulate_and_resumes(tmp_path):
   job = V.make_job(tmp_path / "a", *args, alphas=(-3.0, 3.0))
   V.run_job(job, g, _halves, [0, 5], rows_per_step=6)
   assert job.done(0) and job.done(5) and not job.done(1)
+
+  def broken(seeds, index, u8):  # the edits' labels fail (their host work runs on a helper thread)
+    if len(u8) > 3:
+      raise ValueError("segmenter broke")
+    return _halves(seeds, index, u8)
+
+  with pytest.raises(ValueError, match="segmenter broke"):
+    V.run_job(job, g, broken, [1, 2], rows_per_step=6)
+  assert not job.done(1) and not job.done(2)
   V.run_job(job, g, _halves, range(len(considered)), rows_per_step=6)  # resume after a partial run
   for proc in (1, 0):  # two processes' round-robin shares (each over this process's 4 fake devices)
     ref = V.make_job(tmp_path / "b", *args, alphas=(-3.0, 3.0))

@@ -46,6 +46,7 @@ are edited in groups, each group one batch of (channel x image) rows over the de
 (`distributed.map_batches`); processes take the requested shards round-robin.
 """
 
+import concurrent.futures
 import math
 
 import jax
@@ -320,15 +321,9 @@ def run_job(job, g, labels_fn, positions, rows_per_step=64, mesh=None, progress=
   rounds = [todo[i : i + per_round] for i in range(0, len(todo), per_round)]
   rounds += [[]] * (distributed.agree_max(len(rounds), mesh) - len(rounds))
   considered = np.asarray(spec["considered"], np.int64)
-  done = 0
-  for grp in rounds:
+
+  def finish(grp, after):  # the host side of one round: label the edits, measure, write its shards
     m = len(grp)
-    chan = np.repeat(considered[grp], n).astype(np.int32)
-    sig = np.repeat(np.asarray(spec["sigma"], np.float32)[grp], n)
-    rows = np.tile(flat, (m, 1)) if m else np.zeros((0, flat.shape[1]), np.float32)
-    after = list(distributed.map_batches(_edit_rows, g, (rows, chan, sig), (alphas,), per_round * n, mesh))
-    if not m:
-      continue
     after = np.concatenate(after)  # (m*n, A, H, W, C)
     a = after.shape[1]
     cat_after = labels(after.reshape((-1,) + after.shape[2:]), np.tile(np.repeat(seeds, a), m))
@@ -339,10 +334,32 @@ def run_job(job, g, labels_fn, positions, rows_per_step=64, mesh=None, progress=
     for j, pos in enumerate(grp):
       sl = slice(j * n, (j + 1) * n)
       job.write(pos, present=present, **{key: v[sl].reshape((n, a) + v.shape[2:]) for key, v in meas.items()})
-    done += m
-    if progress is not None:
-      progress.update(m)
+    return m
+
+  # Pipelined: a round is labelled, measured and written on a helper thread while the next one renders, so
+  # the two overlap (each alone leaves cores idle). The renders stay on this thread, in lock-step order.
+  done, pending = 0, None
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    for grp in rounds:
+      m = len(grp)
+      chan = np.repeat(considered[grp], n).astype(np.int32)
+      sig = np.repeat(np.asarray(spec["sigma"], np.float32)[grp], n)
+      rows = np.tile(flat, (m, 1)) if m else np.zeros((0, flat.shape[1]), np.float32)
+      after = list(distributed.map_batches(_edit_rows, g, (rows, chan, sig), (alphas,), per_round * n, mesh))
+      done += _collect(pending, progress)
+      pending = pool.submit(finish, grp, after) if m else None
+    done += _collect(pending, progress)
   return done
+
+
+def _collect(future, progress):
+  """Waits for a round's host work (re-raising its error); -> channels written."""
+  if future is None:
+    return 0
+  m = future.result()
+  if progress is not None:
+    progress.update(m)
+  return m
 
 
 def load(job, positions):
