@@ -63,6 +63,13 @@ def main():
     {k: round(v, 1) if isinstance(v, float) else v for k, v in t.items()},
     f"load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}",
   )
+  if out["cost"]:
+    c = out["cost"]
+    print(
+      f"cost: verifying the default rule's detections {c['verify_s']} s, the gradient maps of the run's "
+      f"{len(parse_seeds(args.seeds))} images {c['gradient_maps_s']} s (estimated from the timing sample): "
+      f"{100 * c['verify_over_maps']:.0f}%"
+    )
   for key, what in (("targets", "all channels"), ("targets_decided", "channels the oracle decided")):
     print(f"targets ({out['default_verified']}), {what}:")
     for cat, ok, why in out[key]:

@@ -345,6 +345,7 @@ def run_benchmark(
   split_d = split_choice(truth, rules, table.categories, cands, decided)
   out = {
     "timings": timings,
+    "cost": _cost(timings, len(seeds)),
     "default_rule": default,
     "default_verified": chosen,
     "rows": rows,
@@ -401,6 +402,23 @@ def run_benchmark(
   jobs.atomic_write_text(workdir / "bench_verification.md", md + "\n")
   np.savez(workdir / "oracle_summary.npz", truth=truth, decided=decided, mass=mass, frac=frac, **osum)
   return out
+
+
+def _cost(timings, num_images):
+  """Verification vs gradient maps of the same run: the maps of all num_images estimated from the timing sample
+  (its time, compilation included, plus the steady rate for the other images), both under the same load."""
+  need = ("gradient_maps_sample_s", "gradient_maps_sample_images", "gradient_maps_s_per_image", "verify_default_s")
+  if not all(k in timings for k in need):
+    return None
+  maps = (
+    timings["gradient_maps_sample_s"]
+    + (num_images - timings["gradient_maps_sample_images"]) * timings["gradient_maps_s_per_image"]
+  )
+  return {
+    "gradient_maps_s": round(maps, 1),
+    "verify_s": round(timings["verify_default_s"], 1),
+    "verify_over_maps": round(timings["verify_default_s"] / maps, 3),
+  }
 
 
 def _shift(vsum, vpos, osum, claimed, categories, lo=0.3, hi=0.7):
