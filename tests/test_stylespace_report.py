@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from ss_jax.stylespace import report, stats
+from ss_jax.stylespace import verification_report as vr
 from ss_jax import save_generator
 from test_stylespace_locally_active import tiny_generator
 
@@ -145,7 +146,7 @@ def test_binaries_end_to_end(tmp_path):
   )
   p = check_html(out / "index.html")
   assert "layer_histogram.png" in p.srcs and "maps/2_1.png" in p.srcs and "strips/0_3.png" in p.srcs
-  shown = [e["name"] for c in ver["categories"] for e in (c["verified"] + c["rejected"])[:5]]
+  shown = [e["name"] for c in ver["categories"] for e in vr.shown_entries(c, 5)]
   assert shown and all(f"verify/{n}.png" in p.srcs for n in shown)
   with pytest.raises(ValueError, match="1_0 have no gradient maps"):  # a toRGB channel
     report.build_report(wd, out, channels="1_0")
@@ -244,8 +245,6 @@ def test_binaries_on_a_streamed_workdir(tmp_path):
 
 def test_verification_section_marks_channels_found_by_editing():
   """Counts and verdicts of one category: detected ones apart from those found by editing (detected elsewhere)."""
-  from ss_jax.stylespace import verification_report as vr
-
   stat = lambda m: {"mean": m, "std": 0.1, "ci95": 0.05}
   entry = lambda name, layer, share, detected, **kw: {
     "name": name,
@@ -268,6 +267,8 @@ def test_verification_section_marks_channels_found_by_editing():
   assert "<td>2 / 1 / 0</td>" in h and "<td>0 / 0 / 1</td>" in h  # per layer: detected / verified / found
   assert "found by editing; detected as eye, hair" in h and "rejected (undecided)" in h
   assert "Warning: an average channel wins this category in 30%" in h
+  assert [e["name"] for e in vr.shown_entries(cat, 2)] == ["3_1", "5_2"]  # a found channel gets a row
+  assert [e["name"] for e in vr.shown_entries(cat, 5)] == ["3_1", "3_4", "5_2"]
   old = dict(cat, verified=cat["verified"][:1], found_by_editing=0)  # a verified.json without found channels
   for e in old["verified"] + old["rejected"]:
     e.pop("detected")

@@ -116,6 +116,15 @@ def _m(e, key):
   return f"{s['mean']:.2f} ± {s['ci95']:.2f}"
 
 
+def shown_entries(cat, max_channels=5):
+  """The channels of one category shown in full (figures): its detected ones, verified first, then rejected,
+  and up to a third of the rows (at least one) for channels found by editing, when there are any."""
+  found = [e for e in cat["verified"] if not e.get("detected", True)]
+  own = [e for e in cat["verified"] + cat["rejected"] if e.get("detected", True)]
+  k = min(len(found), max(1, max_channels // 3))
+  return own[: max_channels - k] + found[:k]
+
+
 def _verdict(e, ver):
   v = "verified" if e in ver else "rejected"
   if not e.get("detected", True):
@@ -165,7 +174,7 @@ def category_html(cat, det_cat, layer_names, figures, max_channels=5, score="mas
       f"{b['vis_share']:.2f}, L1 {b['l1_share']:.2f}, changed pixels {100 * b['changed']:.2f}%, "
       f"{100 * b['verified_rate']:.0f}% of them would pass the rule.</p>"
     )
-  shown = (ver + rej)[:max_channels]
+  shown = shown_entries(cat, max_channels)
   if shown:
     h.append(
       "<table><tr><th>channel</th><th>verdict</th><th>visible change inside (mean ± 95% CI)</th>"
@@ -212,11 +221,7 @@ def build_sections(outdir, workdir, detections, verified, g=None, max_channels=5
   if g is not None and vspec is not None and "segmenter" in vspec["labels"]:
     table = segmentation.CategoryTable.from_json(vspec["table"])
     seg, _ = segmentation.get_segmenter(vspec["labels"]["segmenter"])
-    chans = [
-      (e["name"], e["flat"], c["id"])
-      for c in verified["categories"]
-      for e in (c["verified"] + c["rejected"])[:max_channels]
-    ]
+    chans = [(e["name"], e["flat"], c["id"]) for c in verified["categories"] for e in shown_entries(c, max_channels)]
     figures = render_figures(pathlib.Path(outdir), g, vspec, table, chans, seg, num_images)
   else:
     notes.append("no generator or segmenter for the verification store: no edit figures.")
