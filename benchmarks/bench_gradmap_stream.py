@@ -31,6 +31,11 @@ BiSeNet at 1024 px, is not part of this measurement):
 
 The first image's maps of each variant are saved and compared (`max |diff|`).
 
+--profile: each case maps one more image under `jax.profiler.trace` (with XLA's per-op trace events on)
+and prints where its time went: seconds per kind of XLA CPU operation (the `ynn_fusion`s are the matrix
+products, the others mostly pads, copies and element-wise fusions), summed over the trace, beside the
+traced wall time.
+
 Each image's computation is compiled ahead (`compile s`, apart), then timed:
 `s/image` wall clock, `CPU s/image` the process's CPU time (all threads; on a
 shared machine a better guide than wall time: at low load wall ~ CPU / cores);
@@ -144,7 +149,39 @@ def worker(case):
   )
   if stats is not None:
     out["stats_mb"] = sum(v.nbytes for v in stats.to_arrays().values()) / 1e6
+  if case.get("profile"):
+    out["profile"] = _profile(lambda: np.asarray(exe(g, put(0))))
   return out
+
+
+def _profile(run, top=8):
+  """Runs run() under jax.profiler.trace; -> {"wall_s", "ops_s": {kind: seconds}} (kind: an XLA op's name
+  without its number, e.g. "ynn_fusion" or "copy_pad_fusion"; the top kinds, the rest as "other")."""
+  import collections
+  import gzip
+  import re
+
+  import jax
+
+  d = tempfile.mkdtemp(prefix="bench_stream_trace_")
+  try:
+    t = time.perf_counter()
+    with jax.profiler.trace(d, create_perfetto_trace=True):
+      run()
+    wall = time.perf_counter() - t
+    (path,) = pathlib.Path(d).rglob("*.trace.json.gz")
+    events = json.load(gzip.open(path))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    kinds = collections.Counter()
+    for e in events:
+      name = e.get("name", "")
+      if e.get("ph") == "X" and re.fullmatch(r"[a-z][\w-]*\.\d+|wrapped_\w+", name):
+        kinds[re.sub(r"\.\d+$", "", name)] += e.get("dur", 0) / 1e6
+  finally:
+    shutil.rmtree(d, ignore_errors=True)
+  ops = dict(kinds.most_common(top))
+  ops["other"] = sum(kinds.values()) - sum(ops.values())
+  return {"wall_s": wall, "ops_s": {k: round(v, 2) for k, v in ops.items()}}
 
 
 def save_model(resolution, directory):
@@ -217,6 +254,7 @@ def main():
     help="converted: the random model is saved once and each case loads it as a user's converted "
     "checkpoint (load_generator); random: each case builds it in-process (compiles the random init)",
   )
+  ap.add_argument("--profile", action="store_true", help="each case traces one more image: time per XLA op kind")
   ap.add_argument("--worker", help=argparse.SUPPRESS)
   ap.add_argument("--save_model", help=argparse.SUPPRESS)
   args = ap.parse_args()
@@ -231,6 +269,8 @@ def main():
     toyfaces(args.seeds)
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return
+  if args.profile:  # XLA:CPU records one trace event per operation only with this flag (workers inherit it)
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
   rows, saved = [], {}
   tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_stream_maps_"))
   model_dir = None
@@ -243,7 +283,9 @@ def main():
       raise RuntimeError(proc.stderr[-2000:])
   for _ in range(args.rounds):
     for variant in args.variants.split(","):
-      case = dict(resolution=args.resolution, images=args.images, variant=variant, model_dir=model_dir)
+      case = dict(
+        resolution=args.resolution, images=args.images, variant=variant, model_dir=model_dir, profile=args.profile
+      )
       if variant not in saved:
         case["save"] = saved[variant] = str(tmp / f"{variant}.npy")
       proc, _ = _spawn(["-m", "benchmarks.bench_gradmap_stream", "--worker", json.dumps(case)])
@@ -272,6 +314,13 @@ def main():
       f"{r.get('stats_mb', 0):8.1f}  {r['load']:.1f}"
     )
   _compare(saved)
+  for r in rows:
+    if "profile" in r:
+      ops = r["profile"]["ops_s"]
+      print(
+        f"  {r['variant']} traced image: {r['profile']['wall_s']:.1f} s wall; XLA ops, seconds summed over the "
+        f"trace ({sum(ops.values()):.1f} in all): " + ", ".join(f"{k} {v:.2f}" for k, v in ops.items())
+      )
   shutil.rmtree(tmp, ignore_errors=True)
 
 
