@@ -406,7 +406,8 @@ def run_benchmark(
 
 def _cost(timings, num_images):
   """Verification vs gradient maps of the same run: the maps of all num_images estimated from the timing sample
-  (its time, compilation included, plus the steady rate for the other images), both under the same load."""
+  (its time, compilation included, plus the steady rate for the other images), timed one after the other.
+  None until both are timed."""
   need = ("gradient_maps_sample_s", "gradient_maps_sample_images", "gradient_maps_s_per_image", "verify_default_s")
   if not all(k in timings for k in need):
     return None
