@@ -68,8 +68,8 @@ def _tile_batch(cfg, layout, cut, tile, p_res, budget):
   per_tile = 4 * floats * (1 + cfg.img_channels * tile * tile)
   # Hard cap: XLA's temporaries were once ~12x this estimate (config-f 64 px: 8 tiles 2.2 GB, 4 tiles
   # 0.77 GB, compiled memory_analysis), so big crops get at most ~1 GiB in flight. Since the blocks below
-  # Plan.split run transposed they no longer grow with the tiles (config-f 64 / 256 / 1024 px, 1 to 8
-  # tiles: 0.72 / 0.73 / 0.73-0.76 GB), so 2 tiles per batch are allowed whenever their estimate stays under
+  # Plan.split run transposed they no longer grow with the tiles (config-f 256 px, 2 to 8 tiles: 0.73 GB;
+  # 1024 px, 1 to 8 tiles: 0.73-0.76 GB), so 2 tiles per batch are allowed whenever their estimate stays under
   # a quarter of the cap: at 1024 px (54 MB per tile) they took 9% less CPU than 1 at the same peak
   # (benchmarks/bench_gradmap_stream.py, README).
   floor = MIN_TILE_BATCH if MIN_TILE_BATCH * per_tile <= TILE_MEMORY_CAP // 4 else 1
