@@ -116,18 +116,23 @@ def _m(e, key):
   return f"{s['mean']:.2f} ± {s['ci95']:.2f}"
 
 
+def _found(e):
+  """A verified entry of a category it was not detected for (verified.json "detected": false)."""
+  return not e.get("detected", True)
+
+
 def shown_entries(cat, max_channels=5):
   """The channels of one category shown in full (figures): its detected ones, verified first, then rejected,
   and up to a third of the rows (at least one) for channels found by editing, when there are any."""
-  found = [e for e in cat["verified"] if not e.get("detected", True)]
-  own = [e for e in cat["verified"] + cat["rejected"] if e.get("detected", True)]
+  found = [e for e in cat["verified"] if _found(e)]
+  own = [e for e in cat["verified"] + cat["rejected"] if not _found(e)]
   k = min(len(found), max(1, max_channels // 3))
   return own[: max_channels - k] + found[:k]
 
 
 def _verdict(e, ver):
   v = "verified" if e in ver else "rejected"
-  if not e.get("detected", True):
+  if _found(e):
     v += " (found by editing; detected as " + html.escape(", ".join(e.get("detected_as", []))) + ")"
   return v + (" (undecided)" if e.get("open") else "")
 
@@ -143,7 +148,7 @@ def category_html(cat, det_cat, layer_names, figures, max_channels=5, score="mas
       + (" (this run detects with the paper's rule).</p>" if score == "official" else ".</p>")
     )
   ver, rej = cat["verified"], cat["rejected"]
-  found = [e for e in ver if not e.get("detected", True)]  # detected for other categories, verified here
+  found = [e for e in ver if _found(e)]  # detected for other categories, verified here
   h.append(
     f"<p><b>{len(ver) - len(found)} of {cat['detected']} detected channels verified</b> by editing held-out images"
     + (
@@ -157,7 +162,7 @@ def category_html(cat, det_cat, layer_names, figures, max_channels=5, score="mas
     per = {}
     for e in ver + rej:
       d, v, f = per.get(e["layer"], (0, 0, 0))
-      per[e["layer"]] = (d + (e not in found), v + (e in ver and e not in found), f + (e in found))
+      per[e["layer"]] = (d + (not _found(e)), v + (e in ver and not _found(e)), f + _found(e))
     h.append(
       "<table><tr><th>style layer</th>"
       + "".join(f"<th>{html.escape(layer_names[L])}</th>" for L in sorted(per))
