@@ -27,7 +27,9 @@ BiSeNet at 1024 px, is not part of this measurement):
   windows as now, but the contraction reads the crop gradients window offset by
           window offset (local.REGROUP = False: no regrouped copy);
   tbN     as now, with N tiles per vmapped batch (Plan.tile_batch; the planner
-          chooses 1 at 1024 px).
+          chooses 2 at 1024 px);
+  splitN  as now, with Plan.split = N (the first layer re-run per tile; the planner
+          chooses 23 at 1024 px, 20 before: b512 re-run per tile).
 
 The first image's maps of each variant are saved and compared (`max |diff|`).
 
@@ -104,10 +106,11 @@ def worker(case):
     layers.UP_TRIM = False
   local.REGROUP = variant != "windows"
   pl = planning.plan(cfg, 32, split=0 if variant == "untransposed" else None)
-  if variant.startswith("tb"):  # tbN: now with N tiles per vmapped batch
+  if variant.startswith(("tb", "split")):  # tbN / splitN: now with N tiles per vmapped batch / Plan.split = N
     import dataclasses
 
-    pl = dataclasses.replace(pl, tile_batch=int(variant[2:]))
+    field = "tile_batch" if variant.startswith("tb") else "split"
+    pl = dataclasses.replace(pl, **{field: int(variant[2:] if field == "tile_batch" else variant[5:])})
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
   put = lambda i: jax.device_put(tuple(v[i : i + 1] for v in styles), NamedSharding(mesh, P("data")))
@@ -117,7 +120,7 @@ def worker(case):
   setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
   if (
-    variant == "now" or variant == "windows" or variant.startswith("tb")
+    variant == "now" or variant == "windows" or variant.startswith(("tb", "split"))
   ):  # as distributed.map_batches does: the compiler's freed heap back to the OS
     memory.release_free_heap()
   compile_s = time.perf_counter() - t
@@ -315,7 +318,7 @@ def main():
     )
   _compare(saved)
   for r in rows:
-    if "profile" in r:
+    if r.get("profile"):
       ops = r["profile"]["ops_s"]
       print(
         f"  {r['variant']} traced image: {r['profile']['wall_s']:.1f} s wall; XLA ops, seconds summed over the "

@@ -105,6 +105,14 @@ def test_winograd_conv_matches_float64_reference_as_closely_as_direct_conv(shape
   assert np.abs(got - ref).max() <= max(4 * direct_err, 1e-6)
 
 
+def test_winograd_filter_is_g_w_gt():
+  w = np.random.default_rng(6).standard_normal((3, 3, 5, 4))
+  g = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+  np.testing.assert_allclose(
+    np.asarray(ops.winograd_filter(w.astype(np.float32))), np.einsum("ai,ijco,bj->abco", g, w, g), atol=1e-6
+  )
+
+
 def test_conv2d_dispatch_rule(monkeypatch):
   monkeypatch.setattr(ops, "WINOGRAD_MIN_CHANNELS", 256)
   monkeypatch.setattr(ops, "WINOGRAD_MIN_SIDE", 32)
