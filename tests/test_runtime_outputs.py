@@ -207,6 +207,26 @@ def test_lock_is_exclusive_and_stale_locks_are_reported(tmp_path, capsys):
     lock.acquire(w)
 
 
+def test_claim_sees_a_marker_that_a_concurrent_claim_writes(tmp_path, monkeypatch):
+  # Another run claiming the same new folder writes its marker just after this run looked for one:
+  # the folder is then ss-jax's, not the user's (this once failed the race test below).
+  d = tmp_path / "w"
+  d.mkdir()
+  real = outputs.has_marker
+
+  def marker_written_after_the_check(directory):
+    seen = real(directory)
+    outputs.write_marker(directory, "workdir")
+    return seen
+
+  monkeypatch.setattr(outputs, "has_marker", marker_written_after_the_check)
+  assert outputs.claim(d) == d
+  (d / "user.txt").write_text("x")
+  (d / outputs.MARKER).unlink()
+  with pytest.raises(outputs.OutputError, match="did not write"):
+    outputs.claim(d)
+
+
 RACER = textwrap.dedent("""
     import sys, time
     import numpy as np

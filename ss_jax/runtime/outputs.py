@@ -95,9 +95,12 @@ def claim(directory, kind="workdir"):
     raise OutputError(f"{d} is a symbolic link to nothing usable")
   if d.exists() and not d.is_dir():
     raise OutputError(f"{d} exists and is a file, not a folder")
-  if d.is_dir() and has_marker(d):
+  # One listing decides: checking the marker and then the contents apart would refuse a folder whose
+  # marker another run claiming it at the same moment wrote between the two checks.
+  names = {p.name for p in d.iterdir()} if d.is_dir() else set()
+  if MARKER in names:
     return d
-  if d.is_dir() and any(d.iterdir()):
+  if names:
     raise OutputError(
       f"folder {d} already holds files that ss-jax did not write; refusing to "
       "write into it (choose a new or empty folder; a workdir of an older ss-jax "
