@@ -26,6 +26,22 @@ def test_settings_mismatch_is_refused(tmp_path):
     jobs.ShardedJob(tmp_path, "j", {"n": 11}, num_shards=2)
 
 
+def test_moved_checkpoint_with_the_same_model_resumes(tmp_path):
+  spec = {"n": 10, "checkpoint": "/old/place/model", "model": "f00d"}
+  job = jobs.ShardedJob(tmp_path, "j", spec, num_shards=2)
+  job.write(0, x=np.arange(2))
+  moved = jobs.ShardedJob(tmp_path, "j", dict(spec, checkpoint="/new/place/model"), num_shards=2)
+  assert moved.pending() == [1] and moved.spec["checkpoint"] == "/new/place/model"
+  assert jobs.ShardedJob(tmp_path, "j", dict(spec, checkpoint="/new/place/model"), 2, 1, 2).pending() == [1]
+  reread = jobs.ShardedJob(tmp_path, "j", dict(spec, checkpoint="/new/place/model"), num_shards=2)
+  assert reread.spec == moved.spec  # the new path is what the workdir records now
+  with pytest.raises(jobs.SettingsMismatch, match="checkpoint, model"):  # another model at the new path
+    jobs.ShardedJob(tmp_path, "j", dict(spec, checkpoint="/elsewhere", model="beef"), num_shards=2)
+  jobs.ShardedJob(tmp_path, "k", {"checkpoint": "/a"}, num_shards=1)
+  with pytest.raises(jobs.SettingsMismatch, match="checkpoint"):  # no fingerprint: the path is all it has
+    jobs.ShardedJob(tmp_path, "k", {"checkpoint": "/b"}, num_shards=1)
+
+
 def test_processes_split_shards(tmp_path):
   a = jobs.ShardedJob(tmp_path, "j", {}, 5, process_index=0, process_count=2)
   b = jobs.ShardedJob(tmp_path, "j", {}, 5, process_index=1, process_count=2)

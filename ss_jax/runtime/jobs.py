@@ -174,8 +174,9 @@ class ShardedJob:
 
   spec: plain data describing everything that determines the results (checkpoint,
   sample counts, seeds, ...). Resuming with a different spec is refused, since
-  mixing shards from two settings would silently corrupt the result. Device and
-  process counts are never part of it.
+  mixing shards from two settings would silently corrupt the result; only a new
+  "checkpoint" path with the same "model" fingerprint is accepted (a moved
+  checkpoint), and recorded. Device and process counts are never part of it.
   process_index, process_count: this process's share of the shards (mine());
   default: jax.process_index() / jax.process_count(), so make the job after
   ss_jax.runtime.distributed.initialize().
@@ -203,10 +204,17 @@ class ShardedJob:
       old = json.loads(spec_path.read_text())
       if not same_settings(old, spec):
         diff = sorted(k for k in set(old) | set(spec) if not same_settings(old.get(k), spec.get(k)))
-        raise SettingsMismatch(
-          f"{self.dir} holds a job with different settings ({', '.join(diff)}); "
-          "use another --workdir or delete that folder"
-        )
+        if diff == ["checkpoint"] and old.get("model") is not None:
+          # The same model (equal fingerprints of every parameter byte) at another path: a moved or
+          # copied checkpoint gives the same results; resume and record where it is now.
+          if self.process_index == 0:
+            self._lock()
+            atomic_write_json(spec_path, spec)
+        else:
+          raise SettingsMismatch(
+            f"{self.dir} holds a job with different settings ({', '.join(diff)}); "
+            "use another --workdir or delete that folder"
+          )
     elif self.process_index == 0:
       atomic_write_json(spec_path, spec)
     self.spec = spec
