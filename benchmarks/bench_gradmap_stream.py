@@ -29,7 +29,7 @@ BiSeNet at 1024 px, is not part of this measurement):
   tbN     as now, with N tiles per vmapped batch (Plan.tile_batch; the planner
           chooses 2 at 1024 px);
   splitN  as now, with Plan.split = N (the first layer re-run per tile; the planner
-          chooses 23 at 1024 px, 20 before: b512 re-run per tile).
+          chooses 20 at 1024 px: b512 and b1024 re-run per tile; split23 stores b512 too).
 
 The first image's maps of each variant are saved and compared (`max |diff|`).
 
