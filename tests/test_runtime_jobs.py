@@ -37,6 +37,12 @@ def test_moved_checkpoint_with_the_same_model_resumes(tmp_path):
   assert reread.spec == moved.spec  # the new path is what the workdir records now
   with pytest.raises(jobs.SettingsMismatch, match="checkpoint, model"):  # another model at the new path
     jobs.ShardedJob(tmp_path, "j", dict(spec, checkpoint="/elsewhere", model="beef"), num_shards=2)
+  # A job whose spec embeds the spec of the job it reads (detection reads gradient maps).
+  nested = {"reads": spec, "threshold": 0.5}
+  jobs.ShardedJob(tmp_path, "d", nested, num_shards=1)
+  jobs.ShardedJob(tmp_path, "d", {"reads": dict(spec, checkpoint="/new/place/model"), "threshold": 0.5}, 1)
+  with pytest.raises(jobs.SettingsMismatch, match="reads"):
+    jobs.ShardedJob(tmp_path, "d", {"reads": dict(spec, checkpoint="/x", model="beef"), "threshold": 0.5}, 1)
   jobs.ShardedJob(tmp_path, "k", {"checkpoint": "/a"}, num_shards=1)
   with pytest.raises(jobs.SettingsMismatch, match="checkpoint"):  # no fingerprint: the path is all it has
     jobs.ShardedJob(tmp_path, "k", {"checkpoint": "/b"}, num_shards=1)

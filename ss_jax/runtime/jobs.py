@@ -161,6 +161,21 @@ def same_settings(a, b) -> bool:
   return canon(a) == canon(b)
 
 
+def _moved_checkpoint_only(old, new) -> bool:
+  """Whether two specs differ only in "checkpoint" paths recorded beside a "model" fingerprint (config and
+  every parameter byte), at any depth (a job's spec may embed the spec of the job it reads): the same model
+  at another path, e.g. a moved or copied checkpoint."""
+
+  def strip(x):
+    if isinstance(x, dict):
+      return {k: strip(v) for k, v in x.items() if not (k == "checkpoint" and "model" in x)}
+    if isinstance(x, list):
+      return [strip(v) for v in x]
+    return x
+
+  return same_settings(strip(old), strip(new))
+
+
 class ShardsMissing(RuntimeError):
   """Shards that should exist by now do not (another process still running, or failed)."""
 
@@ -174,8 +189,8 @@ class ShardedJob:
 
   spec: plain data describing everything that determines the results (checkpoint,
   sample counts, seeds, ...). Resuming with a different spec is refused, since
-  mixing shards from two settings would silently corrupt the result; only a new
-  "checkpoint" path with the same "model" fingerprint is accepted (a moved
+  mixing shards from two settings would silently corrupt the result; only new
+  "checkpoint" paths beside the same "model" fingerprints are accepted (a moved
   checkpoint), and recorded. Device and process counts are never part of it.
   process_index, process_count: this process's share of the shards (mine());
   default: jax.process_index() / jax.process_count(), so make the job after
@@ -204,9 +219,7 @@ class ShardedJob:
       old = json.loads(spec_path.read_text())
       if not same_settings(old, spec):
         diff = sorted(k for k in set(old) | set(spec) if not same_settings(old.get(k), spec.get(k)))
-        if diff == ["checkpoint"] and old.get("model") is not None:
-          # The same model (equal fingerprints of every parameter byte) at another path: a moved or
-          # copied checkpoint gives the same results; resume and record where it is now.
+        if _moved_checkpoint_only(old, spec):  # same results: resume and record where it is now
           if self.process_index == 0:
             self._lock()
             atomic_write_json(spec_path, spec)
