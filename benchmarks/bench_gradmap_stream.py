@@ -109,8 +109,8 @@ def worker(case):
   if variant.startswith(("tb", "split")):  # tbN / splitN: now with N tiles per vmapped batch / Plan.split = N
     import dataclasses
 
-    field = "tile_batch" if variant.startswith("tb") else "split"
-    pl = dataclasses.replace(pl, **{field: int(variant[2:] if field == "tile_batch" else variant[5:])})
+    prefix, field = ("tb", "tile_batch") if variant.startswith("tb") else ("split", "split")
+    pl = dataclasses.replace(pl, **{field: int(variant[len(prefix) :])})
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
   put = lambda i: jax.device_put(tuple(v[i : i + 1] for v in styles), NamedSharding(mesh, P("data")))
@@ -119,9 +119,8 @@ def worker(case):
   t = time.perf_counter()
   setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
-  if (
-    variant == "now" or variant == "windows" or variant.startswith(("tb", "split"))
-  ):  # as distributed.map_batches does: the compiler's freed heap back to the OS
+  if variant in ("now", "windows") or variant.startswith(("tb", "split")):  # as distributed.map_batches does:
+    # the compiler's freed heap back to the OS
     memory.release_free_heap()
   compile_s = time.perf_counter() - t
   mem = exe.memory_analysis()

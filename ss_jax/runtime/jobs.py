@@ -217,17 +217,15 @@ class ShardedJob:
       self._lock()  # the settings are recorded under the lock: two new runs cannot both pass
     if spec_path.exists():
       old = json.loads(spec_path.read_text())
-      if not same_settings(old, spec):
+      if not _moved_checkpoint_only(old, spec):  # (equal specs pass too)
         diff = sorted(k for k in set(old) | set(spec) if not same_settings(old.get(k), spec.get(k)))
-        if _moved_checkpoint_only(old, spec):  # same results: resume and record where it is now
-          if self.process_index == 0:
-            self._lock()
-            atomic_write_json(spec_path, spec)
-        else:
-          raise SettingsMismatch(
-            f"{self.dir} holds a job with different settings ({', '.join(diff)}); "
-            "use another --workdir or delete that folder"
-          )
+        raise SettingsMismatch(
+          f"{self.dir} holds a job with different settings ({', '.join(diff)}); "
+          "use another --workdir or delete that folder"
+        )
+      if not same_settings(old, spec) and self.process_index == 0:  # same results: record where it is now
+        self._lock()
+        atomic_write_json(spec_path, spec)
     elif self.process_index == 0:
       atomic_write_json(spec_path, spec)
     self.spec = spec

@@ -297,11 +297,13 @@ def run_benchmark(
     f"{default} + verified (first {n1} images only)": ver["first"],
     f"{default} + verified (first {n1} images, share >= 0.55: previous default)": ver["first_055"],
   }
-  own = " (own category)" if any_category else " (any category)"  # the reading that is not the default
+  other = "own category" if any_category else "any category"  # the reading that is not the default
+  suffix = lambda *tags: f" ({', '.join(tags)})" if tags else ""  # " (CI, own category)", ...
   for r in list(rules):
-    for conf, tag in ((False, ""), (True, " (CI")):
-      rules[f"{r} + verified{tag + ')' if tag else ''}"] = verified_of[r, conf, any_category]
-      rules[f"{r} + verified{(tag + ', ' + own[2:]) if tag else own}"] = verified_of[r, conf, not any_category]
+    for conf in (False, True):
+      ci = ("CI",) if conf else ()
+      rules[f"{r} + verified{suffix(*ci)}"] = verified_of[r, conf, any_category]
+      rules[f"{r} + verified{suffix(*ci, other)}"] = verified_of[r, conf, not any_category]
   rules.update({n: rules[default] & v for n, v in sweep.items()})  # own category, as the previous default
   chosen = f"{default} + verified{' (CI)' if confident else ''}"
   # Oracle: every channel, on seeds of its own, more images while its verdict on any category is open.
@@ -339,7 +341,7 @@ def run_benchmark(
   rows = compare(truth, rules, table.categories)
   rows_decided = compare(truth, rules, table.categories, decided)
   det_rules = [r for r in rules if "verified" not in r]
-  variants = ("", " (CI)", own, f" (CI, {own[2:]}")
+  variants = (suffix(), suffix("CI"), suffix(other), suffix("CI", other))
   cands = [f"{r} + verified{v}" for r in det_rules if r.startswith(f"{default.split()[0]} ") for v in variants]
   split = split_choice(truth, rules, table.categories, cands)
   split_d = split_choice(truth, rules, table.categories, cands, decided)
