@@ -29,7 +29,10 @@ BiSeNet at 1024 px, is not part of this measurement):
   tbN     as now, with N tiles per vmapped batch (Plan.tile_batch; the planner
           chooses 2 at 1024 px);
   splitN  as now, with Plan.split = N (the first layer re-run per tile; the planner
-          chooses 20 at 1024 px: b512 and b1024 re-run per tile; split23 stores b512 too).
+          chooses 20 at 1024 px: b512 and b1024 re-run per tile; split23 stores b512 too);
+  chunkN  as now, with Plan.chunk = N low-layer tangents per vmapped chunk (the planner's
+          budget rounded down to a power of two: 128 at config-f widths; chunk222 is the
+          previous default, 512 channels then ran in chunks of 171).
 
 The first image's maps of each variant are saved and compared (`max |diff|`).
 
@@ -106,10 +109,10 @@ def worker(case):
     layers.UP_TRIM = False
   local.REGROUP = variant != "windows"
   pl = planning.plan(cfg, 32, split=0 if variant == "untransposed" else None)
-  if variant.startswith(("tb", "split")):  # tbN / splitN: now with N tiles per vmapped batch / Plan.split = N
-    import dataclasses
+  if variant.startswith(("tb", "split", "chunk")):  # tbN / splitN / chunkN: now with N tiles per vmapped
+    import dataclasses  # batch / Plan.split = N / N low-layer tangents per chunk
 
-    prefix, field = ("tb", "tile_batch") if variant.startswith("tb") else ("split", "split")
+    prefix, field = {"tb": ("tb", "tile_batch"), "sp": ("split", "split"), "ch": ("chunk", "chunk")}[variant[:2]]
     pl = dataclasses.replace(pl, **{field: int(variant[len(prefix) :])})
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
@@ -119,7 +122,7 @@ def worker(case):
   t = time.perf_counter()
   setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
-  if variant in ("now", "windows") or variant.startswith(("tb", "split")):  # as distributed.map_batches does:
+  if variant in ("now", "windows") or variant.startswith(("tb", "split", "chunk")):  # as distributed.map_batches does:
     # the compiler's freed heap back to the OS
     memory.release_free_heap()
   compile_s = time.perf_counter() - t

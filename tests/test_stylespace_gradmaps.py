@@ -195,3 +195,16 @@ def test_plan_prefers_local_on_fixture_like_models():
   assert planning.plan(n1_like).method == "local"
   big = planning.plan(config_f(256))
   assert big.method == "local" and big.macs < 0.1 * planning.plan(config_f(256), method="forward").macs
+
+
+def test_local_plan_chunks_are_powers_of_two_within_the_memory_budget():
+  from ss_jax.stylegan2.config import style_layout
+  from ss_jax.stylegan2.generator import config_f
+
+  for res in (256, 1024):
+    cfg = config_f(res)
+    pl = planning.plan(cfg)
+    layout = style_layout(cfg)
+    budget = min(planning._default_chunk(layout, pl.cut), planning._contraction_chunk(cfg, layout, pl.cut, pl.tile, 32))
+    assert pl.chunk & (pl.chunk - 1) == 0 and pl.chunk <= budget < 2 * pl.chunk, (res, pl.chunk, budget)
+  assert planning.plan(config_f(256), chunk_size=200).chunk == 200  # an explicit size is kept as given
