@@ -109,8 +109,9 @@ def worker(case):
     layers.UP_TRIM = False
   local.REGROUP = variant != "windows"
   pl = planning.plan(cfg, 32, split=0 if variant == "untransposed" else None)
-  if variant.startswith(("tb", "split", "chunk")):  # tbN / splitN / chunkN: now with N tiles per vmapped
-    import dataclasses  # batch / Plan.split = N / N low-layer tangents per chunk
+  # tbN / splitN / chunkN: now with N tiles per vmapped batch / Plan.split = N / N low-layer tangents per chunk
+  if variant.startswith(("tb", "split", "chunk")):
+    import dataclasses
 
     prefix, field = {"tb": ("tb", "tile_batch"), "sp": ("split", "split"), "ch": ("chunk", "chunk")}[variant[:2]]
     pl = dataclasses.replace(pl, **{field: int(variant[len(prefix) :])})
