@@ -82,6 +82,10 @@ def _categories(n, p, k=11):
   return np.repeat(cats[None] % k, n, axis=0)
 
 
+# Variant prefix -> the Plan field its number sets (tbN, splitN, chunkN: "now" with that field = N).
+PLAN_OVERRIDES = {"tb": "tile_batch", "split": "split", "chunk": "chunk"}
+
+
 def worker(case):
   import jax
   import numpy as np
@@ -109,12 +113,12 @@ def worker(case):
     layers.UP_TRIM = False
   local.REGROUP = variant != "windows"
   pl = planning.plan(cfg, 32, split=0 if variant == "untransposed" else None)
-  # tbN / splitN / chunkN: now with N tiles per vmapped batch / Plan.split = N / N low-layer tangents per chunk
-  if variant.startswith(("tb", "split", "chunk")):
+  override = [p for p in PLAN_OVERRIDES if variant.startswith(p)]
+  if override:
     import dataclasses
 
-    prefix, field = {"tb": ("tb", "tile_batch"), "sp": ("split", "split"), "ch": ("chunk", "chunk")}[variant[:2]]
-    pl = dataclasses.replace(pl, **{field: int(variant[len(prefix) :])})
+    (prefix,) = override
+    pl = dataclasses.replace(pl, **{PLAN_OVERRIDES[prefix]: int(variant[len(prefix) :])})
   cats = _categories(1, 32)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
   put = lambda i: jax.device_put(tuple(v[i : i + 1] for v in styles), NamedSharding(mesh, P("data")))
@@ -123,8 +127,8 @@ def worker(case):
   t = time.perf_counter()
   setup_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # model, styles (high-water mark)
   exe = gradmaps._batched.lower(g, put(0), **kw).compile()
-  if variant in ("now", "windows") or variant.startswith(("tb", "split", "chunk")):  # as distributed.map_batches does:
-    # the compiler's freed heap back to the OS
+  # As distributed.map_batches does: the compiler's freed heap back to the OS.
+  if variant in ("now", "windows") or override:
     memory.release_free_heap()
   compile_s = time.perf_counter() - t
   mem = exe.memory_analysis()
